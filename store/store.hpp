@@ -1,0 +1,242 @@
+// SPDX-License-Identifier: Apache-2.0
+// crm-capture store: the only module that speaks SQL.
+//
+// Callers see three small interfaces (Directory, Activities, SyncState) whose
+// declarations name no SQLite type, so another backend can sit beside the SQLite
+// one later. Every call returns a Result; no exception leaves this module.
+#pragma once
+
+#include <boost/system/result.hpp>
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <vector>
+
+namespace crmcap::store {
+
+// Error of a store operation: a code of store_category() and a message that
+// names what failed and where (file, line, table, id).
+struct Error {
+  std::error_code code;
+  std::string message;
+};
+
+enum class Errc {
+  open_failed = 1,      // the file cannot be opened or is not a database
+  newer_schema,         // written by a newer crm-capture; refuse rather than guess
+  sql_failed,           // a statement failed (constraint, I/O, busy past the timeout)
+  bad_input,            // an import file is malformed; message is "file:line: what"
+  not_found,
+};
+const std::error_category& store_category() noexcept;
+std::error_code make_error_code(Errc e) noexcept;
+Error make_error(Errc e, std::string message);
+
+template <class T>
+using Result = boost::system::result<T, Error>;
+
+// Lets Result<T>::value() throw a readable exception at the top level (tests, CLI).
+[[noreturn]] void throw_exception_from_error(const Error& e, const boost::source_location& loc);
+
+// ---- CRM directory ---------------------------------------------------------
+
+enum class OpportunityStatus { open, won, lost };
+std::string_view to_string(OpportunityStatus s) noexcept;
+std::optional<OpportunityStatus> opportunity_status_from_string(std::string_view s) noexcept;
+
+struct Company {
+  std::string id;  // the CRM's own id, kept as given
+  std::string name;
+  std::vector<std::string> domains;  // normalized: trimmed, lowercase
+};
+
+struct Contact {
+  std::string id;
+  std::string name;
+  std::vector<std::string> emails;  // normalized; the first is the primary one
+  std::string company_id;           // empty when none
+  std::string title;
+  std::string phone;
+};
+
+struct OpportunityContact {
+  std::string contact_id;
+  std::string role;  // may be empty: being linked is itself a role
+};
+
+struct Opportunity {
+  std::string id;
+  std::string name;
+  std::string company_id;
+  std::string stage;
+  std::optional<double> amount;
+  std::string close_date;  // ISO 8601 date (YYYY-MM-DD) or empty
+  OpportunityStatus status = OpportunityStatus::open;
+  std::vector<OpportunityContact> contacts;
+};
+
+struct DirectoryStats {
+  std::int64_t companies = 0, company_domains = 0, contacts = 0, contact_emails = 0,
+               opportunities = 0, open_opportunities = 0, opportunity_contacts = 0;
+};
+
+// Read side of the directory, used by the matcher. Lookups take normalized
+// (lowercase) input and return CRM ids; they are cheap (indexed, statements
+// prepared once) and may be called on the hot path.
+class Directory {
+ public:
+  virtual ~Directory() = default;
+  // The contact owning this address, if any.
+  virtual Result<std::optional<Contact>> contact_by_email(std::string_view email) = 0;
+  // Companies that list exactly this domain.
+  virtual Result<std::vector<Company>> companies_by_domain(std::string_view domain) = 0;
+  // Open opportunities of a company.
+  virtual Result<std::vector<Opportunity>> open_opportunities_of_company(
+      std::string_view company_id) = 0;
+  // Open opportunities on which the contact has a role.
+  virtual Result<std::vector<Opportunity>> open_opportunities_of_contact(
+      std::string_view contact_id) = 0;
+  virtual Result<std::optional<Company>> company(std::string_view id) = 0;
+  virtual Result<std::optional<Opportunity>> opportunity(std::string_view id) = 0;
+  virtual Result<DirectoryStats> stats() = 0;
+};
+
+// Write side of the directory (CSV import now, the API's PUT/DELETE later).
+// Each call is one transaction: all rows or none. With `replace`, rows of that
+// kind absent from `rows` are deleted too.
+class DirectoryWriter {
+ public:
+  virtual ~DirectoryWriter() = default;
+  virtual Result<std::size_t> upsert_companies(const std::vector<Company>& rows, bool replace) = 0;
+  virtual Result<std::size_t> upsert_contacts(const std::vector<Contact>& rows, bool replace) = 0;
+  virtual Result<std::size_t> upsert_opportunities(const std::vector<Opportunity>& rows,
+                                                   bool replace) = 0;
+  // Which of these company/contact ids exist (for validating an import).
+  virtual Result<std::vector<std::string>> missing_company_ids(
+      const std::vector<std::string>& ids) = 0;
+  virtual Result<std::vector<std::string>> missing_contact_ids(
+      const std::vector<std::string>& ids) = 0;
+};
+
+// ---- Activities and decisions ---------------------------------------------
+
+enum class ActivityKind { email, meeting };
+enum class Direction { inbound, outbound, internal };
+// Every message seen gets a row; status says what capture decided.
+enum class DecisionStatus { captured, skipped, failed };
+std::string_view to_string(ActivityKind k) noexcept;
+std::string_view to_string(Direction d) noexcept;
+std::string_view to_string(DecisionStatus s) noexcept;
+
+struct Participant {
+  std::string address;  // normalized
+  std::string name;
+  std::string role;        // from, to, cc, bcc, organizer, attendee
+  std::string contact_id;  // empty when not matched
+  std::string company_id;  // empty when not matched
+};
+
+// Where a message was seen: one row per (mailbox, folder, uidvalidity, uid).
+struct SourceRef {
+  std::string mailbox;  // configured mailbox name, or "local" for ingest
+  std::string folder;
+  std::int64_t uidvalidity = 0;  // 0 for local files
+  std::int64_t uid = 0;          // 0 for local files
+  std::string path;              // local file path, empty for IMAP
+};
+
+struct Activity {
+  std::string id;          // stable: derived from source_key
+  std::string source_key;  // "mid:<message-id>" or "syn:<hash>"; unique
+  ActivityKind kind = ActivityKind::email;
+  Direction direction = Direction::inbound;
+  DecisionStatus status = DecisionStatus::captured;
+  std::string occurred_at;  // ISO 8601 UTC, "YYYY-MM-DDTHH:MM:SSZ"
+  std::string subject;
+  std::string snippet;
+  std::string message_id;
+  std::string thread_key;
+  std::string opportunity_id;  // empty when none
+  std::string reason;          // the human-readable explanation
+  std::string rule;            // skip rule or failure class; empty when captured
+  std::vector<Participant> participants;
+  std::vector<std::string> contact_ids;  // distinct, in participant order
+  std::vector<std::string> company_ids;
+  std::vector<SourceRef> sources;  // filled on read
+  std::string updated_at;
+};
+
+// A folder's (or calendar's) sync cursor. Committed together with the batch of
+// activities that it covers.
+struct SyncCursor {
+  std::string mailbox;
+  std::string folder;
+  std::int64_t uidvalidity = 0;
+  std::int64_t highest_uid = 0;
+  std::int64_t highest_modseq = 0;
+  std::string extra;  // connector-specific state (JSON), opaque to the store
+};
+
+struct ActivityFilter {
+  std::string contact_id, company_id, opportunity_id;
+  std::string since;  // ISO 8601 UTC, inclusive
+  std::optional<ActivityKind> kind;
+  std::optional<DecisionStatus> status;  // default: every status
+  std::size_t limit = 0;                 // 0: no limit
+};
+
+// A batch is what one commit covers. The rows upsert by source_key: the same
+// message seen again (another folder, another run) updates its row and adds its
+// source; the cursor, when given, commits in the same transaction.
+struct Batch {
+  struct Item {
+    Activity activity;
+    SourceRef source;
+  };
+  std::vector<Item> items;
+  std::optional<SyncCursor> cursor;
+};
+
+class Activities {
+ public:
+  virtual ~Activities() = default;
+  virtual Result<void> commit(const Batch& batch) = 0;
+  virtual Result<std::vector<Activity>> list(const ActivityFilter& filter) = 0;
+  virtual Result<std::optional<Activity>> get(std::string_view id) = 0;
+  virtual Result<std::optional<Activity>> by_source_key(std::string_view source_key) = 0;
+  // The opportunity of the most recent captured activity in the thread, if any.
+  virtual Result<std::optional<std::string>> thread_opportunity(std::string_view thread_key) = 0;
+};
+
+class SyncState {
+ public:
+  virtual ~SyncState() = default;
+  virtual Result<std::optional<SyncCursor>> cursor(std::string_view mailbox,
+                                                   std::string_view folder) = 0;
+  virtual Result<std::vector<SyncCursor>> cursors(std::string_view mailbox) = 0;
+  virtual Result<void> put_cursor(const SyncCursor& c) = 0;
+  // Source keys already known in a folder at this UIDVALIDITY, by UID (to skip
+  // refetching and to re-map after a UIDVALIDITY change).
+  virtual Result<std::vector<std::pair<std::int64_t, std::string>>> known_uids(
+      std::string_view mailbox, std::string_view folder, std::int64_t uidvalidity) = 0;
+};
+
+// The SQLite store: one file, WAL, foreign keys on, busy_timeout set; schema made
+// and upgraded by numbered migrations in PRAGMA user_version.
+class Store : public Directory, public DirectoryWriter, public Activities, public SyncState {
+ public:
+  // Opens (creating if absent) and migrates. Fails with Errc::newer_schema when
+  // the file was written by a newer version.
+  static Result<std::unique_ptr<Store>> open(const std::string& path);
+  virtual int schema_version() const = 0;
+  static int latest_schema_version() noexcept;
+};
+
+}  // namespace crmcap::store
+
+template <>
+struct std::is_error_code_enum<crmcap::store::Errc> : std::true_type {};
