@@ -26,10 +26,10 @@ struct Error {
 };
 
 enum class Errc {
-  open_failed = 1,      // the file cannot be opened or is not a database
-  newer_schema,         // written by a newer crm-capture; refuse rather than guess
-  sql_failed,           // a statement failed (constraint, I/O, busy past the timeout)
-  bad_input,            // an import file is malformed; message is "file:line: what"
+  open_failed = 1,  // the file cannot be opened or is not a database
+  newer_schema,     // written by a newer crm-capture; refuse rather than guess
+  sql_failed,       // a statement failed (constraint, I/O, busy past the timeout)
+  bad_input,        // an import file is malformed; message is "file:line: what"
   not_found,
 };
 const std::error_category& store_category() noexcept;

@@ -1,0 +1,722 @@
+// SPDX-License-Identifier: Apache-2.0
+// The SQLite implementation of the store interfaces (SQLiteCpp). Every public
+// call catches SQLite::Exception and returns it as an Error: nothing throws out.
+#include "store/schema.hpp"
+#include "store/store.hpp"
+#include "store/util.hpp"
+
+#include <SQLiteCpp/SQLiteCpp.h>
+
+#include <chrono>
+#include <ctime>
+#include <stdexcept>
+#include <unordered_map>
+
+namespace crmcap::store {
+
+// ---- errors and enums --------------------------------------------------------
+
+namespace {
+
+class StoreCategory final : public std::error_category {
+ public:
+  const char* name() const noexcept override { return "crmcap.store"; }
+  std::string message(int ev) const override {
+    switch (static_cast<Errc>(ev)) {
+      case Errc::open_failed:
+        return "cannot open the store";
+      case Errc::newer_schema:
+        return "store written by a newer version";
+      case Errc::sql_failed:
+        return "store statement failed";
+      case Errc::bad_input:
+        return "bad input";
+      case Errc::not_found:
+        return "not found";
+    }
+    return "unknown store error";
+  }
+};
+
+}  // namespace
+
+const std::error_category& store_category() noexcept {
+  static const StoreCategory category;
+  return category;
+}
+
+std::error_code make_error_code(Errc e) noexcept { return {static_cast<int>(e), store_category()}; }
+
+Error make_error(Errc e, std::string message) {
+  return Error{make_error_code(e), std::move(message)};
+}
+
+void throw_exception_from_error(const Error& e, const boost::source_location&) {
+  throw std::runtime_error(e.message);
+}
+
+std::string_view to_string(OpportunityStatus s) noexcept {
+  switch (s) {
+    case OpportunityStatus::open:
+      return "open";
+    case OpportunityStatus::won:
+      return "won";
+    case OpportunityStatus::lost:
+      return "lost";
+  }
+  return "open";
+}
+
+std::optional<OpportunityStatus> opportunity_status_from_string(std::string_view s) noexcept {
+  if (s == "open") return OpportunityStatus::open;
+  if (s == "won") return OpportunityStatus::won;
+  if (s == "lost") return OpportunityStatus::lost;
+  return std::nullopt;
+}
+
+std::string_view to_string(ActivityKind k) noexcept {
+  return k == ActivityKind::email ? "email" : "meeting";
+}
+
+std::string_view to_string(Direction d) noexcept {
+  switch (d) {
+    case Direction::inbound:
+      return "inbound";
+    case Direction::outbound:
+      return "outbound";
+    case Direction::internal:
+      return "internal";
+  }
+  return "inbound";
+}
+
+std::string_view to_string(DecisionStatus s) noexcept {
+  switch (s) {
+    case DecisionStatus::captured:
+      return "captured";
+    case DecisionStatus::skipped:
+      return "skipped";
+    case DecisionStatus::failed:
+      return "failed";
+  }
+  return "failed";
+}
+
+namespace {
+
+ActivityKind kind_from(std::string_view s) {
+  return s == "meeting" ? ActivityKind::meeting : ActivityKind::email;
+}
+Direction direction_from(std::string_view s) {
+  if (s == "outbound") return Direction::outbound;
+  if (s == "internal") return Direction::internal;
+  return Direction::inbound;
+}
+DecisionStatus status_from(std::string_view s) {
+  if (s == "skipped") return DecisionStatus::skipped;
+  if (s == "failed") return DecisionStatus::failed;
+  return DecisionStatus::captured;
+}
+
+std::string now_iso() {
+  const std::time_t t = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+Error sql_error(std::string_view what, const std::exception& e) {
+  return make_error(Errc::sql_failed, detail::cat(what, ": ", e.what()));
+}
+
+// ---- the store ----------------------------------------------------------------
+
+class SqliteStore final : public Store {
+ public:
+  explicit SqliteStore(SQLite::Database db, int version) : db_(std::move(db)), version_(version) {}
+
+  int schema_version() const override { return version_; }
+
+  // Directory ---------------------------------------------------------------
+
+  Result<std::optional<Contact>> contact_by_email(std::string_view email) override try {
+    auto& st = stmt(
+        "SELECT c.id, c.name, COALESCE(c.company_id, ''), c.title, c.phone FROM contact_emails e "
+        "JOIN contacts c ON c.id = e.contact_id WHERE e.email = ? "
+        "ORDER BY e.position, c.id LIMIT 1");
+    st.bind(1, std::string(email));
+    std::optional<Contact> out;
+    if (st.executeStep()) {
+      out = Contact{st.getColumn(0).getString(), st.getColumn(1).getString(),
+                    {std::string(email)},        st.getColumn(2).getString(),
+                    st.getColumn(3).getString(), st.getColumn(4).getString()};
+    }
+    return out;
+  } catch (const std::exception& e) {
+    return sql_error("contact lookup", e);
+  }
+
+  Result<std::vector<Company>> companies_by_domain(std::string_view domain) override try {
+    auto& st = stmt(
+        "SELECT c.id, c.name FROM company_domains d JOIN companies c ON c.id = d.company_id "
+        "WHERE d.domain = ? ORDER BY c.id");
+    st.bind(1, std::string(domain));
+    std::vector<Company> out;
+    while (st.executeStep()) {
+      out.push_back(
+          Company{st.getColumn(0).getString(), st.getColumn(1).getString(), {std::string(domain)}});
+    }
+    return out;
+  } catch (const std::exception& e) {
+    return sql_error("domain lookup", e);
+  }
+
+  Result<std::vector<Opportunity>> open_opportunities_of_company(
+      std::string_view company_id) override try {
+    auto& st = stmt(std::string(k_opp_select) +
+                    " WHERE o.company_id = ? AND o.status = 'open' ORDER BY o.id");
+    st.bind(1, std::string(company_id));
+    return read_opportunities(st);
+  } catch (const std::exception& e) {
+    return sql_error("opportunity lookup", e);
+  }
+
+  Result<std::vector<Opportunity>> open_opportunities_of_contact(
+      std::string_view contact_id) override try {
+    auto& st = stmt(std::string(k_opp_select) +
+                    " JOIN opportunity_contacts oc ON oc.opportunity_id = o.id"
+                    " WHERE oc.contact_id = ? AND o.status = 'open' ORDER BY o.id");
+    st.bind(1, std::string(contact_id));
+    return read_opportunities(st);
+  } catch (const std::exception& e) {
+    return sql_error("opportunity lookup", e);
+  }
+
+  Result<std::optional<Company>> company(std::string_view id) override try {
+    auto& st = stmt("SELECT id, name FROM companies WHERE id = ?");
+    st.bind(1, std::string(id));
+    std::optional<Company> out;
+    if (st.executeStep()) {
+      out = Company{st.getColumn(0).getString(), st.getColumn(1).getString(), {}};
+      st.reset();
+      auto& d = stmt("SELECT domain FROM company_domains WHERE company_id = ? ORDER BY domain");
+      d.bind(1, std::string(id));
+      while (d.executeStep()) out->domains.push_back(d.getColumn(0).getString());
+    }
+    return out;
+  } catch (const std::exception& e) {
+    return sql_error("company lookup", e);
+  }
+
+  Result<std::optional<Opportunity>> opportunity(std::string_view id) override try {
+    auto& st = stmt(std::string(k_opp_select) + " WHERE o.id = ?");
+    st.bind(1, std::string(id));
+    auto rows = read_opportunities(st);
+    std::optional<Opportunity> out;
+    if (!rows.empty()) {
+      out = std::move(rows.front());
+      auto& c = stmt(
+          "SELECT contact_id, role FROM opportunity_contacts WHERE opportunity_id = ? "
+          "ORDER BY contact_id");
+      c.bind(1, std::string(id));
+      while (c.executeStep()) {
+        out->contacts.push_back({c.getColumn(0).getString(), c.getColumn(1).getString()});
+      }
+    }
+    return out;
+  } catch (const std::exception& e) {
+    return sql_error("opportunity lookup", e);
+  }
+
+  Result<DirectoryStats> stats() override try {
+    DirectoryStats s;
+    auto count = [&](const char* sql) {
+      SQLite::Statement st(db_, sql);
+      st.executeStep();
+      return st.getColumn(0).getInt64();
+    };
+    s.companies = count("SELECT count(*) FROM companies");
+    s.company_domains = count("SELECT count(*) FROM company_domains");
+    s.contacts = count("SELECT count(*) FROM contacts");
+    s.contact_emails = count("SELECT count(*) FROM contact_emails");
+    s.opportunities = count("SELECT count(*) FROM opportunities");
+    s.open_opportunities = count("SELECT count(*) FROM opportunities WHERE status = 'open'");
+    s.opportunity_contacts = count("SELECT count(*) FROM opportunity_contacts");
+    return s;
+  } catch (const std::exception& e) {
+    return sql_error("directory stats", e);
+  }
+
+  // DirectoryWriter -----------------------------------------------------------
+
+  Result<std::size_t> upsert_companies(const std::vector<Company>& rows, bool replace) override
+      try {
+    SQLite::Transaction tx(db_);
+    const std::string now = now_iso();
+    auto& up = stmt(
+        "INSERT INTO companies (id, name, updated_at) VALUES (?, ?, ?) "
+        "ON CONFLICT (id) DO UPDATE SET name = excluded.name, updated_at = excluded.updated_at");
+    auto& del = stmt("DELETE FROM company_domains WHERE company_id = ?");
+    auto& dom = stmt("INSERT OR IGNORE INTO company_domains (domain, company_id) VALUES (?, ?)");
+    for (const auto& c : rows) {
+      run(up, c.id, c.name, now);
+      run(del, c.id);
+      for (const auto& d : c.domains) run(dom, d, c.id);
+    }
+    if (replace) delete_absent("companies", rows);
+    tx.commit();
+    return rows.size();
+  } catch (const std::exception& e) {
+    return sql_error("importing companies", e);
+  }
+
+  Result<std::size_t> upsert_contacts(const std::vector<Contact>& rows, bool replace) override try {
+    SQLite::Transaction tx(db_);
+    const std::string now = now_iso();
+    auto& up = stmt(
+        "INSERT INTO contacts (id, name, company_id, title, phone, updated_at) "
+        "VALUES (?, ?, NULLIF(?, ''), ?, ?, ?) ON CONFLICT (id) DO UPDATE SET "
+        "name = excluded.name, company_id = excluded.company_id, title = excluded.title, "
+        "phone = excluded.phone, updated_at = excluded.updated_at");
+    auto& del = stmt("DELETE FROM contact_emails WHERE contact_id = ?");
+    auto& em =
+        stmt("INSERT OR IGNORE INTO contact_emails (email, contact_id, position) VALUES (?, ?, ?)");
+    for (const auto& c : rows) {
+      run(up, c.id, c.name, c.company_id, c.title, c.phone, now);
+      run(del, c.id);
+      for (std::size_t i = 0; i < c.emails.size(); ++i) {
+        run(em, c.emails[i], c.id, static_cast<std::int64_t>(i));
+      }
+    }
+    if (replace) delete_absent("contacts", rows);
+    tx.commit();
+    return rows.size();
+  } catch (const std::exception& e) {
+    return sql_error("importing contacts", e);
+  }
+
+  Result<std::size_t> upsert_opportunities(const std::vector<Opportunity>& rows,
+                                           bool replace) override try {
+    SQLite::Transaction tx(db_);
+    const std::string now = now_iso();
+    auto& up = stmt(
+        "INSERT INTO opportunities (id, name, company_id, stage, amount, close_date, status, "
+        "updated_at) VALUES (?, ?, NULLIF(?, ''), ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET "
+        "name = excluded.name, company_id = excluded.company_id, stage = excluded.stage, "
+        "amount = excluded.amount, close_date = excluded.close_date, status = excluded.status, "
+        "updated_at = excluded.updated_at");
+    auto& del = stmt("DELETE FROM opportunity_contacts WHERE opportunity_id = ?");
+    auto& oc = stmt(
+        "INSERT OR IGNORE INTO opportunity_contacts (opportunity_id, contact_id, role) "
+        "VALUES (?, ?, ?)");
+    for (const auto& o : rows) {
+      up.bind(1, o.id);
+      up.bind(2, o.name);
+      up.bind(3, o.company_id);
+      up.bind(4, o.stage);
+      if (o.amount) {
+        up.bind(5, *o.amount);
+      } else {
+        up.bind(5);
+      }
+      up.bind(6, o.close_date);
+      up.bind(7, std::string(to_string(o.status)));
+      up.bind(8, now);
+      up.exec();
+      up.reset();
+      run(del, o.id);
+      for (const auto& c : o.contacts) run(oc, o.id, c.contact_id, c.role);
+    }
+    if (replace) delete_absent("opportunities", rows);
+    tx.commit();
+    return rows.size();
+  } catch (const std::exception& e) {
+    return sql_error("importing opportunities", e);
+  }
+
+  Result<std::vector<std::string>> missing_company_ids(
+      const std::vector<std::string>& ids) override {
+    return missing_ids("SELECT 1 FROM companies WHERE id = ?", ids);
+  }
+  Result<std::vector<std::string>> missing_contact_ids(
+      const std::vector<std::string>& ids) override {
+    return missing_ids("SELECT 1 FROM contacts WHERE id = ?", ids);
+  }
+
+  // Activities --------------------------------------------------------------
+
+  Result<void> commit(const Batch& batch) override try {
+    SQLite::Transaction tx(db_);
+    const std::string now = now_iso();
+    auto& up = stmt(
+        "INSERT INTO activities (id, source_key, kind, direction, status, occurred_at, subject, "
+        "snippet, message_id, thread_key, opportunity_id, reason, rule, created_at, updated_at) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (source_key) DO UPDATE "
+        "SET kind = excluded.kind, direction = excluded.direction, status = excluded.status, "
+        "occurred_at = excluded.occurred_at, subject = excluded.subject, "
+        "snippet = excluded.snippet, message_id = excluded.message_id, "
+        "thread_key = excluded.thread_key, opportunity_id = excluded.opportunity_id, "
+        "reason = excluded.reason, rule = excluded.rule, updated_at = excluded.updated_at "
+        "WHERE activities.kind IS NOT excluded.kind OR activities.direction IS NOT "
+        "excluded.direction OR activities.status IS NOT excluded.status OR "
+        "activities.occurred_at IS NOT excluded.occurred_at OR activities.subject IS NOT "
+        "excluded.subject OR activities.snippet IS NOT excluded.snippet OR "
+        "activities.thread_key IS NOT excluded.thread_key OR activities.opportunity_id IS NOT "
+        "excluded.opportunity_id OR activities.reason IS NOT excluded.reason OR "
+        "activities.rule IS NOT excluded.rule");
+    auto& get_id = stmt("SELECT id FROM activities WHERE source_key = ?");
+    auto& del_p = stmt("DELETE FROM activity_participants WHERE activity_id = ?");
+    auto& ins_p = stmt(
+        "INSERT INTO activity_participants (activity_id, position, address, name, role, "
+        "contact_id, company_id) VALUES (?, ?, ?, ?, ?, ?, ?)");
+    auto& ins_s = stmt(
+        "INSERT INTO activity_sources (activity_id, mailbox, folder, uidvalidity, uid, path, "
+        "seen_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET "
+        "activity_id = excluded.activity_id");
+    for (const auto& item : batch.items) {
+      const Activity& a = item.activity;
+      run(up, a.id, a.source_key, std::string(to_string(a.kind)),
+          std::string(to_string(a.direction)), std::string(to_string(a.status)), a.occurred_at,
+          a.subject, a.snippet, a.message_id, a.thread_key, a.opportunity_id, a.reason, a.rule, now,
+          now);
+      const bool changed = db_.getChanges() > 0;
+      // The id of the row that holds this source key: an older row keeps its id.
+      get_id.bind(1, a.source_key);
+      get_id.executeStep();
+      const std::string id = get_id.getColumn(0).getString();
+      get_id.reset();
+      if (changed) {
+        run(del_p, id);
+        for (std::size_t i = 0; i < a.participants.size(); ++i) {
+          const Participant& p = a.participants[i];
+          run(ins_p, id, static_cast<std::int64_t>(i), p.address, p.name, p.role, p.contact_id,
+              p.company_id);
+        }
+      }
+      const SourceRef& s = item.source;
+      run(ins_s, id, s.mailbox, s.folder, s.uidvalidity, s.uid, s.path, now);
+    }
+    if (batch.cursor) write_cursor(*batch.cursor, now);
+    tx.commit();
+    return {};
+  } catch (const std::exception& e) {
+    return sql_error("committing activities", e);
+  }
+
+  Result<std::vector<Activity>> list(const ActivityFilter& f) override try {
+    std::string sql = std::string(k_act_select) + " WHERE 1 = 1";
+    std::vector<std::string> args;
+    if (!f.contact_id.empty()) {
+      sql += " AND a.id IN (SELECT activity_id FROM activity_participants WHERE contact_id = ?)";
+      args.push_back(f.contact_id);
+    }
+    if (!f.company_id.empty()) {
+      sql += " AND a.id IN (SELECT activity_id FROM activity_participants WHERE company_id = ?)";
+      args.push_back(f.company_id);
+    }
+    if (!f.opportunity_id.empty()) {
+      sql += " AND a.opportunity_id = ?";
+      args.push_back(f.opportunity_id);
+    }
+    if (!f.since.empty()) {
+      sql += " AND a.occurred_at >= ?";
+      args.push_back(f.since);
+    }
+    if (f.kind) {
+      sql += " AND a.kind = ?";
+      args.emplace_back(to_string(*f.kind));
+    }
+    if (f.status) {
+      sql += " AND a.status = ?";
+      args.emplace_back(to_string(*f.status));
+    }
+    sql += " ORDER BY a.occurred_at, a.id";
+    if (f.limit > 0) sql += detail::cat(" LIMIT ", f.limit);
+    SQLite::Statement st(db_, sql);
+    for (std::size_t i = 0; i < args.size(); ++i) st.bind(static_cast<int>(i + 1), args[i]);
+    std::vector<Activity> out;
+    while (st.executeStep()) out.push_back(read_activity(st));
+    for (auto& a : out) fill_activity(a);
+    return out;
+  } catch (const std::exception& e) {
+    return sql_error("listing activities", e);
+  }
+
+  Result<std::optional<Activity>> get(std::string_view id) override {
+    return get_one(" WHERE a.id = ?", id);
+  }
+  Result<std::optional<Activity>> by_source_key(std::string_view key) override {
+    return get_one(" WHERE a.source_key = ?", key);
+  }
+
+  Result<std::optional<std::string>> thread_opportunity(std::string_view thread_key) override try {
+    auto& st = stmt(
+        "SELECT opportunity_id FROM activities WHERE thread_key = ? AND status = 'captured' "
+        "AND opportunity_id <> '' ORDER BY occurred_at DESC, id LIMIT 1");
+    st.bind(1, std::string(thread_key));
+    std::optional<std::string> out;
+    if (st.executeStep()) out = st.getColumn(0).getString();
+    return out;
+  } catch (const std::exception& e) {
+    return sql_error("thread lookup", e);
+  }
+
+  // SyncState -----------------------------------------------------------------
+
+  Result<std::optional<SyncCursor>> cursor(std::string_view mailbox,
+                                           std::string_view folder) override try {
+    auto& st = stmt(std::string(k_cursor_select) + " WHERE mailbox = ? AND folder = ?");
+    st.bind(1, std::string(mailbox));
+    st.bind(2, std::string(folder));
+    std::optional<SyncCursor> out;
+    if (st.executeStep()) out = read_cursor(st);
+    return out;
+  } catch (const std::exception& e) {
+    return sql_error("reading sync state", e);
+  }
+
+  Result<std::vector<SyncCursor>> cursors(std::string_view mailbox) override try {
+    auto& st = stmt(std::string(k_cursor_select) + " WHERE mailbox = ? ORDER BY folder");
+    st.bind(1, std::string(mailbox));
+    std::vector<SyncCursor> out;
+    while (st.executeStep()) out.push_back(read_cursor(st));
+    return out;
+  } catch (const std::exception& e) {
+    return sql_error("reading sync state", e);
+  }
+
+  Result<void> put_cursor(const SyncCursor& c) override try {
+    write_cursor(c, now_iso());
+    return {};
+  } catch (const std::exception& e) {
+    return sql_error("writing sync state", e);
+  }
+
+  Result<std::vector<std::pair<std::int64_t, std::string>>> known_uids(
+      std::string_view mailbox, std::string_view folder, std::int64_t uidvalidity) override try {
+    auto& st = stmt(
+        "SELECT s.uid, a.source_key FROM activity_sources s JOIN activities a "
+        "ON a.id = s.activity_id WHERE s.mailbox = ? AND s.folder = ? AND s.uidvalidity = ? "
+        "ORDER BY s.uid");
+    st.bind(1, std::string(mailbox));
+    st.bind(2, std::string(folder));
+    st.bind(3, uidvalidity);
+    std::vector<std::pair<std::int64_t, std::string>> out;
+    while (st.executeStep()) {
+      out.emplace_back(st.getColumn(0).getInt64(), st.getColumn(1).getString());
+    }
+    return out;
+  } catch (const std::exception& e) {
+    return sql_error("reading known uids", e);
+  }
+
+ private:
+  static constexpr const char* k_opp_select =
+      "SELECT o.id, o.name, COALESCE(o.company_id, ''), o.stage, o.amount, o.close_date, "
+      "o.status FROM opportunities o";
+  static constexpr const char* k_act_select =
+      "SELECT a.id, a.source_key, a.kind, a.direction, a.status, a.occurred_at, a.subject, "
+      "a.snippet, a.message_id, a.thread_key, a.opportunity_id, a.reason, a.rule, a.updated_at "
+      "FROM activities a";
+  static constexpr const char* k_cursor_select =
+      "SELECT mailbox, folder, uidvalidity, highest_uid, highest_modseq, extra FROM sync_state";
+
+  // Statements are prepared once and kept; each use starts from a reset one.
+  SQLite::Statement& stmt(const std::string& sql) {
+    auto it = cache_.find(sql);
+    if (it == cache_.end()) {
+      it = cache_.emplace(sql, std::make_unique<SQLite::Statement>(db_, sql)).first;
+    }
+    it->second->reset();
+    it->second->clearBindings();
+    return *it->second;
+  }
+
+  template <class... Args>
+  static void run(SQLite::Statement& st, const Args&... args) {
+    int i = 0;
+    (st.bind(++i, args), ...);
+    st.exec();
+    st.reset();
+  }
+
+  template <class Row>
+  void delete_absent(const std::string& table, const std::vector<Row>& rows) {
+    db_.exec("CREATE TEMP TABLE IF NOT EXISTS keep_ids (id TEXT PRIMARY KEY)");
+    db_.exec("DELETE FROM temp.keep_ids");
+    auto& ins = stmt("INSERT OR IGNORE INTO temp.keep_ids (id) VALUES (?)");
+    for (const auto& r : rows) run(ins, r.id);
+    db_.exec("DELETE FROM " + table + " WHERE id NOT IN (SELECT id FROM temp.keep_ids)");
+    db_.exec("DELETE FROM temp.keep_ids");
+  }
+
+  Result<std::vector<std::string>> missing_ids(const std::string& sql,
+                                               const std::vector<std::string>& ids) try {
+    std::vector<std::string> out;
+    for (const auto& id : ids) {
+      auto& st = stmt(sql);
+      st.bind(1, id);
+      if (!st.executeStep()) out.push_back(id);
+    }
+    return out;
+  } catch (const std::exception& e) {
+    return sql_error("checking ids", e);
+  }
+
+  static std::vector<Opportunity> read_opportunities(SQLite::Statement& st) {
+    std::vector<Opportunity> out;
+    while (st.executeStep()) {
+      Opportunity o;
+      o.id = st.getColumn(0).getString();
+      o.name = st.getColumn(1).getString();
+      o.company_id = st.getColumn(2).getString();
+      o.stage = st.getColumn(3).getString();
+      if (!st.getColumn(4).isNull()) o.amount = st.getColumn(4).getDouble();
+      o.close_date = st.getColumn(5).getString();
+      o.status = opportunity_status_from_string(st.getColumn(6).getString())
+                     .value_or(OpportunityStatus::open);
+      out.push_back(std::move(o));
+    }
+    return out;
+  }
+
+  static Activity read_activity(SQLite::Statement& st) {
+    Activity a;
+    a.id = st.getColumn(0).getString();
+    a.source_key = st.getColumn(1).getString();
+    a.kind = kind_from(st.getColumn(2).getString());
+    a.direction = direction_from(st.getColumn(3).getString());
+    a.status = status_from(st.getColumn(4).getString());
+    a.occurred_at = st.getColumn(5).getString();
+    a.subject = st.getColumn(6).getString();
+    a.snippet = st.getColumn(7).getString();
+    a.message_id = st.getColumn(8).getString();
+    a.thread_key = st.getColumn(9).getString();
+    a.opportunity_id = st.getColumn(10).getString();
+    a.reason = st.getColumn(11).getString();
+    a.rule = st.getColumn(12).getString();
+    a.updated_at = st.getColumn(13).getString();
+    return a;
+  }
+
+  void fill_activity(Activity& a) {
+    auto& p = stmt(
+        "SELECT address, name, role, contact_id, company_id FROM activity_participants "
+        "WHERE activity_id = ? ORDER BY position");
+    p.bind(1, a.id);
+    while (p.executeStep()) {
+      Participant x{p.getColumn(0).getString(), p.getColumn(1).getString(),
+                    p.getColumn(2).getString(), p.getColumn(3).getString(),
+                    p.getColumn(4).getString()};
+      auto add_unique = [](std::vector<std::string>& v, const std::string& s) {
+        if (!s.empty() && std::find(v.begin(), v.end(), s) == v.end()) v.push_back(s);
+      };
+      add_unique(a.contact_ids, x.contact_id);
+      add_unique(a.company_ids, x.company_id);
+      a.participants.push_back(std::move(x));
+    }
+    auto& s = stmt(
+        "SELECT mailbox, folder, uidvalidity, uid, path FROM activity_sources "
+        "WHERE activity_id = ? ORDER BY mailbox, folder, uidvalidity, uid, path");
+    s.bind(1, a.id);
+    while (s.executeStep()) {
+      a.sources.push_back(SourceRef{s.getColumn(0).getString(), s.getColumn(1).getString(),
+                                    s.getColumn(2).getInt64(), s.getColumn(3).getInt64(),
+                                    s.getColumn(4).getString()});
+    }
+  }
+
+  Result<std::optional<Activity>> get_one(const char* where, std::string_view key) try {
+    auto& st = stmt(std::string(k_act_select) + where);
+    st.bind(1, std::string(key));
+    std::optional<Activity> out;
+    if (st.executeStep()) {
+      out = read_activity(st);
+      st.reset();
+      fill_activity(*out);
+    }
+    return out;
+  } catch (const std::exception& e) {
+    return sql_error("reading an activity", e);
+  }
+
+  static SyncCursor read_cursor(SQLite::Statement& st) {
+    return SyncCursor{st.getColumn(0).getString(), st.getColumn(1).getString(),
+                      st.getColumn(2).getInt64(),  st.getColumn(3).getInt64(),
+                      st.getColumn(4).getInt64(),  st.getColumn(5).getString()};
+  }
+
+  void write_cursor(const SyncCursor& c, const std::string& now) {
+    auto& st = stmt(
+        "INSERT INTO sync_state (mailbox, folder, uidvalidity, highest_uid, highest_modseq, "
+        "extra, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (mailbox, folder) DO UPDATE "
+        "SET uidvalidity = excluded.uidvalidity, highest_uid = excluded.highest_uid, "
+        "highest_modseq = excluded.highest_modseq, extra = excluded.extra, "
+        "updated_at = excluded.updated_at");
+    run(st, c.mailbox, c.folder, c.uidvalidity, c.highest_uid, c.highest_modseq, c.extra, now);
+  }
+
+  SQLite::Database db_;
+  int version_;
+  std::unordered_map<std::string, std::unique_ptr<SQLite::Statement>> cache_;
+};
+
+}  // namespace
+
+int Store::latest_schema_version() noexcept {
+  return static_cast<int>(detail::migrations().size());
+}
+
+Result<std::unique_ptr<Store>> Store::open(const std::string& path) {
+  return detail::open_at_version(path, latest_schema_version());
+}
+
+namespace detail {
+
+Result<std::unique_ptr<Store>> open_at_version(const std::string& path, int target) {
+  std::optional<SQLite::Database> db;
+  try {
+    db.emplace(path, SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE, 5000);
+    // journal_mode returns a row; exec() would complain about it.
+    SQLite::Statement wal(*db, "PRAGMA journal_mode = WAL");
+    wal.executeStep();
+    db->exec("PRAGMA foreign_keys = ON");
+    db->exec("PRAGMA synchronous = NORMAL");
+  } catch (const std::exception& e) {
+    return make_error(Errc::open_failed, detail::cat(path, ": cannot open store: ", e.what()));
+  }
+  int version = 0;
+  try {
+    version = db->execAndGet("PRAGMA user_version").getInt();
+  } catch (const std::exception& e) {
+    return make_error(Errc::open_failed,
+                      detail::cat(path, ": not a crm-capture store: ", e.what()));
+  }
+  const int latest = Store::latest_schema_version();
+  if (version > latest) {
+    return make_error(Errc::newer_schema,
+                      detail::cat(path, ": store schema version ", version,
+                                  " is newer than this crm-capture supports (", latest,
+                                  "); upgrade crm-capture or use another store"));
+  }
+  const auto steps = migrations();
+  for (int v = version; v < target && v < latest; ++v) {
+    try {
+      SQLite::Transaction tx(*db);
+      db->exec(steps[static_cast<std::size_t>(v)]);
+      db->exec(detail::cat("PRAGMA user_version = ", v + 1));
+      tx.commit();
+      version = v + 1;
+    } catch (const std::exception& e) {
+      return make_error(Errc::sql_failed, detail::cat(path, ": migration to schema version ", v + 1,
+                                                      " failed: ", e.what()));
+    }
+  }
+  return std::unique_ptr<Store>(new SqliteStore(std::move(*db), version));
+}
+
+}  // namespace detail
+
+}  // namespace crmcap::store

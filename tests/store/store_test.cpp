@@ -1,0 +1,352 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "store/store.hpp"
+#include "store/import.hpp"
+#include "store/schema.hpp"
+
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+
+#include <filesystem>
+#include <fstream>
+
+namespace fs = std::filesystem;
+using namespace crmcap::store;
+
+namespace {
+
+class TempDir {
+ public:
+  TempDir() {
+    std::string tmpl = (fs::temp_directory_path() / "crmcap-store-XXXXXX").string();
+    path_ = mkdtemp(tmpl.data());
+  }
+  ~TempDir() { fs::remove_all(path_); }
+  fs::path operator/(const std::string& s) const { return path_ / s; }
+
+ private:
+  fs::path path_;
+};
+
+// Reads one integer with the plain SQLite C API, independent of the store code.
+std::int64_t query_int(const fs::path& db, const std::string& sql) {
+  sqlite3* h = nullptr;
+  EXPECT_EQ(sqlite3_open(db.c_str(), &h), SQLITE_OK);
+  sqlite3_stmt* st = nullptr;
+  EXPECT_EQ(sqlite3_prepare_v2(h, sql.c_str(), -1, &st, nullptr), SQLITE_OK) << sqlite3_errmsg(h);
+  std::int64_t v = -1;
+  if (sqlite3_step(st) == SQLITE_ROW) v = sqlite3_column_int64(st, 0);
+  sqlite3_finalize(st);
+  sqlite3_close(h);
+  return v;
+}
+
+void exec_raw(const fs::path& db, const std::string& sql) {
+  sqlite3* h = nullptr;
+  ASSERT_EQ(sqlite3_open(db.c_str(), &h), SQLITE_OK);
+  char* err = nullptr;
+  ASSERT_EQ(sqlite3_exec(h, sql.c_str(), nullptr, nullptr, &err), SQLITE_OK) << err;
+  sqlite3_close(h);
+}
+
+const char* k_companies =
+    "id,name,domains\n"
+    "CO-1,Acme Corp,acme.com; ACME.co.uk \n"
+    "CO-2,Globex,globex.com\n"
+    "CO-3,\"Initech, Inc.\",initech.com\n";
+const char* k_contacts =
+    "name,id,emails,company_id,title,phone,ignored\n"
+    "Jane Doe,C-1, Jane@Acme.com ;jd@acme.co.uk,CO-1,CTO,+1 555,x\n"
+    "Hank Scorpio,C-2,hank@globex.com,CO-2,,,\n"
+    "Peter Gibbons,C-3,peter@initech.com,,,,\n";
+const char* k_opps =
+    "id,name,company_id,stage,amount,close_date,status,contact_ids\n"
+    "O-1,Acme renewal,CO-1,Proposal,12000.50,2026-12-31,open,C-1\n"
+    "O-2,Acme old deal,CO-1,Closed,5000,2025-01-15,won,\n"
+    "O-3,Globex pilot,CO-2,Qualify,,,open,C-2\n";
+
+struct Loaded {
+  TempDir dir;
+  std::unique_ptr<Store> store;
+  Loaded() {
+    store = Store::open((dir / "capture.db").string()).value();
+    EXPECT_TRUE(
+        import_csv_text(*store, ImportKind::companies, k_companies, "companies.csv", false));
+    EXPECT_TRUE(import_csv_text(*store, ImportKind::contacts, k_contacts, "contacts.csv", false));
+    EXPECT_TRUE(import_csv_text(*store, ImportKind::opportunities, k_opps, "opps.csv", false));
+  }
+};
+
+}  // namespace
+
+TEST(StoreMigrations, FreshStoreIsAtLatestVersionWithWal) {
+  TempDir dir;
+  auto s = Store::open((dir / "a.db").string());
+  ASSERT_TRUE(s) << s.error().message;
+  EXPECT_EQ((*s)->schema_version(), Store::latest_schema_version());
+  EXPECT_GE(Store::latest_schema_version(), 2);
+  EXPECT_EQ(query_int(dir / "a.db", "PRAGMA user_version"), Store::latest_schema_version());
+  EXPECT_EQ(query_int(dir / "a.db", "SELECT count(*) FROM sqlite_master WHERE name='activities'"),
+            1);
+}
+
+TEST(StoreMigrations, UpgradesAnOlderStoreKeepingItsRows) {
+  TempDir dir;
+  const std::string path = (dir / "old.db").string();
+  {
+    auto s = detail::open_at_version(path, 1).value();
+    EXPECT_EQ(s->schema_version(), 1);
+    ASSERT_TRUE(import_csv_text(*s, ImportKind::companies, k_companies, "c.csv", false));
+  }
+  EXPECT_EQ(query_int(dir / "old.db", "PRAGMA user_version"), 1);
+  EXPECT_EQ(query_int(dir / "old.db", "SELECT count(*) FROM sqlite_master WHERE name='activities'"),
+            0);
+  auto s = Store::open(path).value();
+  EXPECT_EQ(s->schema_version(), Store::latest_schema_version());
+  EXPECT_EQ(s->stats().value().companies, 3);
+  EXPECT_EQ(query_int(dir / "old.db", "SELECT count(*) FROM sqlite_master WHERE name='activities'"),
+            1);
+}
+
+TEST(StoreMigrations, RefusesAStoreFromANewerVersion) {
+  TempDir dir;
+  const std::string path = (dir / "new.db").string();
+  { auto s = Store::open(path).value(); }
+  exec_raw(dir / "new.db", "PRAGMA user_version = 999");
+  auto s = Store::open(path);
+  ASSERT_FALSE(s);
+  EXPECT_EQ(s.error().code, make_error_code(Errc::newer_schema));
+  EXPECT_NE(s.error().message.find("999"), std::string::npos) << s.error().message;
+  EXPECT_NE(s.error().message.find("new.db"), std::string::npos) << s.error().message;
+}
+
+TEST(StoreMigrations, RefusesAFileThatIsNotADatabase) {
+  TempDir dir;
+  std::ofstream(dir / "junk.db") << std::string(4096, 'x');
+  auto s = Store::open((dir / "junk.db").string());
+  ASSERT_FALSE(s);
+  EXPECT_NE(s.error().message.find("junk.db"), std::string::npos);
+}
+
+TEST(StoreDirectory, LookupsByNormalizedAddressAndDomain) {
+  Loaded l;
+  auto c = l.store->contact_by_email("jane@acme.com").value();
+  ASSERT_TRUE(c);
+  EXPECT_EQ(c->id, "C-1");
+  EXPECT_EQ(c->company_id, "CO-1");
+  EXPECT_EQ(l.store->contact_by_email("jd@acme.co.uk").value()->id, "C-1");
+  EXPECT_FALSE(l.store->contact_by_email("nobody@acme.com").value());
+  auto cos = l.store->companies_by_domain("acme.co.uk").value();
+  ASSERT_EQ(cos.size(), 1u);
+  EXPECT_EQ(cos[0].id, "CO-1");
+  EXPECT_EQ(l.store->company("CO-3").value()->name, "Initech, Inc.");
+  EXPECT_TRUE(l.store->companies_by_domain("example.org").value().empty());
+}
+
+TEST(StoreDirectory, OpenOpportunitiesOnlyAndRoles) {
+  Loaded l;
+  auto o = l.store->open_opportunities_of_company("CO-1").value();
+  ASSERT_EQ(o.size(), 1u);
+  EXPECT_EQ(o[0].id, "O-1");
+  EXPECT_DOUBLE_EQ(o[0].amount.value(), 12000.50);
+  auto by_contact = l.store->open_opportunities_of_contact("C-2").value();
+  ASSERT_EQ(by_contact.size(), 1u);
+  EXPECT_EQ(by_contact[0].id, "O-3");
+  EXPECT_FALSE(l.store->opportunity("O-3").value()->amount);
+  EXPECT_EQ(l.store->opportunity("O-1").value()->contacts.size(), 1u);
+  auto st = l.store->stats().value();
+  EXPECT_EQ(st.companies, 3);
+  EXPECT_EQ(st.company_domains, 4);
+  EXPECT_EQ(st.contacts, 3);
+  EXPECT_EQ(st.contact_emails, 4);
+  EXPECT_EQ(st.opportunities, 3);
+  EXPECT_EQ(st.open_opportunities, 2);
+}
+
+TEST(StoreImport, ReimportUpdatesInPlaceAndReplaceRemovesAbsentRows) {
+  Loaded l;
+  ASSERT_TRUE(import_csv_text(*l.store, ImportKind::contacts,
+                              "id,name,emails\nC-1,Jane Smith,jane.smith@acme.com\n", "c.csv",
+                              false));
+  EXPECT_EQ(l.store->stats().value().contacts, 3);
+  EXPECT_FALSE(l.store->contact_by_email("jane@acme.com").value());
+  EXPECT_EQ(l.store->contact_by_email("jane.smith@acme.com").value()->name, "Jane Smith");
+  ASSERT_TRUE(import_csv_text(*l.store, ImportKind::contacts,
+                              "id,name,emails\nC-2,Hank,hank@globex.com\n", "c.csv", true));
+  auto st = l.store->stats().value();
+  EXPECT_EQ(st.contacts, 1);
+  EXPECT_EQ(st.contact_emails, 1);
+  // C-1 held a role on O-1: removing the contact removes the role, not the deal.
+  EXPECT_EQ(st.opportunity_contacts, 1);
+  EXPECT_EQ(st.opportunities, 3);
+}
+
+struct BadCsvCase {
+  ImportKind kind;
+  const char* csv;
+  const char* expected;  // exact "file:line: message" prefix
+};
+
+class StoreImportRefusal : public ::testing::TestWithParam<BadCsvCase> {};
+
+TEST_P(StoreImportRefusal, RefusesWholeFileWithFileAndLineAndChangesNothing) {
+  Loaded l;
+  const auto before = l.store->stats().value();
+  auto r = import_csv_text(*l.store, GetParam().kind, GetParam().csv, "in.csv", false);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, make_error_code(Errc::bad_input));
+  EXPECT_EQ(r.error().message.rfind(GetParam().expected, 0), 0u) << r.error().message;
+  const auto after = l.store->stats().value();
+  EXPECT_EQ(before.companies, after.companies);
+  EXPECT_EQ(before.contacts, after.contacts);
+  EXPECT_EQ(before.contact_emails, after.contact_emails);
+  EXPECT_EQ(before.opportunities, after.opportunities);
+  EXPECT_EQ(before.opportunity_contacts, after.opportunity_contacts);
+  // The good first row of each bad file was not written either.
+  EXPECT_FALSE(l.store->contact_by_email("new@acme.com").value());
+  EXPECT_FALSE(l.store->company("CO-9").value());
+  EXPECT_FALSE(l.store->opportunity("O-9").value());
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Errors, StoreImportRefusal,
+    ::testing::Values(
+        BadCsvCase{ImportKind::companies, "id,domains\nCO-9,x.com\n",
+                   "in.csv:1: missing required column 'name'"},
+        BadCsvCase{ImportKind::contacts, "id,name\nC-9,X\n",
+                   "in.csv:1: missing required column 'emails'"},
+        BadCsvCase{ImportKind::companies, "id,name,domains\nCO-9,A,a.com\nCO-8,\"Broken,b.com\n",
+                   "in.csv:3: unterminated quoted field"},
+        BadCsvCase{ImportKind::companies, "id,name,domains\nCO-9,A,a.com\nCO-8,Bro\"ken,b.com\n",
+                   "in.csv:3: quote inside an unquoted field"},
+        BadCsvCase{ImportKind::companies, "id,name,domains\nCO-9,A,a.com\nCO-8,\"B\"x,b.com\n",
+                   "in.csv:3: text after a closing quote"},
+        BadCsvCase{ImportKind::companies, "id,name,domains\nCO-9,A,a.com\nCO-8,B\n",
+                   "in.csv:3: 2 fields, but the header has 3"},
+        BadCsvCase{ImportKind::contacts,
+                   "id,name,emails,company_id\nC-9,N,new@acme.com,CO-1\nC-8,M,m@x.com,CO-404\n",
+                   "in.csv:3: unknown company id 'CO-404'"},
+        BadCsvCase{ImportKind::contacts,
+                   "id,name,emails\nC-9,N,new@acme.com\nC-8,M,not-an-address\n",
+                   "in.csv:3: bad address 'not-an-address'"},
+        BadCsvCase{ImportKind::contacts, "id,name,emails\nC-9,N,new@acme.com\nC-9,M,m@x.com\n",
+                   "in.csv:3: duplicate id 'C-9'"},
+        BadCsvCase{ImportKind::contacts, "id,name,emails\nC-9,N,new@acme.com\n,M,m@x.com\n",
+                   "in.csv:3: empty id"},
+        BadCsvCase{ImportKind::opportunities,
+                   "id,name,status,company_id\nO-9,A,open,CO-1\nO-8,B,pending,CO-1\n",
+                   "in.csv:3: bad status 'pending'"},
+        BadCsvCase{ImportKind::opportunities,
+                   "id,name,status,close_date\nO-9,A,open,2026-01-01\nO-8,B,open,2026-02-30\n",
+                   "in.csv:3: bad close_date '2026-02-30'"},
+        BadCsvCase{ImportKind::opportunities,
+                   "id,name,status,amount\nO-9,A,open,10\nO-8,B,open,12k\n",
+                   "in.csv:3: bad amount '12k'"},
+        BadCsvCase{ImportKind::opportunities,
+                   "id,name,status,contact_ids\nO-9,A,open,C-1\nO-8,B,open,C-1;C-77\n",
+                   "in.csv:3: unknown contact id 'C-77'"},
+        BadCsvCase{ImportKind::companies, "id,name,domains\nCO-9,A,a.com\nCO-8,B,bad domain\n",
+                   "in.csv:3: bad domain 'bad domain'"},
+        BadCsvCase{ImportKind::companies, "id,name\nCO-9,A\nCO-8,\xff\xfe\n",
+                   "in.csv:3: not valid UTF-8"},
+        BadCsvCase{ImportKind::companies, "", "in.csv:1: empty file"}));
+
+TEST(StoreCsv, QuotedFieldsWithLineBreaksKeepLineNumbers) {
+  auto t = parse_csv("a,b\r\n\"x\ny\",\"say \"\"hi\"\"\"\r\n\r\nz,w\r\n", "f.csv").value();
+  ASSERT_EQ(t.records.size(), 2u);
+  EXPECT_EQ(t.records[0].fields[0], "x\ny");
+  EXPECT_EQ(t.records[0].fields[1], "say \"hi\"");
+  EXPECT_EQ(t.records[0].line, 2u);
+  EXPECT_EQ(t.records[1].line, 5u);
+  auto bom = parse_csv("\xEF\xBB\xBFId,Name\n1,2\n", "f.csv").value();
+  EXPECT_EQ(bom.header[0], "id");
+}
+
+TEST(StoreImport, MissingFileIsAClearError) {
+  Loaded l;
+  auto r = import_csv(*l.store, ImportKind::companies, "/nonexistent/x.csv", false);
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message.find("/nonexistent/x.csv"), std::string::npos);
+}
+
+namespace {
+Activity make_activity(const std::string& key, const std::string& when, const std::string& opp) {
+  Activity a;
+  a.id = "id-" + key;
+  a.source_key = key;
+  a.occurred_at = when;
+  a.subject = "Subject " + key;
+  a.thread_key = "thread-1";
+  a.opportunity_id = opp;
+  a.reason = "because";
+  a.participants = {{"jane@acme.com", "Jane", "from", "C-1", "CO-1"},
+                    {"alice@example.com", "Alice", "to", "", ""}};
+  return a;
+}
+}  // namespace
+
+TEST(StoreActivities, UpsertBySourceKeyAddsSourcesAndNeverDuplicates) {
+  Loaded l;
+  Batch b;
+  b.items.push_back({make_activity("mid:1@x", "2026-11-01T10:00:00Z", "O-1"),
+                     SourceRef{"alice", "INBOX", 7, 1, ""}});
+  b.cursor = SyncCursor{"alice", "INBOX", 7, 1, 0, ""};
+  ASSERT_TRUE(l.store->commit(b));
+  // The same message seen in Sent, with a changed snippet.
+  Batch b2;
+  auto again = make_activity("mid:1@x", "2026-11-01T10:00:00Z", "O-1");
+  again.snippet = "new";
+  b2.items.push_back({again, SourceRef{"alice", "Sent", 9, 4, ""}});
+  ASSERT_TRUE(l.store->commit(b2));
+  auto all = l.store->list({}).value();
+  ASSERT_EQ(all.size(), 1u);
+  EXPECT_EQ(all[0].snippet, "new");
+  EXPECT_EQ(all[0].sources.size(), 2u);
+  EXPECT_EQ(all[0].contact_ids, std::vector<std::string>{"C-1"});
+  EXPECT_EQ(all[0].participants.size(), 2u);
+  EXPECT_EQ(l.store->cursor("alice", "INBOX").value()->highest_uid, 1);
+  EXPECT_FALSE(l.store->cursor("alice", "Sent").value());
+  auto known = l.store->known_uids("alice", "Sent", 9).value();
+  ASSERT_EQ(known.size(), 1u);
+  EXPECT_EQ(known[0].second, "mid:1@x");
+  EXPECT_EQ(l.store->thread_opportunity("thread-1").value().value(), "O-1");
+}
+
+TEST(StoreActivities, FiltersByContactCompanyOpportunityAndTime) {
+  Loaded l;
+  Batch b;
+  b.items.push_back({make_activity("k1", "2026-11-01T10:00:00Z", "O-1"), SourceRef{"local", "x"}});
+  auto other = make_activity("k2", "2026-11-03T10:00:00Z", "");
+  other.participants[0] = {"hank@globex.com", "Hank", "from", "C-2", "CO-2"};
+  b.items.push_back({other, SourceRef{"local", "x", 0, 0, "/a"}});
+  ASSERT_TRUE(l.store->commit(b));
+  ActivityFilter f;
+  f.contact_id = "C-2";
+  EXPECT_EQ(l.store->list(f).value().size(), 1u);
+  f = {};
+  f.company_id = "CO-1";
+  EXPECT_EQ(l.store->list(f).value().at(0).source_key, "k1");
+  f = {};
+  f.opportunity_id = "O-1";
+  EXPECT_EQ(l.store->list(f).value().size(), 1u);
+  f = {};
+  f.since = "2026-11-02T00:00:00Z";
+  EXPECT_EQ(l.store->list(f).value().at(0).source_key, "k2");
+  f = {};
+  f.limit = 1;
+  EXPECT_EQ(l.store->list(f).value().size(), 1u);
+}
+
+TEST(StoreActivities, AFailedCommitWritesNeitherRowsNorCursor) {
+  Loaded l;
+  Batch b;
+  b.items.push_back(
+      {make_activity("k1", "2026-11-01T10:00:00Z", ""), SourceRef{"alice", "INBOX", 1, 5}});
+  auto bad = make_activity("k2", "2026-11-01T10:00:00Z", "");
+  bad.id = "id-k1";  // collides with the first row's primary key: the batch must fail whole
+  b.items.push_back({bad, SourceRef{"alice", "INBOX", 1, 6}});
+  b.cursor = SyncCursor{"alice", "INBOX", 1, 6, 0, ""};
+  auto r = l.store->commit(b);
+  ASSERT_FALSE(r);
+  EXPECT_TRUE(l.store->list({}).value().empty());
+  EXPECT_FALSE(l.store->cursor("alice", "INBOX").value());
+}
