@@ -1,0 +1,50 @@
+// SPDX-License-Identifier: Apache-2.0
+// Internal to parsers/: small ASCII and decoding helpers shared by the text
+// utilities and the header readers. Locale-free on purpose: <cctype> depends on
+// the global locale and is slower.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace crmcap::text::detail {
+
+constexpr bool is_wsp(char c) noexcept { return c == ' ' || c == '\t'; }
+constexpr bool is_space(char c) noexcept {
+  return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\f' || c == '\v';
+}
+constexpr bool is_digit(char c) noexcept { return c >= '0' && c <= '9'; }
+constexpr bool is_alpha(char c) noexcept {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+constexpr char to_lower(char c) noexcept {
+  return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
+}
+constexpr char to_upper(char c) noexcept {
+  return (c >= 'a' && c <= 'z') ? static_cast<char>(c - 'a' + 'A') : c;
+}
+// The value of a hex digit, or -1.
+constexpr int hex_value(char c) noexcept {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+bool iequals(std::string_view a, std::string_view b) noexcept;
+std::string to_lower_copy(std::string_view s);
+// `s` without leading and trailing spaces, tabs, CR and LF.
+std::string_view trim(std::string_view s) noexcept;
+
+// Appends the UTF-8 encoding of `cp` to `out`; invalid code points (surrogates,
+// above U+10FFFF) append U+FFFD.
+void append_utf8(std::string& out, std::uint32_t cp);
+inline constexpr std::string_view replacement_char = "\xEF\xBF\xBD";
+
+// Lenient base64: skips characters outside the alphabet, stops at '=', ignores
+// a trailing partial group of one character. Appends the bytes to `out`.
+void decode_base64(std::string_view in, std::string& out);
+
+}  // namespace crmcap::text::detail

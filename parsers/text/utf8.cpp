@@ -1,0 +1,251 @@
+// SPDX-License-Identifier: Apache-2.0
+// UTF-8 validation and repair, whitespace handling, and the ASCII helpers of
+// detail.hpp.
+#include "parsers/text/detail.hpp"
+#include "parsers/text/text.hpp"
+
+#include <cstring>
+
+namespace crmcap::text {
+namespace detail {
+
+bool iequals(std::string_view a, std::string_view b) noexcept {
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    if (to_lower(a[i]) != to_lower(b[i])) return false;
+  }
+  return true;
+}
+
+std::string to_lower_copy(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) c = to_lower(c);
+  return out;
+}
+
+std::string_view trim(std::string_view s) noexcept {
+  std::size_t b = 0;
+  std::size_t e = s.size();
+  while (b < e && is_space(s[b])) ++b;
+  while (e > b && is_space(s[e - 1])) --e;
+  return s.substr(b, e - b);
+}
+
+void append_utf8(std::string& out, std::uint32_t cp) {
+  if (cp < 0x80) {
+    out.push_back(static_cast<char>(cp));
+  } else if (cp < 0x800) {
+    out.push_back(static_cast<char>(0xC0 | (cp >> 6)));
+    out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
+  } else if (cp < 0x10000) {
+    if (cp >= 0xD800 && cp <= 0xDFFF) {
+      out.append(replacement_char);
+      return;
+    }
+    out.push_back(static_cast<char>(0xE0 | (cp >> 12)));
+    out.push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
+    out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
+  } else if (cp <= 0x10FFFF) {
+    out.push_back(static_cast<char>(0xF0 | (cp >> 18)));
+    out.push_back(static_cast<char>(0x80 | ((cp >> 12) & 0x3F)));
+    out.push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
+    out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
+  } else {
+    out.append(replacement_char);
+  }
+}
+
+namespace {
+constexpr signed char base64_value(char c) noexcept {
+  if (c >= 'A' && c <= 'Z') return static_cast<signed char>(c - 'A');
+  if (c >= 'a' && c <= 'z') return static_cast<signed char>(c - 'a' + 26);
+  if (c >= '0' && c <= '9') return static_cast<signed char>(c - '0' + 52);
+  if (c == '+' || c == '-') return 62;  // '-' and '_': the URL-safe alphabet, seen in the wild
+  if (c == '/' || c == '_') return 63;
+  return -1;
+}
+}  // namespace
+
+void decode_base64(std::string_view in, std::string& out) {
+  std::uint32_t acc = 0;
+  int bits = 0;
+  for (char c : in) {
+    if (c == '=') break;
+    const signed char v = base64_value(c);
+    if (v < 0) continue;
+    acc = (acc << 6) | static_cast<std::uint32_t>(v);
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      out.push_back(static_cast<char>((acc >> bits) & 0xFF));
+    }
+  }
+}
+
+}  // namespace detail
+
+namespace {
+
+// Length of the valid UTF-8 sequence at s[i], or 0 when the bytes there are not
+// one; `*bad` receives how many bytes form the maximal invalid subpart (the
+// count replaced by one U+FFFD, as the Unicode standard recommends).
+std::size_t utf8_sequence(std::string_view s, std::size_t i, std::size_t* bad) noexcept {
+  const auto b0 = static_cast<unsigned char>(s[i]);
+  *bad = 1;
+  if (b0 < 0x80) return 1;
+  std::size_t len;
+  unsigned char lo = 0x80;
+  unsigned char hi = 0xBF;
+  if (b0 >= 0xC2 && b0 <= 0xDF) {
+    len = 2;
+  } else if (b0 >= 0xE0 && b0 <= 0xEF) {
+    len = 3;
+    if (b0 == 0xE0) lo = 0xA0;  // overlong
+    if (b0 == 0xED) hi = 0x9F;  // surrogates
+  } else if (b0 >= 0xF0 && b0 <= 0xF4) {
+    len = 4;
+    if (b0 == 0xF0) lo = 0x90;  // overlong
+    if (b0 == 0xF4) hi = 0x8F;  // above U+10FFFF
+  } else {
+    return 0;
+  }
+  for (std::size_t k = 1; k < len; ++k) {
+    if (i + k >= s.size()) {
+      *bad = k;
+      return 0;
+    }
+    const auto b = static_cast<unsigned char>(s[i + k]);
+    const unsigned char l = k == 1 ? lo : 0x80;
+    const unsigned char h = k == 1 ? hi : 0xBF;
+    if (b < l || b > h) {
+      *bad = k;
+      return 0;
+    }
+  }
+  return len;
+}
+
+constexpr std::string_view ellipsis = "\xE2\x80\xA6";
+
+}  // namespace
+
+bool is_valid_utf8(std::string_view s) noexcept {
+  std::size_t i = 0;
+  const std::size_t n = s.size();
+  while (i < n) {
+    // ASCII runs dominate mail; skip them eight bytes at a time.
+    while (i + 8 <= n) {
+      std::uint64_t w;
+      std::memcpy(&w, s.data() + i, 8);
+      if (w & 0x8080808080808080ull) break;
+      i += 8;
+    }
+    if (i >= n) break;
+    if (static_cast<unsigned char>(s[i]) < 0x80) {
+      ++i;
+      continue;
+    }
+    std::size_t bad;
+    const std::size_t len = utf8_sequence(s, i, &bad);
+    if (len == 0) return false;
+    i += len;
+  }
+  return true;
+}
+
+std::string repair_utf8(std::string_view s) {
+  if (is_valid_utf8(s)) return std::string(s);
+  std::string out;
+  out.reserve(s.size() + 16);
+  std::size_t i = 0;
+  while (i < s.size()) {
+    std::size_t bad;
+    const std::size_t len = utf8_sequence(s, i, &bad);
+    if (len == 0) {
+      out.append(detail::replacement_char);
+      i += bad;
+    } else {
+      out.append(s.data() + i, len);
+      i += len;
+    }
+  }
+  return out;
+}
+
+std::string unfold(std::string_view value) {
+  std::string out;
+  out.reserve(value.size());
+  // A line break inside a field value is only ever part of folding; dropping
+  // CR and LF keeps the WSP that follows them, which is the RFC 5322 rule.
+  for (char c : value) {
+    if (c != '\r' && c != '\n') out.push_back(c);
+  }
+  std::string_view t = detail::trim(out);
+  if (t.size() != out.size()) out = std::string(t);
+  if (!is_valid_utf8(out)) return repair_utf8(out);
+  return out;
+}
+
+std::string fold_whitespace(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  bool pending_space = false;
+  std::size_t i = 0;
+  while (i < s.size()) {
+    const char c = s[i];
+    bool space = detail::is_space(c);
+    std::size_t width = 1;
+    // U+00A0 (no-break space) folds like a space: it is how HTML mail indents.
+    if (!space && static_cast<unsigned char>(c) == 0xC2 && i + 1 < s.size() &&
+        static_cast<unsigned char>(s[i + 1]) == 0xA0) {
+      space = true;
+      width = 2;
+    }
+    if (space) {
+      pending_space = !out.empty();
+    } else {
+      if (pending_space) out.push_back(' ');
+      pending_space = false;
+      out.push_back(c);
+    }
+    i += width;
+  }
+  if (!is_valid_utf8(out)) return repair_utf8(out);
+  return out;
+}
+
+std::string truncate_utf8(std::string_view s, std::size_t max_chars) {
+  std::string text = repair_utf8(s);
+  if (max_chars == 0) return {};
+  // Find the byte offset of each code point boundary up to max_chars.
+  std::size_t count = 0;
+  std::size_t cut = std::string::npos;  // byte offset after max_chars - 1 code points
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    if ((static_cast<unsigned char>(text[i]) & 0xC0) == 0x80) continue;
+    if (count == max_chars - 1) cut = i;
+    ++count;
+    if (count > max_chars) break;
+  }
+  if (count <= max_chars) return text;
+  // Cut: keep max_chars - 1 code points so the ellipsis fits in the budget.
+  std::size_t end = cut;
+  // Prefer a word boundary when one lies within the last fifth of the text kept
+  // (at most 20 code points back): a cut word reads worse than a shorter snippet.
+  const std::size_t lookback = std::min<std::size_t>(20, (max_chars - 1) / 5);
+  if (lookback > 0 && !detail::is_space(text[end])) {
+    std::size_t back = end;
+    std::size_t steps = 0;
+    while (back > 0 && steps <= lookback) {
+      if (detail::is_space(text[back - 1])) break;
+      --back;
+      if ((static_cast<unsigned char>(text[back]) & 0xC0) != 0x80) ++steps;
+    }
+    if (back > 0 && detail::is_space(text[back - 1]) && steps <= lookback) end = back;
+  }
+  while (end > 0 && detail::is_space(text[end - 1])) --end;
+  text.resize(end);
+  text.append(ellipsis);
+  return text;
+}
+
+}  // namespace crmcap::text
