@@ -451,11 +451,13 @@ class SqliteStore final : public Store {
     return get_one(" WHERE a.source_key = ?", key);
   }
 
-  Result<std::optional<std::string>> thread_opportunity(std::string_view thread_key) override try {
+  Result<std::optional<std::string>> thread_opportunity(std::string_view thread_key,
+                                                        std::string_view before) override try {
     auto& st = stmt(
         "SELECT opportunity_id FROM activities WHERE thread_key = ? AND status = 'captured' "
-        "AND opportunity_id <> '' ORDER BY occurred_at DESC, id LIMIT 1");
+        "AND opportunity_id <> '' AND occurred_at < ? ORDER BY occurred_at DESC, id LIMIT 1");
     st.bind(1, std::string(thread_key));
+    st.bind(2, std::string(before));
     std::optional<std::string> out;
     if (st.executeStep()) out = st.getColumn(0).getString();
     return out;

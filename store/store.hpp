@@ -209,7 +209,10 @@ class Activities {
   virtual Result<std::optional<Activity>> get(std::string_view id) = 0;
   virtual Result<std::optional<Activity>> by_source_key(std::string_view source_key) = 0;
   // The opportunity of the most recent captured activity in the thread, if any.
-  virtual Result<std::optional<std::string>> thread_opportunity(std::string_view thread_key) = 0;
+  // Only activities that occurred before `before` (ISO 8601 UTC) count, so the
+  // answer does not depend on the order in which a thread was seen.
+  virtual Result<std::optional<std::string>> thread_opportunity(std::string_view thread_key,
+                                                                std::string_view before) = 0;
 };
 
 class SyncState {

@@ -1,0 +1,357 @@
+// SPDX-License-Identifier: Apache-2.0
+// crm-capture: the command-line client and offline tools.
+#include "daemon/capture/capture.hpp"
+#include "daemon/cli/ingest.hpp"
+#include "store/import.hpp"
+#include "store/store.hpp"
+
+#include <CLI/CLI.hpp>
+#include <boost/json.hpp>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
+namespace fs = std::filesystem;
+using namespace crmcap;
+
+namespace {
+
+std::string default_store_path() {
+  if (const char* x = std::getenv("XDG_DATA_HOME"); x && *x) {
+    return std::string(x) + "/crm-capture/capture.db";
+  }
+  if (const char* h = std::getenv("HOME"); h && *h) {
+    return std::string(h) + "/.local/share/crm-capture/capture.db";
+  }
+  return "capture.db";
+}
+
+// The free-mail list: --free-mail FILE, else the installed copy, else the
+// source tree's (for a build that was not installed).
+std::optional<capture::FreeMailDomains> load_free_mail(const std::string& explicit_path,
+                                                       std::string& error) {
+  std::vector<std::string> candidates;
+  if (!explicit_path.empty()) {
+    candidates.push_back(explicit_path);
+  } else {
+    candidates = {CRMCAP_INSTALL_DATA_DIR "/free-mail-domains.txt",
+                  CRMCAP_SOURCE_DATA_DIR "/free-mail-domains.txt"};
+  }
+  for (const auto& c : candidates) {
+    std::ifstream in(c);
+    if (!in) continue;
+    std::ostringstream ss;
+    ss << in.rdbuf();
+    return capture::FreeMailDomains::from_text(ss.str());
+  }
+  error = "cannot read the free-mail domain list (tried " + candidates.front() +
+          (candidates.size() > 1 ? ", " + candidates.back() : "") + ")";
+  return std::nullopt;
+}
+
+std::unique_ptr<store::Store> open_store(const std::string& path) {
+  if (path != ":memory:") {
+    std::error_code ec;
+    if (auto parent = fs::path(path).parent_path(); !parent.empty()) {
+      fs::create_directories(parent, ec);
+    }
+  }
+  auto s = store::Store::open(path);
+  if (!s) {
+    std::cerr << "crm-capture: " << s.error().message << "\n";
+    std::exit(1);
+  }
+  return std::move(*s);
+}
+
+boost::json::object activity_json(const store::Activity& a) {
+  boost::json::array participants;
+  for (const auto& p : a.participants) {
+    participants.push_back(
+        {{"address", p.address},
+         {"name", p.name},
+         {"role", p.role},
+         {"contact_id",
+          p.contact_id.empty() ? boost::json::value(nullptr) : boost::json::value(p.contact_id)},
+         {"company_id",
+          p.company_id.empty() ? boost::json::value(nullptr) : boost::json::value(p.company_id)}});
+  }
+  boost::json::array contacts(a.contact_ids.begin(), a.contact_ids.end());
+  boost::json::array companies(a.company_ids.begin(), a.company_ids.end());
+  boost::json::array sources;
+  for (const auto& s : a.sources) {
+    boost::json::object o{{"mailbox", s.mailbox}, {"folder", s.folder}};
+    if (s.uid) {
+      o["uidvalidity"] = s.uidvalidity;
+      o["uid"] = s.uid;
+    }
+    if (!s.path.empty()) o["path"] = s.path;
+    sources.push_back(std::move(o));
+  }
+  return {{"id", a.id},
+          {"kind", store::to_string(a.kind)},
+          {"direction", store::to_string(a.direction)},
+          {"occurred_at", a.occurred_at},
+          {"subject", a.subject},
+          {"snippet", a.snippet},
+          {"message_id", a.message_id},
+          {"thread_key", a.thread_key},
+          {"participants", std::move(participants)},
+          {"contact_ids", std::move(contacts)},
+          {"company_ids", std::move(companies)},
+          {"opportunity_id", a.opportunity_id.empty() ? boost::json::value(nullptr)
+                                                      : boost::json::value(a.opportunity_id)},
+          {"status", store::to_string(a.status)},
+          {"reason", a.reason},
+          {"sources", std::move(sources)}};
+}
+
+std::string cut(std::string_view s, std::size_t n) {
+  // Cut on a UTF-8 boundary.
+  if (s.size() <= n) return std::string(s);
+  while (n > 0 && (static_cast<unsigned char>(s[n]) & 0xC0) == 0x80) --n;
+  return std::string(s.substr(0, n)) + "…";
+}
+
+struct CaptureOptions {
+  std::vector<std::string> owners, internal_domains, block_addresses, block_domains;
+  std::string free_mail_file;
+  bool keep_plus_tags = false;
+  std::size_t snippet_chars = 280;
+
+  void add_to(CLI::App* app, bool owner_required) {
+    auto* o = app->add_option("--owner", owners, "the mailbox owner's address (repeatable)");
+    if (owner_required) o->required();
+    app->add_option("--internal-domain", internal_domains,
+                    "a domain of the owner's company (repeatable; sub-domains count)");
+    app->add_option("--block-address", block_addresses, "never capture this address");
+    app->add_option("--block-domain", block_domains, "never capture this domain");
+    app->add_option("--free-mail", free_mail_file, "free-mail domain list file");
+    app->add_flag("--keep-plus-tags", keep_plus_tags, "do not strip +tags from addresses");
+    app->add_option("--snippet-chars", snippet_chars, "snippet length in characters")
+        ->check(CLI::Range(1, 100000));
+  }
+
+  capture::Settings settings() const {
+    capture::Settings s;
+    s.owner_addresses = owners;
+    s.internal_domains = internal_domains;
+    s.block_addresses = block_addresses;
+    s.block_domains = block_domains;
+    s.strip_plus_tags = !keep_plus_tags;
+    s.snippet_chars = snippet_chars;
+    return s;
+  }
+};
+
+std::string addresses(const std::vector<mail::Address>& v) {
+  std::string out;
+  for (const auto& a : v) {
+    if (!out.empty()) out += ", ";
+    out += a.name.empty() ? a.address : a.name + " <" + a.address + ">";
+  }
+  return out;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"crm-capture: turn mail into CRM activities (offline tools and client)"};
+  app.require_subcommand(1);
+  std::string store_path = default_store_path();
+  app.add_option("--store", store_path, "the store file")->capture_default_str();
+
+  // import
+  auto* import_cmd = app.add_subcommand("import", "import the CRM directory from a CSV file");
+  std::string import_kind, import_file;
+  bool replace = false;
+  import_cmd->add_option("kind", import_kind, "companies, contacts or opportunities")
+      ->required()
+      ->check(CLI::IsMember({"companies", "contacts", "opportunities"}));
+  import_cmd->add_option("file", import_file, "the CSV file")->required();
+  import_cmd->add_flag("--replace", replace, "also remove rows absent from the file");
+
+  // directory stats
+  auto* dir_cmd = app.add_subcommand("directory", "the CRM directory");
+  dir_cmd->require_subcommand(1);
+  auto* stats_cmd = dir_cmd->add_subcommand("stats", "print counts");
+
+  // ingest
+  auto* ingest_cmd = app.add_subcommand("ingest", "capture .eml files and Maildirs");
+  CaptureOptions ingest_opts;
+  ingest_opts.add_to(ingest_cmd, true);
+  std::vector<std::string> ingest_paths;
+  ingest_cmd->add_option("path", ingest_paths, ".eml file, Maildir or folder of Maildirs")
+      ->required();
+
+  // activities
+  auto* act_cmd = app.add_subcommand("activities", "list captured activities");
+  bool act_json = false;
+  store::ActivityFilter filter;
+  act_cmd->add_flag("--json", act_json, "one JSON object per line");
+  act_cmd->add_option("--contact", filter.contact_id, "only this contact's");
+  act_cmd->add_option("--company", filter.company_id, "only this company's");
+  act_cmd->add_option("--opportunity", filter.opportunity_id, "only this opportunity's");
+  act_cmd->add_option("--since", filter.since, "ISO 8601 UTC, inclusive");
+  act_cmd->add_option("--limit", filter.limit, "at most this many");
+
+  // decisions
+  auto* dec_cmd = app.add_subcommand("decisions", "every message seen and what was decided");
+  bool dec_json = false;
+  dec_cmd->add_flag("--json", dec_json, "one JSON object per line");
+
+  // explain
+  auto* explain_cmd = app.add_subcommand(
+      "explain", "show what parsing finds and what would be decided, without writing");
+  CaptureOptions explain_opts;
+  explain_opts.add_to(explain_cmd, false);
+  std::string explain_file, explain_folder;
+  explain_cmd->add_option("file", explain_file, "an .eml file")
+      ->required()
+      ->check(CLI::ExistingFile);
+  explain_cmd->add_option("--folder", explain_folder, "decide as if seen in this folder");
+
+  CLI11_PARSE(app, argc, argv);
+
+  if (*import_cmd) {
+    auto st = open_store(store_path);
+    auto r =
+        store::import_csv(*st, *store::import_kind_from_string(import_kind), import_file, replace);
+    if (!r) {
+      std::cerr << "crm-capture: " << r.error().message << "\n";
+      return 1;
+    }
+    std::cout << "imported " << *r << " " << import_kind << " from " << import_file << "\n";
+    return 0;
+  }
+  if (*stats_cmd) {
+    auto st = open_store(store_path);
+    auto s = st->stats();
+    if (!s) {
+      std::cerr << "crm-capture: " << s.error().message << "\n";
+      return 1;
+    }
+    std::cout << "companies " << s->companies << " (domains " << s->company_domains << ")\n"
+              << "contacts " << s->contacts << " (addresses " << s->contact_emails << ")\n"
+              << "opportunities " << s->opportunities << " (open " << s->open_opportunities
+              << ", contact roles " << s->opportunity_contacts << ")\n";
+    return 0;
+  }
+  if (*ingest_cmd || *explain_cmd) {
+    const CaptureOptions& opts = *ingest_cmd ? ingest_opts : explain_opts;
+    std::string err;
+    auto free_mail = load_free_mail(opts.free_mail_file, err);
+    if (!free_mail) {
+      std::cerr << "crm-capture: " << err << "\n";
+      return 1;
+    }
+    if (*ingest_cmd) {
+      auto found = cli::find_messages(ingest_paths);
+      if (!found) {
+        std::cerr << "crm-capture: " << found.error().message << "\n";
+        return 1;
+      }
+      auto st = open_store(store_path);
+      capture::Pipeline pipeline(*st, *st, opts.settings(), std::move(*free_mail));
+      auto sum = cli::ingest(*found, pipeline, *st);
+      if (!sum) {
+        std::cerr << "crm-capture: " << sum.error().message << "\n";
+        return 1;
+      }
+      std::cout << sum->line() << "\n";
+      return 0;
+    }
+    // explain: read the store if it exists, never create or write it.
+    std::unique_ptr<store::Store> st;
+    std::error_code ec;
+    if (fs::exists(store_path, ec)) {
+      st = open_store(store_path);
+    } else {
+      std::cout << "(no store at " << store_path << ": matching against an empty directory)\n";
+      st = open_store(":memory:");
+    }
+    std::ifstream in(explain_file, std::ios::binary);
+    std::ostringstream ss;
+    ss << in.rdbuf();
+    capture::Pipeline pipeline(*st, *st, opts.settings(), std::move(*free_mail));
+    capture::MessageSource src{{"local", explain_folder, 0, 0, explain_file}, 0};
+    src.received_at = cli::mtime_of(explain_file);
+    const auto o = pipeline.process(ss.str(), src);
+    if (o.message) {
+      const auto& m = *o.message;
+      std::cout << "Parsed\n"
+                << "  message-id:  " << m.message_id
+                << (m.message_id_synthetic ? " (synthetic)" : "")
+                << "\n  date:        " << capture::iso_utc(m.date)
+                << (m.date_fallback ? " (Date unreadable: receive time used)" : "") << "\n"
+                << "  from:        " << addresses(m.from) << "\n"
+                << "  to:          " << addresses(m.to) << "\n";
+      if (!m.cc.empty()) std::cout << "  cc:          " << addresses(m.cc) << "\n";
+      if (!m.bcc.empty()) std::cout << "  bcc:         " << addresses(m.bcc) << "\n";
+      std::cout << "  subject:     " << m.subject << "\n"
+                << "  thread key:  " << o.activity.thread_key << "\n"
+                << "  snippet:     " << m.snippet << "\n";
+      for (const auto& att : m.attachments) {
+        std::cout << "  attachment:  " << att.filename << " (" << att.media_type << ", " << att.size
+                  << " bytes)\n";
+      }
+      for (const auto& c : m.calendar_parts) {
+        std::cout << "  calendar:    " << c.method << " " << c.uid << "\n";
+      }
+    }
+    std::cout << "Decision\n";
+    for (const auto& s : o.steps) std::cout << "  " << s << "\n";
+    std::cout << "Result: " << store::to_string(o.activity.status);
+    if (!o.activity.rule.empty()) std::cout << " (" << o.activity.rule << ")";
+    std::cout << "\n  " << o.activity.reason << "\n";
+    return 0;
+  }
+  if (*act_cmd || *dec_cmd) {
+    auto st = open_store(store_path);
+    if (*act_cmd) filter.status = store::DecisionStatus::captured;
+    auto rows = st->list(*act_cmd ? filter : store::ActivityFilter{});
+    if (!rows) {
+      std::cerr << "crm-capture: " << rows.error().message << "\n";
+      return 1;
+    }
+    if (*act_cmd && act_json) {
+      for (const auto& a : *rows) std::cout << boost::json::serialize(activity_json(a)) << "\n";
+    } else if (*act_cmd) {
+      std::printf("%-20s %-8s %-40s %-16s %-10s\n", "OCCURRED (UTC)", "DIR", "SUBJECT", "CONTACTS",
+                  "OPPORTUNITY");
+      for (const auto& a : *rows) {
+        std::string contacts;
+        for (const auto& c : a.contact_ids) contacts += (contacts.empty() ? "" : ",") + c;
+        std::printf("%-20s %-8s %-40s %-16s %-10s\n", a.occurred_at.c_str(),
+                    std::string(store::to_string(a.direction)).c_str(), cut(a.subject, 40).c_str(),
+                    cut(contacts, 16).c_str(), a.opportunity_id.c_str());
+      }
+    } else {
+      for (const auto& a : *rows) {
+        for (const auto& s : a.sources) {
+          boost::json::object o{{"message_id", a.message_id},
+                                {"activity_id", a.id},
+                                {"mailbox", s.mailbox},
+                                {"folder", s.folder},
+                                {"decision", store::to_string(a.status)},
+                                {"rule", a.rule},
+                                {"reason", a.reason}};
+          if (!s.path.empty()) o["path"] = s.path;
+          if (s.uid) o["uid"] = s.uid;
+          if (dec_json) {
+            std::cout << boost::json::serialize(o) << "\n";
+          } else {
+            std::cout << a.occurred_at << "  " << store::to_string(a.status) << "  "
+                      << (s.folder.empty() ? s.path : s.folder) << "  " << a.message_id << "\n    "
+                      << a.reason << "\n";
+          }
+        }
+      }
+    }
+    return 0;
+  }
+  return 0;
+}

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# Installs every Debian 12 package that crm-capture's build, tests, benchmarks
+# and demo need, and nothing more. Idempotent: packages already present are
+# left alone and apt is not touched at all when nothing is missing.
+# Boost is 1.81 (libboost1.81-dev and friends), never libboost-all-dev (1.74).
+set -euo pipefail
+
+packages=(
+  # build
+  cmake g++ make pkg-config
+  libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev
+  libcurl4-openssl-dev libmimetic-dev libsqlitecpp-dev libsqlite3-dev
+  libical-dev libxml2-dev libtomlplusplus-dev libcli11-dev libsystemd-dev
+  libssl-dev zlib1g-dev
+  # tests and benchmarks
+  googletest libgtest-dev libgmock-dev libbenchmark-dev
+  dovecot-imapd isync openssl python3 sqlite3
+  # fuzzing and sanitizer builds (clang's libFuzzer and runtimes)
+  clang libclang-rt-14-dev
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "install-deps: all ${#packages[@]} packages present"
+  exit 0
+fi
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+echo "install-deps: installing ${missing[*]}"
+$SUDO apt-get update
+# Dovecot's maintainer scripts try to start the system service; our tests start
+# their own private instance, so keep the packaged one from starting.
+$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
+if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet dovecot 2>/dev/null; then
+  $SUDO systemctl stop dovecot || true
+fi

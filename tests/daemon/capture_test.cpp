@@ -1,0 +1,324 @@
+// SPDX-License-Identifier: Apache-2.0
+// End-to-end capture: a CRM directory imported from CSV, a Maildir++ tree of
+// messages written by the test, ingested into a real SQLite store; then exact
+// activities, links, skip reasons, and a second ingest that changes nothing.
+#include "daemon/capture/capture.hpp"
+#include "daemon/cli/ingest.hpp"
+#include "store/import.hpp"
+#include "store/store.hpp"
+
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
+
+namespace fs = std::filesystem;
+using namespace crmcap;
+
+namespace {
+
+class TempDir {
+ public:
+  TempDir() {
+    std::string tmpl = (fs::temp_directory_path() / "crmcap-capture-XXXXXX").string();
+    path_ = mkdtemp(tmpl.data());
+  }
+  ~TempDir() { fs::remove_all(path_); }
+  const fs::path& path() const { return path_; }
+
+ private:
+  fs::path path_;
+};
+
+std::string read_file(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+const char* k_companies =
+    "id,name,domains\n"
+    "CO-1,Acme,acme.com\n"
+    "CO-2,Globex,globex.com\n"
+    "CO-3,Initech,initech.com\n"
+    "CO-4,Umbrella,umbrella.com\n";
+const char* k_contacts =
+    "id,name,emails,company_id\n"
+    "C-1,Jane Doe,jane@acme.com,CO-1\n"
+    "C-2,Hank Scorpio,hank@globex.com,CO-2\n"
+    "C-3,Peter Gibbons,peter@initech.com,CO-3\n"
+    "C-4,Bill Lumbergh,bill.lumbergh@gmail.com,\n";
+const char* k_opps =
+    "id,name,company_id,stage,status,contact_ids\n"
+    "O-1,Acme renewal,CO-1,Proposal,open,C-1\n"
+    "O-2,Acme 2025,CO-1,Closed,won,C-1\n"
+    "O-3,Initech TPS,CO-3,Qualify,open,\n"
+    "O-4,Initech printers,CO-3,Qualify,open,\n"
+    "O-5,Globex pilot,CO-2,Demo,open,\n";
+
+std::string msg(const std::string& headers, const std::string& body = "Hello,\n\nSee below.\n") {
+  return headers + "MIME-Version: 1.0\nContent-Type: text/plain; charset=utf-8\n\n" + body;
+}
+
+struct Fixture {
+  TempDir dir;
+  std::unique_ptr<store::Store> st;
+  fs::path maildir;
+  int seq = 0;
+
+  Fixture() {
+    st = store::Store::open((dir.path() / "capture.db").string()).value();
+    EXPECT_TRUE(store::import_csv_text(*st, store::ImportKind::companies, k_companies, "c", false));
+    EXPECT_TRUE(store::import_csv_text(*st, store::ImportKind::contacts, k_contacts, "p", false));
+    EXPECT_TRUE(store::import_csv_text(*st, store::ImportKind::opportunities, k_opps, "o", false));
+    maildir = dir.path() / "Mail";
+    for (const char* f : {"", ".Sent", ".Trash"}) {
+      for (const char* sub : {"cur", "new", "tmp"}) fs::create_directories(maildir / f / sub);
+    }
+  }
+
+  void put(const std::string& folder, const std::string& raw) {
+    const fs::path d = folder == "INBOX" ? maildir : maildir / ("." + folder);
+    // Delivery times deliberately out of date order: ingest sorts by Date.
+    ++seq;
+    const std::string name =
+        std::to_string(1800000000 - seq) + ".M" + std::to_string(seq) + "P1.test:2,S";
+    std::ofstream(d / "cur" / name, std::ios::binary) << raw;
+  }
+
+  capture::Settings settings() const {
+    capture::Settings s;
+    s.owner_addresses = {"alice@example.com"};
+    s.internal_domains = {"example.com"};
+    s.block_domains = {"spammer.biz"};
+    return s;
+  }
+
+  capture::FreeMailDomains free_mail() const {
+    return capture::FreeMailDomains::from_text(
+        read_file(fs::path(CRMCAP_SOURCE_DIR) / "data" / "free-mail-domains.txt"));
+  }
+
+  cli::IngestSummary ingest() {
+    capture::Pipeline p(*st, *st, settings(), free_mail());
+    auto found = cli::find_messages({maildir.string()});
+    EXPECT_TRUE(found) << found.error().message;
+    auto r = cli::ingest(*found, p, *st, 3);  // small batches: threads span commits
+    EXPECT_TRUE(r) << r.error().message;
+    return *r;
+  }
+
+  std::map<std::string, store::Activity> by_mid() {
+    std::map<std::string, store::Activity> out;
+    for (auto& a : st->list({}).value()) out[a.message_id] = a;
+    return out;
+  }
+};
+
+void fill(Fixture& f) {
+  f.put("INBOX", msg("From: Jane Doe <jane@acme.com>\nTo: alice@example.com\n"
+                     "Subject: Renewal terms\nDate: Mon, 02 Nov 2026 09:00:00 +0100\n"
+                     "Message-ID: <m1@acme.com>\n"));
+  const std::string m2 =
+      msg("From: Alice <alice@example.com>\nTo: \"Scorpio, Hank\" <hank@globex.com>\n"
+          "Cc: alice@example.com\nSubject: Pilot plan\nDate: Tue, 03 Nov 2026 10:00:00 +0000\n"
+          "Message-ID: <m2@example.com>\n",
+          "Hank,\n\nAttached the plan.\n\nBest regards,\nAlice\n");
+  f.put("Sent", m2);
+  f.put("INBOX", m2);  // the Cc copy: the same message, one activity
+  f.put("INBOX", msg("From: bob@sales.globex.com\nTo: alice@example.com\n"
+                     "Subject: Pricing\nDate: Wed, 04 Nov 2026 08:00:00 +0000\n"
+                     "Message-ID: <m3@globex.com>\n"));
+  f.put("INBOX", msg("From: Peter Gibbons <peter@initech.com>\nTo: alice@example.com\n"
+                     "Subject: Two projects\nDate: Thu, 05 Nov 2026 08:00:00 +0000\n"
+                     "Message-ID: <m4@initech.com>\n"));
+  // A thread: the root names O-1 through Jane's role; the reply from Umbrella
+  // (no open opportunity) inherits it. The reply is written first on disk.
+  f.put("INBOX", msg("From: dave@umbrella.com\nTo: alice@example.com\n"
+                     "Subject: Re: Joint offer\nDate: Sat, 07 Nov 2026 08:00:00 +0000\n"
+                     "Message-ID: <m5b@umbrella.com>\nIn-Reply-To: <m5a@acme.com>\n"
+                     "References: <m5a@acme.com>\n",
+                     "Fine by us.\n\nOn Fri, Jane wrote:\n> Shall we?\n"));
+  f.put("INBOX", msg("From: jane+deals@acme.com\nTo: alice@example.com\nCc: dave@umbrella.com\n"
+                     "Subject: Joint offer\nDate: Fri, 06 Nov 2026 08:00:00 +0000\n"
+                     "Message-ID: <m5a@acme.com>\n"));
+  f.put("INBOX", msg("From: news@acme.com\nTo: alice@example.com\nSubject: Newsletter\n"
+                     "List-Id: Acme News <news.acme.com>\nDate: Sun, 08 Nov 2026 08:00:00 +0000\n"
+                     "Message-ID: <m6@acme.com>\n"));
+  f.put("INBOX", msg("From: jane@acme.com\nTo: alice@example.com\nSubject: Out of office\n"
+                     "Auto-Submitted: auto-replied\nDate: Sun, 08 Nov 2026 09:00:00 +0000\n"
+                     "Message-ID: <m7@acme.com>\n"));
+  f.put("INBOX", msg("From: bob@example.com\nTo: alice@example.com\nSubject: Lunch\n"
+                     "Date: Sun, 08 Nov 2026 10:00:00 +0000\nMessage-ID: <m8@example.com>\n"));
+  f.put("INBOX", msg("From: stranger@gmail.com\nTo: alice@example.com\nSubject: Hi\n"
+                     "Date: Sun, 08 Nov 2026 11:00:00 +0000\nMessage-ID: <m9@gmail.com>\n"));
+  f.put("INBOX", msg("From: Bill <Bill.Lumbergh@GMAIL.com>\nTo: alice@example.com\n"
+                     "Subject: TPS reports\nDate: Sun, 08 Nov 2026 12:00:00 +0000\n"
+                     "Message-ID: <m10@gmail.com>\n"));
+  f.put("INBOX", msg("From: jane@acme.com\nTo: alice@example.com\nSubject: Personal\n"
+                     "Sensitivity: Private\nDate: Sun, 08 Nov 2026 13:00:00 +0000\n"
+                     "Message-ID: <m11@acme.com>\n"));
+  f.put("INBOX", msg("From: offers@spammer.biz\nTo: alice@example.com\nSubject: Deal\n"
+                     "Date: Sun, 08 Nov 2026 14:00:00 +0000\nMessage-ID: <m12@spammer.biz>\n"));
+  f.put("Trash", msg("From: jane@acme.com\nTo: alice@example.com\nSubject: Old\n"
+                     "Date: Sun, 08 Nov 2026 15:00:00 +0000\nMessage-ID: <m13@acme.com>\n"));
+  f.put("INBOX", "\x01\x02\x03 this is not a message\n\n");
+}
+
+}  // namespace
+
+TEST(Capture, IngestGivesExactActivitiesLinksAndReasons) {
+  Fixture f;
+  fill(f);
+  const auto sum = f.ingest();
+  EXPECT_EQ(sum.seen, 16u);
+  EXPECT_EQ(sum.failed, 1u);
+  EXPECT_EQ(sum.line(),
+            "seen 16, captured 8, skipped 7 (auto-reply 1, blocklist 1, bulk 1, folder 1, "
+            "internal 1, private 1, unmatched 1), failed 1");
+
+  auto a = f.by_mid();
+  EXPECT_EQ(a.size(), 15u);  // m2 twice is one row; the failed one has no message id
+
+  const auto& m1 = a.at("m1@acme.com");
+  EXPECT_EQ(m1.status, store::DecisionStatus::captured);
+  EXPECT_EQ(m1.direction, store::Direction::inbound);
+  EXPECT_EQ(m1.occurred_at, "2026-11-02T08:00:00Z");
+  EXPECT_EQ(m1.contact_ids, std::vector<std::string>{"C-1"});
+  EXPECT_EQ(m1.company_ids, std::vector<std::string>{"CO-1"});
+  EXPECT_EQ(m1.opportunity_id, "O-1");  // O-2 is won: never chosen
+  EXPECT_EQ(m1.reason,
+            "from: jane@acme.com = contact C-1; opportunity O-1: the one open opportunity on "
+            "which a matched contact has a role");
+
+  const auto& m2 = a.at("m2@example.com");
+  EXPECT_EQ(m2.direction, store::Direction::outbound);
+  EXPECT_EQ(m2.sources.size(), 2u);
+  EXPECT_EQ(m2.opportunity_id, "O-5");
+  EXPECT_EQ(m2.reason,
+            "to: hank@globex.com = contact C-2; opportunity O-5: only open opportunity of Globex");
+  ASSERT_EQ(m2.participants.size(), 2u);
+  EXPECT_EQ(m2.participants[1].name, "Scorpio, Hank");
+  EXPECT_EQ(m2.participants[1].role, "to");
+
+  const auto& m3 = a.at("m3@globex.com");
+  EXPECT_EQ(m3.company_ids, std::vector<std::string>{"CO-2"});
+  EXPECT_TRUE(m3.contact_ids.empty());
+  EXPECT_EQ(m3.reason,
+            "from: bob@sales.globex.com = company CO-2 (domain globex.com); opportunity O-5: "
+            "only open opportunity of Globex");
+
+  const auto& m4 = a.at("m4@initech.com");
+  EXPECT_EQ(m4.status, store::DecisionStatus::captured);
+  EXPECT_EQ(m4.opportunity_id, "");
+  EXPECT_EQ(m4.reason,
+            "from: peter@initech.com = contact C-3; no opportunity: ambiguous, Initech has "
+            "several open (O-3, O-4)");
+
+  const auto& m5a = a.at("m5a@acme.com");
+  EXPECT_EQ(m5a.opportunity_id, "O-1");
+  EXPECT_EQ(m5a.participants[0].address, "jane@acme.com");  // +tag stripped
+  const auto& m5b = a.at("m5b@umbrella.com");
+  EXPECT_EQ(m5b.thread_key, "m5a@acme.com");
+  EXPECT_EQ(m5b.opportunity_id, "O-1");
+  EXPECT_EQ(m5b.reason,
+            "from: dave@umbrella.com = company CO-4 (domain umbrella.com); opportunity O-1: "
+            "from an earlier activity in the same thread");
+  EXPECT_EQ(m5b.snippet, "Fine by us.");
+
+  EXPECT_EQ(a.at("m6@acme.com").rule, "bulk");
+  EXPECT_EQ(a.at("m6@acme.com").reason,
+            "skipped (bulk): mailing list (List-Id: Acme News <news.acme.com>)");
+  EXPECT_EQ(a.at("m7@acme.com").rule, "auto-reply");
+  EXPECT_EQ(a.at("m8@example.com").reason, "skipped (internal): every participant is internal");
+  EXPECT_EQ(a.at("m9@gmail.com").reason,
+            "skipped (unmatched): no participant is a known contact or company "
+            "(stranger@gmail.com)");
+  const auto& m10 = a.at("m10@gmail.com");
+  EXPECT_EQ(m10.status, store::DecisionStatus::captured);
+  EXPECT_EQ(m10.contact_ids, std::vector<std::string>{"C-4"});
+  EXPECT_TRUE(m10.company_ids.empty());
+  EXPECT_EQ(m10.reason, "from: bill.lumbergh@gmail.com = contact C-4; no opportunity: none found");
+  EXPECT_EQ(a.at("m11@acme.com").rule, "private");
+  EXPECT_EQ(a.at("m12@spammer.biz").rule, "blocklist");
+  EXPECT_EQ(a.at("m13@acme.com").reason, "skipped (folder): folder 'Trash' is excluded");
+
+  const auto& failed = a.at("");
+  EXPECT_EQ(failed.status, store::DecisionStatus::failed);
+  EXPECT_EQ(failed.rule, "parse");
+  EXPECT_EQ(failed.reason.rfind("failed: cannot parse the message: ", 0), 0u) << failed.reason;
+  ASSERT_EQ(failed.sources.size(), 1u);
+  EXPECT_NE(failed.sources[0].path.find("/Mail/cur/"), std::string::npos);
+
+  // Lookups by contact, company and opportunity see the links.
+  store::ActivityFilter by_opp;
+  by_opp.opportunity_id = "O-1";
+  EXPECT_EQ(f.st->list(by_opp).value().size(), 3u);
+  store::ActivityFilter by_company;
+  by_company.company_id = "CO-4";
+  EXPECT_EQ(f.st->list(by_company).value().size(), 2u);  // m5a (Cc) and m5b
+}
+
+TEST(Capture, SecondIngestChangesNothing) {
+  Fixture f;
+  fill(f);
+  f.ingest();
+  auto before = f.st->list({}).value();
+  const auto sum = f.ingest();
+  EXPECT_EQ(sum.seen, 16u);
+  auto after = f.st->list({}).value();
+  ASSERT_EQ(before.size(), after.size());
+  for (std::size_t i = 0; i < before.size(); ++i) {
+    EXPECT_EQ(before[i].id, after[i].id);
+    EXPECT_EQ(before[i].reason, after[i].reason);
+    EXPECT_EQ(before[i].opportunity_id, after[i].opportunity_id);
+    EXPECT_EQ(before[i].updated_at, after[i].updated_at) << before[i].message_id;
+    EXPECT_EQ(before[i].sources.size(), after[i].sources.size());
+  }
+}
+
+TEST(Capture, ActivityIdsAreStableAcrossStores) {
+  Fixture f1, f2;
+  fill(f1);
+  fill(f2);
+  f1.ingest();
+  f2.ingest();
+  auto a = f1.by_mid(), b = f2.by_mid();
+  for (const auto& [mid, act] : a) EXPECT_EQ(act.id, b.at(mid).id) << mid;
+  EXPECT_EQ(capture::activity_id_for("mid:x@y"), capture::activity_id_for("mid:x@y"));
+  EXPECT_NE(capture::activity_id_for("mid:x@y"), capture::activity_id_for("mid:x@z"));
+}
+
+TEST(Capture, NormalizesAddresses) {
+  EXPECT_EQ(capture::normalize_address(" Jane+CRM@Acme.COM ", true), "jane@acme.com");
+  EXPECT_EQ(capture::normalize_address("jane+crm@acme.com", false), "jane+crm@acme.com");
+  EXPECT_EQ(capture::normalize_address("+x@acme.com", true), "+x@acme.com");
+}
+
+TEST(Capture, CopyInAnExcludedFolderDoesNotUndoACapture) {
+  Fixture f;
+  const std::string m =
+      msg("From: jane@acme.com\nTo: alice@example.com\nSubject: Moved\n"
+          "Date: Mon, 02 Nov 2026 09:00:00 +0000\nMessage-ID: <mv@acme.com>\n");
+  f.put("INBOX", m);
+  f.ingest();
+  f.put("Trash", m);
+  f.ingest();
+  const auto a = f.by_mid().at("mv@acme.com");
+  EXPECT_EQ(a.status, store::DecisionStatus::captured);
+  EXPECT_EQ(a.sources.size(), 2u);
+}
+
+TEST(Capture, FailedDirectoryIsNeverSilent) {
+  Fixture f;
+  capture::Pipeline p(*f.st, *f.st, f.settings(), f.free_mail());
+  capture::MessageSource src{{"local", "INBOX", 0, 0, "/x"}, 1700000000};
+  auto o = p.process("", src);
+  EXPECT_EQ(o.activity.status, store::DecisionStatus::failed);
+  EXPECT_FALSE(o.activity.reason.empty());
+  EXPECT_EQ(o.activity.occurred_at, "2023-11-14T22:13:20Z");
+}
