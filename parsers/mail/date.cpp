@@ -262,7 +262,9 @@ std::optional<std::int64_t> parse_date(std::string_view value) {
       }
       if (day < 0) {
         day = tok.value;
-      } else if (year < 0) {
+      } else if (year < 0 && month > 0) {
+        // A second small number is a two-digit year only once the month is
+        // known ("15 Jan 24"); before that it is noise.
         year = tok.value;
         year_digits = static_cast<int>(tok.text.size());
       }

@@ -163,15 +163,19 @@ std::vector<std::string> parse_msg_ids(std::string_view value) {
       ++i;
     } else if (c == '<') {
       bracketed = true;
-      const std::size_t end = value.find('>', i + 1);
-      // A missing '>' takes the rest up to the next '<' or whitespace.
-      std::size_t stop = end;
-      if (stop == std::string_view::npos) {
-        stop = i + 1;
-        while (stop < value.size() && value[stop] != '<' && !is_space(value[stop])) ++stop;
+      // A missing '>' ends the id at the next '<', or at whitespace when no
+      // '>' follows at all.
+      std::size_t end = i + 1;
+      while (end < value.size() && value[end] != '>' && value[end] != '<') ++end;
+      if (end < value.size() && value[end] == '>') {
+        add(value.substr(i + 1, end - i - 1));
+        i = end + 1;
+      } else {
+        std::size_t stop = i + 1;
+        while (stop < end && !is_space(value[stop])) ++stop;
+        add(value.substr(i + 1, stop - i - 1));
+        i = end;
       }
-      add(value.substr(i + 1, stop - i - 1));
-      i = end == std::string_view::npos ? stop : end + 1;
     } else {
       ++i;
     }

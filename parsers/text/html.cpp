@@ -114,26 +114,28 @@ std::uint32_t decode_entity(std::string_view s, std::size_t i, std::size_t* len)
     if (cp != 0) *len = j + 1 - i;
     return cp;
   }
-  // Without ';' only the legacy few that HTML still accepts that way.
-  if (name == "amp" || name == "lt" || name == "gt" || name == "quot" || name == "nbsp" ||
-      name == "copy" || name == "reg") {
-    *len = j - i;
-    return lookup_entity(name);
+  // Without ';' only the legacy few that HTML still accepts that way, as a
+  // prefix ("&copy2026" is "©2026").
+  for (std::string_view legacy : {"nbsp", "quot", "copy", "amp", "reg", "lt", "gt"}) {
+    if (name.substr(0, legacy.size()) == legacy) {
+      *len = 1 + legacy.size();
+      return lookup_entity(legacy);
+    }
   }
   return 0;
 }
 
-enum class Block { none, line, paragraph, cell };
+enum class Block { none, line, paragraph, cell, br };
 
 Block block_kind(std::string_view tag) noexcept {
   static constexpr std::string_view paragraph[] = {"p",     "h1", "h2",         "h3", "h4",
                                                    "h5",    "h6", "blockquote", "ul", "ol",
                                                    "table", "hr", "pre",        "dl"};
   static constexpr std::string_view line[] = {
-      "br",         "div",   "li",      "tr",       "section", "article", "header", "footer",
-      "nav",        "aside", "dt",      "dd",       "address", "center",  "form",   "figure",
-      "figcaption", "main",  "caption", "fieldset", "legend",  "option",  "body",   "html",
-      "tbody",      "thead", "tfoot",   "details",  "summary"};
+      "div",    "li",         "tr",    "section", "article",  "header",  "footer",
+      "nav",    "aside",      "dt",    "dd",      "address",  "center",  "form",
+      "figure", "figcaption", "main",  "caption", "fieldset", "legend",  "option",
+      "body",   "html",       "tbody", "thead",   "tfoot",    "details", "summary"};
   for (std::string_view t : paragraph) {
     if (t == tag) return Block::paragraph;
   }
@@ -141,6 +143,7 @@ Block block_kind(std::string_view tag) noexcept {
     if (t == tag) return Block::line;
   }
   if (tag == "td" || tag == "th") return Block::cell;
+  if (tag == "br") return Block::br;
   return Block::none;
 }
 
@@ -215,6 +218,16 @@ class TextWriter {
   }
 
   void cell() { space_ = true; }
+
+  // Each <br> ends a line, but more than one empty line in a row reads as noise.
+  void br() {
+    while (!out_.empty() && out_.back() == ' ') out_.pop_back();
+    space_ = false;
+    if (out_.empty()) return;
+    const std::size_t n = out_.size();
+    if (n >= 2 && out_[n - 1] == '\n' && out_[n - 2] == '\n') return;
+    out_.push_back('\n');
+  }
 
   void line_break(int want) {
     while (!out_.empty() && out_.back() == ' ') out_.pop_back();
@@ -333,6 +346,9 @@ std::string html_to_text(std::string_view s) {
         break;
       case Block::cell:
         w.cell();
+        break;
+      case Block::br:
+        w.br();
         break;
       case Block::none:
         break;

@@ -133,6 +133,8 @@ HeaderParams parse_params(std::string_view s) {
         i = skip_cfws(s, i);
         continue;
       }
+      // "text/plain charset=x": the ';' was forgotten.
+      if (is_space(s[i]) && next_param_follows(s, i)) break;
       if (!is_space(s[i]) && s[i] != '"') main.push_back(detail::to_lower(s[i]));
       ++i;
     }
@@ -183,7 +185,14 @@ HeaderParams parse_params(std::string_view s) {
         if (is_space(s[i]) && next_param_follows(s, i)) break;
         ++i;
       }
-      value = std::string(detail::trim(s.substr(v_begin, i - v_begin)));
+      std::string_view v = detail::trim(s.substr(v_begin, i - v_begin));
+      // A comment after a token value ("12 (bytes)"); "report (1).pdf" keeps its
+      // parentheses because they do not end the value.
+      if (!v.empty() && v.back() == ')') {
+        const std::size_t open = v.find(" (");
+        if (open != std::string_view::npos) v = detail::trim(v.substr(0, open));
+      }
+      value = std::string(v);
     }
     if (name.empty()) continue;
 
