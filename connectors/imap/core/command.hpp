@@ -34,18 +34,20 @@ namespace crmcap::imap {
 // continuation request ("+ ...") from the server. A tagged NO/BAD with this
 // tag instead means the command failed: write nothing more of it. A command
 // with one segment is written at once (LITERAL+ literals need no wait).
+// Segments split at synchronizing literals ({n}) and, for AUTHENTICATE
+// without SASL-IR, before the client's response.
 //
-// awaits_continuation: after the last segment, the server is expected to
-// answer "+" as part of the command's normal flow: IDLE ("+ idling": then
-// write CommandBuilder::done() to end it) and AUTHENTICATE without an initial
-// response (a challenge: answer with the second segment for PLAIN, which is
-// already in `segments`, or see sasl_* below).
+// awaits_continuation: after the last segment the server answers "+" as part
+// of the normal flow and waits for the client. Only IDLE ("+ idling": then
+// write CommandBuilder::done() to end it). An AUTHENTICATE may also get a "+"
+// after its last segment, but only on failure (see authenticate_xoauth2).
 struct Command {
   std::string tag;
   std::vector<std::string> segments;
   bool awaits_continuation = false;
-  // The command for logs: secrets (passwords, tokens, SASL responses) and
-  // literal contents replaced by "<redacted>" / "{n}", CRLFs removed.
+  // The command for logs, one line: secrets (passwords, tokens, SASL
+  // responses) replaced by "<redacted>", a literal shown as its "{n}" or
+  // "{n+}" announcement only, no CRLF.
   std::string redacted;
 
   // All segments concatenated (for tests and LITERAL+ writers).
@@ -187,7 +189,7 @@ class CommandBuilder {
   // STATUS mailbox (items). At least one item.
   Result<Command> status(std::string_view mailbox, const StatusItems& items);
   Result<Command> examine(std::string_view mailbox, const ExamineOptions& options = {});
-  Result<Command> unselect();  // UNSELECT (RFC 3691): leave the mailbox
+  Command unselect();  // UNSELECT (RFC 3691): leave the mailbox
 
   // UID SEARCH [RETURN (...)] criteria.
   Result<Command> uid_search(const SearchCriteria& criteria, const SearchReturn& ret = {});
