@@ -1,0 +1,285 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "parsers/mail/snippet.hpp"
+
+#include "parsers/text/text.hpp"
+
+#include <algorithm>
+#include <array>
+#include <vector>
+
+namespace crmcap::mail::detail {
+namespace {
+
+// ASCII-only lowering: the markers below are matched on their ASCII letters;
+// non-ASCII letters in them are written in the case mail clients use.
+std::string lower_ascii(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) {
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  }
+  return out;
+}
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t' || s.front() == '\r' ||
+                        s.front() == '\n' || s.front() == '\f')) {
+    s.remove_prefix(1);
+  }
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r' ||
+                        s.back() == '\n' || s.back() == '\f')) {
+    s.remove_suffix(1);
+  }
+  // A non-breaking space (U+00A0) often pads lines converted from HTML.
+  while (s.size() >= 2 && s.substr(0, 2) == "\xC2\xA0") s.remove_prefix(2);
+  while (s.size() >= 2 && s.substr(s.size() - 2) == "\xC2\xA0") s.remove_suffix(2);
+  return s;
+}
+
+bool starts_with_any(std::string_view s, std::initializer_list<std::string_view> prefixes) {
+  return std::any_of(prefixes.begin(), prefixes.end(),
+                     [&](std::string_view p) { return s.starts_with(p); });
+}
+
+bool contains_any(std::string_view s, std::initializer_list<std::string_view> needles) {
+  return std::any_of(needles.begin(), needles.end(),
+                     [&](std::string_view n) { return s.find(n) != std::string_view::npos; });
+}
+
+// Outlook and Word render bold header labels as "*From:*" in text.
+std::string strip_stars(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (char c : s) {
+    if (c != '*') out.push_back(c);
+  }
+  return out;
+}
+
+// Verbs of the reply attribution line in the languages we meet most.
+bool has_attribution_verb(std::string_view l) {
+  return contains_any(
+      l, {"wrote", "writes", "schrieb",
+          "a \xC3\xA9"
+          "crit",
+          "escribi\xC3\xB3", "ha scritto", "schreef", "escreveu", "skrev", "napisa\xC5\x82",
+          "\xD0\xBD\xD0\xB0\xD0\xBF\xD0\xB8\xD1\x81\xD0\xB0\xD0\xBB",  // написал
+          "\xD0\xBF\xD0\xB8\xD1\x88\xD0\xB5\xD1\x82",                  // пишет
+          "kirjoitti", "\xE5\x86\x99\xE9\x81\x93"});                   // 写道
+}
+
+// "On <date>, <name> wrote:" and friends, given the lowered, trimmed text of one
+// line or of a line joined with its continuation.
+bool is_attribution(std::string_view l) {
+  if (l.empty() || l.back() != ':') return false;
+  if (l.size() > 400) return false;
+  if (!has_attribution_verb(l)) return false;
+  // A date, an address or an opener word tells the attribution from prose such
+  // as "Here is what she wrote:".
+  const bool opener = starts_with_any(l, {"on ", "am ", "le ", "el ", "il ", "op ", "em ", "den ",
+                                          "p\xC3\xA5 ", "w dniu ", "dnia "});
+  const bool has_digit =
+      std::any_of(l.begin(), l.end(), [](char c) { return c >= '0' && c <= '9'; });
+  const bool has_at = l.find('@') != std::string_view::npos;
+  return opener || (has_digit && has_at);
+}
+
+bool is_original_message_marker(std::string_view l) {
+  if (l.empty()) return false;
+  if (l.front() == '-') {
+    std::string_view core = l;
+    while (!core.empty() && (core.front() == '-' || core.front() == ' ')) core.remove_prefix(1);
+    while (!core.empty() && (core.back() == '-' || core.back() == ' ')) core.remove_suffix(1);
+    return contains_any(core,
+                        {"original message", "urspr\xC3\xBCngliche nachricht", "message d'origine",
+                         "mensaje original", "messaggio originale", "oorspronkelijk bericht",
+                         "mensagem original", "forwarded message", "weitergeleitete nachricht",
+                         "message transf\xC3\xA9r\xC3\xA9", "original-nachricht"});
+  }
+  return starts_with_any(l, {"begin forwarded message:", "anfang der weitergeleiteten nachricht:",
+                             "d\xC3\xA9"
+                             "but du message r\xC3\xA9"
+                             "exp\xC3\xA9"
+                             "di\xC3\xA9"});
+}
+
+bool is_from_label(std::string_view l) {
+  return starts_with_any(
+      l,
+      {"from:", "von:", "de :", "de:", "da:", "van:", "fra:", "od:", "\xD0\xBE\xD1\x82:"});  // от:
+}
+
+bool is_sent_label(std::string_view l) {
+  return starts_with_any(l, {"sent:", "date:", "gesendet:", "datum:", "envoy\xC3\xA9 :",
+                             "envoy\xC3\xA9:", "enviado el:", "enviado:", "fecha:", "inviato:",
+                             "data:", "verzonden:", "sendt:", "skickat:",
+                             "wys\xC5\x82"
+                             "ano:",
+                             "\xD0\xBE\xD1\x82\xD0\xBF\xD1\x80\xD0\xB0\xD0\xB2\xD0\xBB\xD0\xB5"
+                             "\xD0\xBD\xD0\xBE:"});  // отправлено:
+}
+
+bool is_underscore_separator(std::string_view l) {
+  return l.size() >= 10 && std::all_of(l.begin(), l.end(), [](char c) { return c == '_'; });
+}
+
+bool is_mobile_signature(std::string_view l) {
+  return starts_with_any(
+      l,
+      {"sent from my ", "sent from outlook", "get outlook for ", "sent from mail for windows",
+       "sent from yahoo mail", "sent from samsung", "sent from proton mail", "sent via ",
+       "von meinem iphone gesendet", "von meinem ipad gesendet", "von meinem mobiltelefon gesendet",
+       "envoy\xC3\xA9 de mon ", "enviado desde mi ", "inviato da "});
+}
+
+bool is_sign_off(std::string_view l) {
+  while (!l.empty() && (l.back() == ',' || l.back() == '.' || l.back() == '!' || l.back() == ' ' ||
+                        l.back() == '-')) {
+    l.remove_suffix(1);
+  }
+  static constexpr std::array<std::string_view, 50> sign_offs = {"best regards",
+                                                                 "kind regards",
+                                                                 "regards",
+                                                                 "warm regards",
+                                                                 "warmest regards",
+                                                                 "best wishes",
+                                                                 "thanks",
+                                                                 "thank you",
+                                                                 "thanks again",
+                                                                 "many thanks",
+                                                                 "thanks in advance",
+                                                                 "thanks so much",
+                                                                 "thank you very much",
+                                                                 "cheers",
+                                                                 "best",
+                                                                 "all the best",
+                                                                 "sincerely",
+                                                                 "yours sincerely",
+                                                                 "yours truly",
+                                                                 "br",
+                                                                 "rgds",
+                                                                 "mit freundlichen "
+                                                                 "gr\xC3\xBC\xC3\x9F"
+                                                                 "en",
+                                                                 "mit freundlichen gruessen",
+                                                                 "mit freundlichem gru\xC3\x9F",
+                                                                 "viele gr\xC3\xBC\xC3\x9F"
+                                                                 "e",
+                                                                 "beste gr\xC3\xBC\xC3\x9F"
+                                                                 "e",
+                                                                 "liebe gr\xC3\xBC\xC3\x9F"
+                                                                 "e",
+                                                                 "gru\xC3\x9F",
+                                                                 "gr\xC3\xBC\xC3\x9F"
+                                                                 "e",
+                                                                 "cordialement",
+                                                                 "bien cordialement",
+                                                                 "bien \xC3\xA0 vous",
+                                                                 "salutations",
+                                                                 "saludos",
+                                                                 "un saludo",
+                                                                 "atentamente",
+                                                                 "cordiali saluti",
+                                                                 "saluti",
+                                                                 "met vriendelijke groet",
+                                                                 "met vriendelijke groeten",
+                                                                 "groeten",
+                                                                 "mvg",
+                                                                 "atenciosamente",
+                                                                 "abra\xC3\xA7os",
+                                                                 "med v\xC3\xA4nlig "
+                                                                 "h\xC3\xA4lsning",
+                                                                 "vennlig hilsen",
+                                                                 "med venlig hilsen",
+                                                                 "pozdrawiam",
+                                                                 "\xD0\xA1 "
+                                                                 "\xD1\x83\xD0\xB2\xD0\xB0\xD0\xB6"
+                                                                 "\xD0\xB5\xD0\xBD\xD0\xB8\xD0\xB5"
+                                                                 "\xD0\xBC",  // С уважением
+                                                                 "\xD1\x81 "
+                                                                 "\xD1\x83\xD0\xB2\xD0\xB0\xD0\xB6"
+                                                                 "\xD0\xB5\xD0\xBD\xD0\xB8\xD0\xB5"
+                                                                 "\xD0\xBC"};  // с уважением
+  return std::find(sign_offs.begin(), sign_offs.end(), l) != sign_offs.end();
+}
+
+std::vector<std::string_view> split_lines(std::string_view body) {
+  std::vector<std::string_view> lines;
+  std::size_t start = 0;
+  while (start <= body.size()) {
+    const std::size_t nl = body.find('\n', start);
+    std::string_view line =
+        body.substr(start, nl == std::string_view::npos ? std::string_view::npos : nl - start);
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    lines.push_back(line);
+    if (nl == std::string_view::npos) break;
+    start = nl + 1;
+  }
+  return lines;
+}
+
+}  // namespace
+
+std::string strip_quotes_and_signature(std::string_view body) {
+  const std::vector<std::string_view> lines = split_lines(body);
+  std::string out;
+  out.reserve(std::min<std::size_t>(body.size(), 1u << 16));
+  bool have_content = false;
+  for (std::size_t i = 0; i < lines.size(); ++i) {
+    const std::string_view raw = lines[i];
+    const std::string_view t = trim(raw);
+    if (!t.empty() && t.front() == '>') continue;          // a quoted line, wherever it is
+    if (raw == "-- " || raw == "--" || t == "-- ") break;  // RFC 3676 signature separator
+    const std::string l = lower_ascii(strip_stars(t));
+    if (is_original_message_marker(l) || is_underscore_separator(l) || is_mobile_signature(l)) {
+      break;
+    }
+    if (is_attribution(l)) break;
+    // Attributions wrapped by the sender's client over two or three lines.
+    if (!l.empty() && l.back() != ':' && l.size() < 200 &&
+        (starts_with_any(l, {"on ", "am ", "le ", "el ", "il ", "op ", "em ", "den "}) ||
+         l.find('@') != std::string::npos)) {
+      std::string joined = l;
+      bool found = false;
+      for (std::size_t j = i + 1; j < lines.size() && j <= i + 2; ++j) {
+        const std::string_view next = trim(lines[j]);
+        if (next.empty()) break;
+        joined += ' ';
+        joined += lower_ascii(next);
+        if (is_attribution(joined)) {
+          found = true;
+          break;
+        }
+      }
+      if (found) break;
+    }
+    if (is_from_label(l)) {
+      if (l.find(" sent: ") != std::string::npos || l.find(" gesendet: ") != std::string::npos) {
+        break;  // the header block flattened into one line by an HTML conversion
+      }
+      bool block = false;
+      for (std::size_t j = i + 1, seen = 0; j < lines.size() && seen < 5; ++j) {
+        const std::string_view next = trim(lines[j]);
+        if (next.empty()) continue;
+        ++seen;
+        if (is_sent_label(lower_ascii(strip_stars(next)))) {
+          block = true;
+          break;
+        }
+      }
+      if (block) break;
+    }
+    // A sign-off ends the new text, but only after some text: a message that is
+    // just "Thanks!" keeps it.
+    if (have_content && t.size() <= 40 && is_sign_off(l)) break;
+    if (!t.empty()) have_content = true;
+    out.append(raw);
+    out.push_back('\n');
+  }
+  return out;
+}
+
+std::string make_snippet(std::string_view body, std::size_t max_chars) {
+  return text::truncate_utf8(text::fold_whitespace(strip_quotes_and_signature(body)), max_chars);
+}
+
+}  // namespace crmcap::mail::detail
