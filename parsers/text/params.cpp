@@ -209,9 +209,9 @@ HeaderParams parse_params(std::string_view s) {
       std::string_view digits = std::string_view(base).substr(star + 1);
       bool ok = !digits.empty() && digits.size() <= 3;
       int n = 0;
-      for (char c : digits) {
-        if (!detail::is_digit(c)) ok = false;
-        n = n * 10 + (c - '0');
+      for (std::size_t k = 0; ok && k < digits.size(); ++k) {
+        if (!detail::is_digit(digits[k])) ok = false;
+        n = n * 10 + (digits[k] - '0');
       }
       if (!ok) continue;  // "a*b": not a name we can read
       section = n;
