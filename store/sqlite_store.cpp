@@ -398,6 +398,14 @@ class SqliteStore final : public Store {
       const SourceRef& s = item.source;
       run(ins_s, id, s.mailbox, s.folder, s.uidvalidity, s.uid, s.path, now);
     }
+    auto& again = stmt(
+        "INSERT INTO activity_sources (activity_id, mailbox, folder, uidvalidity, uid, path, "
+        "seen_at) SELECT id, ?, ?, ?, ?, ?, ? FROM activities WHERE source_key = ? "
+        "ON CONFLICT DO UPDATE SET activity_id = excluded.activity_id");
+    for (const auto& seen : batch.seen_again) {
+      const SourceRef& s = seen.source;
+      run(again, s.mailbox, s.folder, s.uidvalidity, s.uid, s.path, now, seen.source_key);
+    }
     if (batch.cursor) write_cursor(*batch.cursor, now);
     tx.commit();
     return {};
@@ -449,6 +457,19 @@ class SqliteStore final : public Store {
   }
   Result<std::optional<Activity>> by_source_key(std::string_view key) override {
     return get_one(" WHERE a.source_key = ?", key);
+  }
+
+  Result<std::vector<bool>> have_source_keys(const std::vector<std::string>& keys) override try {
+    std::vector<bool> out;
+    out.reserve(keys.size());
+    for (const auto& k : keys) {
+      auto& st = stmt("SELECT 1 FROM activities WHERE source_key = ?");
+      st.bind(1, k);
+      out.push_back(st.executeStep());
+    }
+    return out;
+  } catch (const std::exception& e) {
+    return sql_error("looking up source keys", e);
   }
 
   Result<std::optional<std::string>> thread_opportunity(std::string_view thread_key,

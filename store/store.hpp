@@ -198,6 +198,14 @@ struct Batch {
     SourceRef source;
   };
   std::vector<Item> items;
+  // Messages already stored under this source key, seen at another place (a
+  // copy in Sent, a folder after a UIDVALIDITY change): only the place is added.
+  // A key with no stored activity is ignored.
+  struct SeenAgain {
+    std::string source_key;
+    SourceRef source;
+  };
+  std::vector<SeenAgain> seen_again;
   std::optional<SyncCursor> cursor;
 };
 
@@ -208,6 +216,8 @@ class Activities {
   virtual Result<std::vector<Activity>> list(const ActivityFilter& filter) = 0;
   virtual Result<std::optional<Activity>> get(std::string_view id) = 0;
   virtual Result<std::optional<Activity>> by_source_key(std::string_view source_key) = 0;
+  // For each key, whether an activity with that source key is stored.
+  virtual Result<std::vector<bool>> have_source_keys(const std::vector<std::string>& keys) = 0;
   // The opportunity of the most recent captured activity in the thread, if any.
   // Only activities that occurred before `before` (ISO 8601 UTC) count, so the
   // answer does not depend on the order in which a thread was seen.

@@ -308,7 +308,8 @@ TEST(StoreActivities, UpsertBySourceKeyAddsSourcesAndNeverDuplicates) {
   auto known = l.store->known_uids("alice", "Sent", 9).value();
   ASSERT_EQ(known.size(), 1u);
   EXPECT_EQ(known[0].second, "mid:1@x");
-  EXPECT_EQ(l.store->thread_opportunity("thread-1").value().value(), "O-1");
+  EXPECT_EQ(l.store->thread_opportunity("thread-1", "2026-11-02T00:00:00Z").value().value(), "O-1");
+  EXPECT_FALSE(l.store->thread_opportunity("thread-1", "2026-11-01T10:00:00Z").value());
 }
 
 TEST(StoreActivities, FiltersByContactCompanyOpportunityAndTime) {
@@ -349,4 +350,23 @@ TEST(StoreActivities, AFailedCommitWritesNeitherRowsNorCursor) {
   ASSERT_FALSE(r);
   EXPECT_TRUE(l.store->list({}).value().empty());
   EXPECT_FALSE(l.store->cursor("alice", "INBOX").value());
+}
+
+TEST(StoreActivities, SeenAgainAddsOnlyAPlaceAndKnowsKeys) {
+  Loaded l;
+  Batch b;
+  b.items.push_back({make_activity("mid:1@x", "2026-11-01T10:00:00Z", ""),
+                     SourceRef{"alice", "INBOX", 7, 1, ""}});
+  ASSERT_TRUE(l.store->commit(b));
+  Batch b2;
+  b2.seen_again.push_back({"mid:1@x", SourceRef{"alice", "Sent", 3, 9, ""}});
+  b2.seen_again.push_back({"mid:unknown@x", SourceRef{"alice", "Sent", 3, 10, ""}});
+  b2.cursor = SyncCursor{"alice", "Sent", 3, 10, 0, ""};
+  ASSERT_TRUE(l.store->commit(b2));
+  auto all = l.store->list({}).value();
+  ASSERT_EQ(all.size(), 1u);
+  EXPECT_EQ(all[0].sources.size(), 2u);
+  EXPECT_EQ(l.store->known_uids("alice", "Sent", 3).value().size(), 1u);
+  EXPECT_EQ(l.store->have_source_keys({"mid:1@x", "mid:2@x"}).value(),
+            (std::vector<bool>{true, false}));
 }
