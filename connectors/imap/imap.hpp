@@ -1,0 +1,172 @@
+// SPDX-License-Identifier: Apache-2.0
+// The IMAP connector's public interface: an account that syncs configured
+// folders of one mailbox and hands raw messages plus their source reference to
+// a MailSink. It knows the protocol, never CRM rules; it never writes to the
+// mailbox (EXAMINE and BODY.PEEK only).
+//
+// This header does not include Asio; the .cpp files that implement it do.
+#pragma once
+
+#include "connectors/imap/transport/transport.hpp"
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <system_error>
+#include <vector>
+
+namespace crmcap::imap {
+
+enum class AuthMethod { automatic, plain, login, xoauth2, oauthbearer };
+
+// How a failure should be handled by whoever runs the account (isync's
+// FAIL_TEMP / FAIL_WAIT / FAIL_FINAL).
+enum class RetryClass {
+  retry_later,  // network, timeout, BYE, THROTTLED, UNAVAILABLE: back off, then retry
+  needs_user,   // bad password, untrusted certificate, no TLS offered: do not retry
+};
+
+enum class SyncErrc {
+  connection = 1,  // transport failure (see message)
+  protocol,        // the server's bytes could not be followed
+  auth_failed,     // the server refused the credentials
+  no_tls,          // STARTTLS wanted but not offered
+  server_refused,  // a command got NO/BAD that capture cannot work around
+  server_busy,     // THROTTLED, UNAVAILABLE, OVERQUOTA, too many connections, BYE
+  credential,      // the password or token could not be read
+  sink,            // the sink (store) failed; the batch was not committed
+  cancelled,
+};
+const std::error_category& sync_category() noexcept;
+std::error_code make_error_code(SyncErrc e) noexcept;
+
+struct SyncError {
+  std::error_code code;
+  std::string message;  // what failed, with server text; never a credential
+  RetryClass retry = RetryClass::retry_later;
+};
+[[noreturn]] void throw_exception_from_error(const SyncError& e, const boost::source_location& loc);
+template <class T>
+using SyncResult = boost::system::result<T, SyncError>;
+
+struct AccountOptions {
+  std::string name;  // the mailbox's configured name, for messages
+  TransportOptions transport;
+  std::string username;
+  AuthMethod auth = AuthMethod::automatic;
+  // Returns the password (plain, login) or the bearer token (xoauth2,
+  // oauthbearer). Called once per connection, so a token refreshed on disk or
+  // by a command is picked up on reconnect.
+  std::function<SyncResult<std::string>()> secret;
+  // Folders by name, or "\\Sent" (and other "\\Special") for a special-use
+  // folder. Junk, Trash and Drafts are never synced, even when named.
+  std::vector<std::string> folders = {"INBOX", "\\Sent"};
+  std::uint32_t backfill_days = 90;      // first sync: only mail SINCE this window
+  std::uint32_t max_part_bytes = 65536;  // each fetched text part is cut here
+  std::uint32_t batch_size = 200;        // messages per commit
+  std::chrono::seconds idle_reissue{25 * 60};
+  std::chrono::seconds poll_interval{60};  // other folders while idling on INBOX
+  // A folder whose message count drops below this fraction of the last seen
+  // count is paused with a warning instead of being synced.
+  double min_keep_fraction = 0.5;
+};
+
+// Where a folder's sync stands; the sink stores it with the batch it covers.
+struct FolderState {
+  std::string folder;  // the folder's name (UTF-8)
+  std::uint32_t uidvalidity = 0;
+  std::uint32_t highest_uid = 0;  // every UID <= this (in the window) is handed over
+  std::uint64_t highest_modseq = 0;
+  std::uint32_t uidnext = 0;
+  std::uint32_t messages = 0;  // count at the last sync (for the shrink check)
+  // A first sync (SINCE the backfill window) is under way: committed batches
+  // moved highest_uid, the rest of the window is still to come.
+  bool backfilling = false;
+  // The low message count seen by a pass that paused; a next pass that sees it
+  // again takes it as real.
+  std::uint32_t suspect_messages = 0;
+};
+
+// One message handed to the sink.
+struct FetchedMessage {
+  std::uint32_t uid = 0;
+  std::string message_id;         // from ENVELOPE, as sent (with angle brackets); may be empty
+  std::int64_t internaldate = 0;  // Unix seconds; the receive time
+  // The message as capture needs it: the header block and the text parts
+  // (each cut at max_part_bytes), in the original MIME structure; attachment
+  // parts keep their MIME headers and lose their bytes. Empty when `known`.
+  std::string raw;
+  bool known = false;    // the sink already has this Message-ID: not fetched again
+  bool partial = false;  // some part was cut or left out
+  std::optional<std::uint64_t> gm_msgid;
+};
+
+class MailSink {
+ public:
+  virtual ~MailSink() = default;
+  // The stored state of a folder, if any.
+  virtual std::optional<FolderState> folder_state(const std::string& folder) = 0;
+  // For each Message-ID (as sent, with brackets), whether the sink has it.
+  virtual std::vector<bool> known_message_ids(const std::vector<std::string>& ids) = 0;
+  // Captures a batch and stores `state` in the same transaction. An error
+  // leaves the state as it was; the account stops the folder's sync.
+  virtual SyncResult<void> commit(const FolderState& state,
+                                  std::vector<FetchedMessage> messages) = 0;
+  // A condition worth telling the user (folder paused, capability missing).
+  virtual void warn(const std::string& message) = 0;
+};
+
+struct FolderReport {
+  std::string folder;
+  std::uint32_t handed_over = 0;  // messages committed to the sink
+  std::uint32_t known = 0;        // of which the sink had already
+  bool skipped_unchanged = false;
+  bool paused = false;
+  bool uidvalidity_changed = false;
+};
+
+struct SyncReport {
+  std::vector<FolderReport> folders;
+  std::vector<std::string> capabilities;
+};
+
+// Runs on the executor it is given. Not thread-safe; one coroutine at a time.
+class Account {
+ public:
+  Account(const boost::asio::any_io_executor& executor, AccountOptions options, MailSink& sink);
+  ~Account();
+  Account(const Account&) = delete;
+  Account& operator=(const Account&) = delete;
+
+  // Connects, logs in, syncs every configured folder once, logs out.
+  Awaitable<SyncResult<SyncReport>> sync_once();
+
+  // Syncs, then waits for new mail with IDLE on INBOX (re-issued every
+  // idle_reissue) and polls the other folders every poll_interval; reconnects
+  // with exponential backoff and jitter (1 s up to 5 min) after a
+  // retry_later failure. Returns on a needs_user failure or after stop().
+  Awaitable<SyncError> run();
+  // Makes run() return soon (it closes the connection).
+  void stop();
+
+  // Called after every sync pass inside run() (for tests and status).
+  std::function<void(const SyncReport&)> on_synced;
+  // Called for every failure inside run() before it backs off (or returns).
+  std::function<void(const SyncError&)> on_failure;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// The backoff delay before reconnect attempt `attempt` (1-based): 1 s doubled
+// each time up to 5 min, with up to 20% random jitter either way.
+std::chrono::milliseconds backoff_delay(unsigned attempt, std::uint64_t random_bits);
+
+}  // namespace crmcap::imap
+
+template <>
+struct std::is_error_code_enum<crmcap::imap::SyncErrc> : std::true_type {};

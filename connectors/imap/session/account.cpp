@@ -1,0 +1,601 @@
+// SPDX-License-Identifier: Apache-2.0
+// Folder sync over one connection: which folders, what changed (core/plan), what
+// to fetch (headers, structure, then only the text parts), and handing batches to
+// the sink that commits them with the folder's new state.
+#include "connectors/imap/core/plan.hpp"
+#include "connectors/imap/imap.hpp"
+#include "connectors/imap/session/connection.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <map>
+#include <random>
+
+namespace asio = boost::asio;
+
+namespace crmcap::imap {
+
+using detail::Connection;
+using detail::make_sync_error;
+
+std::chrono::milliseconds backoff_delay(unsigned attempt, std::uint64_t random_bits) {
+  using namespace std::chrono;
+  const unsigned shift = std::min(attempt == 0 ? 0u : attempt - 1, 9u);
+  const milliseconds base = std::min<milliseconds>(milliseconds(1000LL << shift), minutes(5));
+  // Jitter of up to +-20% so that many mailboxes do not reconnect in step.
+  const double unit = static_cast<double>(random_bits % 10001) / 10000.0;  // [0, 1]
+  const double factor = 0.8 + 0.4 * unit;
+  return milliseconds(static_cast<std::int64_t>(static_cast<double>(base.count()) * factor));
+}
+
+namespace {
+
+// "17-Jul-1996 02:44:25 -0700" -> Unix seconds; 0 when unreadable.
+std::int64_t parse_internaldate(std::string_view s) {
+  static constexpr std::string_view months[] = {"jan", "feb", "mar", "apr", "may", "jun",
+                                                "jul", "aug", "sep", "oct", "nov", "dec"};
+  int day = 0, year = 0, hh = 0, mm = 0, ss = 0, zone = 0;
+  char mon[4] = {0}, sign = '+';
+  if (std::sscanf(std::string(s).c_str(), " %d-%3c-%d %d:%d:%d %c%4d", &day, mon, &year, &hh, &mm,
+                  &ss, &sign, &zone) != 8) {
+    return 0;
+  }
+  std::string m(mon, 3);
+  for (auto& c : m) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  int month = 0;
+  for (int i = 0; i < 12; ++i) {
+    if (months[i] == m) month = i + 1;
+  }
+  if (month == 0) return 0;
+  using namespace std::chrono;
+  const sys_days d =
+      year_month_day{std::chrono::year{year}, std::chrono::month{static_cast<unsigned>(month)},
+                     std::chrono::day{static_cast<unsigned>(day)}};
+  std::int64_t t = d.time_since_epoch().count() * 86400LL + hh * 3600 + mm * 60 + ss;
+  const int off = (zone / 100) * 3600 + (zone % 100) * 60;
+  return sign == '-' ? t + off : t - off;
+}
+
+bool is_excluded_special(SpecialUse u) {
+  return u == SpecialUse::junk || u == SpecialUse::trash || u == SpecialUse::drafts;
+}
+
+// Whether capture needs a leaf part's bytes: readable text that is not an
+// attachment, and small calendar parts (iMIP).
+bool wanted_leaf(const BodyStructure& b, std::uint32_t max_part) {
+  if (b.type != "text") return false;
+  const bool attachment = b.disposition && b.disposition->type == "attachment";
+  if (b.subtype == "calendar") return b.size <= max_part;
+  if (attachment) return false;
+  return b.subtype == "plain" || b.subtype == "html";
+}
+
+void collect_sections(const BodyStructure& b, bool root, std::uint32_t max_part,
+                      std::vector<FetchAttr>& attrs) {
+  if (!root) attrs.push_back(FetchAttr::body_peek(Section{b.section, SectionText::mime, {}}));
+  if (b.is_multipart()) {
+    for (const auto& p : b.parts) collect_sections(p, false, max_part, attrs);
+  } else if (wanted_leaf(b, max_part)) {
+    attrs.push_back(FetchAttr::body_peek(Section{b.section, SectionText::none, {}},
+                                         std::make_pair(0u, max_part)));
+  }
+}
+
+const std::string* find_section(const FetchItem& f, const std::string& part, SectionText text) {
+  for (const auto& s : f.sections) {
+    if (s.section.part == part && s.section.text == text && s.data) return &*s.data;
+  }
+  return nullptr;
+}
+
+// Rebuilds the message from its header, the MIME headers of every part and the
+// bytes of the parts capture reads, keeping the original boundaries. Attachment
+// parts keep their MIME headers and lose their bytes.
+void emit_part(const BodyStructure& b, const FetchItem& f, std::string& out, bool& partial) {
+  if (b.is_multipart()) {
+    const std::string* boundary = b.param("boundary");
+    if (!boundary) {
+      partial = true;
+      return;
+    }
+    for (const auto& p : b.parts) {
+      out += "--" + *boundary + "\r\n";
+      if (const std::string* h = find_section(f, p.section, SectionText::mime)) {
+        out += *h;
+      } else {
+        out += "\r\n";
+      }
+      emit_part(p, f, out, partial);
+      out += "\r\n";
+    }
+    out += "--" + *boundary + "--\r\n";
+    return;
+  }
+  if (const std::string* body = find_section(f, b.section, SectionText::none)) {
+    out += *body;
+    if (body->size() < b.size) partial = true;
+  } else if (b.size > 0) {
+    partial = true;
+  }
+}
+
+}  // namespace
+
+struct Account::Impl {
+  Impl(const asio::any_io_executor& ex, AccountOptions o, MailSink& s)
+      : executor(ex), options(std::move(o)), sink(s) {}
+
+  asio::any_io_executor executor;
+  AccountOptions options;
+  MailSink& sink;
+  std::unique_ptr<Connection> conn;
+  bool stopped = false;
+  // Resolved folder names (configured "\\Sent" -> "Sent"), in configured order.
+  std::vector<std::string> folders;
+
+  SyncError sink_error(const std::string& what) {
+    return make_sync_error(SyncErrc::sink, options.name + ": " + what, RetryClass::retry_later);
+  }
+
+  Awaitable<SyncResult<void>> connect() {
+    conn = std::make_unique<Connection>(executor, options);
+    co_return co_await conn->open();
+  }
+
+  Awaitable<SyncResult<void>> resolve_folders() {
+    std::vector<ListEntry> entries;
+    ListOptions lo;
+    lo.special_use =
+        conn->capabilities().has("SPECIAL-USE") && conn->capabilities().has("LIST-EXTENDED");
+    auto cmd = conn->builder().list("", "*", lo);
+    if (!cmd) {
+      co_return make_sync_error(SyncErrc::protocol, "cannot build LIST", RetryClass::retry_later);
+    }
+    auto r = co_await conn->run(
+        *cmd,
+        [&](Response& resp) {
+          if (auto* e = std::get_if<ListEntry>(&resp); e && !e->lsub) entries.push_back(*e);
+        },
+        "LIST");
+    if (!r) co_return r.error();
+    folders.clear();
+    auto add = [&](const std::string& name) {
+      if (std::find(folders.begin(), folders.end(), name) == folders.end()) folders.push_back(name);
+    };
+    // Gmail: every message is in All Mail once; label folders (INBOX, Sent)
+    // would only repeat it. Sync All Mail alone.
+    if (conn->capabilities().has("X-GM-EXT-1")) {
+      for (const auto& e : entries) {
+        if (e.special_use() == SpecialUse::all && !e.noselect()) add(e.mailbox);
+      }
+      if (!folders.empty()) co_return SyncResult<void>{};
+    }
+    for (const auto& want : options.folders) {
+      if (want.size() > 1 && want[0] == '\\') {
+        std::string attr = want;
+        bool found = false;
+        for (const auto& e : entries) {
+          if (e.has(attr) && !e.noselect() && !is_excluded_special(e.special_use())) {
+            add(e.mailbox);
+            found = true;
+            break;
+          }
+        }
+        if (!found) sink.warn(options.name + ": no folder has the special use " + want);
+        continue;
+      }
+      bool found = false;
+      for (const auto& e : entries) {
+        const bool inbox = want == "INBOX" || want == "inbox";
+        const bool same =
+            inbox ? (e.mailbox == "INBOX" || e.mailbox == "inbox") : e.mailbox == want;
+        if (!same) continue;
+        found = true;
+        if (e.noselect()) {
+          sink.warn(options.name + ": folder " + want + " cannot be selected");
+        } else if (is_excluded_special(e.special_use())) {
+          sink.warn(options.name + ": folder " + want + " is Junk, Trash or Drafts: never synced");
+        } else {
+          add(e.mailbox);
+        }
+        break;
+      }
+      if (!found) sink.warn(options.name + ": no folder named " + want);
+    }
+    co_return SyncResult<void>{};
+  }
+
+  Awaitable<SyncResult<FolderObservation>> status(const std::string& folder) {
+    StatusItems items;
+    items.messages = items.uidnext = items.uidvalidity = true;
+    items.highestmodseq = conn->capabilities().has("CONDSTORE");
+    auto cmd = conn->builder().status(folder, items);
+    if (!cmd) {
+      co_return make_sync_error(SyncErrc::protocol, "cannot name folder " + folder,
+                                RetryClass::needs_user);
+    }
+    FolderObservation o;
+    auto r = co_await conn->run(
+        *cmd,
+        [&](Response& resp) {
+          if (auto* s = std::get_if<MailboxStatus>(&resp)) {
+            o.uidvalidity = s->uidvalidity.value_or(0);
+            o.uidnext = s->uidnext.value_or(0);
+            o.messages = s->messages.value_or(0);
+            o.highest_modseq = s->highestmodseq;
+          }
+        },
+        "STATUS " + folder);
+    if (!r) co_return r.error();
+    co_return o;
+  }
+
+  Awaitable<SyncResult<FolderObservation>> examine(const std::string& folder) {
+    auto cmd = conn->builder().examine(folder);
+    if (!cmd) {
+      co_return make_sync_error(SyncErrc::protocol, "cannot name folder " + folder,
+                                RetryClass::needs_user);
+    }
+    FolderObservation o;
+    auto r = co_await conn->run(
+        *cmd,
+        [&](Response& resp) {
+          if (auto* e = std::get_if<Exists>(&resp)) o.messages = e->count;
+          if (auto* u = std::get_if<UntaggedStatus>(&resp); u && u->code && u->code->number) {
+            if (u->code->kind == CodeKind::uidvalidity) {
+              o.uidvalidity = static_cast<std::uint32_t>(*u->code->number);
+            }
+            if (u->code->kind == CodeKind::uidnext) {
+              o.uidnext = static_cast<std::uint32_t>(*u->code->number);
+            }
+            if (u->code->kind == CodeKind::highestmodseq) o.highest_modseq = *u->code->number;
+          }
+        },
+        "EXAMINE " + folder);
+    if (!r) co_return r.error();
+    co_return o;
+  }
+
+  Awaitable<SyncResult<std::vector<std::uint32_t>>> search(const SearchCriteria& c) {
+    const bool esearch = conn->capabilities().has("ESEARCH");
+    SearchReturn ret;
+    ret.all = esearch;
+    auto cmd = conn->builder().uid_search(c, ret);
+    if (!cmd) {
+      co_return make_sync_error(SyncErrc::protocol, "cannot build UID SEARCH",
+                                RetryClass::retry_later);
+    }
+    std::vector<std::uint32_t> uids;
+    auto r = co_await conn->run(
+        *cmd,
+        [&](Response& resp) {
+          if (auto* s = std::get_if<Search>(&resp))
+            uids.insert(uids.end(), s->ids.begin(), s->ids.end());
+          if (auto* e = std::get_if<Esearch>(&resp)) {
+            for (const auto& range : e->all.ranges()) {
+              for (std::uint64_t u = range.first; u <= range.last && u != UidSet::star; ++u) {
+                uids.push_back(static_cast<std::uint32_t>(u));
+              }
+            }
+          }
+        },
+        "UID SEARCH");
+    if (!r) co_return r.error();
+    std::sort(uids.begin(), uids.end());
+    uids.erase(std::unique(uids.begin(), uids.end()), uids.end());
+    co_return uids;
+  }
+
+  // Fetches one batch: structure first, then the bytes capture needs.
+  Awaitable<SyncResult<std::vector<FetchedMessage>>> fetch_batch(
+      const std::vector<std::uint32_t>& uids) {
+    const std::uint32_t max_part = options.max_part_bytes;
+    UidSet set;
+    for (auto u : uids) set.add(u);
+    std::vector<FetchAttr> attrs = {
+        FetchAttr::of(FetchAttr::Kind::rfc822_size), FetchAttr::of(FetchAttr::Kind::internaldate),
+        FetchAttr::of(FetchAttr::Kind::envelope), FetchAttr::of(FetchAttr::Kind::bodystructure)};
+    const bool gmail = conn->capabilities().has("X-GM-EXT-1");
+    if (gmail) attrs.push_back(FetchAttr::of(FetchAttr::Kind::gm_msgid));
+    auto cmd = conn->builder().uid_fetch(set, attrs);
+    if (!cmd) {
+      co_return make_sync_error(SyncErrc::protocol, "cannot build UID FETCH",
+                                RetryClass::retry_later);
+    }
+    std::map<std::uint32_t, FetchItem> meta;
+    auto r = co_await conn->run(
+        *cmd,
+        [&](Response& resp) {
+          if (auto* f = std::get_if<FetchItem>(&resp); f && f->uid) meta[*f->uid] = std::move(*f);
+        },
+        "UID FETCH");
+    if (!r) co_return r.error();
+
+    std::vector<FetchedMessage> out;
+    std::vector<std::string> ids;
+    for (auto& [uid, f] : meta) {
+      FetchedMessage m;
+      m.uid = uid;
+      if (f.envelope && f.envelope->message_id) m.message_id = *f.envelope->message_id;
+      if (f.internaldate) m.internaldate = parse_internaldate(*f.internaldate);
+      m.gm_msgid = f.gm_msgid;
+      ids.push_back(m.message_id);
+      out.push_back(std::move(m));
+    }
+    const std::vector<bool> known = sink.known_message_ids(ids);
+
+    // Small messages come whole in one command; larger ones part by part.
+    UidSet small;
+    std::vector<Command> large;
+    for (std::size_t i = 0; i < out.size(); ++i) {
+      FetchedMessage& m = out[i];
+      if (i < known.size() && known[i] && !m.message_id.empty()) {
+        m.known = true;
+        continue;
+      }
+      const FetchItem& f = meta[m.uid];
+      if (f.size.value_or(0) <= max_part || !f.body) {
+        small.add(m.uid);
+        continue;
+      }
+      UidSet one;
+      one.add(m.uid);
+      std::vector<FetchAttr> a = {FetchAttr::body_peek(Section{"", SectionText::header, {}})};
+      if (f.body->is_multipart()) {
+        collect_sections(*f.body, true, max_part, a);
+      } else if (wanted_leaf(*f.body, max_part)) {
+        a.push_back(
+            FetchAttr::body_peek(Section{"", SectionText::text, {}}, std::make_pair(0u, max_part)));
+      }
+      auto c = conn->builder().uid_fetch(one, a);
+      if (c) large.push_back(std::move(*c));
+    }
+    std::map<std::uint32_t, FetchItem> bodies;
+    auto keep = [&](Response& resp) {
+      if (auto* f = std::get_if<FetchItem>(&resp); f && f->uid) {
+        auto& slot = bodies[*f->uid];
+        slot.uid = f->uid;
+        for (auto& s : f->sections) slot.sections.push_back(std::move(s));
+      }
+    };
+    std::vector<Command> cmds;
+    if (!small.empty()) {
+      const std::array<FetchAttr, 1> whole{FetchAttr::body_peek(Section{})};
+      auto c = conn->builder().uid_fetch(small, whole);
+      if (c) cmds.push_back(std::move(*c));
+    }
+    for (auto& c : large) cmds.push_back(std::move(c));
+    if (auto p = co_await conn->run_pipelined(cmds, keep, "UID FETCH"); !p) co_return p.error();
+
+    for (auto& m : out) {
+      if (m.known) continue;
+      const FetchItem& f = meta[m.uid];
+      auto it = bodies.find(m.uid);
+      if (it == bodies.end()) {
+        // Expunged between the two fetches: nothing to hand over.
+        m.uid = 0;
+        continue;
+      }
+      const FetchItem& b = it->second;
+      if (const std::string* whole = find_section(b, "", SectionText::none)) {
+        m.raw = *whole;
+        continue;
+      }
+      const std::string* header = find_section(b, "", SectionText::header);
+      if (!header) {
+        m.uid = 0;
+        continue;
+      }
+      m.raw = *header;
+      m.partial = true;  // a large message is never fetched whole
+      if (f.body && f.body->is_multipart()) {
+        emit_part(*f.body, b, m.raw, m.partial);
+      } else if (const std::string* text = find_section(b, "", SectionText::text)) {
+        m.raw += *text;
+      }
+    }
+    std::erase_if(out, [](const FetchedMessage& m) { return m.uid == 0; });
+    co_return out;
+  }
+
+  Awaitable<SyncResult<FolderReport>> sync_folder(const std::string& folder, bool precheck) {
+    FolderReport rep;
+    rep.folder = folder;
+    const auto stored = sink.folder_state(folder);
+    if (precheck && stored) {
+      auto st = co_await status(folder);
+      if (!st) co_return st.error();
+      const FolderPlan quick = plan_folder(folder, stored, *st, options.min_keep_fraction);
+      if (quick.kind == PlanKind::unchanged) {
+        rep.skipped_unchanged = true;
+        co_return rep;
+      }
+    }
+    auto ex = co_await examine(folder);
+    if (!ex) co_return ex.error();
+    const FolderPlan plan = plan_folder(folder, stored, *ex, options.min_keep_fraction);
+    rep.uidvalidity_changed = plan.uidvalidity_changed;
+    if (plan.kind == PlanKind::unchanged) {
+      rep.skipped_unchanged = true;
+      co_return rep;
+    }
+    if (plan.kind == PlanKind::paused) {
+      rep.paused = true;
+      sink.warn(options.name + ": " + plan.reason);
+      if (auto c = sink.commit(plan.start, {}); !c) co_return c.error();
+      co_return rep;
+    }
+    if (plan.uidvalidity_changed) sink.warn(options.name + ": " + plan.reason);
+
+    SearchCriteria crit;
+    if (plan.kind == PlanKind::backfill) {
+      using namespace std::chrono;
+      const auto since = floor<days>(system_clock::now()) - days(options.backfill_days);
+      crit.since = year_month_day{since};
+    }
+    if (plan.start.highest_uid > 0) crit.uids.add(plan.start.highest_uid + 1, UidSet::star);
+    auto found = co_await search(crit);
+    if (!found) co_return found.error();
+    std::vector<std::uint32_t> uids;
+    for (auto u : *found) {
+      if (u > plan.start.highest_uid) uids.push_back(u);
+    }
+
+    FolderState state = plan.start;
+    // After this pass every UID below the folder's UIDNEXT is either captured
+    // or outside the window: the high-water mark can move up to it.
+    const std::uint32_t final_mark =
+        std::max(state.highest_uid, ex->uidnext > 0 ? ex->uidnext - 1 : 0u);
+    const std::size_t batch = std::max<std::uint32_t>(1, options.batch_size);
+    for (std::size_t i = 0; i < uids.size(); i += batch) {
+      if (stopped) {
+        co_return make_sync_error(SyncErrc::cancelled, "stopped", RetryClass::retry_later);
+      }
+      std::vector<std::uint32_t> part(
+          uids.begin() + static_cast<std::ptrdiff_t>(i),
+          uids.begin() + static_cast<std::ptrdiff_t>(std::min(uids.size(), i + batch)));
+      auto msgs = co_await fetch_batch(part);
+      if (!msgs) co_return msgs.error();
+      const bool last = i + batch >= uids.size();
+      state.highest_uid = last ? std::max(final_mark, part.back()) : part.back();
+      state.backfilling = !last && plan.kind == PlanKind::backfill;
+      rep.handed_over += static_cast<std::uint32_t>(msgs->size());
+      for (const auto& m : *msgs) rep.known += m.known ? 1 : 0;
+      if (auto c = sink.commit(state, std::move(*msgs)); !c) co_return c.error();
+    }
+    if (uids.empty()) {
+      state.highest_uid = final_mark;
+      state.backfilling = false;
+      if (auto c = sink.commit(state, {}); !c) co_return c.error();
+    }
+    co_return rep;
+  }
+
+  Awaitable<SyncResult<SyncReport>> sync_all(bool precheck) {
+    SyncReport report;
+    report.capabilities = conn->capabilities().names;
+    for (const auto& f : folders) {
+      auto r = co_await sync_folder(f, precheck);
+      if (!r) co_return r.error();
+      report.folders.push_back(std::move(*r));
+    }
+    co_return report;
+  }
+};
+
+Account::Account(const asio::any_io_executor& ex, AccountOptions options, MailSink& sink)
+    : impl_(std::make_unique<Impl>(ex, std::move(options), sink)) {}
+
+Account::~Account() = default;
+
+Awaitable<SyncResult<SyncReport>> Account::sync_once() {
+  if (auto c = co_await impl_->connect(); !c) co_return c.error();
+  if (auto f = co_await impl_->resolve_folders(); !f) co_return f.error();
+  auto r = co_await impl_->sync_all(true);
+  if (r) co_await impl_->conn->logout();
+  impl_->conn->close();
+  co_return r;
+}
+
+void Account::stop() {
+  impl_->stopped = true;
+  if (impl_->conn) impl_->conn->close();
+}
+
+Awaitable<SyncError> Account::run() {
+  Impl& s = *impl_;
+  std::mt19937_64 rng{std::random_device{}()};
+  unsigned attempt = 0;
+  auto ex = co_await asio::this_coro::executor;
+  asio::steady_timer sleeper(ex);
+  while (!s.stopped) {
+    SyncError failure;
+    bool failed = false;
+    do {
+      if (auto c = co_await s.connect(); !c) {
+        failure = c.error();
+        failed = true;
+        break;
+      }
+      if (auto f = co_await s.resolve_folders(); !f) {
+        failure = f.error();
+        failed = true;
+        break;
+      }
+      auto first = co_await s.sync_all(true);
+      if (!first) {
+        failure = first.error();
+        failed = true;
+        break;
+      }
+      attempt = 0;
+      if (on_synced) on_synced(*first);
+      const bool inbox = std::find(s.folders.begin(), s.folders.end(), "INBOX") != s.folders.end();
+      const bool can_idle = inbox && s.conn->capabilities().has("IDLE");
+      auto next_poll = std::chrono::steady_clock::now() + s.options.poll_interval;
+      while (!s.stopped) {
+        if (can_idle) {
+          if (auto e = co_await s.examine("INBOX"); !e) {
+            failure = e.error();
+            failed = true;
+            break;
+          }
+          const auto now = std::chrono::steady_clock::now();
+          const auto until_poll =
+              std::chrono::duration_cast<std::chrono::milliseconds>(next_poll - now);
+          const auto wait = std::clamp<std::chrono::milliseconds>(
+              until_poll, std::chrono::milliseconds(100),
+              std::chrono::duration_cast<std::chrono::milliseconds>(s.options.idle_reissue));
+          bool new_mail = false;
+          auto idled = co_await s.conn->idle(wait, [&](const Response& r) {
+            if (std::holds_alternative<Exists>(r)) new_mail = true;
+            return new_mail;
+          });
+          if (!idled) {
+            failure = idled.error();
+            failed = true;
+            break;
+          }
+          if (new_mail) {
+            auto r = co_await s.sync_folder("INBOX", false);
+            if (!r) {
+              failure = r.error();
+              failed = true;
+              break;
+            }
+            if (on_synced) on_synced(SyncReport{{*r}, {}});
+          }
+        } else {
+          sleeper.expires_at(next_poll);
+          co_await sleeper.async_wait(asio::as_tuple(asio::use_awaitable));
+        }
+        if (std::chrono::steady_clock::now() >= next_poll) {
+          next_poll = std::chrono::steady_clock::now() + s.options.poll_interval;
+          auto r = co_await s.sync_all(true);
+          if (!r) {
+            failure = r.error();
+            failed = true;
+            break;
+          }
+          if (on_synced) on_synced(*r);
+        }
+      }
+    } while (false);
+    if (s.conn) s.conn->close();
+    if (s.stopped) break;
+    if (failed && on_failure) on_failure(failure);
+    if (failed && failure.retry == RetryClass::needs_user) co_return failure;
+    ++attempt;
+    sleeper.expires_after(backoff_delay(attempt, rng()));
+    co_await sleeper.async_wait(asio::as_tuple(asio::use_awaitable));
+  }
+  co_return make_sync_error(SyncErrc::cancelled, s.options.name + ": stopped",
+                            RetryClass::retry_later);
+}
+
+}  // namespace crmcap::imap

@@ -1,0 +1,390 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "connectors/imap/session/connection.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <algorithm>
+#include <array>
+#include <memory>
+
+namespace asio = boost::asio;
+
+namespace crmcap::imap {
+
+namespace {
+
+class SyncCategory final : public std::error_category {
+ public:
+  const char* name() const noexcept override { return "crmcap.imap.sync"; }
+  std::string message(int ev) const override {
+    switch (static_cast<SyncErrc>(ev)) {
+      case SyncErrc::connection:
+        return "connection failed";
+      case SyncErrc::protocol:
+        return "protocol error";
+      case SyncErrc::auth_failed:
+        return "authentication failed";
+      case SyncErrc::no_tls:
+        return "server offers no STARTTLS";
+      case SyncErrc::server_refused:
+        return "server refused a command";
+      case SyncErrc::server_busy:
+        return "server busy";
+      case SyncErrc::credential:
+        return "credential unreadable";
+      case SyncErrc::sink:
+        return "store failed";
+      case SyncErrc::cancelled:
+        return "cancelled";
+    }
+    return "unknown sync error";
+  }
+};
+
+bool icontains(std::string_view hay, std::string_view needle) {
+  auto it = std::search(hay.begin(), hay.end(), needle.begin(), needle.end(), [](char a, char b) {
+    return std::tolower(static_cast<unsigned char>(a)) ==
+           std::tolower(static_cast<unsigned char>(b));
+  });
+  return it != hay.end();
+}
+
+}  // namespace
+
+const std::error_category& sync_category() noexcept {
+  static const SyncCategory c;
+  return c;
+}
+std::error_code make_error_code(SyncErrc e) noexcept {
+  return {static_cast<int>(e), sync_category()};
+}
+
+void throw_exception_from_error(const SyncError& e, const boost::source_location&) {
+  throw std::runtime_error(e.message);
+}
+
+namespace detail {
+
+SyncError make_sync_error(SyncErrc code, std::string message, RetryClass retry) {
+  return SyncError{make_error_code(code), std::move(message), retry};
+}
+
+SyncError from_transport(const TransportError& e) {
+  const auto c = static_cast<TransportErrc>(e.code.value());
+  const bool user =
+      c == TransportErrc::certificate_rejected || c == TransportErrc::tls_setup_failed;
+  return make_sync_error(SyncErrc::connection, e.message,
+                         user ? RetryClass::needs_user : RetryClass::retry_later);
+}
+
+Connection::Connection(const asio::any_io_executor& ex, const AccountOptions& options)
+    : options_(options), transport_(ex, options.transport), builder_("C") {}
+
+Awaitable<SyncResult<void>> Connection::write(std::string_view bytes) {
+  auto r = co_await transport_.async_write(bytes);
+  if (!r) co_return from_transport(r.error());
+  co_return SyncResult<void>{};
+}
+
+Awaitable<SyncResult<Response>> Connection::next(std::chrono::milliseconds timeout) {
+  for (;;) {
+    if (!pending_.empty()) {
+      const auto step = parser_.feed(pending_);
+      if (step == ResponseParser::Step::event) {
+        Response r = parser_.take();
+        if (auto* u = std::get_if<UntaggedStatus>(&r); u && u->status == Status::bye) {
+          co_return make_sync_error(SyncErrc::server_busy,
+                                    transport_.peer() + " closed the session (BYE " + u->text + ")",
+                                    RetryClass::retry_later);
+        }
+        co_return r;
+      }
+      if (step == ResponseParser::Step::error) {
+        if (parser_.broken()) {
+          co_return make_sync_error(SyncErrc::protocol,
+                                    transport_.peer() + ": cannot follow the server's response: " +
+                                        parser_.error_detail(),
+                                    RetryClass::retry_later);
+        }
+        continue;  // a malformed response was skipped; the stream goes on
+      }
+    }
+    in_.clear();
+    pending_ = {};
+    auto n = co_await transport_.async_read_some(in_, timeout);
+    if (!n) co_return from_transport(n.error());
+    pending_ = in_;
+  }
+}
+
+SyncError Connection::refusal(const TaggedStatus& st, std::string_view what) const {
+  const std::string text = std::string(what) + " refused by " + transport_.peer() + ": " +
+                           (st.status == Status::bad ? "BAD " : "NO ") +
+                           (st.code ? "[" + st.code->name + "] " : "") + st.text;
+  if (st.code) {
+    switch (st.code->kind) {
+      case CodeKind::throttled:
+      case CodeKind::unavailable:
+      case CodeKind::over_quota:
+      case CodeKind::in_use:
+      case CodeKind::limit:
+        return make_sync_error(SyncErrc::server_busy, text, RetryClass::retry_later);
+      case CodeKind::authentication_failed:
+      case CodeKind::authorization_failed:
+      case CodeKind::expired:
+      case CodeKind::privacy_required:
+        return make_sync_error(SyncErrc::auth_failed, text, RetryClass::needs_user);
+      default:
+        break;
+    }
+  }
+  if (icontains(st.text, "too many simultaneous") || icontains(st.text, "too many connections") ||
+      icontains(st.text, "try again later")) {
+    return make_sync_error(SyncErrc::server_busy, text, RetryClass::retry_later);
+  }
+  return make_sync_error(SyncErrc::server_refused, text, RetryClass::retry_later);
+}
+
+Awaitable<SyncResult<TaggedStatus>> Connection::run(const Command& cmd, const Handler& on_untagged,
+                                                    std::string_view what) {
+  if (auto w = co_await write(cmd.segments.front()); !w) co_return w.error();
+  std::size_t next_segment = 1;
+  for (;;) {
+    auto r = co_await next(options_.transport.io_timeout);
+    if (!r) co_return r.error();
+    if (auto* t = std::get_if<TaggedStatus>(&*r); t && t->tag == cmd.tag) {
+      if (t->status != Status::ok) co_return refusal(*t, what);
+      co_return std::move(*t);
+    }
+    if (auto* c = std::get_if<Continuation>(&*r)) {
+      if (next_segment < cmd.segments.size()) {
+        if (auto w = co_await write(cmd.segments[next_segment++]); !w) co_return w.error();
+      } else {
+        // A challenge after the last segment: SASL failure details. Answer
+        // empty so that the tagged NO follows.
+        (void)c;
+        if (auto w = co_await write(CommandBuilder::sasl_empty_response()); !w) co_return w.error();
+      }
+      continue;
+    }
+    if (on_untagged) on_untagged(*r);
+  }
+}
+
+Awaitable<SyncResult<void>> Connection::run_pipelined(const std::vector<Command>& cmds,
+                                                      const Handler& on_untagged,
+                                                      std::string_view what) {
+  if (cmds.empty()) co_return SyncResult<void>{};
+  std::string all;
+  for (const auto& c : cmds) all += c.bytes();
+  if (auto w = co_await write(all); !w) co_return w.error();
+  std::size_t open = cmds.size();
+  std::optional<SyncError> first_error;
+  while (open > 0) {
+    auto r = co_await next(options_.transport.io_timeout);
+    if (!r) co_return r.error();
+    if (auto* t = std::get_if<TaggedStatus>(&*r)) {
+      const bool ours =
+          std::any_of(cmds.begin(), cmds.end(), [&](const Command& c) { return c.tag == t->tag; });
+      if (!ours) continue;
+      --open;
+      if (t->status != Status::ok && !first_error) first_error = refusal(*t, what);
+      continue;
+    }
+    if (on_untagged) on_untagged(*r);
+  }
+  if (first_error) co_return *first_error;
+  co_return SyncResult<void>{};
+}
+
+Awaitable<SyncResult<void>> Connection::refresh_capabilities(const TaggedStatus& after) {
+  if (after.code && after.code->kind == CodeKind::capability && !after.code->atoms.empty()) {
+    caps_.names = after.code->atoms;
+  } else {
+    auto r = co_await run(
+        builder_.capability(),
+        [&](Response& resp) {
+          if (auto* c = std::get_if<Capabilities>(&resp)) caps_ = std::move(*c);
+        },
+        "CAPABILITY");
+    if (!r) co_return r.error();
+  }
+  BuilderOptions bo;
+  bo.literal_plus = caps_.has("LITERAL+");
+  bo.literal_minus = caps_.has("LITERAL-");
+  builder_.set_options(bo);
+  co_return SyncResult<void>{};
+}
+
+Awaitable<SyncResult<void>> Connection::open() {
+  parser_.reset();
+  in_.clear();
+  pending_ = {};
+  caps_ = {};
+  builder_.set_options({});
+  if (auto c = co_await transport_.async_connect(); !c) co_return from_transport(c.error());
+
+  auto greeting = co_await next(options_.transport.connect_timeout);
+  if (!greeting) co_return greeting.error();
+  auto* g = std::get_if<UntaggedStatus>(&*greeting);
+  if (!g || (g->status != Status::ok && g->status != Status::preauth)) {
+    co_return make_sync_error(SyncErrc::protocol, transport_.peer() + " sent no IMAP greeting",
+                              RetryClass::retry_later);
+  }
+  const bool preauth = g->status == Status::preauth;
+  {
+    TaggedStatus pseudo;
+    if (g->code && g->code->kind == CodeKind::capability) pseudo.code = g->code;
+    if (auto r = co_await refresh_capabilities(pseudo); !r) co_return r.error();
+  }
+
+  if (options_.transport.tls == TlsMode::starttls && !transport_.is_tls()) {
+    if (!caps_.has("STARTTLS")) {
+      co_return make_sync_error(SyncErrc::no_tls,
+                                transport_.peer() +
+                                    " does not offer STARTTLS; refusing to log in without TLS "
+                                    "(use imaps://, or allow_insecure for a test server)",
+                                RetryClass::needs_user);
+    }
+    auto st = co_await run(builder_.starttls(), {}, "STARTTLS");
+    if (!st) co_return st.error();
+    // Bytes read past the OK came in the clear and may be injected: drop them.
+    parser_.reset();
+    in_.clear();
+    pending_ = {};
+    if (auto t = co_await transport_.async_start_tls(); !t) co_return from_transport(t.error());
+    if (auto r = co_await refresh_capabilities({}); !r) co_return r.error();
+  }
+
+  if (!preauth) {
+    auto secret =
+        options_.secret
+            ? options_.secret()
+            : SyncResult<std::string>(make_sync_error(
+                  SyncErrc::credential, "no password or token configured", RetryClass::needs_user));
+    if (!secret) co_return secret.error();
+    AuthMethod m = options_.auth;
+    if (m == AuthMethod::automatic) {
+      if (caps_.has("AUTH=PLAIN")) {
+        m = AuthMethod::plain;
+      } else if (!caps_.has("LOGINDISABLED")) {
+        m = AuthMethod::login;
+      } else {
+        co_return make_sync_error(SyncErrc::auth_failed,
+                                  transport_.peer() + " offers neither AUTH=PLAIN nor LOGIN",
+                                  RetryClass::needs_user);
+      }
+    }
+    const bool ir = caps_.has("SASL-IR");
+    Result<Command> cmd = [&]() -> Result<Command> {
+      switch (m) {
+        case AuthMethod::plain:
+          return builder_.authenticate_plain(options_.username, *secret, ir);
+        case AuthMethod::xoauth2:
+          return builder_.authenticate_xoauth2(options_.username, *secret, ir);
+        case AuthMethod::oauthbearer:
+          return builder_.authenticate_oauthbearer(
+              options_.username, *secret, ir, options_.transport.host, options_.transport.port);
+        default:
+          return builder_.login(options_.username, *secret);
+      }
+    }();
+    if (!cmd) {
+      co_return make_sync_error(SyncErrc::credential,
+                                "the user name or secret for " + options_.name +
+                                    " cannot be sent: " + cmd.error().message(),
+                                RetryClass::needs_user);
+    }
+    auto st = co_await run(*cmd, {}, "login as " + options_.username);
+    if (!st) {
+      SyncError e = st.error();
+      // Any refusal of the login itself is the user's to fix: no retry storm.
+      if (e.code == make_error_code(SyncErrc::server_refused)) {
+        e.code = make_error_code(SyncErrc::auth_failed);
+        e.retry = RetryClass::needs_user;
+      }
+      co_return e;
+    }
+    if (auto r = co_await refresh_capabilities(*st); !r) co_return r.error();
+  }
+
+  if (caps_.has("ID")) {
+    const std::array<std::pair<std::string_view, std::string_view>, 2> fields{
+        {{"name", "crm-capture"}, {"version", "0.1.0"}}};
+    if (auto c = builder_.id(fields)) {
+      if (auto r = co_await run(*c, {}, "ID"); !r) co_return r.error();
+    }
+  }
+  if (caps_.has("ENABLE") && caps_.has("CONDSTORE")) {
+    const std::array<std::string_view, 1> caps{"CONDSTORE"};
+    if (auto c = builder_.enable(caps)) {
+      if (auto r = co_await run(*c, {}, "ENABLE"); !r) co_return r.error();
+    }
+  }
+  co_return SyncResult<void>{};
+}
+
+Awaitable<SyncResult<void>> Connection::idle(std::chrono::milliseconds timeout,
+                                             const std::function<bool(const Response&)>& wake) {
+  const Command cmd = builder_.idle();
+  if (auto w = co_await write(cmd.segments.front()); !w) co_return w.error();
+  // Wait for "+ idling".
+  for (;;) {
+    auto r = co_await next(options_.transport.io_timeout);
+    if (!r) co_return r.error();
+    if (std::holds_alternative<Continuation>(*r)) break;
+    if (auto* t = std::get_if<TaggedStatus>(&*r); t && t->tag == cmd.tag) {
+      if (t->status != Status::ok) co_return refusal(*t, "IDLE");
+      co_return SyncResult<void>{};
+    }
+  }
+  // A timer ends the IDLE by writing DONE while the read below waits: the
+  // transport allows one read and one write at a time.
+  auto ex = co_await asio::this_coro::executor;
+  auto timer = std::make_shared<asio::steady_timer>(ex, timeout);
+  auto done_sent = std::make_shared<bool>(false);
+  asio::co_spawn(
+      ex,
+      [this, timer, done_sent]() -> Awaitable<void> {
+        auto [ec] = co_await timer->async_wait(asio::as_tuple(asio::use_awaitable));
+        if (ec || *done_sent) co_return;
+        *done_sent = true;
+        (void)co_await transport_.async_write(CommandBuilder::done());
+      },
+      asio::detached);
+  for (;;) {
+    // The server must answer within its own timeout plus a margin.
+    auto r = co_await next(timeout + options_.transport.io_timeout);
+    if (!r) {
+      timer->cancel();
+      co_return r.error();
+    }
+    if (auto* t = std::get_if<TaggedStatus>(&*r); t && t->tag == cmd.tag) {
+      timer->cancel();
+      if (t->status != Status::ok) co_return refusal(*t, "IDLE");
+      co_return SyncResult<void>{};
+    }
+    if (!*done_sent && wake(*r)) {
+      *done_sent = true;
+      timer->cancel();
+      if (auto w = co_await write(CommandBuilder::done()); !w) co_return w.error();
+    }
+  }
+}
+
+Awaitable<void> Connection::logout() {
+  if (transport_.is_open()) {
+    (void)co_await run(builder_.logout(), {}, "LOGOUT");
+    co_await transport_.async_close();
+  }
+}
+
+void Connection::close() noexcept { transport_.close(); }
+
+}  // namespace detail
+}  // namespace crmcap::imap

@@ -1,0 +1,67 @@
+// SPDX-License-Identifier: Apache-2.0
+// Internal to connectors/imap: one logged-in IMAP connection. The only code that
+// reads and writes the transport; everything it understands comes from the
+// sans-io parser, everything it sends from the command builder.
+#pragma once
+
+#include "connectors/imap/core/command.hpp"
+#include "connectors/imap/core/parser.hpp"
+#include "connectors/imap/imap.hpp"
+
+#include <boost/asio/awaitable.hpp>
+
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace crmcap::imap::detail {
+
+SyncError make_sync_error(SyncErrc code, std::string message, RetryClass retry);
+SyncError from_transport(const TransportError& e);
+
+class Connection {
+ public:
+  Connection(const boost::asio::any_io_executor& ex, const AccountOptions& options);
+
+  // Connects, reads the greeting, upgrades with STARTTLS when asked, logs in
+  // and learns the capabilities. A refused login is needs_user.
+  Awaitable<SyncResult<void>> open();
+
+  // Runs one command to its tagged completion, calling `on_untagged` for every
+  // other response meanwhile. NO/BAD become a SyncError naming `what`.
+  using Handler = std::function<void(Response&)>;
+  Awaitable<SyncResult<TaggedStatus>> run(const Command& command, const Handler& on_untagged,
+                                          std::string_view what);
+  // Writes several commands at once (each must be one segment) and waits for
+  // every completion: the round trips overlap. Fails on the first NO/BAD.
+  Awaitable<SyncResult<void>> run_pipelined(const std::vector<Command>& commands,
+                                            const Handler& on_untagged, std::string_view what);
+
+  // IDLE until `wake` reports true for a response (then DONE is sent) or the
+  // timeout passes (then DONE is sent too). Returns after the tagged OK.
+  Awaitable<SyncResult<void>> idle(std::chrono::milliseconds timeout,
+                                   const std::function<bool(const Response&)>& wake);
+
+  Awaitable<void> logout();
+  void close() noexcept;
+
+  const Capabilities& capabilities() const { return caps_; }
+  CommandBuilder& builder() { return builder_; }
+  bool is_open() const { return transport_.is_open(); }
+
+ private:
+  Awaitable<SyncResult<Response>> next(std::chrono::milliseconds timeout);
+  Awaitable<SyncResult<void>> write(std::string_view bytes);
+  Awaitable<SyncResult<void>> refresh_capabilities(const TaggedStatus& after);
+  SyncError refusal(const TaggedStatus& st, std::string_view what) const;
+
+  const AccountOptions& options_;
+  Transport transport_;
+  ResponseParser parser_;
+  CommandBuilder builder_;
+  Capabilities caps_;
+  std::string in_;
+  std::string_view pending_;
+};
+
+}  // namespace crmcap::imap::detail
