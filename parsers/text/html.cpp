@@ -206,6 +206,12 @@ class TextWriter {
     out_.push_back(c);
   }
 
+  // A run of characters that holds no whitespace.
+  void run(std::string_view r) {
+    flush_space();
+    out_.append(r);
+  }
+
   void code_point(std::uint32_t cp) {
     if (cp == 0xA0 || cp == 0x2002 || cp == 0x2003 || cp == 0x2009) {
       space_ = true;  // no-break and typographic spaces read as spaces in text
@@ -288,8 +294,16 @@ std::string html_to_text(std::string_view s) {
       continue;
     }
     if (c != '<') {
-      w.text(c);
-      ++i;
+      // Plain text up to the next markup, space or line break goes in at once.
+      std::size_t e = i + 1;
+      while (e < s.size() && s[e] != '<' && s[e] != '&' && !is_space(s[e])) ++e;
+      if (is_space(c)) {
+        w.text(c);
+        ++i;
+      } else {
+        w.run(s.substr(i, e - i));
+        i = e;
+      }
       continue;
     }
     // Comments, doctype, CDATA, processing instructions.
