@@ -66,7 +66,7 @@ bool is_plain_ascii(std::string_view s) noexcept {
   return true;
 }
 
-enum class Kind { utf8, ascii, cp1252, iconv, unknown };
+enum class Kind { utf8, ascii, cp1252, iso2022jp, iconv, unknown };
 
 struct Resolved {
   Kind kind = Kind::unknown;
@@ -131,7 +131,7 @@ Resolved resolve(std::string_view label) {
     return set(Kind::iconv, "EUC-JP-MS", true);
   if (label == "iso-2022-jp" || label == "csiso2022jp" || label == "iso-2022-jp-1" ||
       label == "iso-2022-jp-2")
-    return set(Kind::iconv, "ISO-2022-JP-2", true);
+    return set(Kind::iso2022jp, "ISO-2022-JP-2", true);
   if (label == "iso-8859-8-i" || label == "iso_8859-8-i" || label == "csiso88598i")
     return set(Kind::iconv, "ISO-8859-8", true);
   if (label == "macintosh" || label == "mac" || label == "x-mac-roman" || label == "csmacintosh")
@@ -262,6 +262,85 @@ std::string convert_iconv(iconv_t cd, std::string_view bytes) {
   return out;
 }
 
+// ISO-2022-JP as Japanese mailers write it is Microsoft's CP50220/50221: JIS
+// X 0208 plus the NEC and IBM rows (circled digits, Roman numerals), half-width
+// katakana by ESC ( I or SO/SI. glibc's ISO-2022-JP decoders reject those rows,
+// and one rejected pair puts the rest of the text out of step. So the escapes
+// are undone here into EUC-JP, which glibc's EUC-JP-MS decodes with the
+// Microsoft rows. Returns false for escapes beyond that set (ISO-2022-JP-2's
+// other charsets, JIS X 0213); the caller then uses glibc's own decoder.
+bool iso2022jp_to_eucjp(std::string_view in, std::string& out) {
+  enum class Mode { ascii, jis0208, kana, jis0212 };
+  Mode mode = Mode::ascii;
+  out.reserve(in.size());
+  auto is_94 = [](unsigned char b) { return b >= 0x21 && b <= 0x7E; };
+  std::size_t i = 0;
+  while (i < in.size()) {
+    const auto b = static_cast<unsigned char>(in[i]);
+    if (b == 0x1B) {
+      const std::string_view esc = in.substr(i);
+      auto starts = [&](std::string_view p) { return esc.substr(0, p.size()) == p; };
+      if (starts("\x1B(B") || starts("\x1B(J") || starts("\x1B(H")) {
+        mode = Mode::ascii;
+        i += 3;
+      } else if (starts("\x1B$B") || starts("\x1B$@")) {
+        mode = Mode::jis0208;
+        i += 3;
+      } else if (starts("\x1B&@")) {
+        i += 3;  // JIS X 0208-1990 announcer; ESC $ B follows
+      } else if (starts("\x1B(I")) {
+        mode = Mode::kana;
+        i += 3;
+      } else if (starts("\x1B$(D")) {
+        mode = Mode::jis0212;
+        i += 4;
+      } else if (starts("\x1B$(B") || starts("\x1B$(@")) {
+        mode = Mode::jis0208;
+        i += 4;
+      } else {
+        return false;
+      }
+      continue;
+    }
+    if (b == 0x0E || b == 0x0F) {  // SO/SI: CP50221's katakana shift
+      mode = b == 0x0E ? Mode::kana : Mode::ascii;
+      ++i;
+      continue;
+    }
+    const bool pair = i + 1 < in.size() && is_94(b) && is_94(static_cast<unsigned char>(in[i + 1]));
+    switch (mode) {
+      case Mode::ascii:
+        out.push_back(static_cast<char>(b));
+        ++i;
+        break;
+      case Mode::kana:
+        if (b >= 0x21 && b <= 0x5F) {
+          out.push_back('\x8E');
+          out.push_back(static_cast<char>(b | 0x80));
+        } else {
+          out.push_back(static_cast<char>(b));
+        }
+        ++i;
+        break;
+      case Mode::jis0208:
+      case Mode::jis0212:
+        if (pair) {
+          if (mode == Mode::jis0212) out.push_back('\x8F');
+          out.push_back(static_cast<char>(b | 0x80));
+          out.push_back(static_cast<char>(static_cast<unsigned char>(in[i + 1]) | 0x80));
+          i += 2;
+        } else {
+          // Line ends and spaces inside a double-byte run (broken, but seen)
+          // pass; any other lone byte is invalid and becomes U+FFFD.
+          out.push_back(b < 0x21 ? static_cast<char>(b) : '\xFF');
+          ++i;
+        }
+        break;
+    }
+  }
+  return true;
+}
+
 }  // namespace
 
 std::string to_utf8(std::string_view bytes, std::string_view charset) {
@@ -286,11 +365,22 @@ std::string to_utf8(std::string_view bytes, std::string_view charset) {
     case Kind::cp1252:
       if (is_ascii(bytes)) return std::string(bytes);
       return from_cp1252(bytes);
+    case Kind::iso2022jp:
     case Kind::iconv:
       break;
   }
   if (r.ascii_compatible && is_plain_ascii(bytes)) return std::string(bytes);
   thread_local IconvCache cache;
+  if (r.kind == Kind::iso2022jp) {
+    // 8-bit text without escapes labelled ISO-2022-JP is mislabelled UTF-8.
+    if (bytes.find('\x1B') == std::string_view::npos && !is_ascii(bytes) && is_valid_utf8(bytes))
+      return std::string(bytes);
+    std::string euc;
+    if (iso2022jp_to_eucjp(bytes, euc)) {
+      iconv_t cd = cache.get("EUC-JP-MS");
+      if (cd != IconvCache::invalid()) return convert_iconv(cd, euc);
+    }
+  }
   iconv_t cd = cache.get(r.name);
   if (cd == IconvCache::invalid()) return repair_utf8(bytes);
   return convert_iconv(cd, bytes);

@@ -85,6 +85,28 @@ TEST(TextCharset, CjkCharsets) {
   EXPECT_EQ(to_utf8("\xBE\xC8\xB3\xE7", "euc-kr"), "\xEC\x95\x88\xEB\x85\x95");
 }
 
+TEST(TextCharset, Iso2022JpWithMicrosoftExtensions) {
+  // ① (NEC row 13) inside JIS X 0208, then こ: glibc alone rejects the first.
+  EXPECT_EQ(to_utf8("\x1B$B-!$3\x1B(B", "iso-2022-jp"), "\xE2\x91\xA0\xE3\x81\x93");
+  // Half-width katakana by ESC ( I and by SO/SI.
+  EXPECT_EQ(to_utf8("\x1B(I1\x1B(B!", "iso-2022-jp"), "\xEF\xBD\xB1!");
+  EXPECT_EQ(to_utf8("a\x0E"
+                    "1\x0F"
+                    "b",
+                    "iso-2022-jp"),
+            "a\xEF\xBD\xB1"
+            "b");
+  // JIS X 0212 (丂).
+  EXPECT_EQ(to_utf8("\x1B$(D0!\x1B(B", "iso-2022-jp"), "\xE4\xB8\x82");
+  // A lone byte in double-byte mode costs one U+FFFD, and the text after the
+  // next escape is intact.
+  EXPECT_EQ(to_utf8("\x1B$B$3$\x1B(Bok", "iso-2022-jp"), "\xE3\x81\x93" + fffd + "ok");
+  // Mislabelled UTF-8 without escapes.
+  EXPECT_EQ(to_utf8("caf\xC3\xA9", "iso-2022-jp"), "caf\xC3\xA9");
+  // ISO-2022-JP-2's other charsets go to glibc (ESC . A + ESC N A: é from Latin-1).
+  EXPECT_EQ(to_utf8("\x1B.A\x1BNi", "iso-2022-jp-2"), "\xC3\xA9");
+}
+
 TEST(TextCharset, UndecodableBytesBecomeReplacementCharacters) {
   // 0x82 0x20 is no Shift_JIS character; the rest still converts.
   const std::string out = to_utf8("a\x82 b", "shift_jis");
