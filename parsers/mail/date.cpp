@@ -113,7 +113,20 @@ bool zone_from(std::string_view w, int* minutes) noexcept {
   return false;
 }
 
-void tokenize(std::string_view v, std::vector<Token>& out) {
+// A fixed token buffer: no date needs more tokens, it bounds the work on junk,
+// and it keeps parse_date free of allocation.
+struct Tokens {
+  static constexpr std::size_t capacity = 48;
+  std::array<Token, capacity> items;
+  std::size_t count = 0;
+  void push_back(const Token& t) noexcept {
+    if (count < capacity) items[count++] = t;
+  }
+  std::size_t size() const noexcept { return count; }
+  const Token& operator[](std::size_t i) const noexcept { return items[i]; }
+};
+
+void tokenize(std::string_view v, Tokens& out) {
   std::size_t i = 0;
   while (i < v.size()) {
     const char c = v[i];
@@ -156,15 +169,14 @@ void tokenize(std::string_view v, std::vector<Token>& out) {
       out.push_back({Tok::sep, c, {}, 0});
       ++i;
     }
-    if (out.size() > 64) return;  // no date needs more; bounds the work on junk
+    if (out.size() == Tokens::capacity) return;
   }
 }
 
 }  // namespace
 
 std::optional<std::int64_t> parse_date(std::string_view value) {
-  std::vector<Token> t;
-  t.reserve(24);
+  Tokens t;
   tokenize(value, t);
   const std::size_t n = t.size();
 
