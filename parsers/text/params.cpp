@@ -99,7 +99,9 @@ std::string join_rfc2231(const std::map<int, Section>& sections) {
   std::string bytes;
   std::string charset;
   bool first = true;
+  bool any_encoded = false;
   for (const auto& [index, sec] : sections) {
+    any_encoded = any_encoded || sec.encoded;
     std::string_view v = sec.value;
     if (first && sec.encoded) {
       // charset'language'value; without both quotes the whole is the value.
@@ -117,6 +119,9 @@ std::string join_rfc2231(const std::map<int, Section>& sections) {
       bytes.append(v);
     }
   }
+  // Plain continuations sometimes carry an RFC 2047 word split across them
+  // (name*0="=?utf-8?B?..."; name*1="...?="): joined, it decodes.
+  if (!any_encoded) return decode_words(bytes);
   return to_utf8(bytes, charset.empty() ? std::string_view("utf-8") : std::string_view(charset));
 }
 

@@ -267,6 +267,18 @@ TEST(TextParams, Rfc2231ContinuationsAndCharsets) {
   EXPECT_EQ(t.params.at("other"), "A");
 }
 
+TEST(TextParams, Rfc2047WordSplitAcrossPlainContinuations) {
+  const HeaderParams p = parse_params("x; name*0=\"=?UTF-8?B?w6ku\"; name*1=\"cGRm?=\"");
+  EXPECT_EQ(p.params.at("name"), "\xC3\xA9.pdf");
+}
+
+TEST(TextParams, UnquotedBoundaryWithEquals) {
+  const HeaderParams p = parse_params("multipart/mixed; boundary=----=_NextPart_000_0001");
+  EXPECT_EQ(p.params.at("boundary"), "----=_NextPart_000_0001");
+  const HeaderParams q = parse_params("attachment; filename=Report Q3.pdf");
+  EXPECT_EQ(q.params.at("filename"), "Report Q3.pdf");
+}
+
 TEST(TextParams, Rfc2047InValues) {
   const HeaderParams p =
       parse_params("application/pdf; name=\"=?UTF-8?B?w6kucGRm?=\"; x==?utf-8?q?a?=");
