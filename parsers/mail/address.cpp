@@ -126,8 +126,12 @@ bool is_dot(const Token& t) noexcept { return t.kind == Kind::special && t.speci
 
 class ListParser {
  public:
-  ListParser(std::string_view value, std::vector<std::string>* problems)
-      : value_(value), problems_(problems) {
+  ListParser(std::string_view value, std::vector<std::string>* problems,
+             std::string_view fallback_charset)
+      : value_(value),
+        problems_(problems),
+        problems_limit_(problems == nullptr ? 0 : problems->size() + 20),
+        fallback_charset_(fallback_charset) {
     tokens_.reserve(value.size() / 4 + 4);
     tokenize(value, tokens_);
   }
@@ -185,7 +189,7 @@ class ListParser {
   static constexpr std::size_t npos = static_cast<std::size_t>(-1);
 
   void problem(std::string_view what, std::string_view excerpt) {
-    if (problems_ == nullptr || problems_->size() >= 20) return;
+    if (problems_ == nullptr || problems_->size() >= problems_limit_) return;
     std::string p = "address: ";
     p += what;
     if (!excerpt.empty()) {
@@ -226,7 +230,7 @@ class ListParser {
   }
 
   std::string finish_name(std::string_view joined) const {
-    std::string name = text::decode_words(text::detail::trim(joined));
+    std::string name = text::decode_words(text::detail::trim(joined), fallback_charset_);
     std::string_view v = text::detail::trim(name);
     // Outlook writes 'Jane Doe' <jane@acme.com>; the quotes are not the name.
     if (v.size() >= 2 && v.front() == '\'' && v.back() == '\'') v = v.substr(1, v.size() - 2);
@@ -385,6 +389,8 @@ class ListParser {
 
   std::string_view value_;
   std::vector<std::string>* problems_;
+  std::size_t problems_limit_;  // at most 20 problems per list
+  std::string_view fallback_charset_;
   std::vector<Token> tokens_;
   std::vector<std::size_t> pending_;  // token indices of the current phrase
   std::vector<Address> out_;
@@ -395,7 +401,12 @@ class ListParser {
 
 std::vector<Address> parse_address_list(std::string_view value,
                                         std::vector<std::string>* problems) {
-  ListParser p(value, problems);
+  return parse_address_list(value, problems, {});
+}
+
+std::vector<Address> parse_address_list(std::string_view value, std::vector<std::string>* problems,
+                                        std::string_view fallback_charset) {
+  ListParser p(value, problems, fallback_charset);
   return p.run();
 }
 

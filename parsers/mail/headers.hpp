@@ -40,6 +40,11 @@ std::vector<const HeaderField*> find_fields(const HeaderBlock& block, std::strin
 // address are skipped and described in `problems` when it is not null.
 std::vector<Address> parse_address_list(std::string_view value,
                                         std::vector<std::string>* problems = nullptr);
+// The same, with raw 8-bit bytes in display names that are not valid UTF-8
+// read as `fallback_charset` (as decode_words does), e.g. the message's
+// Content-Type charset for old mailers that wrote Latin-1 names unencoded.
+std::vector<Address> parse_address_list(std::string_view value, std::vector<std::string>* problems,
+                                        std::string_view fallback_charset);
 
 // Parses an RFC 5322 date-time and the common broken forms (missing weekday or
 // seconds, two-digit years, named zones like EST/PDT/UT/GMT, "+0000 (UTC)", ISO

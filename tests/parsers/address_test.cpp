@@ -86,6 +86,21 @@ TEST(AddressList, EncodedWordsInNames) {
   EXPECT_EQ(parse("J\xF6rg <j@x.de>"), (std::vector{a("J\xEF\xBF\xBDrg", "j@x.de")}));
 }
 
+TEST(AddressList, FallbackCharsetForRawNames) {
+  EXPECT_EQ(parse_address_list("J\xF6rg <j@x.de>", nullptr, "iso-8859-1"),
+            (std::vector{a("J\xC3\xB6rg", "j@x.de")}));
+  EXPECT_EQ(parse_address_list("J\xC3\xB6rg <j@x.de>", nullptr, "iso-8859-1"),
+            (std::vector{a("J\xC3\xB6rg", "j@x.de")}));
+}
+
+TEST(AddressList, ProblemsAreCappedPerList) {
+  std::vector<std::string> problems(5, "earlier");
+  std::string junk;
+  for (int i = 0; i < 100; ++i) junk += "junk, ";
+  parse_address_list(junk, &problems);
+  EXPECT_EQ(problems.size(), 25u);
+}
+
 TEST(AddressList, ObsoleteRoutesAndSchemes) {
   EXPECT_EQ(parse("<@relay1.org,@relay2.org:jane@acme.com>"),
             (std::vector{a("", "jane@acme.com")}));
