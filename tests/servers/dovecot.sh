@@ -92,6 +92,7 @@ listen = 127.0.0.1
 shutdown_clients = yes
 default_login_user = $login_user
 default_internal_user = $internal_user
+$( [[ $(id -u) -eq 0 ]] || echo "default_internal_group = $mail_group" )
 first_valid_uid = 0
 first_valid_gid = 0
 
@@ -136,6 +137,7 @@ namespace inbox {
 }
 
 service imap-login {
+$( [[ $(id -u) -eq 0 ]] || echo "  chroot =" )
   inet_listener imap {
     address = 127.0.0.1
     port = $imap_port
@@ -146,6 +148,7 @@ service imap-login {
     ssl = yes
   }
 }
+$( [[ $(id -u) -eq 0 ]] || printf 'service anvil {\n  chroot =\n}\n' )
 # Not needed and they would listen on fixed ports or paths.
 service pop3-login {
   inet_listener pop3 {
