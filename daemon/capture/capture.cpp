@@ -6,7 +6,9 @@
 
 #include <algorithm>
 #include <ctime>
+#include <fstream>
 #include <map>
+#include <sstream>
 
 namespace crmcap::capture {
 
@@ -69,6 +71,26 @@ FreeMailDomains FreeMailDomains::from_text(std::string_view text) {
     pos = end + 1;
   }
   return f;
+}
+
+boost::system::result<FreeMailDomains, std::string> FreeMailDomains::load(const std::string& path) {
+  std::vector<std::string> candidates;
+  if (!path.empty()) {
+    candidates.push_back(path);
+  } else {
+    candidates = {CRMCAP_INSTALL_DATA_DIR "/free-mail-domains.txt",
+                  CRMCAP_SOURCE_DATA_DIR "/free-mail-domains.txt"};
+  }
+  for (const auto& c : candidates) {
+    std::ifstream in(c, std::ios::binary);
+    if (!in) continue;
+    std::ostringstream ss;
+    ss << in.rdbuf();
+    return from_text(ss.str());
+  }
+  std::string tried;
+  for (const auto& c : candidates) tried += (tried.empty() ? "" : ", ") + c;
+  return "cannot read the free-mail domain list (tried " + tried + ")";
 }
 
 bool FreeMailDomains::contains(std::string_view domain) const {

@@ -39,6 +39,9 @@ class FreeMailDomains {
  public:
   // Parses one domain per line; '#' starts a comment.
   static FreeMailDomains from_text(std::string_view text);
+  // Reads `path`, or when it is empty the installed list, else the source
+  // tree's (a build that was not installed). Fails with the paths tried.
+  static boost::system::result<FreeMailDomains, std::string> load(const std::string& path = {});
   bool contains(std::string_view domain) const;
   std::size_t size() const { return domains_.size(); }
 

@@ -29,29 +29,6 @@ std::string default_store_path() {
   return "capture.db";
 }
 
-// The free-mail list: --free-mail FILE, else the installed copy, else the
-// source tree's (for a build that was not installed).
-std::optional<capture::FreeMailDomains> load_free_mail(const std::string& explicit_path,
-                                                       std::string& error) {
-  std::vector<std::string> candidates;
-  if (!explicit_path.empty()) {
-    candidates.push_back(explicit_path);
-  } else {
-    candidates = {CRMCAP_INSTALL_DATA_DIR "/free-mail-domains.txt",
-                  CRMCAP_SOURCE_DATA_DIR "/free-mail-domains.txt"};
-  }
-  for (const auto& c : candidates) {
-    std::ifstream in(c);
-    if (!in) continue;
-    std::ostringstream ss;
-    ss << in.rdbuf();
-    return capture::FreeMailDomains::from_text(ss.str());
-  }
-  error = "cannot read the free-mail domain list (tried " + candidates.front() +
-          (candidates.size() > 1 ? ", " + candidates.back() : "") + ")";
-  return std::nullopt;
-}
-
 std::unique_ptr<store::Store> open_store(const std::string& path) {
   if (path != ":memory:") {
     std::error_code ec;
@@ -242,10 +219,9 @@ int main(int argc, char** argv) {
   }
   if (*ingest_cmd || *explain_cmd) {
     const CaptureOptions& opts = *ingest_cmd ? ingest_opts : explain_opts;
-    std::string err;
-    auto free_mail = load_free_mail(opts.free_mail_file, err);
+    auto free_mail = capture::FreeMailDomains::load(opts.free_mail_file);
     if (!free_mail) {
-      std::cerr << "crm-capture: " << err << "\n";
+      std::cerr << "crm-capture: " << free_mail.error() << "\n";
       return 1;
     }
     if (*ingest_cmd) {

@@ -6,6 +6,7 @@
 #include "daemon/cli/ingest.hpp"
 #include "store/import.hpp"
 #include "store/store.hpp"
+#include "tests/daemon/test_support.hpp"
 
 #include <gtest/gtest.h>
 
@@ -20,48 +21,12 @@ using namespace crmcap;
 
 namespace {
 
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "crmcap-capture-XXXXXX").string();
-    path_ = mkdtemp(tmpl.data());
-  }
-  ~TempDir() { fs::remove_all(path_); }
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
-
-std::string read_file(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-const char* k_companies =
-    "id,name,domains\n"
-    "CO-1,Acme,acme.com\n"
-    "CO-2,Globex,globex.com\n"
-    "CO-3,Initech,initech.com\n"
-    "CO-4,Umbrella,umbrella.com\n";
-const char* k_contacts =
-    "id,name,emails,company_id\n"
-    "C-1,Jane Doe,jane@acme.com,CO-1\n"
-    "C-2,Hank Scorpio,hank@globex.com,CO-2\n"
-    "C-3,Peter Gibbons,peter@initech.com,CO-3\n"
-    "C-4,Bill Lumbergh,bill.lumbergh@gmail.com,\n";
-const char* k_opps =
-    "id,name,company_id,stage,status,contact_ids\n"
-    "O-1,Acme renewal,CO-1,Proposal,open,C-1\n"
-    "O-2,Acme 2025,CO-1,Closed,won,C-1\n"
-    "O-3,Initech TPS,CO-3,Qualify,open,\n"
-    "O-4,Initech printers,CO-3,Qualify,open,\n"
-    "O-5,Globex pilot,CO-2,Demo,open,\n";
+using test::message;
+using test::read_file;
+using test::TempDir;
 
 std::string msg(const std::string& headers, const std::string& body = "Hello,\n\nSee below.\n") {
-  return headers + "MIME-Version: 1.0\nContent-Type: text/plain; charset=utf-8\n\n" + body;
+  return message(headers, body);
 }
 
 struct Fixture {
@@ -71,10 +36,7 @@ struct Fixture {
   int seq = 0;
 
   Fixture() {
-    st = store::Store::open((dir.path() / "capture.db").string()).value();
-    EXPECT_TRUE(store::import_csv_text(*st, store::ImportKind::companies, k_companies, "c", false));
-    EXPECT_TRUE(store::import_csv_text(*st, store::ImportKind::contacts, k_contacts, "p", false));
-    EXPECT_TRUE(store::import_csv_text(*st, store::ImportKind::opportunities, k_opps, "o", false));
+    st = test::directory_store((dir.path() / "capture.db").string());
     maildir = dir.path() / "Mail";
     for (const char* f : {"", ".Sent", ".Trash"}) {
       for (const char* sub : {"cur", "new", "tmp"}) fs::create_directories(maildir / f / sub);

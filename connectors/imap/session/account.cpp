@@ -156,12 +156,11 @@ struct Account::Impl {
     if (!cmd) {
       co_return make_sync_error(SyncErrc::protocol, "cannot build LIST", RetryClass::retry_later);
     }
-    auto r = co_await conn->run(
-        *cmd,
-        [&](Response& resp) {
-          if (auto* e = std::get_if<ListEntry>(&resp); e && !e->lsub) entries.push_back(*e);
-        },
-        "LIST");
+    const Connection::Handler on_response = [&](Response& resp) {
+      if (auto* e = std::get_if<ListEntry>(&resp); e && !e->lsub) entries.push_back(*e);
+    };
+    const std::string what = "LIST";
+    auto r = co_await conn->run(*cmd, on_response, what);
     if (!r) co_return r.error();
     folders.clear();
     auto add = [&](const std::string& name) {
@@ -220,17 +219,16 @@ struct Account::Impl {
                                 RetryClass::needs_user);
     }
     FolderObservation o;
-    auto r = co_await conn->run(
-        *cmd,
-        [&](Response& resp) {
-          if (auto* s = std::get_if<MailboxStatus>(&resp)) {
-            o.uidvalidity = s->uidvalidity.value_or(0);
-            o.uidnext = s->uidnext.value_or(0);
-            o.messages = s->messages.value_or(0);
-            o.highest_modseq = s->highestmodseq;
-          }
-        },
-        "STATUS " + folder);
+    const Connection::Handler on_response = [&](Response& resp) {
+      if (auto* s = std::get_if<MailboxStatus>(&resp)) {
+        o.uidvalidity = s->uidvalidity.value_or(0);
+        o.uidnext = s->uidnext.value_or(0);
+        o.messages = s->messages.value_or(0);
+        o.highest_modseq = s->highestmodseq;
+      }
+    };
+    const std::string what = "STATUS " + folder;
+    auto r = co_await conn->run(*cmd, on_response, what);
     if (!r) co_return r.error();
     co_return o;
   }
@@ -242,21 +240,20 @@ struct Account::Impl {
                                 RetryClass::needs_user);
     }
     FolderObservation o;
-    auto r = co_await conn->run(
-        *cmd,
-        [&](Response& resp) {
-          if (auto* e = std::get_if<Exists>(&resp)) o.messages = e->count;
-          if (auto* u = std::get_if<UntaggedStatus>(&resp); u && u->code && u->code->number) {
-            if (u->code->kind == CodeKind::uidvalidity) {
-              o.uidvalidity = static_cast<std::uint32_t>(*u->code->number);
-            }
-            if (u->code->kind == CodeKind::uidnext) {
-              o.uidnext = static_cast<std::uint32_t>(*u->code->number);
-            }
-            if (u->code->kind == CodeKind::highestmodseq) o.highest_modseq = *u->code->number;
-          }
-        },
-        "EXAMINE " + folder);
+    const Connection::Handler on_response = [&](Response& resp) {
+      if (auto* e = std::get_if<Exists>(&resp)) o.messages = e->count;
+      if (auto* u = std::get_if<UntaggedStatus>(&resp); u && u->code && u->code->number) {
+        if (u->code->kind == CodeKind::uidvalidity) {
+          o.uidvalidity = static_cast<std::uint32_t>(*u->code->number);
+        }
+        if (u->code->kind == CodeKind::uidnext) {
+          o.uidnext = static_cast<std::uint32_t>(*u->code->number);
+        }
+        if (u->code->kind == CodeKind::highestmodseq) o.highest_modseq = *u->code->number;
+      }
+    };
+    const std::string what = "EXAMINE " + folder;
+    auto r = co_await conn->run(*cmd, on_response, what);
     if (!r) co_return r.error();
     co_return o;
   }
@@ -271,20 +268,19 @@ struct Account::Impl {
                                 RetryClass::retry_later);
     }
     std::vector<std::uint32_t> uids;
-    auto r = co_await conn->run(
-        *cmd,
-        [&](Response& resp) {
-          if (auto* s = std::get_if<Search>(&resp))
-            uids.insert(uids.end(), s->ids.begin(), s->ids.end());
-          if (auto* e = std::get_if<Esearch>(&resp)) {
-            for (const auto& range : e->all.ranges()) {
-              for (std::uint64_t u = range.first; u <= range.last && u != UidSet::star; ++u) {
-                uids.push_back(static_cast<std::uint32_t>(u));
-              }
-            }
+    const Connection::Handler on_response = [&](Response& resp) {
+      if (auto* s = std::get_if<Search>(&resp))
+        uids.insert(uids.end(), s->ids.begin(), s->ids.end());
+      if (auto* e = std::get_if<Esearch>(&resp)) {
+        for (const auto& range : e->all.ranges()) {
+          for (std::uint64_t u = range.first; u <= range.last && u != UidSet::star; ++u) {
+            uids.push_back(static_cast<std::uint32_t>(u));
           }
-        },
-        "UID SEARCH");
+        }
+      }
+    };
+    const std::string what = "UID SEARCH";
+    auto r = co_await conn->run(*cmd, on_response, what);
     if (!r) co_return r.error();
     std::sort(uids.begin(), uids.end());
     uids.erase(std::unique(uids.begin(), uids.end()), uids.end());
@@ -308,12 +304,11 @@ struct Account::Impl {
                                 RetryClass::retry_later);
     }
     std::map<std::uint32_t, FetchItem> meta;
-    auto r = co_await conn->run(
-        *cmd,
-        [&](Response& resp) {
-          if (auto* f = std::get_if<FetchItem>(&resp); f && f->uid) meta[*f->uid] = std::move(*f);
-        },
-        "UID FETCH");
+    const Connection::Handler on_response = [&](Response& resp) {
+      if (auto* f = std::get_if<FetchItem>(&resp); f && f->uid) meta[*f->uid] = std::move(*f);
+    };
+    const std::string what = "UID FETCH";
+    auto r = co_await conn->run(*cmd, on_response, what);
     if (!r) co_return r.error();
 
     std::vector<FetchedMessage> out;
@@ -356,7 +351,7 @@ struct Account::Impl {
       if (c) large.push_back(std::move(*c));
     }
     std::map<std::uint32_t, FetchItem> bodies;
-    auto keep = [&](Response& resp) {
+    const Connection::Handler keep = [&](Response& resp) {
       if (auto* f = std::get_if<FetchItem>(&resp); f && f->uid) {
         auto& slot = bodies[*f->uid];
         slot.uid = f->uid;
@@ -370,7 +365,8 @@ struct Account::Impl {
       if (c) cmds.push_back(std::move(*c));
     }
     for (auto& c : large) cmds.push_back(std::move(c));
-    if (auto p = co_await conn->run_pipelined(cmds, keep, "UID FETCH"); !p) co_return p.error();
+    const std::string what_bodies = "UID FETCH";
+    if (auto p = co_await conn->run_pipelined(cmds, keep, what_bodies); !p) co_return p.error();
 
     for (auto& m : out) {
       if (m.known) continue;
@@ -552,10 +548,11 @@ Awaitable<SyncError> Account::run() {
               until_poll, std::chrono::milliseconds(100),
               std::chrono::duration_cast<std::chrono::milliseconds>(s.options.idle_reissue));
           bool new_mail = false;
-          auto idled = co_await s.conn->idle(wait, [&](const Response& r) {
+          const std::function<bool(const Response&)> wake = [&](const Response& r) {
             if (std::holds_alternative<Exists>(r)) new_mail = true;
             return new_mail;
-          });
+          };
+          auto idled = co_await s.conn->idle(wait, wake);
           if (!idled) {
             failure = idled.error();
             failed = true;

@@ -206,12 +206,13 @@ Awaitable<SyncResult<void>> Connection::refresh_capabilities(const TaggedStatus&
   if (after.code && after.code->kind == CodeKind::capability && !after.code->atoms.empty()) {
     caps_.names = after.code->atoms;
   } else {
-    auto r = co_await run(
-        builder_.capability(),
-        [&](Response& resp) {
-          if (auto* c = std::get_if<Capabilities>(&resp)) caps_ = std::move(*c);
-        },
-        "CAPABILITY");
+    // Named locals, never temporaries, in co_await expressions: GCC 12 can
+    // destroy such temporaries twice.
+    const Command cmd = builder_.capability();
+    const Handler keep = [&](Response& resp) {
+      if (auto* c = std::get_if<Capabilities>(&resp)) caps_ = std::move(*c);
+    };
+    auto r = co_await run(cmd, keep, "CAPABILITY");
     if (!r) co_return r.error();
   }
   BuilderOptions bo;
@@ -251,14 +252,17 @@ Awaitable<SyncResult<void>> Connection::open() {
                                     "(use imaps://, or allow_insecure for a test server)",
                                 RetryClass::needs_user);
     }
-    auto st = co_await run(builder_.starttls(), {}, "STARTTLS");
+    const Command cmd = builder_.starttls();
+    const Handler none;
+    auto st = co_await run(cmd, none, "STARTTLS");
     if (!st) co_return st.error();
     // Bytes read past the OK came in the clear and may be injected: drop them.
     parser_.reset();
     in_.clear();
     pending_ = {};
     if (auto t = co_await transport_.async_start_tls(); !t) co_return from_transport(t.error());
-    if (auto r = co_await refresh_capabilities({}); !r) co_return r.error();
+    const TaggedStatus no_code;
+    if (auto r = co_await refresh_capabilities(no_code); !r) co_return r.error();
   }
 
   if (!preauth) {
@@ -300,7 +304,9 @@ Awaitable<SyncResult<void>> Connection::open() {
                                     " cannot be sent: " + cmd.error().message(),
                                 RetryClass::needs_user);
     }
-    auto st = co_await run(*cmd, {}, "login as " + options_.username);
+    const std::string what = "login as " + options_.username;
+    const Handler none;
+    auto st = co_await run(*cmd, none, what);
     if (!st) {
       SyncError e = st.error();
       // Any refusal of the login itself is the user's to fix: no retry storm.
@@ -317,13 +323,15 @@ Awaitable<SyncResult<void>> Connection::open() {
     const std::array<std::pair<std::string_view, std::string_view>, 2> fields{
         {{"name", "crm-capture"}, {"version", "0.1.0"}}};
     if (auto c = builder_.id(fields)) {
-      if (auto r = co_await run(*c, {}, "ID"); !r) co_return r.error();
+      const Handler none;
+      if (auto r = co_await run(*c, none, "ID"); !r) co_return r.error();
     }
   }
   if (caps_.has("ENABLE") && caps_.has("CONDSTORE")) {
     const std::array<std::string_view, 1> caps{"CONDSTORE"};
     if (auto c = builder_.enable(caps)) {
-      if (auto r = co_await run(*c, {}, "ENABLE"); !r) co_return r.error();
+      const Handler none;
+      if (auto r = co_await run(*c, none, "ENABLE"); !r) co_return r.error();
     }
   }
   co_return SyncResult<void>{};
@@ -379,7 +387,9 @@ Awaitable<SyncResult<void>> Connection::idle(std::chrono::milliseconds timeout,
 
 Awaitable<void> Connection::logout() {
   if (transport_.is_open()) {
-    (void)co_await run(builder_.logout(), {}, "LOGOUT");
+    const Command cmd = builder_.logout();
+    const Handler none;
+    (void)co_await run(cmd, none, "LOGOUT");
     co_await transport_.async_close();
   }
 }

@@ -1,0 +1,128 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "daemon/capture/imap_sink.hpp"
+
+#include <charconv>
+#include <iostream>
+
+namespace crmcap::capture {
+
+std::string bare_message_id(std::string_view id) {
+  auto b = id.find_first_not_of(" \t\r\n");
+  if (b == std::string_view::npos) return {};
+  id = id.substr(b, id.find_last_not_of(" \t\r\n") - b + 1);
+  if (id.size() >= 2 && id.front() == '<' && id.back() == '>') id = id.substr(1, id.size() - 2);
+  return std::string(id);
+}
+
+store::SyncCursor to_cursor(const std::string& mailbox, const imap::FolderState& s) {
+  store::SyncCursor c;
+  c.mailbox = mailbox;
+  c.folder = s.folder;
+  c.uidvalidity = s.uidvalidity;
+  c.highest_uid = s.highest_uid;
+  c.highest_modseq = static_cast<std::int64_t>(s.highest_modseq);
+  c.extra = "uidnext=" + std::to_string(s.uidnext) + " messages=" + std::to_string(s.messages) +
+            " backfilling=" + (s.backfilling ? "1" : "0") +
+            " suspect=" + std::to_string(s.suspect_messages);
+  return c;
+}
+
+imap::FolderState from_cursor(const store::SyncCursor& c) {
+  imap::FolderState s;
+  s.folder = c.folder;
+  s.uidvalidity = static_cast<std::uint32_t>(c.uidvalidity);
+  s.highest_uid = static_cast<std::uint32_t>(c.highest_uid);
+  s.highest_modseq = static_cast<std::uint64_t>(c.highest_modseq);
+  std::string_view rest = c.extra;
+  while (!rest.empty()) {
+    const auto sp = rest.find(' ');
+    const std::string_view item = rest.substr(0, sp);
+    rest = sp == std::string_view::npos ? std::string_view{} : rest.substr(sp + 1);
+    const auto eq = item.find('=');
+    if (eq == std::string_view::npos) continue;
+    const std::string_view key = item.substr(0, eq), val = item.substr(eq + 1);
+    std::uint32_t n = 0;
+    std::from_chars(val.data(), val.data() + val.size(), n);
+    if (key == "uidnext") s.uidnext = n;
+    if (key == "messages") s.messages = n;
+    if (key == "backfilling") s.backfilling = n != 0;
+    if (key == "suspect") s.suspect_messages = n;
+  }
+  return s;
+}
+
+ImapSink::ImapSink(std::string mailbox, Pipeline& pipeline, store::Activities& activities,
+                   store::SyncState& sync_state)
+    : mailbox_(std::move(mailbox)),
+      pipeline_(pipeline),
+      activities_(activities),
+      sync_state_(sync_state) {}
+
+std::optional<imap::FolderState> ImapSink::folder_state(const std::string& folder) {
+  auto c = sync_state_.cursor(mailbox_, folder);
+  if (!c || !*c) return std::nullopt;
+  return from_cursor(**c);
+}
+
+std::vector<bool> ImapSink::known_message_ids(const std::vector<std::string>& ids) {
+  std::vector<std::string> keys;
+  keys.reserve(ids.size());
+  for (const auto& id : ids) {
+    const std::string bare = bare_message_id(id);
+    keys.push_back(bare.empty() ? std::string() : "mid:" + bare);
+  }
+  auto r = activities_.have_source_keys(keys);
+  if (!r) return std::vector<bool>(ids.size(), false);  // refetching is always safe
+  for (std::size_t i = 0; i < keys.size(); ++i) {
+    if (keys[i].empty()) (*r)[i] = false;
+  }
+  return *r;
+}
+
+imap::SyncResult<void> ImapSink::commit(const imap::FolderState& state,
+                                        std::vector<imap::FetchedMessage> messages) {
+  store::Batch batch;
+  for (auto& m : messages) {
+    store::SourceRef ref{mailbox_, state.folder, state.uidvalidity, m.uid, ""};
+    ++counters_.seen;
+    if (m.known) {
+      ++counters_.known;
+      batch.seen_again.push_back({"mid:" + bare_message_id(m.message_id), ref});
+      continue;
+    }
+    Outcome o = pipeline_.process(m.raw, MessageSource{ref, m.internaldate});
+    switch (o.activity.status) {
+      case store::DecisionStatus::captured:
+        ++counters_.captured;
+        break;
+      case store::DecisionStatus::skipped:
+        ++counters_.skipped;
+        break;
+      case store::DecisionStatus::failed:
+        ++counters_.failed;
+        break;
+    }
+    pipeline_.remember(o.activity);
+    batch.items.push_back({std::move(o.activity), ref});
+  }
+  batch.cursor = to_cursor(mailbox_, state);
+  auto r = activities_.commit(batch);
+  pipeline_.clear_pending();
+  if (!r) {
+    return imap::SyncError{
+        imap::make_error_code(imap::SyncErrc::sink),
+        mailbox_ + ": cannot store a batch of " + state.folder + ": " + r.error().message,
+        imap::RetryClass::retry_later};
+  }
+  return {};
+}
+
+void ImapSink::warn(const std::string& message) {
+  if (on_warning) {
+    on_warning(message);
+  } else {
+    std::cerr << "crm-captured: warning: " << message << "\n";
+  }
+}
+
+}  // namespace crmcap::capture

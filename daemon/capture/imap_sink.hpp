@@ -1,0 +1,53 @@
+// SPDX-License-Identifier: Apache-2.0
+// The bridge from the IMAP connector to capture: each batch the connector hands
+// over goes through the pipeline and commits, with the folder's new sync state,
+// in one store transaction.
+#pragma once
+
+#include "connectors/imap/imap.hpp"
+#include "daemon/capture/capture.hpp"
+#include "store/store.hpp"
+
+#include <functional>
+#include <map>
+#include <string>
+
+namespace crmcap::capture {
+
+struct SinkCounters {
+  std::size_t seen = 0, captured = 0, skipped = 0, failed = 0, known = 0;
+};
+
+class ImapSink final : public imap::MailSink {
+ public:
+  // `mailbox` is the configured mailbox name; rows and cursors are keyed by it.
+  ImapSink(std::string mailbox, Pipeline& pipeline, store::Activities& activities,
+           store::SyncState& sync_state);
+
+  std::optional<imap::FolderState> folder_state(const std::string& folder) override;
+  std::vector<bool> known_message_ids(const std::vector<std::string>& ids) override;
+  imap::SyncResult<void> commit(const imap::FolderState& state,
+                                std::vector<imap::FetchedMessage> messages) override;
+  void warn(const std::string& message) override;
+
+  const SinkCounters& counters() const { return counters_; }
+  // Receives warnings (default: standard error).
+  std::function<void(const std::string&)> on_warning;
+
+ private:
+  std::string mailbox_;
+  Pipeline& pipeline_;
+  store::Activities& activities_;
+  store::SyncState& sync_state_;
+  SinkCounters counters_;
+};
+
+// FolderState <-> stored cursor (the connector's extra fields go to `extra` as
+// "key=value" pairs).
+store::SyncCursor to_cursor(const std::string& mailbox, const imap::FolderState& s);
+imap::FolderState from_cursor(const store::SyncCursor& c);
+
+// "<a@b>" -> "a@b": the form the mail parser gives Message-IDs.
+std::string bare_message_id(std::string_view id);
+
+}  // namespace crmcap::capture

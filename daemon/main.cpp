@@ -1,0 +1,244 @@
+// SPDX-License-Identifier: Apache-2.0
+// crm-captured: the capture daemon. Reads the configuration, opens the store and
+// runs every configured mailbox's IMAP account on one io_context: once
+// (--once), or continuously with IDLE until SIGINT/SIGTERM.
+#include "connectors/imap/imap.hpp"
+#include "daemon/capture/capture.hpp"
+#include "daemon/capture/imap_sink.hpp"
+#include "daemon/config/config.hpp"
+#include "daemon/service/secrets.hpp"
+#include "store/store.hpp"
+
+#include <CLI/CLI.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <filesystem>
+#include <iostream>
+#include <memory>
+
+namespace asio = boost::asio;
+using namespace crmcap;
+
+namespace {
+
+struct MailboxRuntime {
+  std::string name;
+  std::unique_ptr<capture::Pipeline> pipeline;
+  std::unique_ptr<capture::ImapSink> sink;
+  std::unique_ptr<imap::Account> account;
+  std::optional<imap::SyncError> error;
+  std::optional<imap::SyncReport> report;
+};
+
+imap::AccountOptions account_options(const config::Config& cfg, const config::MailboxConfig& mb,
+                                     const config::Environment& env) {
+  const config::ImapConfig& ic = *mb.imap;
+  imap::AccountOptions o;
+  o.name = mb.name;
+  o.transport.host = ic.host;
+  o.transport.port = ic.port;
+  switch (ic.security) {
+    case config::ImapConfig::Security::implicit_tls:
+      o.transport.tls = imap::TlsMode::implicit;
+      break;
+    case config::ImapConfig::Security::starttls:
+      o.transport.tls = imap::TlsMode::starttls;
+      break;
+    case config::ImapConfig::Security::none:
+      o.transport.tls = imap::TlsMode::none;
+      break;
+  }
+  o.transport.ca_file = ic.ca_file;
+  o.transport.io_timeout = std::chrono::seconds(ic.timeout_seconds);
+  o.transport.connect_timeout =
+      std::chrono::seconds(std::min<std::uint32_t>(ic.timeout_seconds, 30));
+  o.username = ic.username;
+  switch (ic.auth) {
+    case config::ImapConfig::Auth::automatic:
+      o.auth = imap::AuthMethod::automatic;
+      break;
+    case config::ImapConfig::Auth::plain:
+      o.auth = imap::AuthMethod::plain;
+      break;
+    case config::ImapConfig::Auth::login:
+      o.auth = imap::AuthMethod::login;
+      break;
+    case config::ImapConfig::Auth::xoauth2:
+      o.auth = imap::AuthMethod::xoauth2;
+      break;
+    case config::ImapConfig::Auth::oauthbearer:
+      o.auth = imap::AuthMethod::oauthbearer;
+      break;
+  }
+  service::SecretSource src{ic.password_file, ic.token_file, ic.token_command, ic.credential,
+                            env.credentials_directory};
+  const std::string name = mb.name;
+  o.secret = [src, name]() -> imap::SyncResult<std::string> {
+    auto s = service::read_secret(src);
+    if (!s) {
+      return imap::SyncError{imap::make_error_code(imap::SyncErrc::credential),
+                             name + ": " + s.error().message, imap::RetryClass::needs_user};
+    }
+    return std::move(*s);
+  };
+  o.folders = ic.folders;
+  o.backfill_days = cfg.backfill_days;
+  o.max_part_bytes = ic.max_part_bytes;
+  o.batch_size = ic.batch_size;
+  o.idle_reissue = std::chrono::minutes(ic.idle_minutes);
+  o.poll_interval = std::chrono::seconds(ic.poll_seconds);
+  return o;
+}
+
+std::string describe(const imap::SyncReport& r, const capture::SinkCounters& c) {
+  std::string out;
+  for (const auto& f : r.folders) {
+    if (!out.empty()) out += ", ";
+    out += f.folder + ": ";
+    if (f.paused) {
+      out += "paused";
+    } else if (f.skipped_unchanged) {
+      out += "unchanged";
+    } else {
+      out += std::to_string(f.handed_over) + " new";
+      if (f.known) out += " (" + std::to_string(f.known) + " already known)";
+      if (f.uidvalidity_changed) out += " after a UIDVALIDITY change";
+    }
+  }
+  out += "; captured " + std::to_string(c.captured) + ", skipped " + std::to_string(c.skipped) +
+         ", failed " + std::to_string(c.failed);
+  return out;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"crm-captured: the crm-capture daemon"};
+  const auto env = config::Environment::current();
+  std::string config_path = config::default_config_path(env);
+  bool once = false;
+  std::string free_mail_path;
+  app.add_option("--config", config_path, "the configuration file")->capture_default_str();
+  app.add_flag("--once", once, "sync every mailbox once and exit (non-zero if any failed)");
+  app.add_option("--free-mail", free_mail_path, "free-mail domain list file");
+  CLI11_PARSE(app, argc, argv);
+
+  auto cfg = config::load_config(config_path, env);
+  if (!cfg) {
+    std::cerr << "crm-captured: " << cfg.error().message << "\n";
+    return 2;
+  }
+  for (const auto& w : cfg->warnings) std::cerr << "crm-captured: warning: " << w << "\n";
+  auto free_mail = capture::FreeMailDomains::load(free_mail_path);
+  if (!free_mail) {
+    std::cerr << "crm-captured: " << free_mail.error() << "\n";
+    return 2;
+  }
+  {
+    std::error_code ec;
+    std::filesystem::create_directories(std::filesystem::path(cfg->store_path).parent_path(), ec);
+  }
+  auto st = store::Store::open(cfg->store_path);
+  if (!st) {
+    std::cerr << "crm-captured: " << st.error().message << "\n";
+    return 2;
+  }
+  store::Store& db = **st;
+
+  asio::io_context io;
+  std::vector<std::unique_ptr<MailboxRuntime>> boxes;
+  for (const auto& mb : cfg->mailboxes) {
+    if (!mb.imap) continue;
+    auto rt = std::make_unique<MailboxRuntime>();
+    rt->name = mb.name;
+    capture::Settings s;
+    s.owner_addresses = mb.owner;
+    s.internal_domains = cfg->internal_domains;
+    s.strip_plus_tags = cfg->strip_plus_tags;
+    s.block_addresses = cfg->block_addresses;
+    s.block_domains = cfg->block_domains;
+    s.snippet_chars = cfg->snippet_chars;
+    rt->pipeline = std::make_unique<capture::Pipeline>(db, db, std::move(s), *free_mail);
+    rt->sink = std::make_unique<capture::ImapSink>(mb.name, *rt->pipeline, db, db);
+    const std::string name = mb.name;
+    rt->sink->on_warning = [name](const std::string& m) {
+      std::cerr << "crm-captured: warning: " << m << "\n";
+    };
+    rt->account = std::make_unique<imap::Account>(io.get_executor(), account_options(*cfg, mb, env),
+                                                  *rt->sink);
+    boxes.push_back(std::move(rt));
+  }
+  if (boxes.empty()) {
+    std::cerr << "crm-captured: " << cfg->source
+              << ": no [[mailbox]] with an [mailbox.imap] table\n";
+    return 2;
+  }
+
+  if (once) {
+    for (auto& b : boxes) {
+      MailboxRuntime* rt = b.get();
+      asio::co_spawn(
+          io,
+          [rt]() -> imap::Awaitable<void> {
+            auto r = co_await rt->account->sync_once();
+            if (r) {
+              rt->report = std::move(*r);
+            } else {
+              rt->error = r.error();
+            }
+          },
+          asio::detached);
+    }
+    io.run();
+    int failed = 0;
+    for (const auto& b : boxes) {
+      if (b->error) {
+        ++failed;
+        std::cerr << "crm-captured: " << b->name << ": " << b->error->message << "\n";
+      } else if (b->report) {
+        std::cout << b->name << ": " << describe(*b->report, b->sink->counters()) << "\n";
+      }
+    }
+    return failed ? 1 : 0;
+  }
+
+  asio::signal_set signals(io, SIGINT, SIGTERM);
+  signals.async_wait([&](const boost::system::error_code& ec, int) {
+    if (ec) return;
+    std::cerr << "crm-captured: stopping\n";
+    for (auto& b : boxes) b->account->stop();
+  });
+  std::size_t running = boxes.size();
+  for (auto& b : boxes) {
+    MailboxRuntime* rt = b.get();
+    rt->account->on_synced = [rt](const imap::SyncReport& r) {
+      std::cerr << "crm-captured: " << rt->name << ": " << describe(r, rt->sink->counters())
+                << "\n";
+    };
+    rt->account->on_failure = [rt](const imap::SyncError& e) {
+      std::cerr << "crm-captured: " << rt->name << ": " << e.message
+                << (e.retry == imap::RetryClass::needs_user ? " (needs attention; not retrying)"
+                                                            : " (will retry)")
+                << "\n";
+    };
+    asio::co_spawn(
+        io,
+        [rt, &running, &signals]() -> imap::Awaitable<void> {
+          auto e = co_await rt->account->run();
+          if (e.code != imap::make_error_code(imap::SyncErrc::cancelled)) rt->error = e;
+          if (--running == 0) signals.cancel();
+        },
+        asio::detached);
+  }
+  std::cerr << "crm-captured: running " << boxes.size() << " mailbox(es), store " << cfg->store_path
+            << "\n";
+  io.run();
+  for (const auto& b : boxes) {
+    if (b->error) return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,359 @@
+// SPDX-License-Identifier: Apache-2.0
+// The IMAP connector feeding capture, against a real Dovecot started on
+// 127.0.0.1 by the fixture: first and second sync, the backfill window, TLS
+// trust, a wrong password, a UIDVALIDITY change, a failed batch resumed, the
+// server killed mid-sync, and new mail arriving through IDLE.
+#include "connectors/imap/imap.hpp"
+#include "daemon/capture/capture.hpp"
+#include "daemon/capture/imap_sink.hpp"
+#include "tests/daemon/test_support.hpp"
+#include "tests/servers/dovecot_fixture.hpp"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <utime.h>
+
+#include <chrono>
+
+namespace asio = boost::asio;
+using namespace crmcap;
+
+namespace {
+
+template <class T>
+T run_on(asio::io_context& io, imap::Awaitable<T> op) {
+  std::optional<T> out;
+  asio::co_spawn(
+      io, [&]() -> imap::Awaitable<void> { out.emplace(co_await std::move(op)); }, asio::detached);
+  io.restart();
+  io.run();
+  return std::move(*out);
+}
+
+std::string dated(const std::string& mid, const std::string& from, const std::string& subject,
+                  const std::string& extra = "") {
+  return test::message("From: " + from + "\nTo: user1@example.com\nSubject: " + subject +
+                       "\nDate: Mon, 23 Nov 2026 09:00:00 +0000\nMessage-ID: <" + mid + ">\n" +
+                       extra);
+}
+
+class ImapSync : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!test::DovecotServer::available()) GTEST_SKIP() << "dovecot is not installed";
+    dovecot = std::make_unique<test::DovecotServer>();
+    st = test::directory_store((dir.path() / "capture.db").string());
+    capture::Settings s;
+    s.owner_addresses = {"user1@example.com"};
+    s.internal_domains = {"example.com"};
+    auto fm = capture::FreeMailDomains::load();
+    ASSERT_TRUE(fm) << fm.error();
+    pipeline = std::make_unique<capture::Pipeline>(*st, *st, s, *fm);
+    sink = std::make_unique<capture::ImapSink>("work", *pipeline, *st, *st);
+    sink->on_warning = [this](const std::string& w) { warnings.push_back(w); };
+  }
+
+  imap::AccountOptions options(imap::TlsMode tls = imap::TlsMode::starttls) {
+    imap::AccountOptions o;
+    o.name = "work";
+    o.transport.host = "127.0.0.1";
+    o.transport.port =
+        tls == imap::TlsMode::implicit ? dovecot->imaps_port() : dovecot->imap_port();
+    o.transport.tls = tls;
+    o.transport.ca_file = dovecot->ca_file();
+    o.transport.io_timeout = std::chrono::seconds(20);
+    o.username = dovecot->user();
+    const std::string pw = dovecot->password();
+    o.secret = [pw]() -> imap::SyncResult<std::string> { return pw; };
+    o.folders = {"INBOX", "\\Sent", "Trash"};
+    return o;
+  }
+
+  imap::SyncResult<imap::SyncReport> sync(const imap::AccountOptions& o) {
+    imap::Account account(io.get_executor(), o, *sink);
+    return run_on(io, account.sync_once());
+  }
+
+  std::vector<store::Activity> activities() { return st->list({}).value(); }
+
+  const imap::FolderReport* folder(const imap::SyncReport& r, const std::string& name) {
+    for (const auto& f : r.folders) {
+      if (f.folder == name) return &f;
+    }
+    return nullptr;
+  }
+
+  void fill_basic() {
+    dovecot->deliver_doveadm("INBOX", dated("i1@acme.com", "jane@acme.com", "Renewal"));
+    dovecot->deliver_doveadm("INBOX", dated("i2@globex.com", "hank@globex.com", "Pilot"));
+    dovecot->deliver_doveadm(
+        "INBOX", dated("i3@acme.com", "news@acme.com", "News", "List-Id: <news.acme.com>\n"));
+    dovecot->deliver_doveadm(
+        "Sent",
+        test::message("From: user1@example.com\nTo: peter@initech.com\nSubject: Quote\n"
+                      "Date: Mon, 23 Nov 2026 10:00:00 +0000\nMessage-ID: <s1@example.com>\n"));
+    dovecot->deliver_doveadm("Trash", dated("t1@acme.com", "jane@acme.com", "Deleted"));
+  }
+
+  test::TempDir dir;
+  std::unique_ptr<test::DovecotServer> dovecot;
+  std::unique_ptr<store::Store> st;
+  std::unique_ptr<capture::Pipeline> pipeline;
+  std::unique_ptr<capture::ImapSink> sink;
+  std::vector<std::string> warnings;
+  asio::io_context io;
+};
+
+}  // namespace
+
+TEST_F(ImapSync, FirstSyncCapturesAndSecondSyncDoesNothing) {
+  fill_basic();
+  // An old message, outside the 90-day backfill window (Maildir keeps the
+  // receive time as the file's mtime).
+  const std::string old =
+      dovecot->deliver_file("INBOX", dated("old@acme.com", "jane@acme.com", "Last year"));
+  const time_t long_ago = std::time(nullptr) - 200 * 86400;
+  utimbuf times{long_ago, long_ago};
+  ASSERT_EQ(utime(old.c_str(), &times), 0);
+
+  auto r = sync(options());
+  ASSERT_TRUE(r) << r.error().message;
+  ASSERT_NE(folder(*r, "INBOX"), nullptr);
+  EXPECT_EQ(folder(*r, "INBOX")->handed_over, 3u);
+  EXPECT_EQ(folder(*r, "Sent")->handed_over, 1u);
+  EXPECT_EQ(folder(*r, "Trash"), nullptr);  // Trash is never synced, even when named
+  EXPECT_FALSE(warnings.empty());
+
+  auto acts = activities();
+  ASSERT_EQ(acts.size(), 4u);
+  std::map<std::string, store::Activity> by;
+  for (auto& a : acts) by[a.message_id] = a;
+  EXPECT_EQ(by.at("i1@acme.com").opportunity_id, "O-1");
+  EXPECT_EQ(by.at("i1@acme.com").sources.at(0).mailbox, "work");
+  EXPECT_EQ(by.at("i1@acme.com").sources.at(0).folder, "INBOX");
+  EXPECT_GT(by.at("i1@acme.com").sources.at(0).uid, 0);
+  EXPECT_EQ(by.at("i3@acme.com").rule, "bulk");
+  EXPECT_EQ(by.at("s1@example.com").direction, store::Direction::outbound);
+  EXPECT_FALSE(by.contains("old@acme.com"));
+
+  // Read-only: nothing was marked \Seen.
+  const std::string flags = dovecot->doveadm(
+      {"-f", "flow", "fetch", "-u", dovecot->user(), "flags", "mailbox", "INBOX", "all"});
+  EXPECT_EQ(flags.find("\\Seen"), std::string::npos) << flags;
+
+  const auto inbox_state = st->cursor("work", "INBOX").value();
+  ASSERT_TRUE(inbox_state);
+  EXPECT_EQ(inbox_state->uidvalidity, dovecot->uid_validity("INBOX"));
+
+  const auto before = sink->counters().seen;
+  auto again = sync(options());
+  ASSERT_TRUE(again) << again.error().message;
+  EXPECT_TRUE(folder(*again, "INBOX")->skipped_unchanged);
+  EXPECT_TRUE(folder(*again, "Sent")->skipped_unchanged);
+  EXPECT_EQ(sink->counters().seen, before);
+  EXPECT_EQ(activities().size(), 4u);
+
+  // New mail after the first sync is fetched, and only it.
+  dovecot->deliver_doveadm("INBOX", dated("i4@initech.com", "peter@initech.com", "Printers"));
+  auto third = sync(options());
+  ASSERT_TRUE(third) << third.error().message;
+  EXPECT_EQ(folder(*third, "INBOX")->handed_over, 1u);
+  EXPECT_EQ(activities().size(), 5u);
+}
+
+TEST_F(ImapSync, ImplicitTlsWorksAndAnUntrustedCertificateIsRefused) {
+  fill_basic();
+  auto ok = sync(options(imap::TlsMode::implicit));
+  ASSERT_TRUE(ok) << ok.error().message;
+  EXPECT_EQ(activities().size(), 4u);
+
+  auto o = options(imap::TlsMode::implicit);
+  o.transport.ca_file.clear();
+  auto bad = sync(o);
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error().retry, imap::RetryClass::needs_user);
+  EXPECT_NE(bad.error().message.find("certificate"), std::string::npos) << bad.error().message;
+
+  auto s = options(imap::TlsMode::starttls);
+  s.transport.ca_file.clear();
+  auto bad_starttls = sync(s);
+  ASSERT_FALSE(bad_starttls);
+  EXPECT_EQ(bad_starttls.error().retry, imap::RetryClass::needs_user);
+}
+
+TEST_F(ImapSync, WrongPasswordIsAClearErrorWithoutTheSecret) {
+  auto o = options();
+  o.secret = []() -> imap::SyncResult<std::string> { return std::string("not-the-pw-4711"); };
+  auto r = sync(o);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, imap::make_error_code(imap::SyncErrc::auth_failed));
+  EXPECT_EQ(r.error().retry, imap::RetryClass::needs_user);
+  EXPECT_EQ(r.error().message.find("not-the-pw-4711"), std::string::npos) << r.error().message;
+  EXPECT_NE(r.error().message.find("user1"), std::string::npos) << r.error().message;
+}
+
+TEST_F(ImapSync, UidValidityChangeRemapsByMessageIdWithoutDuplicates) {
+  fill_basic();
+  ASSERT_TRUE(sync(options()));
+  const auto first = activities();
+  dovecot->set_uid_validity("INBOX", 777);
+  auto r = sync(options());
+  ASSERT_TRUE(r) << r.error().message;
+  const auto* inbox = folder(*r, "INBOX");
+  ASSERT_NE(inbox, nullptr);
+  EXPECT_TRUE(inbox->uidvalidity_changed);
+  EXPECT_EQ(inbox->handed_over, 3u);
+  EXPECT_EQ(inbox->known, 3u);  // re-mapped by Message-ID, not fetched again
+  const auto after = activities();
+  ASSERT_EQ(after.size(), first.size());
+  EXPECT_EQ(st->cursor("work", "INBOX").value()->uidvalidity, 777);
+  EXPECT_EQ(st->known_uids("work", "INBOX", 777).value().size(), 3u);
+}
+
+namespace {
+// A sink that fails the n-th commit, as a full disk would.
+class FailingSink final : public imap::MailSink {
+ public:
+  FailingSink(imap::MailSink& inner, int fail_at) : inner_(inner), fail_at_(fail_at) {}
+  std::optional<imap::FolderState> folder_state(const std::string& f) override {
+    return inner_.folder_state(f);
+  }
+  std::vector<bool> known_message_ids(const std::vector<std::string>& ids) override {
+    return inner_.known_message_ids(ids);
+  }
+  imap::SyncResult<void> commit(const imap::FolderState& s,
+                                std::vector<imap::FetchedMessage> m) override {
+    if (++commits_ == fail_at_) {
+      return imap::SyncError{imap::make_error_code(imap::SyncErrc::sink), "disk full",
+                             imap::RetryClass::retry_later};
+    }
+    if (on_commit) on_commit(commits_);
+    return inner_.commit(s, std::move(m));
+  }
+  void warn(const std::string& w) override { inner_.warn(w); }
+  std::function<void(int)> on_commit;
+
+ private:
+  imap::MailSink& inner_;
+  int fail_at_;
+  int commits_ = 0;
+};
+}  // namespace
+
+TEST_F(ImapSync, AFailedBatchIsResumedWithoutLossOrDuplicates) {
+  for (int i = 0; i < 12; ++i) {
+    dovecot->deliver_doveadm("INBOX", dated("b" + std::to_string(i) + "@acme.com", "jane@acme.com",
+                                            "Batch " + std::to_string(i)));
+  }
+  auto o = options();
+  o.folders = {"INBOX"};
+  o.batch_size = 5;
+  FailingSink failing(*sink, 2);
+  {
+    imap::Account account(io.get_executor(), o, failing);
+    auto r = run_on(io, account.sync_once());
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error().code, imap::make_error_code(imap::SyncErrc::sink));
+  }
+  EXPECT_EQ(activities().size(), 5u);  // the first batch only
+  const auto mid = st->cursor("work", "INBOX").value();
+  ASSERT_TRUE(mid);
+  auto r = sync(o);
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(folder(*r, "INBOX")->handed_over, 7u);
+  EXPECT_EQ(activities().size(), 12u);
+}
+
+TEST_F(ImapSync, ServerKilledMidSyncEndsInACleanRetryableError) {
+  for (int i = 0; i < 12; ++i) {
+    dovecot->deliver_doveadm("INBOX", dated("k" + std::to_string(i) + "@acme.com", "jane@acme.com",
+                                            "Kill " + std::to_string(i)));
+  }
+  auto o = options();
+  o.folders = {"INBOX"};
+  o.batch_size = 4;
+  o.transport.io_timeout = std::chrono::seconds(5);
+  FailingSink killing(*sink, -1);
+  killing.on_commit = [this](int n) {
+    if (n == 1) {
+      // Every Dovecot process of this instance: the imap (and other) children
+      // of its master, then the master.
+      test::detail::run({"pkill", "-KILL", "-P", std::to_string(dovecot->pid())});
+      ::kill(dovecot->pid(), SIGKILL);
+    }
+  };
+  imap::Account account(io.get_executor(), o, killing);
+  auto r = run_on(io, account.sync_once());
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().retry, imap::RetryClass::retry_later) << r.error().message;
+  EXPECT_EQ(activities().size(), 4u);  // the batch committed before the kill
+  EXPECT_EQ(st->cursor("work", "INBOX").value()->highest_uid, 4);
+}
+
+TEST_F(ImapSync, NewMailArrivesThroughIdle) {
+  auto o = options();
+  o.folders = {"INBOX"};
+  o.poll_interval = std::chrono::seconds(600);
+  imap::Account account(io.get_executor(), o, *sink);
+  int passes = 0;
+  std::chrono::steady_clock::time_point delivered;
+  std::chrono::milliseconds latency{0};
+  asio::steady_timer guard(io);
+  account.on_synced = [&](const imap::SyncReport&) {
+    ++passes;
+    if (passes == 1) {
+      // Deliver once the first pass is done and IDLE is about to start.
+      asio::co_spawn(
+          io,
+          [&]() -> imap::Awaitable<void> {
+            asio::steady_timer t(io, std::chrono::milliseconds(300));
+            co_await t.async_wait(asio::use_awaitable);
+            delivered = std::chrono::steady_clock::now();
+            dovecot->deliver_doveadm("INBOX", dated("idle@acme.com", "jane@acme.com", "Pushed"));
+          },
+          asio::detached);
+    } else if (!activities().empty()) {
+      latency = std::chrono::duration_cast<std::chrono::milliseconds>(
+          std::chrono::steady_clock::now() - delivered);
+      account.stop();
+    }
+  };
+  account.on_failure = [&](const imap::SyncError& e) { ADD_FAILURE() << e.message; };
+  guard.expires_after(std::chrono::seconds(30));
+  guard.async_wait([&](const boost::system::error_code& ec) {
+    if (!ec) {
+      ADD_FAILURE() << "no activity 30 s after delivery";
+      account.stop();
+    }
+  });
+  asio::co_spawn(
+      io,
+      [&]() -> imap::Awaitable<void> {
+        co_await account.run();
+        guard.cancel();
+      },
+      asio::detached);
+  io.run();
+  ASSERT_EQ(activities().size(), 1u);
+  EXPECT_EQ(activities()[0].message_id, "idle@acme.com");
+  std::printf("IDLE: delivery to stored activity in %lld ms\n",
+              static_cast<long long>(latency.count()));
+}
+
+TEST(ImapBackoff, GrowsToFiveMinutesWithBoundedJitter) {
+  using std::chrono::milliseconds;
+  EXPECT_EQ(imap::backoff_delay(1, 5000), milliseconds(1000));  // jitter factor 1.0
+  EXPECT_EQ(imap::backoff_delay(2, 5000), milliseconds(2000));
+  EXPECT_EQ(imap::backoff_delay(30, 5000), milliseconds(300000));
+  for (std::uint64_t bits : {0ULL, 12345ULL, 10000ULL, ~0ULL}) {
+    const auto d = imap::backoff_delay(4, bits);
+    EXPECT_GE(d, milliseconds(6400));
+    EXPECT_LE(d, milliseconds(9600));
+  }
+}

@@ -1,0 +1,76 @@
+// SPDX-License-Identifier: Apache-2.0
+// Shared by the daemon tests: a temporary directory and a small CRM directory.
+#pragma once
+
+#include "store/import.hpp"
+#include "store/store.hpp"
+
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+namespace crmcap::test {
+
+class TempDir {
+ public:
+  TempDir() {
+    std::string tmpl = (std::filesystem::temp_directory_path() / "crmcap-test-XXXXXX").string();
+    path_ = mkdtemp(tmpl.data());
+  }
+  ~TempDir() { std::filesystem::remove_all(path_); }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::filesystem::path& path() const { return path_; }
+
+ private:
+  std::filesystem::path path_;
+};
+
+inline std::string read_file(const std::filesystem::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+inline constexpr const char* k_companies =
+    "id,name,domains\n"
+    "CO-1,Acme,acme.com\n"
+    "CO-2,Globex,globex.com\n"
+    "CO-3,Initech,initech.com\n"
+    "CO-4,Umbrella,umbrella.com\n";
+inline constexpr const char* k_contacts =
+    "id,name,emails,company_id\n"
+    "C-1,Jane Doe,jane@acme.com,CO-1\n"
+    "C-2,Hank Scorpio,hank@globex.com,CO-2\n"
+    "C-3,Peter Gibbons,peter@initech.com,CO-3\n"
+    "C-4,Bill Lumbergh,bill.lumbergh@gmail.com,\n";
+inline constexpr const char* k_opportunities =
+    "id,name,company_id,stage,status,contact_ids\n"
+    "O-1,Acme renewal,CO-1,Proposal,open,C-1\n"
+    "O-2,Acme 2025,CO-1,Closed,won,C-1\n"
+    "O-3,Initech TPS,CO-3,Qualify,open,\n"
+    "O-4,Initech printers,CO-3,Qualify,open,\n"
+    "O-5,Globex pilot,CO-2,Demo,open,\n";
+
+// Opens a store at `path` with the directory above imported.
+inline std::unique_ptr<store::Store> directory_store(const std::string& path) {
+  auto st = store::Store::open(path).value();
+  EXPECT_TRUE(store::import_csv_text(*st, store::ImportKind::companies, k_companies, "c", false));
+  EXPECT_TRUE(store::import_csv_text(*st, store::ImportKind::contacts, k_contacts, "p", false));
+  EXPECT_TRUE(
+      store::import_csv_text(*st, store::ImportKind::opportunities, k_opportunities, "o", false));
+  return st;
+}
+
+// A plain message with the given header lines (each ending in "\n").
+inline std::string message(const std::string& headers,
+                           const std::string& body = "Hello,\n\nSee below.\n") {
+  return headers + "MIME-Version: 1.0\nContent-Type: text/plain; charset=utf-8\n\n" + body;
+}
+
+}  // namespace crmcap::test
