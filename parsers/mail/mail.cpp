@@ -48,11 +48,12 @@ std::string_view raw_value(const detail::HeaderBlock& block, std::string_view na
 }
 
 std::vector<Address> read_addresses(const detail::HeaderBlock& block, std::string_view name,
-                                    std::string_view label, MailMessage& m) {
+                                    std::string_view label, std::string_view fallback_charset,
+                                    MailMessage& m) {
   std::vector<Address> out;
   for (const detail::HeaderField* f : detail::find_fields(block, name)) {
     std::vector<std::string> problems;
-    std::vector<Address> part = detail::parse_address_list(f->value, &problems);
+    std::vector<Address> part = detail::parse_address_list(f->value, &problems, fallback_charset);
     out.insert(out.end(), std::make_move_iterator(part.begin()),
                std::make_move_iterator(part.end()));
     for (std::string& p : problems) add_warning(m, std::string(label) + ": " + p);
@@ -111,12 +112,18 @@ Result<MailMessage> parse_impl(std::string_view raw, const ParseOptions& options
   MailMessage m;
   for (const std::string& p : block.problems) add_warning(m, text::repair_utf8(p));
 
-  m.from = read_addresses(block, "From", "from", m);
-  m.sender = read_addresses(block, "Sender", "sender", m);
-  m.reply_to = read_addresses(block, "Reply-To", "reply-to", m);
-  m.to = read_addresses(block, "To", "to", m);
-  m.cc = read_addresses(block, "Cc", "cc", m);
-  m.bcc = read_addresses(block, "Bcc", "bcc", m);
+  // Raw 8-bit bytes in a Subject or a display name are most often in the body's charset.
+  const text::HeaderParams top_type = text::parse_params(raw_value(block, "Content-Type"));
+  std::string fallback_charset;
+  if (auto it = top_type.params.find("charset"); it != top_type.params.end()) {
+    fallback_charset = it->second;
+  }
+  m.from = read_addresses(block, "From", "from", fallback_charset, m);
+  m.sender = read_addresses(block, "Sender", "sender", fallback_charset, m);
+  m.reply_to = read_addresses(block, "Reply-To", "reply-to", fallback_charset, m);
+  m.to = read_addresses(block, "To", "to", fallback_charset, m);
+  m.cc = read_addresses(block, "Cc", "cc", fallback_charset, m);
+  m.bcc = read_addresses(block, "Bcc", "bcc", fallback_charset, m);
 
   const detail::HeaderField* date = detail::find_field(block, "Date");
   std::optional<std::int64_t> when;
@@ -129,17 +136,13 @@ Result<MailMessage> parse_impl(std::string_view raw, const ParseOptions& options
   } else {
     m.date = options.received_at;
     m.date_fallback = true;
-    add_warning(m, date == nullptr ? std::string("date: missing; using the receive time")
-                                   : "date: unreadable '" + m.date_raw.substr(0, 80) +
-                                         "'; using the receive time");
+    add_warning(m, date == nullptr
+                       ? std::string("date: missing; using the receive time")
+                       : "date: unreadable '" +
+                             text::repair_utf8(std::string_view(date->value).substr(0, 80)) +
+                             "'; using the receive time");
   }
 
-  // Raw 8-bit bytes in a Subject are most often in the body's charset.
-  const text::HeaderParams top_type = text::parse_params(raw_value(block, "Content-Type"));
-  std::string fallback_charset;
-  if (auto it = top_type.params.find("charset"); it != top_type.params.end()) {
-    fallback_charset = it->second;
-  }
   m.subject = text::decode_words(raw_value(block, "Subject"), fallback_charset);
 
   if (const detail::HeaderField* f = detail::find_field(block, "Message-ID")) {
