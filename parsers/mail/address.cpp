@@ -25,20 +25,31 @@ bool is_special(char c) noexcept {
   return c == '<' || c == '>' || c == '@' || c == ',' || c == ';' || c == ':' || c == '.';
 }
 
+bool is_space_at(std::string_view v, std::size_t i) noexcept { return is_space(v[i]); }
+
+// Where encoded words may end: the next "?=" and the next whitespace, each
+// found once for the whole value (see NextFinder).
+struct WordEnds {
+  text::detail::NextFinder<decltype(&text::detail::is_word_close)> close;
+  text::detail::NextFinder<decltype(&is_space_at)> space;
+  explicit WordEnds(std::string_view v) noexcept
+      : close(v, &text::detail::is_word_close), space(v, &is_space_at) {}
+};
+
 // The end of an RFC 2047 word starting at v[i] ("=?cs?X?text?="), or 0. Taken
 // as one atom so that '.' or ',' inside a broken word does not split a name.
-std::size_t encoded_word_end(std::string_view v, std::size_t i) noexcept {
+std::size_t encoded_word_end(std::string_view v, std::size_t i, WordEnds& ends) noexcept {
   if (i + 1 >= v.size() || v[i] != '=' || v[i + 1] != '?') return 0;
   std::size_t j = i + 2;
   while (j < v.size() && v[j] != '?' && !is_space(v[j])) ++j;
   if (j == i + 2 || j + 2 >= v.size() || v[j] != '?' || v[j + 2] != '?') return 0;
   const char e = v[j + 1];
   if (e != 'b' && e != 'B' && e != 'q' && e != 'Q') return 0;
-  for (std::size_t k = j + 3; k + 1 < v.size(); ++k) {
-    if (is_space(v[k])) return 0;
-    if (v[k] == '?' && v[k + 1] == '=') return k + 2;
-  }
-  return 0;
+  const std::size_t close = ends.close.at_or_after(j + 3);
+  if (close == std::string_view::npos) return 0;
+  const std::size_t space = ends.space.at_or_after(j + 3);
+  if (space != std::string_view::npos && space < close) return 0;
+  return close + 2;
 }
 
 // Scans a comment starting at v[i] == '(' and returns the index past its end;
@@ -64,6 +75,7 @@ std::size_t scan_comment(std::string_view v, std::size_t i, std::string_view* co
 }
 
 void tokenize(std::string_view v, std::vector<Token>& out) {
+  WordEnds ends(v);
   std::size_t i = 0;
   bool space = false;
   while (i < v.size()) {
@@ -97,7 +109,7 @@ void tokenize(std::string_view v, std::vector<Token>& out) {
       t.special = c;
       t.raw = v.substr(i, 1);
       ++i;
-    } else if (const std::size_t end = encoded_word_end(v, i); end != 0) {
+    } else if (const std::size_t end = encoded_word_end(v, i, ends); end != 0) {
       t.raw = v.substr(i, end - i);
       i = end;
     } else {

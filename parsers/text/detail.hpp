@@ -43,6 +43,40 @@ std::string_view trim(std::string_view s) noexcept;
 void append_utf8(std::string& out, std::uint32_t cp);
 inline constexpr std::string_view replacement_char = "\xEF\xBF\xBD";
 
+// The first position at or after `from` where `match(v, pos)` holds (npos when
+// none), remembered between calls. Readers that try a pattern at many starts
+// ask in rising order, so each byte is tested once: without it, input full of
+// openers without closers ("=?a?q?x" repeated) costs quadratic time.
+template <class Match>
+class NextFinder {
+ public:
+  NextFinder(std::string_view v, Match match) noexcept : v_(v), match_(match) {}
+  std::size_t at_or_after(std::size_t from) noexcept {
+    if (from < searched_from_ || (found_ != std::string_view::npos && found_ < from)) {
+      searched_from_ = from;
+      found_ = std::string_view::npos;
+      for (std::size_t i = from; i < v_.size(); ++i) {
+        if (match_(v_, i)) {
+          found_ = i;
+          break;
+        }
+      }
+    }
+    return found_;
+  }
+
+ private:
+  std::string_view v_;
+  Match match_;
+  std::size_t searched_from_ = static_cast<std::size_t>(-1);
+  std::size_t found_ = std::string_view::npos;
+};
+
+// Matches the "?=" that closes an RFC 2047 word.
+inline bool is_word_close(std::string_view v, std::size_t i) noexcept {
+  return v[i] == '?' && i + 1 < v.size() && v[i + 1] == '=';
+}
+
 // Lenient base64: skips characters outside the alphabet, stops at '=', ignores
 // a trailing partial group of one character. Appends the bytes to `out`.
 void decode_base64(std::string_view in, std::string& out);

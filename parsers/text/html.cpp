@@ -278,6 +278,7 @@ class TextWriter {
 
 std::string html_to_text(std::string_view s) {
   TextWriter w(s.size() / 2);
+  bool no_head_end = false;
   std::size_t i = 0;
   while (i < s.size()) {
     const char c = s[i];
@@ -341,11 +342,16 @@ std::string html_to_text(std::string_view s) {
 
     if (!closing && is_dropped(name)) {
       const bool self_closed = end != std::string_view::npos && end > i && s[end - 1] == '/';
-      std::size_t skip = self_closed ? after : skip_to_end_tag(s, after, name);
+      const bool head = name == "head";
+      std::size_t skip = self_closed || (head && no_head_end) ? std::string_view::npos
+                                                              : skip_to_end_tag(s, after, name);
+      if (self_closed) skip = after;
       if (skip == std::string_view::npos) {
-        // An unclosed <head> is common and holds little; drop only the tag.
+        // An unclosed <head> is common and holds little; drop only the tag,
+        // and remember that there is no </head> for the next <head> to seek.
         // Unclosed script or style runs to the end, as in a browser.
-        skip = name == "head" ? after : s.size();
+        if (head) no_head_end = true;
+        skip = head ? after : s.size();
       }
       i = skip;
       continue;

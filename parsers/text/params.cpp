@@ -71,6 +71,12 @@ bool next_param_follows(std::string_view s, std::size_t i) noexcept {
   return i < s.size() && s[i] == '=';
 }
 
+// The check above, made once per run of whitespace (at its first character)
+// so that a long run does not make the scan quadratic.
+bool at_param_boundary(std::string_view s, std::size_t i) noexcept {
+  return is_space(s[i]) && (i == 0 || !is_space(s[i - 1])) && next_param_follows(s, i);
+}
+
 struct Section {
   std::string value;  // raw: quotes removed, escapes resolved, not decoded
   bool encoded = false;
@@ -139,7 +145,7 @@ HeaderParams parse_params(std::string_view s) {
         continue;
       }
       // "text/plain charset=x": the ';' was forgotten.
-      if (is_space(s[i]) && next_param_follows(s, i)) break;
+      if (at_param_boundary(s, i)) break;
       if (!is_space(s[i]) && s[i] != '"') main.push_back(detail::to_lower(s[i]));
       ++i;
     }
@@ -181,13 +187,13 @@ HeaderParams parse_params(std::string_view s) {
       // Junk after the closing quote up to ';' is dropped, unless it is the
       // next parameter with its ';' forgotten.
       while (i < s.size() && s[i] != ';') {
-        if (is_space(s[i]) && next_param_follows(s, i)) break;
+        if (at_param_boundary(s, i)) break;
         ++i;
       }
     } else {
       const std::size_t v_begin = i;
       while (i < s.size() && s[i] != ';') {
-        if (is_space(s[i]) && next_param_follows(s, i)) break;
+        if (at_param_boundary(s, i)) break;
         ++i;
       }
       std::string_view v = detail::trim(s.substr(v_begin, i - v_begin));

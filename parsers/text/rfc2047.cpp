@@ -13,10 +13,13 @@ struct EncodedWord {
   std::size_t end = 0;  // offset just past the closing "?="
 };
 
+using CloseFinder = detail::NextFinder<decltype(&detail::is_word_close)>;
+
 // Matches "=?charset?X?text?=" at value[pos]. Lenient where mailers are: the
 // text may hold spaces (seen from broken encoders); it ends at the first "?=",
 // which neither encoding can produce inside a word.
-bool match_word(std::string_view value, std::size_t pos, EncodedWord* w) noexcept {
+bool match_word(std::string_view value, std::size_t pos, CloseFinder& closes,
+                EncodedWord* w) noexcept {
   if (pos + 1 >= value.size() || value[pos] != '=' || value[pos + 1] != '?') return false;
   std::size_t i = pos + 2;
   const std::size_t cs_begin = i;
@@ -32,12 +35,9 @@ bool match_word(std::string_view value, std::size_t pos, EncodedWord* w) noexcep
   const char enc = detail::to_upper(value[i + 1]);
   if (enc != 'B' && enc != 'Q') return false;
   const std::size_t text_begin = i + 3;
-  const std::size_t close = value.find("?=", text_begin);
+  const std::size_t close = closes.at_or_after(text_begin);
   if (close == std::string_view::npos) return false;
   std::string_view text = value.substr(text_begin, close - text_begin);
-  for (char c : text) {
-    if (c == '\r' || c == '\n') return false;
-  }
   const std::size_t star = charset.find('*');
   if (star != std::string_view::npos) charset = charset.substr(0, star);
   if (charset.empty()) return false;
@@ -104,12 +104,13 @@ std::string decode_words(std::string_view value, std::string_view fallback_chars
     pending_charset = {};
   };
 
+  CloseFinder closes(value, &detail::is_word_close);
   std::size_t plain_begin = 0;  // start of the plain text not yet written
   bool after_word = false;      // the last thing seen was an encoded word
   std::size_t i = 0;
   while (i < value.size()) {
     EncodedWord w;
-    if (value[i] == '=' && match_word(value, i, &w)) {
+    if (value[i] == '=' && match_word(value, i, closes, &w)) {
       std::string_view between = value.substr(plain_begin, i - plain_begin);
       bool only_space = true;
       for (char c : between) {

@@ -146,6 +146,15 @@ TEST(AddressList, UnterminatedQuotesAndComments) {
   EXPECT_EQ(parse("<x@[1.2.3.4"), (std::vector{a("", "x@[1.2.3.4")}));
 }
 
+TEST(AddressList, PathologicalInputsStayLinear) {
+  // Many RFC 2047 openers with no closer: once quadratic (two seconds at this size).
+  std::string s;
+  while (s.size() < (1u << 17)) s += "=?a?q?x,";
+  std::vector<std::string> problems;
+  EXPECT_TRUE(parse_address_list(s, &problems).empty());
+  EXPECT_EQ(problems.size(), 20u);
+}
+
 TEST(AddressList, RandomInputNeverBreaks) {
   std::mt19937 rng(5322);
   static const std::string alphabet = "<>@,;:.()\"\\[] \tabcxyz=?QB_\xC3\xA9\xFF";

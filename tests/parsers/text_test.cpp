@@ -434,4 +434,21 @@ TEST(TextRobustness, RandomInputGivesValidUtf8) {
   }
 }
 
+// Inputs that made a reader quadratic before (minutes at this size); now each
+// takes milliseconds. A regression shows as a test timeout.
+TEST(TextRobustness, PathologicalInputsStayLinear) {
+  auto rep = [](std::string_view unit, std::size_t n) {
+    std::string r;
+    while (r.size() < n) r.append(unit);
+    return r;
+  };
+  constexpr std::size_t n = 1 << 17;
+  EXPECT_EQ(decode_words(rep("=?a?q?x", n)).size(), rep("=?a?q?x", n).size());
+  EXPECT_EQ(parse_params("a; b=c" + std::string(n, ' ') + "d").params.at("b"),
+            "c" + std::string(n, ' ') + "d");
+  EXPECT_EQ(parse_params("a" + std::string(n, ' ') + "b").value, "ab");
+  EXPECT_EQ(html_to_text(rep("<head>", n)), "");
+  EXPECT_TRUE(is_valid_utf8(to_utf8(rep("\x1B$B!", n), "iso-2022-jp")));
+}
+
 }  // namespace
