@@ -505,6 +505,19 @@ TEST(ImapParser, LimitsAreErrorsNotCrashes) {
   EXPECT_EQ(events_all_splits("* 1 FETCH (BODYSTRUCTURE (((((\"a\" \"b\"))))))\r\n* 1 EXISTS\r\n",
                               limits),
             (std::vector<std::string>{err(Errc::too_deep), "exists 1"}));
+  // Over two limits on one line: the one the stream crosses first wins,
+  // however the bytes are split (found by fuzzing).
+  ParserLimits both = limits;
+  both.max_line = 30;
+  both.max_response = 60;
+  both.max_literal = 100;
+  EXPECT_EQ(
+      events_all_splits("* 1 FETCH (BODY[] {5}\r\n12345 X " + std::string(40, 'x') + "\r\n", both),
+      (std::vector<std::string>{err(Errc::line_too_long)}));
+  EXPECT_EQ(events_all_splits("* 1 FETCH (BODY[] {20}\r\n" + std::string(20, 'y') + " X " +
+                                  std::string(40, 'x') + "\r\n",
+                              both),
+            (std::vector<std::string>{err(Errc::response_too_large)}));
   // A broken parser stays broken until reset().
   ResponseParser p(limits);
   std::string_view in = "* 1 FETCH (BODY[] {11}\r\n";

@@ -1047,11 +1047,15 @@ ResponseParser::Step ResponseParser::feed(std::string_view& input) {
       std::size_t lf = input.find('\n');
       std::size_t take = lf == std::string_view::npos ? input.size() : lf + 1;
       std::string& line = lines_.back();
-      if (line.size() + take > limits_.max_line) {
-        return fail(make_error_code(Errc::line_too_long),
-                    "line longer than " + std::to_string(limits_.max_line) + " bytes", true);
-      }
-      if (total_ + take > limits_.max_response) {
+      // Which limit the stream crosses first must not depend on how it was
+      // chunked: compare the room left under each.
+      std::size_t line_room = limits_.max_line - std::min(limits_.max_line, line.size());
+      std::size_t response_room = limits_.max_response - std::min(limits_.max_response, total_);
+      if (take > std::min(line_room, response_room)) {
+        if (line_room <= response_room) {
+          return fail(make_error_code(Errc::line_too_long),
+                      "line longer than " + std::to_string(limits_.max_line) + " bytes", true);
+        }
         return fail(make_error_code(Errc::response_too_large),
                     "response longer than " + std::to_string(limits_.max_response) + " bytes",
                     true);

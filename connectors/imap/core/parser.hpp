@@ -119,13 +119,12 @@ class ResponseParser {
   // Framing state. A response is lines_[0] literals_[0] lines_[1] ...
   // lines_[k]: every line but the last ended with a literal announcement.
   // in_literal_: the bytes go to literals_.back() and literal_left_ are
-  // still to come. Otherwise they go to lines_.back(), scanned for LF from
-  // scan_ on (so byte-by-byte feeding stays linear).
+  // still to come. Otherwise they go to lines_.back(); only the new bytes
+  // are searched for LF (so byte-by-byte feeding stays linear).
   bool in_literal_ = false;
   std::uint64_t literal_left_ = 0;
   std::vector<std::string> lines_;
   std::vector<std::string> literals_;
-  std::size_t scan_ = 0;
   std::size_t total_ = 0;   // bytes of the current response so far
   bool text_only_ = false;  // status or "+" response: no literals, per RFC 3501
   Response response_;
