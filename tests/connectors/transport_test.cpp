@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
@@ -325,6 +326,23 @@ TEST_F(TransportDovecot, ImplicitTlsSucceeds) {
     // The same Transport connects again.
     CO_ASSERT(co_await t.async_connect());
     CO_ASSERT(co_await read_line(t, buf));
+    co_await t.async_close();
+  });
+}
+
+TEST_F(TransportDovecot, ReadsWhileWritingOverTls) {
+  // The IDLE pattern: a read waits while the session writes (DONE, or here NOOP).
+  run([&](asio::any_io_executor ex) -> Awaitable<void> {
+    using namespace asio::experimental::awaitable_operators;
+    Transport t(ex, options("localhost", TlsMode::implicit));
+    CO_ASSERT(co_await t.async_connect());
+    std::string buf;
+    CO_ASSERT(co_await read_line(t, buf));
+    CO_ASSERT((co_await command(t, buf, "a1", login())).find("a1 OK") != std::string::npos);
+    auto [read, write] = co_await (read_tagged(t, buf, "a2") && t.async_write("a2 NOOP\r\n"));
+    CO_ASSERT(write);
+    CO_ASSERT(read);
+    EXPECT_NE(read->find("a2 OK"), std::string::npos) << *read;
     co_await t.async_close();
   });
 }
