@@ -1,0 +1,202 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
+"""IMAP benchmark: crm-captured against mbsync (isync), side by side, on loopback.
+
+Fills a throwaway Dovecot on 127.0.0.1 with a generated mailbox (INBOX and Sent,
+--count messages), then, in the same run:
+  1. crm-captured --once: first (backfill) run and second (no-change) run;
+  2. mbsync pulling the same folders into a local Maildir: first and second run;
+  3. new mail to stored activity with IDLE: crm-captured running as a daemon,
+     a message delivered with doveadm, the time until its row is in the store
+     (--idle-samples times; median and max).
+Prints wall time and peak RSS of each run and one JSON line with every figure.
+
+  bench_imap.py --build BUILD_DIR [--count 20000] [--idle-samples 5]
+"""
+import argparse
+import json
+import os
+import resource
+import shutil
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def run(cmd, **kw):
+    return subprocess.run(cmd, check=True, capture_output=True, text=True, **kw)
+
+
+def timed_rss(cmd):
+    t0 = time.monotonic()
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _, status, usage = os.wait4(p.pid, 0)
+    dt = time.monotonic() - t0
+    out = p.stdout.read()
+    err = p.stderr.read()
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"{cmd[0]} failed: {err[-2000:]}")
+    return dt, usage.ru_maxrss / 1024.0, out
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--build", default=os.path.join(ROOT, "build"))
+    ap.add_argument("--count", type=int, default=20000)
+    ap.add_argument("--idle-samples", type=int, default=5)
+    args = ap.parse_args()
+    daemon = os.path.join(args.build, "daemon", "crm-captured")
+    client = os.path.join(args.build, "daemon", "crm-capture")
+    mbsync = shutil.which("mbsync")
+    if not mbsync:
+        raise SystemExit("mbsync (package isync) is not installed")
+
+    work = tempfile.mkdtemp(prefix="crmcap-bench-imap-")
+    os.chmod(work, 0o755)
+    dove = os.path.join(work, "dovecot")
+    daemon_proc = None
+    try:
+        env = {}
+        for line in run(["bash", os.path.join(ROOT, "tests/servers/dovecot.sh"), "start",
+                         dove]).stdout.splitlines():
+            k, _, v = line.partition("=")
+            env[k] = v
+        gen, crm = os.path.join(work, "generated"), os.path.join(work, "crm")
+        run([sys.executable, os.path.join(ROOT, "tests/bench/gen_mailbox.py"), "--out", gen,
+             "--count", str(args.count), "--csv-dir", crm, "--folders", "inbox,sent",
+             "--now", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())])
+        maildir = env["MAILDIR"]
+        total_bytes = 0
+        for src, dst in ((gen, maildir), (os.path.join(gen, ".Sent"), os.path.join(maildir, ".Sent"))):
+            os.makedirs(os.path.join(dst, "cur"), exist_ok=True)
+            for sub in ("cur", "new"):
+                d = os.path.join(src, sub)
+                if os.path.isdir(d):
+                    for name in os.listdir(d):
+                        total_bytes += os.path.getsize(os.path.join(d, name))
+                        shutil.copy(os.path.join(d, name), os.path.join(dst, "cur", name))
+        if os.geteuid() == 0:
+            uid, gid = int(env["MAIL_UID"]), int(env["MAIL_GID"])
+            for base, dirs, files in os.walk(maildir):
+                for n in dirs + files:
+                    os.chown(os.path.join(base, n), uid, gid)
+        # Let Dovecot index both folders before either client asks.
+        run(["doveadm", "-c", env["CONF"], "mailbox", "status", "-u", env["IMAP_USER"],
+             "messages", "INBOX", "Sent"])
+        pw = os.path.join(work, "pass")
+        with open(pw, "w") as f:
+            f.write(env["IMAP_PASSWORD"] + "\n")
+        os.chmod(pw, 0o600)
+
+        db = os.path.join(work, "capture.db")
+        for kind in ("companies", "contacts", "opportunities"):
+            run([client, "--store", db, "import", kind, os.path.join(crm, kind + ".csv")])
+        conf = os.path.join(work, "crm-capture.toml")
+        with open(conf, "w") as f:
+            f.write(f"""[store]
+path = "{db}"
+[api]
+socket = "{work}/api.sock"
+[identity]
+internal_domains = ["example.com"]
+[[mailbox]]
+name = "alice"
+owner = ["alice@example.com"]
+[mailbox.imap]
+url = "imap://127.0.0.1:{env['IMAP_PORT']}"
+username = "{env['IMAP_USER']}"
+password_file = "{pw}"
+ca_file = "{env['CA_FILE']}"
+""")
+        results = {"messages": args.count, "mailbox_mb": round(total_bytes / 1e6, 1)}
+        t, rss, out = timed_rss([daemon, "--config", conf, "--once"])
+        results.update(crm_first_s=round(t, 3), crm_first_rss_mb=round(rss, 1))
+        print(f"crm-captured --once, first run:  {t:7.2f} s  peak RSS {rss:6.1f} MiB  ({out.strip()})")
+        t, rss, out = timed_rss([daemon, "--config", conf, "--once"])
+        results.update(crm_second_s=round(t, 3), crm_second_rss_mb=round(rss, 1))
+        print(f"crm-captured --once, second run: {t:7.2f} s  peak RSS {rss:6.1f} MiB  ({out.strip()})")
+
+        local = os.path.join(work, "mbsync-local")
+        os.makedirs(local)
+        rc = os.path.join(work, "mbsyncrc")
+        with open(rc, "w") as f:
+            # mbsync 1.4 checks certificates against DNS names only: use localhost
+            # (the test certificate carries DNS:localhost and IP:127.0.0.1).
+            f.write(f"""IMAPAccount bench
+Host localhost
+Port {env['IMAP_PORT']}
+User {env['IMAP_USER']}
+PassCmd "cat {pw}"
+SSLType STARTTLS
+CertificateFile {env['CA_FILE']}
+
+IMAPStore remote
+Account bench
+
+MaildirStore local
+Path {local}/
+Inbox {local}/INBOX
+
+Channel bench
+Far :remote:
+Near :local:
+Patterns INBOX Sent
+Create Near
+Sync Pull
+SyncState *
+""")
+        t, rss, _ = timed_rss([mbsync, "-c", rc, "-q", "bench"])
+        results.update(mbsync_first_s=round(t, 3), mbsync_first_rss_mb=round(rss, 1))
+        print(f"mbsync, first run:               {t:7.2f} s  peak RSS {rss:6.1f} MiB")
+        t, rss, _ = timed_rss([mbsync, "-c", rc, "-q", "bench"])
+        results.update(mbsync_second_s=round(t, 3), mbsync_second_rss_mb=round(rss, 1))
+        print(f"mbsync, second run:              {t:7.2f} s  peak RSS {rss:6.1f} MiB")
+
+        # New mail to stored activity, with IDLE.
+        daemon_proc = subprocess.Popen([daemon, "--config", conf], stdout=subprocess.DEVNULL,
+                                       stderr=subprocess.PIPE, text=True)
+        con = sqlite3.connect(db, timeout=5)
+        import csv
+        with open(os.path.join(crm, "contacts.csv"), newline="") as f:
+            sender = next(csv.DictReader(f))["emails"].split(";")[0].strip()
+        latencies = []
+        time.sleep(2.0)  # the startup pass (nothing new) and IDLE begin
+        for i in range(args.idle_samples):
+            mid = f"idle-bench-{i}-{time.time_ns()}@acme-bench.example"
+            msg = (f"From: {sender}\r\nTo: alice@example.com\r\n"
+                   f"Subject: IDLE sample {i}\r\nDate: {time.strftime('%a, %d %b %Y %H:%M:%S +0000', time.gmtime())}\r\n"
+                   f"Message-ID: <{mid}>\r\n\r\nHello\r\n")
+            run(["doveadm", "-c", env["CONF"], "save", "-u", env["IMAP_USER"], "-m", "INBOX"],
+                input=msg)
+            t0 = time.monotonic()  # the message is in the mailbox from here on
+            while True:
+                row = con.execute("SELECT 1 FROM activities WHERE message_id = ?", (mid,)).fetchone()
+                if row:
+                    break
+                if time.monotonic() - t0 > 30:
+                    raise SystemExit("no activity 30 s after delivery")
+                time.sleep(0.005)
+            latencies.append(time.monotonic() - t0)
+            time.sleep(0.5)
+        results.update(idle_median_ms=round(statistics.median(latencies) * 1000, 1),
+                       idle_max_ms=round(max(latencies) * 1000, 1))
+        print(f"new mail -> stored activity (IDLE): median {results['idle_median_ms']} ms, "
+              f"max {results['idle_max_ms']} ms over {len(latencies)} samples")
+        print(json.dumps(results))
+        return 0
+    finally:
+        if daemon_proc:
+            daemon_proc.terminate()
+            daemon_proc.wait(timeout=10)
+        subprocess.run(["bash", os.path.join(ROOT, "tests/servers/dovecot.sh"), "stop", dove],
+                       capture_output=True)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
