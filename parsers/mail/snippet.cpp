@@ -45,14 +45,14 @@ bool contains_any(std::string_view s, std::initializer_list<std::string_view> ne
                      [&](std::string_view n) { return s.find(n) != std::string_view::npos; });
 }
 
-// Outlook and Word render bold header labels as "*From:*" in text.
-std::string strip_stars(std::string_view s) {
-  std::string out;
-  out.reserve(s.size());
+// Lowers ASCII letters and drops '*' into `out` (reused across lines): Outlook
+// and Word render bold header labels as "*From:*" in text.
+void lower_without_stars(std::string_view s, std::string& out) {
+  out.clear();
   for (char c : s) {
-    if (c != '*') out.push_back(c);
+    if (c == '*') continue;
+    out.push_back((c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c);
   }
-  return out;
 }
 
 // Verbs of the reply attribution line in the languages we meet most.
@@ -224,12 +224,13 @@ std::string strip_quotes_and_signature(std::string_view body) {
   std::string out;
   out.reserve(std::min<std::size_t>(body.size(), 1u << 16));
   bool have_content = false;
+  std::string l, next_lowered;
   for (std::size_t i = 0; i < lines.size(); ++i) {
     const std::string_view raw = lines[i];
     const std::string_view t = trim(raw);
     if (!t.empty() && t.front() == '>') continue;          // a quoted line, wherever it is
     if (raw == "-- " || raw == "--" || t == "-- ") break;  // RFC 3676 signature separator
-    const std::string l = lower_ascii(strip_stars(t));
+    lower_without_stars(t, l);
     if (is_original_message_marker(l) || is_underscore_separator(l) || is_mobile_signature(l)) {
       break;
     }
@@ -261,7 +262,8 @@ std::string strip_quotes_and_signature(std::string_view body) {
         const std::string_view next = trim(lines[j]);
         if (next.empty()) continue;
         ++seen;
-        if (is_sent_label(lower_ascii(strip_stars(next)))) {
+        lower_without_stars(next, next_lowered);
+        if (is_sent_label(next_lowered)) {
           block = true;
           break;
         }
