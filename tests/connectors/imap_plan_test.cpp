@@ -1,0 +1,80 @@
+// SPDX-License-Identifier: Apache-2.0
+// The pure folder plan: stored state + what the server reports -> what to do.
+#include "connectors/imap/core/plan.hpp"
+
+#include <gtest/gtest.h>
+
+using namespace crmcap::imap;
+
+namespace {
+FolderState stored(std::uint32_t uidvalidity, std::uint32_t highest, std::uint32_t uidnext,
+                   std::uint32_t messages) {
+  FolderState s;
+  s.folder = "INBOX";
+  s.uidvalidity = uidvalidity;
+  s.highest_uid = highest;
+  s.uidnext = uidnext;
+  s.messages = messages;
+  return s;
+}
+FolderObservation seen(std::uint32_t uidvalidity, std::uint32_t uidnext, std::uint32_t messages) {
+  return FolderObservation{uidvalidity, uidnext, messages, std::nullopt};
+}
+}  // namespace
+
+TEST(ImapPlan, FirstSyncIsABackfill) {
+  const auto p = plan_folder("INBOX", std::nullopt, seen(7, 100, 99), 0.5);
+  EXPECT_EQ(p.kind, PlanKind::backfill);
+  EXPECT_TRUE(p.start.backfilling);
+  EXPECT_EQ(p.start.highest_uid, 0u);
+  EXPECT_EQ(p.start.uidvalidity, 7u);
+}
+
+TEST(ImapPlan, NothingNewIsUnchanged) {
+  EXPECT_EQ(plan_folder("INBOX", stored(7, 99, 100, 99), seen(7, 100, 99), 0.5).kind,
+            PlanKind::unchanged);
+  // Mail arrived and was expunged again: UIDNEXT moved, but the high-water mark
+  // covers everything below it only after a fetch, so it is incremental.
+  EXPECT_EQ(plan_folder("INBOX", stored(7, 99, 100, 99), seen(7, 102, 99), 0.5).kind,
+            PlanKind::incremental);
+}
+
+TEST(ImapPlan, NewMailIsIncrementalFromTheHighWaterMark) {
+  const auto p = plan_folder("INBOX", stored(7, 99, 100, 99), seen(7, 105, 104), 0.5);
+  EXPECT_EQ(p.kind, PlanKind::incremental);
+  EXPECT_EQ(p.start.highest_uid, 99u);
+  EXPECT_FALSE(p.start.backfilling);
+}
+
+TEST(ImapPlan, UidValidityChangeStartsOverWithRemapping) {
+  const auto p = plan_folder("INBOX", stored(7, 99, 100, 99), seen(8, 50, 99), 0.5);
+  EXPECT_EQ(p.kind, PlanKind::backfill);
+  EXPECT_TRUE(p.uidvalidity_changed);
+  EXPECT_EQ(p.start.highest_uid, 0u);
+  EXPECT_EQ(p.start.uidvalidity, 8u);
+}
+
+TEST(ImapPlan, AnInterruptedBackfillResumesAsABackfill) {
+  auto s = stored(7, 40, 100, 99);
+  s.backfilling = true;
+  const auto p = plan_folder("INBOX", s, seen(7, 100, 99), 0.5);
+  EXPECT_EQ(p.kind, PlanKind::backfill);
+  EXPECT_EQ(p.start.highest_uid, 40u);
+}
+
+TEST(ImapPlan, ASuddenDropPausesOnceThenIsAccepted) {
+  const auto s = stored(7, 99, 100, 99);
+  const auto p = plan_folder("INBOX", s, seen(7, 100, 0), 0.5);
+  EXPECT_EQ(p.kind, PlanKind::paused);
+  EXPECT_NE(p.reason.find("0 messages where it had 99"), std::string::npos) << p.reason;
+  EXPECT_EQ(p.start.highest_uid, 99u);  // nothing acted on
+  EXPECT_EQ(p.start.messages, 99u);
+  // The next pass sees the same count: it is real.
+  const auto again = plan_folder("INBOX", p.start, seen(7, 100, 0), 0.5);
+  EXPECT_EQ(again.kind, PlanKind::unchanged);
+  EXPECT_EQ(again.start.messages, 0u);
+  // An empty folder after a UIDVALIDITY change pauses too.
+  EXPECT_EQ(plan_folder("INBOX", s, seen(9, 1, 0), 0.5).kind, PlanKind::paused);
+  // A small drop is normal.
+  EXPECT_EQ(plan_folder("INBOX", s, seen(7, 100, 60), 0.5).kind, PlanKind::unchanged);
+}
