@@ -19,7 +19,8 @@
 #       Drafts exist with SPECIAL-USE \Sent \Trash \Junk \Drafts.
 #       Exit status non-zero, with Dovecot's log on stderr, when it fails.
 #   tests/servers/dovecot.sh stop DIR [--keep]
-#       Stops the server started in DIR and removes DIR (--keep leaves it).
+#       Kills the server started in DIR and removes DIR. With --keep, stops it
+#       gracefully (about 2 s) and leaves DIR, with its log, in place.
 #
 # Run as root (CI): Dovecot refuses uid 0 for mail access, so mail processes run as
 # `nobody`, which owns the Maildirs; DIR's parents must be traversable by it.
@@ -36,10 +37,17 @@ die() {
 DOVECOT=${DOVECOT:-$(command -v dovecot || echo /usr/sbin/dovecot)}
 DOVEADM=${DOVEADM:-$(command -v doveadm || echo /usr/bin/doveadm)}
 
-# A free TCP port on 127.0.0.1 (the kernel picks it; a tiny race is accepted, and
-# start retries with fresh ports when Dovecot cannot bind).
+# A free TCP port on 127.0.0.1: a random one below the kernel's ephemeral range
+# (so that no outgoing connection holds it) where nothing listens. A race with
+# another process is possible; start retries with fresh ports when Dovecot
+# cannot bind.
 free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+  local p
+  for _ in $(seq 1 50); do
+    p=$((20000 + RANDOM % 12000))
+    port_open "$p" || { echo "$p"; return 0; }
+  done
+  die "no free port found"
 }
 
 port_open() {
@@ -56,12 +64,12 @@ traversable_by() {
 
 make_certs() {
   local d=$1
-  openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj "/CN=crm-capture test CA" \
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 30 -subj "/CN=crm-capture test CA" \
     -keyout "$d/ca.key" -out "$d/ca.pem" \
     -addext "basicConstraints=critical,CA:TRUE" \
     -addext "keyUsage=critical,keyCertSign,cRLSign" >/dev/null 2>&1 ||
     die "openssl: cannot create the CA"
-  openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" \
+  openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj "/CN=localhost" \
     -keyout "$d/server.key" -out "$d/server.csr" >/dev/null 2>&1 ||
     die "openssl: cannot create the server key"
   cat >"$d/server.ext" <<'EOF'
@@ -278,20 +286,36 @@ IMAP_USERS=${names[*]}
 EOF
 }
 
+# True while process $1 exists and is not a zombie.
+alive() {
+  local state
+  state=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) || return 1
+  [[ -n $state && $state != Z ]]
+}
+
 cmd_stop() {
   local d=${1:-} keep=0
   [[ -n $d ]] || die "usage: dovecot.sh stop DIR [--keep]"
-  [[ ${2:-} == --keep ]] && keep=1
+  if [[ ${2:-} == --keep ]]; then keep=1; fi
   [[ -d $d ]] || return 0
   d=$(cd "$d" && pwd -P)
   if [[ -s $d/run/master.pid ]]; then
     local pid
     pid=$(cat "$d/run/master.pid")
     # Only signal it if it is the Dovecot master of this config.
-    if [[ -r /proc/$pid/cmdline ]] && tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q "$d/dovecot.conf"; then
-      kill -TERM "$pid" 2>/dev/null || true
+    if [[ -r /proc/$pid/cmdline ]] && tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF "$d/dovecot.conf"; then
+      if [[ $keep -eq 1 ]]; then
+        # Graceful: Dovecot flushes its log and indexes (about 2 s).
+        kill -TERM "$pid" 2>/dev/null || true
+      else
+        # The directory goes next, so nothing needs flushing: freeze the master so
+        # that it spawns nothing more, then kill its children and it.
+        kill -STOP "$pid" 2>/dev/null || true
+        # shellcheck disable=SC2046
+        kill -KILL $(pgrep -P "$pid") "$pid" 2>/dev/null || true
+      fi
       for _ in $(seq 1 100); do
-        kill -0 "$pid" 2>/dev/null || break
+        alive "$pid" || break
         sleep 0.05
       done
       kill -KILL "$pid" 2>/dev/null || true

@@ -174,6 +174,7 @@ class DovecotServer {
     }
     std::istringstream names(var("IMAP_USERS"));
     for (std::string u; std::getline(names, u, ',');) users_.push_back(u);
+    start_watchdog();
   }
 
   DovecotServer(const DovecotServer&) = delete;
@@ -182,14 +183,21 @@ class DovecotServer {
 
   // Stops the server and removes its directory; idempotent, never throws.
   void stop() noexcept {
-    if (dir_.empty()) return;
-    try {
-      detail::run({"bash", script(), "stop", dir_});
-      std::error_code ec;
-      std::filesystem::remove_all(dir_, ec);
-    } catch (...) {
+    if (!dir_.empty()) {
+      try {
+        detail::run({"bash", script(), "stop", dir_});
+        std::error_code ec;
+        std::filesystem::remove_all(dir_, ec);
+      } catch (...) {
+      }
+      dir_.clear();
     }
-    dir_.clear();
+    if (watchdog_fd_ >= 0) {
+      close(watchdog_fd_);  // the watchdog finds nothing left to stop, and exits
+      watchdog_fd_ = -1;
+      while (waitpid(watchdog_pid_, nullptr, 0) < 0 && errno == EINTR) {
+      }
+    }
   }
 
   std::uint16_t imap_port() const {
@@ -314,6 +322,40 @@ class DovecotServer {
   }
 
  private:
+  // A test process that dies without running destructors (a crash, a ctest
+  // timeout, SIGKILL) must not leave a Dovecot behind. The watchdog, in its own
+  // session so that a terminal's ^C spares it, waits for EOF on a pipe whose only
+  // write end this object holds, then runs `dovecot.sh stop`. The kernel closes
+  // the pipe however the test process ends.
+  void start_watchdog() {
+    int p[2];
+    if (pipe2(p, O_CLOEXEC) != 0) return;  // best effort: the destructor still stops
+    const std::string sh = script();
+    // Not the test's stdout: a harness that waits for EOF on it must not wait for us.
+    const int null_fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
+    pid_t pid = fork();
+    if (pid == 0) {
+      setsid();
+      dup2(p[0], 0);
+      if (null_fd >= 0) {
+        dup2(null_fd, 1);
+        dup2(null_fd, 2);
+      }
+      close_range(3, ~0U, 0);
+      execl("/bin/bash", "bash", "-c", "while read -r _; do :; done; exec bash \"$0\" stop \"$1\"",
+            sh.c_str(), dir_.c_str(), static_cast<char*>(nullptr));
+      _exit(127);
+    }
+    close(p[0]);
+    if (null_fd >= 0) close(null_fd);
+    if (pid < 0) {
+      close(p[1]);
+      return;
+    }
+    watchdog_fd_ = p[1];
+    watchdog_pid_ = pid;
+  }
+
   void chown_to_mail_user(const std::string& path) const {
     if (geteuid() != 0) return;
     if (chown(path.c_str(), static_cast<uid_t>(std::stoul(var("MAIL_UID"))),
@@ -325,6 +367,8 @@ class DovecotServer {
   std::string dir_;
   std::map<std::string, std::string> vars_;
   std::vector<std::string> users_;
+  int watchdog_fd_ = -1;
+  pid_t watchdog_pid_ = -1;
 };
 
 }  // namespace crmcap::test
