@@ -230,8 +230,8 @@ cmd_start() {
     chown -R "$mail_user:$mail_group" "$d/mail" "$d/home"
   fi
 
-  local attempt imap_port imaps_port pid=""
-  for attempt in 1 2 3 4 5; do
+  local imap_port imaps_port pid=""
+  for _ in 1 2 3 4 5; do
     imap_port=$(free_port)
     imaps_port=$(free_port)
     [[ $imap_port != "$imaps_port" ]] || continue
@@ -239,8 +239,7 @@ cmd_start() {
       "$internal_user"
     : >"$d/dovecot.log"
     if "$DOVECOT" -c "$d/dovecot.conf" 2>>"$d/dovecot.log"; then
-      local waited
-      for waited in $(seq 1 100); do
+      for _ in $(seq 1 100); do
         if [[ -s $d/run/master.pid ]] && port_open "$imap_port" && port_open "$imaps_port"; then
           pid=$(cat "$d/run/master.pid")
           break
@@ -249,7 +248,7 @@ cmd_start() {
       done
       [[ -n $pid ]] && break
       # Started but not listening: most likely a port was taken meanwhile.
-      [[ -s $d/run/master.pid ]] && kill "$(cat "$d/run/master.pid")" 2>/dev/null || true
+      if [[ -s $d/run/master.pid ]]; then kill "$(cat "$d/run/master.pid")" 2>/dev/null || true; fi
       sleep 0.2
     fi
     grep -q 'Address already in use' "$d/dovecot.log" || break
