@@ -7,10 +7,12 @@
 // bytes come whole or in the chunks the input chooses (the STYLE 11 property,
 // here on arbitrary bytes). A violated property calls __builtin_trap().
 //
-// Build (see tests/fuzz/CMakeLists.txt for the CMake target):
-//   clang++ -std=c++20 -g -O1 -fsanitize=fuzzer,address,undefined -I. \
-//     tests/fuzz/fuzz_imap.cpp connectors/imap/core/*.cpp -o fuzz_imap
-//   ./fuzz_imap -max_len=8192 CORPUS_DIR tests/transcripts/imap
+// Build with the CMake target (tests/fuzz/CMakeLists.txt, -DCRMCAP_FUZZ=ON), or
+// by hand from the repository root:
+//   clang++ -std=c++20 -g -O1 -fsanitize=fuzzer,address,undefined -I.
+//     tests/fuzz/fuzz_imap.cpp connectors/imap/core/{types,parser,command,text}.cpp -o fuzz_imap
+//   ./fuzz_imap -max_len=8192 CORPUS_DIR SEEDS_DIR
+// Seeds: the server bytes of tests/transcripts/imap/*.txt (the S: lines).
 #include "connectors/imap/core/command.hpp"
 #include "connectors/imap/core/parser.hpp"
 

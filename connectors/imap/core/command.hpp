@@ -54,6 +54,11 @@ struct Command {
   std::string bytes() const;
 };
 
+// The option structs are meant for designated initializers
+// (`{.condstore = true}`). Their std::optional members say `= std::nullopt`
+// because GCC 12 otherwise warns (-Wmissing-field-initializers) when one is
+// left out.
+
 // EXAMINE ... (QRESYNC (uidvalidity modseq [known-uids [(seq-set uid-set)]]))
 struct QresyncParams {
   std::uint32_t uidvalidity = 0;
@@ -65,7 +70,7 @@ struct QresyncParams {
 
 struct ExamineOptions {
   bool condstore = false;  // (CONDSTORE); implied by qresync
-  std::optional<QresyncParams> qresync;
+  std::optional<QresyncParams> qresync = std::nullopt;
 };
 
 struct StatusItems {
@@ -80,11 +85,11 @@ struct ListOptions {
 
 // UID SEARCH criteria, ANDed. With nothing set the key is ALL.
 struct SearchCriteria {
-  std::optional<std::chrono::year_month_day> since;   // SINCE 1-Feb-2026
-  std::optional<std::chrono::year_month_day> before;  // BEFORE ...
-  UidSet uids;                                        // UID 1:5,7 (empty: not sent)
-  std::optional<std::uint64_t> modseq;                // MODSEQ n (CONDSTORE)
-  bool not_deleted = false;                           // UNDELETED
+  std::optional<std::chrono::year_month_day> since = std::nullopt;   // SINCE 1-Feb-2026
+  std::optional<std::chrono::year_month_day> before = std::nullopt;  // BEFORE ...
+  UidSet uids;                                                       // UID 1:5,7 (empty: not sent)
+  std::optional<std::uint64_t> modseq = std::nullopt;                // MODSEQ n (CONDSTORE)
+  bool not_deleted = false;                                          // UNDELETED
 };
 
 // ESEARCH result options (RFC 4731). None set: a plain SEARCH is asked.
@@ -112,7 +117,7 @@ struct FetchAttr {
   Kind kind = Kind::uid;
   Section section;  // body_peek / binary_peek only
   // <offset.count>: at most `count` octets from `offset` (body/binary only).
-  std::optional<std::pair<std::uint32_t, std::uint32_t>> partial;
+  std::optional<std::pair<std::uint32_t, std::uint32_t>> partial = std::nullopt;
 
   static FetchAttr of(Kind k) { return FetchAttr{k, {}, {}}; }
   static FetchAttr body_peek(Section s,
@@ -126,8 +131,8 @@ struct FetchAttr {
 };
 
 struct FetchModifiers {
-  std::optional<std::uint64_t> changedsince;  // (CHANGEDSINCE n)
-  bool vanished = false;                      // (... VANISHED); needs changedsince
+  std::optional<std::uint64_t> changedsince = std::nullopt;  // (CHANGEDSINCE n)
+  bool vanished = false;                                     // (... VANISHED); needs changedsince
 };
 
 // What the server offered that changes how commands are encoded. Fill it
