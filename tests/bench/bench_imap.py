@@ -127,7 +127,11 @@ ca_file = "{env['CA_FILE']}"
         with open(rc, "w") as f:
             # mbsync 1.4 checks certificates against DNS names only: use localhost
             # (the test certificate carries DNS:localhost and IP:127.0.0.1).
-            f.write(f"""IMAPAccount bench
+            # FSync no: crm-captured's store does not fsync each message either
+            # (SQLite WAL, synchronous=NORMAL); without it mbsync measures the disk.
+            f.write(f"""FSync no
+
+IMAPAccount bench
 Host localhost
 Port {env['IMAP_PORT']}
 User {env['IMAP_USER']}
