@@ -4,7 +4,7 @@
 #include "parsers/text/text.hpp"
 
 #include <algorithm>
-#include <array>
+#include <iterator>
 #include <vector>
 
 namespace crmcap::mail::detail {
@@ -30,8 +30,8 @@ std::string_view trim(std::string_view s) {
     s.remove_suffix(1);
   }
   // A non-breaking space (U+00A0) often pads lines converted from HTML.
-  while (s.size() >= 2 && s.substr(0, 2) == "\xC2\xA0") s.remove_prefix(2);
-  while (s.size() >= 2 && s.substr(s.size() - 2) == "\xC2\xA0") s.remove_suffix(2);
+  while (s.size() >= 2 && s.substr(0, 2) == "\u00a0") s.remove_prefix(2);
+  while (s.size() >= 2 && s.substr(s.size() - 2) == "\u00a0") s.remove_suffix(2);
   return s;
 }
 
@@ -57,14 +57,11 @@ void lower_without_stars(std::string_view s, std::string& out) {
 
 // Verbs of the reply attribution line in the languages we meet most.
 bool has_attribution_verb(std::string_view l) {
-  return contains_any(
-      l, {"wrote", "writes", "schrieb",
-          "a \xC3\xA9"
-          "crit",
-          "escribi\xC3\xB3", "ha scritto", "schreef", "escreveu", "skrev", "napisa\xC5\x82",
-          "\xD0\xBD\xD0\xB0\xD0\xBF\xD0\xB8\xD1\x81\xD0\xB0\xD0\xBB",  // написал
-          "\xD0\xBF\xD0\xB8\xD1\x88\xD0\xB5\xD1\x82",                  // пишет
-          "kirjoitti", "\xE5\x86\x99\xE9\x81\x93"});                   // 写道
+  return contains_any(l, {"wrote", "writes", "schrieb", "a \u00e9crit", "escribi\u00f3",
+                          "ha scritto", "schreef", "escreveu", "skrev", "napisa\u0142",
+                          "\u043d\u0430\u043f\u0438\u0441\u0430\u043b",  // написал
+                          "\u043f\u0438\u0448\u0435\u0442",              // пишет
+                          "kirjoitti", "\u5199\u9053"});                 // 写道
 }
 
 // "On <date>, <name> wrote:" and friends, given the lowered, trimmed text of one
@@ -75,8 +72,8 @@ bool is_attribution(std::string_view l) {
   if (!has_attribution_verb(l)) return false;
   // A date, an address or an opener word tells the attribution from prose such
   // as "Here is what she wrote:".
-  const bool opener = starts_with_any(l, {"on ", "am ", "le ", "el ", "il ", "op ", "em ", "den ",
-                                          "p\xC3\xA5 ", "w dniu ", "dnia "});
+  const bool opener = starts_with_any(
+      l, {"on ", "am ", "le ", "el ", "il ", "op ", "em ", "den ", "p\u00e5 ", "w dniu ", "dnia "});
   const bool has_digit =
       std::any_of(l.begin(), l.end(), [](char c) { return c >= '0' && c <= '9'; });
   const bool has_at = l.find('@') != std::string_view::npos;
@@ -90,32 +87,26 @@ bool is_original_message_marker(std::string_view l) {
     while (!core.empty() && (core.front() == '-' || core.front() == ' ')) core.remove_prefix(1);
     while (!core.empty() && (core.back() == '-' || core.back() == ' ')) core.remove_suffix(1);
     return contains_any(core,
-                        {"original message", "urspr\xC3\xBCngliche nachricht", "message d'origine",
+                        {"original message", "urspr\u00fcngliche nachricht", "message d'origine",
                          "mensaje original", "messaggio originale", "oorspronkelijk bericht",
                          "mensagem original", "forwarded message", "weitergeleitete nachricht",
-                         "message transf\xC3\xA9r\xC3\xA9", "original-nachricht"});
+                         "message transf\u00e9r\u00e9", "original-nachricht"});
   }
   return starts_with_any(l, {"begin forwarded message:", "anfang der weitergeleiteten nachricht:",
-                             "d\xC3\xA9"
-                             "but du message r\xC3\xA9"
-                             "exp\xC3\xA9"
-                             "di\xC3\xA9"});
+                             "d\u00e9but du message r\u00e9exp\u00e9di\u00e9"});
 }
 
 bool is_from_label(std::string_view l) {
   return starts_with_any(
-      l,
-      {"from:", "von:", "de :", "de:", "da:", "van:", "fra:", "od:", "\xD0\xBE\xD1\x82:"});  // от:
+      l, {"from:", "von:", "de :", "de:", "da:", "van:", "fra:", "od:", "\u043e\u0442:"});  // от:
 }
 
 bool is_sent_label(std::string_view l) {
-  return starts_with_any(l, {"sent:", "date:", "gesendet:", "datum:", "envoy\xC3\xA9 :",
-                             "envoy\xC3\xA9:", "enviado el:", "enviado:", "fecha:", "inviato:",
-                             "data:", "verzonden:", "sendt:", "skickat:",
-                             "wys\xC5\x82"
-                             "ano:",
-                             "\xD0\xBE\xD1\x82\xD0\xBF\xD1\x80\xD0\xB0\xD0\xB2\xD0\xBB\xD0\xB5"
-                             "\xD0\xBD\xD0\xBE:"});  // отправлено:
+  return starts_with_any(
+      l, {"sent:", "date:", "gesendet:", "datum:", "envoy\u00e9 :", "envoy\u00e9:", "enviado el:",
+          "enviado:", "fecha:", "inviato:", "data:", "verzonden:", "sendt:", "skickat:",
+          "wys\u0142ano:",
+          "\u043e\u0442\u043f\u0440\u0430\u0432\u043b\u0435\u043d\u043e:"});  // отправлено:
 }
 
 bool is_underscore_separator(std::string_view l) {
@@ -128,7 +119,7 @@ bool is_mobile_signature(std::string_view l) {
       {"sent from my ", "sent from outlook", "get outlook for ", "sent from mail for windows",
        "sent from yahoo mail", "sent from samsung", "sent from proton mail", "sent via ",
        "von meinem iphone gesendet", "von meinem ipad gesendet", "von meinem mobiltelefon gesendet",
-       "envoy\xC3\xA9 de mon ", "enviado desde mi ", "inviato da "});
+       "envoy\u00e9 de mon ", "enviado desde mi ", "inviato da "});
 }
 
 bool is_sign_off(std::string_view l) {
@@ -136,70 +127,59 @@ bool is_sign_off(std::string_view l) {
                         l.back() == '-')) {
     l.remove_suffix(1);
   }
-  static constexpr std::array<std::string_view, 50> sign_offs = {"best regards",
-                                                                 "kind regards",
-                                                                 "regards",
-                                                                 "warm regards",
-                                                                 "warmest regards",
-                                                                 "best wishes",
-                                                                 "thanks",
-                                                                 "thank you",
-                                                                 "thanks again",
-                                                                 "many thanks",
-                                                                 "thanks in advance",
-                                                                 "thanks so much",
-                                                                 "thank you very much",
-                                                                 "cheers",
-                                                                 "best",
-                                                                 "all the best",
-                                                                 "sincerely",
-                                                                 "yours sincerely",
-                                                                 "yours truly",
-                                                                 "br",
-                                                                 "rgds",
-                                                                 "mit freundlichen "
-                                                                 "gr\xC3\xBC\xC3\x9F"
-                                                                 "en",
-                                                                 "mit freundlichen gruessen",
-                                                                 "mit freundlichem gru\xC3\x9F",
-                                                                 "viele gr\xC3\xBC\xC3\x9F"
-                                                                 "e",
-                                                                 "beste gr\xC3\xBC\xC3\x9F"
-                                                                 "e",
-                                                                 "liebe gr\xC3\xBC\xC3\x9F"
-                                                                 "e",
-                                                                 "gru\xC3\x9F",
-                                                                 "gr\xC3\xBC\xC3\x9F"
-                                                                 "e",
-                                                                 "cordialement",
-                                                                 "bien cordialement",
-                                                                 "bien \xC3\xA0 vous",
-                                                                 "salutations",
-                                                                 "saludos",
-                                                                 "un saludo",
-                                                                 "atentamente",
-                                                                 "cordiali saluti",
-                                                                 "saluti",
-                                                                 "met vriendelijke groet",
-                                                                 "met vriendelijke groeten",
-                                                                 "groeten",
-                                                                 "mvg",
-                                                                 "atenciosamente",
-                                                                 "abra\xC3\xA7os",
-                                                                 "med v\xC3\xA4nlig "
-                                                                 "h\xC3\xA4lsning",
-                                                                 "vennlig hilsen",
-                                                                 "med venlig hilsen",
-                                                                 "pozdrawiam",
-                                                                 "\xD0\xA1 "
-                                                                 "\xD1\x83\xD0\xB2\xD0\xB0\xD0\xB6"
-                                                                 "\xD0\xB5\xD0\xBD\xD0\xB8\xD0\xB5"
-                                                                 "\xD0\xBC",  // С уважением
-                                                                 "\xD1\x81 "
-                                                                 "\xD1\x83\xD0\xB2\xD0\xB0\xD0\xB6"
-                                                                 "\xD0\xB5\xD0\xBD\xD0\xB8\xD0\xB5"
-                                                                 "\xD0\xBC"};  // с уважением
-  return std::find(sign_offs.begin(), sign_offs.end(), l) != sign_offs.end();
+  if (l.empty()) return false;
+  static constexpr std::string_view sign_offs[] = {
+      "best regards",
+      "kind regards",
+      "regards",
+      "warm regards",
+      "warmest regards",
+      "best wishes",
+      "thanks",
+      "thank you",
+      "thanks again",
+      "many thanks",
+      "thanks in advance",
+      "thanks so much",
+      "thank you very much",
+      "cheers",
+      "best",
+      "all the best",
+      "sincerely",
+      "yours sincerely",
+      "yours truly",
+      "br",
+      "rgds",
+      "mit freundlichen gr\u00fc\u00dfen",
+      "mit freundlichen gruessen",
+      "mit freundlichem gru\u00df",
+      "viele gr\u00fc\u00dfe",
+      "beste gr\u00fc\u00dfe",
+      "liebe gr\u00fc\u00dfe",
+      "gru\u00df",
+      "gr\u00fc\u00dfe",
+      "cordialement",
+      "bien cordialement",
+      "bien \u00e0 vous",
+      "salutations",
+      "saludos",
+      "un saludo",
+      "atentamente",
+      "cordiali saluti",
+      "saluti",
+      "met vriendelijke groet",
+      "met vriendelijke groeten",
+      "groeten",
+      "mvg",
+      "atenciosamente",
+      "abra\u00e7os",
+      "med v\u00e4nlig h\u00e4lsning",
+      "vennlig hilsen",
+      "med venlig hilsen",
+      "pozdrawiam",
+      "\u0421 \u0443\u0432\u0430\u0436\u0435\u043d\u0438\u0435\u043c",   // С уважением
+      "\u0441 \u0443\u0432\u0430\u0436\u0435\u043d\u0438\u0435\u043c"};  // с уважением
+  return std::find(std::begin(sign_offs), std::end(sign_offs), l) != std::end(sign_offs);
 }
 
 std::vector<std::string_view> split_lines(std::string_view body) {
