@@ -293,8 +293,15 @@ class Walker {
     return data.size();
   }
 
-  // Decoded bytes of a text part converted to UTF-8.
+  // Decoded bytes of a text part converted to UTF-8, with LF line ends (a
+  // base64 or single-part body keeps the sender's CRLF until here).
   std::string to_text(std::string_view data, const PartInfo& info) {
+    std::string utf8 = to_utf8_text(data, info);
+    if (utf8.find('\r') == std::string::npos) return utf8;
+    return normalize_newlines(utf8);
+  }
+
+  std::string to_utf8_text(std::string_view data, const PartInfo& info) {
     std::string bytes = decode(data, info.encoding);
     std::string charset;
     if (auto it = info.type.params.find("charset"); it != info.type.params.end()) {
@@ -542,8 +549,7 @@ BodyResult read_body(const TopFields& top, std::string_view body, const BodyLimi
                            root.media == "message/global";
     if (!container) {
       // A single part: no structure to read, so mimetic has nothing to do.
-      const std::string normalized = normalize_newlines(body);
-      walker.visit_leaf(normalized, root, true);
+      walker.visit_leaf(body, root, true);
       out.text = walker.finish_text();
       return out;
     }

@@ -205,6 +205,15 @@ TEST(MailParse, AlternativeInsideMixedWithInlineImage) {
   EXPECT_EQ(r->attachments[0].size, 8u);
 }
 
+TEST(MailParse, TextHasLfLineEnds) {
+  // "line one\r\nline two\r\n" in base64, in a single-part CRLF message.
+  auto r = parse(
+      "From: a@b.example\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: base64\r\n"
+      "\r\nbGluZSBvbmUNCmxpbmUgdHdvDQo=\r\n");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->text, "line one\nline two\n");
+}
+
 TEST(MailParse, SnippetLengthIsInCodePoints) {
   std::string body;
   for (int i = 0; i < 100; ++i) body += "\xC3\xA9t\xC3\xA9 ";
