@@ -612,6 +612,25 @@ TEST(ImapMutf7, RoundTrips) {
   EXPECT_EQ(mutf7_decode("&-").value(), "&");
 }
 
+TEST(ImapInternaldate, ParsesToUnixSeconds) {
+  EXPECT_EQ(internaldate_to_unix("17-Jul-1996 02:44:25 -0700"), 837596665);
+  EXPECT_EQ(internaldate_to_unix(" 1-Jan-1970 00:00:00 +0000"), 0);
+  EXPECT_EQ(internaldate_to_unix("1-jan-1970 01:00:00 +0100"), 0);
+  EXPECT_EQ(internaldate_to_unix("25-Nov-2026 09:30:45 +0000"), 1795599045);
+  for (std::string_view bad :
+       {"", "17-Jul-1996", "17-Jux-1996 02:44:25 -0700", "31-Feb-2026 00:00:00 +0000",
+        "17-Jul-1996 24:00:00 +0000", "17-Jul-1996 02:44:25 0700", "17-Jul-1996 02:44:25 -0700 ",
+        "117-Jul-1996 02:44:25 -0700", "-Jul-1996 02:44:25 -0700"}) {
+    EXPECT_FALSE(internaldate_to_unix(bad)) << bad;
+  }
+}
+
+TEST(ImapEnvelope, AddressJoinsMailboxAndHost) {
+  EXPECT_EQ((EnvelopeAddress{"Bob", std::nullopt, "bob", "example.com"}.address()),
+            "bob@example.com");
+  EXPECT_EQ((EnvelopeAddress{std::nullopt, std::nullopt, "team", std::nullopt}.address()), "");
+}
+
 TEST(ImapErrors, CategoryAndMessages) {
   std::error_code ec = Errc::literal_too_large;
   EXPECT_EQ(ec.category().name(), std::string("imap"));

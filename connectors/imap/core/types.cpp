@@ -4,6 +4,7 @@
 #include "connectors/imap/core/detail.hpp"
 
 #include <algorithm>
+#include <chrono>
 
 namespace crmcap::imap {
 
@@ -285,7 +286,58 @@ Result<std::string> mutf7_decode(std::string_view in) {
 }
 
 // ---------------------------------------------------------------------------
+// INTERNALDATE
+
+std::optional<std::int64_t> internaldate_to_unix(std::string_view t) {
+  // date-day-fixed "-" date-month "-" date-year SP time SP zone
+  if (!t.empty() && t.front() == ' ') t.remove_prefix(1);
+  auto digits = [&](std::size_t n, int& out) {
+    if (t.size() < n) return false;
+    std::uint64_t v = 0;
+    if (!detail::parse_u64(t.substr(0, n), v)) return false;
+    out = static_cast<int>(v);
+    t.remove_prefix(n);
+    return true;
+  };
+  auto lit = [&](char c) {
+    if (t.empty() || t.front() != c) return false;
+    t.remove_prefix(1);
+    return true;
+  };
+  int day = 0, year = 0, hh = 0, mm = 0, ss = 0, zh = 0, zm = 0;
+  std::size_t dash = t.find('-');
+  if (dash == 0 || dash > 2 || !digits(dash, day) || !lit('-') || t.size() < 3) {
+    return std::nullopt;
+  }
+  static constexpr std::string_view kMonths[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                                 "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+  unsigned month = 0;
+  for (unsigned i = 0; i < 12; ++i) {
+    if (detail::iequals(t.substr(0, 3), kMonths[i])) month = i + 1;
+  }
+  t.remove_prefix(3);
+  if (month == 0 || !lit('-') || !digits(4, year) || !lit(' ') || !digits(2, hh) || !lit(':') ||
+      !digits(2, mm) || !lit(':') || !digits(2, ss) || !lit(' ') || t.size() != 5) {
+    return std::nullopt;
+  }
+  char sign = t.front();
+  t.remove_prefix(1);
+  if ((sign != '+' && sign != '-') || !digits(2, zh) || !digits(2, zm)) return std::nullopt;
+  std::chrono::year_month_day ymd{std::chrono::year{year}, std::chrono::month{month},
+                                  std::chrono::day{static_cast<unsigned>(day)}};
+  if (!ymd.ok() || hh > 23 || mm > 59 || ss > 60 || zm > 59) return std::nullopt;
+  std::int64_t days = std::chrono::sys_days{ymd}.time_since_epoch().count();
+  std::int64_t offset = (zh * 3600 + zm * 60) * (sign == '-' ? -1 : 1);
+  return days * 86400 + hh * 3600 + mm * 60 + ss - offset;
+}
+
+// ---------------------------------------------------------------------------
 // Small helpers of the data types
+
+std::string EnvelopeAddress::address() const {
+  if (!mailbox || !host) return {};
+  return *mailbox + "@" + *host;
+}
 
 std::string Section::to_string() const {
   std::string out = part;

@@ -104,6 +104,10 @@ Result<std::string> mutf7_encode(std::string_view utf8);
 // surrogates, 8-bit bytes).
 Result<std::string> mutf7_decode(std::string_view mutf7);
 
+// An INTERNALDATE ("17-Jul-1996 02:44:25 -0700", also with a space-padded
+// day) as Unix seconds (UTC); nullopt when it does not follow RFC 3501.
+std::optional<std::int64_t> internaldate_to_unix(std::string_view text);
+
 // ---------------------------------------------------------------------------
 // Shared by FETCH requests and FETCH responses
 
@@ -252,6 +256,8 @@ struct Vanished {
 // NIL and mailbox = group name, an end marker with mailbox and host NIL.
 struct EnvelopeAddress {
   NString name, adl, mailbox, host;
+  // "mailbox@host" (raw, not decoded); empty for group markers.
+  std::string address() const;
   bool is_group_start() const noexcept { return !host && mailbox; }
   bool is_group_end() const noexcept { return !host && !mailbox; }
   bool operator==(const EnvelopeAddress&) const = default;
