@@ -328,6 +328,23 @@ TEST(ImapParser, BodySectionsWithLiterals) {
   EXPECT_EQ(f.sections[7].data, "Z");
 }
 
+TEST(ImapParser, SectionsOfEnclosedMessages) {
+  auto f = as<FetchItem>(
+      one("* 1 FETCH (BODY[2.HEADER] {0}\r\n BODY[2.HEADER.FIELDS.NOT (Received)] NIL "
+          "BODY[2.1.TEXT]<10> \"t\" BINARY[1.2] \"b\" BODY[12.MIME] \"m\")\r\n"));
+  ASSERT_EQ(f.sections.size(), 5u);
+  EXPECT_EQ(f.sections[0].section, (Section{"2", SectionText::header, {}}));
+  EXPECT_EQ(f.sections[1].section, (Section{"2", SectionText::header_fields_not, {"Received"}}));
+  EXPECT_EQ(f.sections[2].section, (Section{"2.1", SectionText::text, {}}));
+  EXPECT_EQ(f.sections[2].origin, 10u);
+  EXPECT_TRUE(f.sections[3].binary);
+  EXPECT_EQ(f.sections[3].section.part, "1.2");
+  EXPECT_EQ(f.sections[4].section.to_string(), "12.MIME");
+  EXPECT_EQ(f.sections[1].section.to_string(), "2.HEADER.FIELDS.NOT (Received)");
+  // Unknown section keywords are a content error, not a crash.
+  EXPECT_FALSE(parse_response("* 1 FETCH (BODY[1.FOO] NIL)\r\n").has_value());
+}
+
 TEST(ImapParser, LargeLiteralIsMovedNotCopied) {
   std::string body(1 << 20, 'x');
   std::string input =
