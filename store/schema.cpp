@@ -121,7 +121,19 @@ CREATE TABLE sync_state (
 ) WITHOUT ROWID;
 )sql";
 
-constexpr const char* k_migrations[] = {k_v1, k_v2};
+// v3: indexes that let the matcher's ordered lookups read rows in order
+// instead of sorting them.
+constexpr const char* k_v3 = R"sql(
+DROP INDEX opportunities_by_company_status;
+CREATE INDEX opportunities_by_company_status ON opportunities(company_id, status, id);
+CREATE INDEX opportunity_contacts_by_contact_opportunity
+  ON opportunity_contacts(contact_id, opportunity_id);
+DROP INDEX opportunity_contacts_by_contact;
+DROP INDEX activities_by_thread;
+CREATE INDEX activities_by_thread ON activities(thread_key, occurred_at, id);
+)sql";
+
+constexpr const char* k_migrations[] = {k_v1, k_v2, k_v3};
 
 }  // namespace
 

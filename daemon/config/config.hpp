@@ -58,7 +58,7 @@ struct ImapConfig {
   std::uint32_t poll_seconds = 60;       // poll interval when the server has no IDLE
   std::uint32_t idle_minutes = 25;       // IDLE is re-issued after this (1..29)
   std::uint32_t max_part_bytes = 65536;  // text parts larger than this are cut
-  std::uint32_t batch_size = 200;        // UIDs per pipelined UID FETCH
+  std::uint32_t batch_size = 500;        // messages per UID FETCH and per commit
   std::uint32_t timeout_seconds = 60;    // a server silent this long is dropped
 };
 

@@ -220,7 +220,7 @@ TEST_F(ConfigTest, DefaultsForAUser) {
   EXPECT_EQ(m.imap->poll_seconds, 60u);
   EXPECT_EQ(m.imap->idle_minutes, 25u);
   EXPECT_EQ(m.imap->max_part_bytes, 65536u);
-  EXPECT_EQ(m.imap->batch_size, 200u);
+  EXPECT_EQ(m.imap->batch_size, 500u);
   EXPECT_EQ(m.imap->timeout_seconds, 60u);
 
   Environment xdg = user_env();

@@ -287,10 +287,8 @@ struct Account::Impl {
     co_return uids;
   }
 
-  // Fetches one batch: structure first, then the bytes capture needs.
-  Awaitable<SyncResult<std::vector<FetchedMessage>>> fetch_batch(
-      const std::vector<std::uint32_t>& uids) {
-    const std::uint32_t max_part = options.max_part_bytes;
+  // The first fetch of a batch: sizes, dates, envelopes and structure.
+  SyncResult<Command> meta_command(const std::vector<std::uint32_t>& uids) {
     UidSet set;
     for (auto u : uids) set.add(u);
     std::vector<FetchAttr> attrs = {
@@ -300,15 +298,21 @@ struct Account::Impl {
     if (gmail) attrs.push_back(FetchAttr::of(FetchAttr::Kind::gm_msgid));
     auto cmd = conn->builder().uid_fetch(set, attrs);
     if (!cmd) {
-      co_return make_sync_error(SyncErrc::protocol, "cannot build UID FETCH",
-                                RetryClass::retry_later);
+      return make_sync_error(SyncErrc::protocol, "cannot build UID FETCH", RetryClass::retry_later);
     }
+    return std::move(*cmd);
+  }
+
+  // Completes a batch whose meta_command() was sent: reads the structure,
+  // then fetches the bytes capture needs.
+  Awaitable<SyncResult<std::vector<FetchedMessage>>> fetch_batch(const Command& cmd) {
+    const std::uint32_t max_part = options.max_part_bytes;
     std::map<std::uint32_t, FetchItem> meta;
     const Connection::Handler on_response = [&](Response& resp) {
       if (auto* f = std::get_if<FetchItem>(&resp); f && f->uid) meta[*f->uid] = std::move(*f);
     };
     const std::string what = "UID FETCH";
-    auto r = co_await conn->run(*cmd, on_response, what);
+    auto r = co_await conn->finish(cmd, on_response, what);
     if (!r) co_return r.error();
 
     std::vector<FetchedMessage> out;
@@ -448,16 +452,36 @@ struct Account::Impl {
     const std::uint32_t final_mark =
         std::max(state.highest_uid, ex->uidnext > 0 ? ex->uidnext - 1 : 0u);
     const std::size_t batch = std::max<std::uint32_t>(1, options.batch_size);
+    auto slice = [&](std::size_t i) {
+      return std::vector<std::uint32_t>(
+          uids.begin() + static_cast<std::ptrdiff_t>(i),
+          uids.begin() + static_cast<std::ptrdiff_t>(std::min(uids.size(), i + batch)));
+    };
+    // The next batch's first fetch is sent before this batch is handed to the
+    // sink, so the server prepares it while capture parses and commits.
+    std::optional<Command> pending;
+    if (!uids.empty()) {
+      auto c = meta_command(slice(0));
+      if (!c) co_return c.error();
+      pending = std::move(*c);
+      if (auto w = co_await conn->send(*pending); !w) co_return w.error();
+    }
     for (std::size_t i = 0; i < uids.size(); i += batch) {
       if (stopped) {
         co_return make_sync_error(SyncErrc::cancelled, "stopped", RetryClass::retry_later);
       }
-      std::vector<std::uint32_t> part(
-          uids.begin() + static_cast<std::ptrdiff_t>(i),
-          uids.begin() + static_cast<std::ptrdiff_t>(std::min(uids.size(), i + batch)));
-      auto msgs = co_await fetch_batch(part);
+      const std::vector<std::uint32_t> part = slice(i);
+      const Command current = std::move(*pending);
+      pending.reset();
+      auto msgs = co_await fetch_batch(current);
       if (!msgs) co_return msgs.error();
       const bool last = i + batch >= uids.size();
+      if (!last) {
+        auto c = meta_command(slice(i + batch));
+        if (!c) co_return c.error();
+        pending = std::move(*c);
+        if (auto w = co_await conn->send(*pending); !w) co_return w.error();
+      }
       state.highest_uid = last ? std::max(final_mark, part.back()) : part.back();
       state.backfilling = !last && plan.kind == PlanKind::backfill;
       rep.handed_over += static_cast<std::uint32_t>(msgs->size());

@@ -150,9 +150,19 @@ SyncError Connection::refusal(const TaggedStatus& st, std::string_view what) con
   return make_sync_error(SyncErrc::server_refused, text, RetryClass::retry_later);
 }
 
+Awaitable<SyncResult<void>> Connection::send(const Command& cmd) {
+  co_return co_await write(cmd.segments.front());
+}
+
 Awaitable<SyncResult<TaggedStatus>> Connection::run(const Command& cmd, const Handler& on_untagged,
                                                     std::string_view what) {
   if (auto w = co_await write(cmd.segments.front()); !w) co_return w.error();
+  co_return co_await finish(cmd, on_untagged, what);
+}
+
+Awaitable<SyncResult<TaggedStatus>> Connection::finish(const Command& cmd,
+                                                       const Handler& on_untagged,
+                                                       std::string_view what) {
   std::size_t next_segment = 1;
   for (;;) {
     auto r = co_await next(options_.transport.io_timeout);

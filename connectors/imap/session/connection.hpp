@@ -32,6 +32,12 @@ class Connection {
   using Handler = std::function<void(Response&)>;
   Awaitable<SyncResult<TaggedStatus>> run(const Command& command, const Handler& on_untagged,
                                           std::string_view what);
+  // The two halves of run(), for overlapping a command with other work:
+  // send() writes a one-segment command; finish() reads until its completion.
+  // Between them the caller may do anything but read or write.
+  Awaitable<SyncResult<void>> send(const Command& command);
+  Awaitable<SyncResult<TaggedStatus>> finish(const Command& command, const Handler& on_untagged,
+                                             std::string_view what);
   // Writes several commands at once (each must be one segment) and waits for
   // every completion: the round trips overlap. Fails on the first NO/BAD.
   Awaitable<SyncResult<void>> run_pipelined(const std::vector<Command>& commands,
