@@ -200,26 +200,45 @@ class SqliteStore final : public Store {
 
   Result<std::vector<Opportunity>> open_opportunities_of_company(
       std::string_view company_id) override try {
+    const std::string key(company_id);
+    if (auto it = opp_of_company_cache_.find(key); it != opp_of_company_cache_.end()) {
+      return it->second;
+    }
     auto& st = stmt(std::string(k_opp_select) +
                     " WHERE o.company_id = ? AND o.status = 'open' ORDER BY o.id");
-    st.bind(1, std::string(company_id));
-    return read_opportunities(st);
+    st.bind(1, key);
+    auto out = read_opportunities(st);
+    st.reset();
+    if (opp_of_company_cache_.size() >= k_cache_limit) opp_of_company_cache_.clear();
+    opp_of_company_cache_.emplace(key, out);
+    return out;
   } catch (const std::exception& e) {
     return sql_error("opportunity lookup", e);
   }
 
   Result<std::vector<Opportunity>> open_opportunities_of_contact(
       std::string_view contact_id) override try {
+    const std::string key(contact_id);
+    if (auto it = opp_of_contact_cache_.find(key); it != opp_of_contact_cache_.end()) {
+      return it->second;
+    }
     auto& st = stmt(std::string(k_opp_select) +
                     " JOIN opportunity_contacts oc ON oc.opportunity_id = o.id"
                     " WHERE oc.contact_id = ? AND o.status = 'open' ORDER BY oc.opportunity_id");
-    st.bind(1, std::string(contact_id));
-    return read_opportunities(st);
+    st.bind(1, key);
+    auto out = read_opportunities(st);
+    st.reset();
+    if (opp_of_contact_cache_.size() >= k_cache_limit) opp_of_contact_cache_.clear();
+    opp_of_contact_cache_.emplace(key, out);
+    return out;
   } catch (const std::exception& e) {
     return sql_error("opportunity lookup", e);
   }
 
   Result<std::optional<Company>> company(std::string_view id) override try {
+    if (auto it = company_cache_.find(std::string(id)); it != company_cache_.end()) {
+      return it->second;
+    }
     auto& st = stmt("SELECT id, name FROM companies WHERE id = ?");
     st.bind(1, std::string(id));
     std::optional<Company> out;
@@ -230,6 +249,8 @@ class SqliteStore final : public Store {
       d.bind(1, std::string(id));
       while (d.executeStep()) out->domains.push_back(d.getColumn(0).getString());
     }
+    if (company_cache_.size() >= k_cache_limit) company_cache_.clear();
+    company_cache_.emplace(std::string(id), out);
     return out;
   } catch (const std::exception& e) {
     return sql_error("company lookup", e);
@@ -393,7 +414,7 @@ class SqliteStore final : public Store {
         "excluded.subject OR activities.snippet IS NOT excluded.snippet OR "
         "activities.thread_key IS NOT excluded.thread_key OR activities.opportunity_id IS NOT "
         "excluded.opportunity_id OR activities.reason IS NOT excluded.reason OR "
-        "activities.rule IS NOT excluded.rule");
+        "activities.rule IS NOT excluded.rule RETURNING id");
     auto& get_id = stmt("SELECT id FROM activities WHERE source_key = ?");
     auto& del_p = stmt("DELETE FROM activity_participants WHERE activity_id = ?");
     auto& ins_p = stmt(
@@ -405,16 +426,23 @@ class SqliteStore final : public Store {
         "activity_id = excluded.activity_id");
     for (const auto& item : batch.items) {
       const Activity& a = item.activity;
-      run(up, a.id, a.source_key, std::string(to_string(a.kind)),
-          std::string(to_string(a.direction)), std::string(to_string(a.status)), a.occurred_at,
-          a.subject, a.snippet, a.message_id, a.thread_key, a.opportunity_id, a.reason, a.rule, now,
-          now);
-      const bool changed = db_.getChanges() > 0;
-      // The id of the row that holds this source key: an older row keeps its id.
-      get_id.bind(1, a.source_key);
-      get_id.executeStep();
-      const std::string id = get_id.getColumn(0).getString();
-      get_id.reset();
+      bind_all(up, a.id, a.source_key, std::string(to_string(a.kind)),
+               std::string(to_string(a.direction)), std::string(to_string(a.status)), a.occurred_at,
+               a.subject, a.snippet, a.message_id, a.thread_key, a.opportunity_id, a.reason, a.rule,
+               now, now);
+      // RETURNING gives the id of the row written (an older row keeps its id);
+      // no row means the stored one is identical and was left alone.
+      const bool changed = up.executeStep();
+      std::string id;
+      if (changed) {
+        id = up.getColumn(0).getString();
+      } else {
+        get_id.bind(1, a.source_key);
+        get_id.executeStep();
+        id = get_id.getColumn(0).getString();
+        get_id.reset();
+      }
+      up.reset();
       if (changed) {
         run(del_p, id);
         for (std::size_t i = 0; i < a.participants.size(); ++i) {
@@ -586,9 +614,14 @@ class SqliteStore final : public Store {
   }
 
   template <class... Args>
-  static void run(SQLite::Statement& st, const Args&... args) {
+  static void bind_all(SQLite::Statement& st, const Args&... args) {
     int i = 0;
     (st.bind(++i, args), ...);
+  }
+
+  template <class... Args>
+  static void run(SQLite::Statement& st, const Args&... args) {
+    bind_all(st, args...);
     st.exec();
     st.reset();
   }
@@ -712,6 +745,9 @@ class SqliteStore final : public Store {
   void clear_caches() {
     contact_cache_.clear();
     domain_cache_.clear();
+    opp_of_company_cache_.clear();
+    opp_of_contact_cache_.clear();
+    company_cache_.clear();
   }
 
   static constexpr std::size_t k_cache_limit = 100000;
@@ -719,6 +755,9 @@ class SqliteStore final : public Store {
   int version_;
   std::unordered_map<std::string, std::optional<Contact>> contact_cache_;
   std::unordered_map<std::string, std::vector<Company>> domain_cache_;
+  std::unordered_map<std::string, std::vector<Opportunity>> opp_of_company_cache_;
+  std::unordered_map<std::string, std::vector<Opportunity>> opp_of_contact_cache_;
+  std::unordered_map<std::string, std::optional<Company>> company_cache_;
   std::unordered_map<std::string, std::unique_ptr<SQLite::Statement>> cache_;
 };
 

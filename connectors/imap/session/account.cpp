@@ -35,32 +35,6 @@ std::chrono::milliseconds backoff_delay(unsigned attempt, std::uint64_t random_b
 
 namespace {
 
-// "17-Jul-1996 02:44:25 -0700" -> Unix seconds; 0 when unreadable.
-std::int64_t parse_internaldate(std::string_view s) {
-  static constexpr std::string_view months[] = {"jan", "feb", "mar", "apr", "may", "jun",
-                                                "jul", "aug", "sep", "oct", "nov", "dec"};
-  int day = 0, year = 0, hh = 0, mm = 0, ss = 0, zone = 0;
-  char mon[4] = {0}, sign = '+';
-  if (std::sscanf(std::string(s).c_str(), " %d-%3c-%d %d:%d:%d %c%4d", &day, mon, &year, &hh, &mm,
-                  &ss, &sign, &zone) != 8) {
-    return 0;
-  }
-  std::string m(mon, 3);
-  for (auto& c : m) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  int month = 0;
-  for (int i = 0; i < 12; ++i) {
-    if (months[i] == m) month = i + 1;
-  }
-  if (month == 0) return 0;
-  using namespace std::chrono;
-  const sys_days d =
-      year_month_day{std::chrono::year{year}, std::chrono::month{static_cast<unsigned>(month)},
-                     std::chrono::day{static_cast<unsigned>(day)}};
-  std::int64_t t = d.time_since_epoch().count() * 86400LL + hh * 3600 + mm * 60 + ss;
-  const int off = (zone / 100) * 3600 + (zone % 100) * 60;
-  return sign == '-' ? t + off : t - off;
-}
-
 bool is_excluded_special(SpecialUse u) {
   return u == SpecialUse::junk || u == SpecialUse::trash || u == SpecialUse::drafts;
 }
@@ -321,7 +295,7 @@ struct Account::Impl {
       FetchedMessage m;
       m.uid = uid;
       if (f.envelope && f.envelope->message_id) m.message_id = *f.envelope->message_id;
-      if (f.internaldate) m.internaldate = parse_internaldate(*f.internaldate);
+      if (f.internaldate) m.internaldate = internaldate_to_unix(*f.internaldate).value_or(0);
       m.gm_msgid = f.gm_msgid;
       ids.push_back(m.message_id);
       out.push_back(std::move(m));
