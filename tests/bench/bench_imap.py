@@ -16,7 +16,6 @@ Prints wall time and peak RSS of each run and one JSON line with every figure.
 import argparse
 import json
 import os
-import resource
 import shutil
 import sqlite3
 import statistics
@@ -33,15 +32,30 @@ def run(cmd, **kw):
 
 
 def timed_rss(cmd):
+    """Runs cmd; returns (seconds, peak RSS in MiB, stdout).
+
+    The peak is the child's own VmHWM, sampled from /proc every 5 ms while it
+    runs: getrusage() would report this Python process's size for any child
+    smaller than it (a forked child starts with the parent's resident pages).
+    """
     t0 = time.monotonic()
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    _, status, usage = os.wait4(p.pid, 0)
+    peak_kb = 0
+    status_path = f"/proc/{p.pid}/status"
+    while p.poll() is None:
+        try:
+            with open(status_path) as f:
+                for line in f:
+                    if line.startswith("VmHWM:"):
+                        peak_kb = max(peak_kb, int(line.split()[1]))
+        except (FileNotFoundError, ProcessLookupError, ValueError):
+            pass
+        time.sleep(0.005)
     dt = time.monotonic() - t0
-    out = p.stdout.read()
-    err = p.stderr.read()
-    if os.waitstatus_to_exitcode(status) != 0:
+    out, err = p.communicate()
+    if p.returncode != 0:
         raise SystemExit(f"{cmd[0]} failed: {err[-2000:]}")
-    return dt, usage.ru_maxrss / 1024.0, out
+    return dt, peak_kb / 1024.0, out
 
 
 def main():
