@@ -20,8 +20,8 @@ struct HeaderField {
 };
 
 struct HeaderBlock {
-  std::vector<HeaderField> fields;  // in order
-  std::size_t body_offset = 0;      // offset of the body in the raw message
+  std::vector<HeaderField> fields;    // in order
+  std::size_t body_offset = 0;        // offset of the body in the raw message
   std::vector<std::string> problems;  // "header line N: ..." for skipped lines
 };
 

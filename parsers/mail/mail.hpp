@@ -25,9 +25,9 @@ struct ParseError {
 
 enum class Errc {
   empty_input = 1,
-  too_large,         // over ParseOptions::max_bytes
-  no_header,         // no header field could be read
-  bad_structure,     // MIME structure unreadable (used in MailMessage::warnings)
+  too_large,      // over ParseOptions::max_bytes
+  no_header,      // no header field could be read
+  bad_structure,  // MIME structure unreadable (used in MailMessage::warnings)
 };
 const std::error_category& parse_category() noexcept;
 std::error_code make_error_code(Errc e) noexcept;
@@ -70,15 +70,15 @@ struct MailMessage {
   bool date_fallback = false;
   std::string date_raw;
 
-  std::string subject;      // decoded, unfolded, valid UTF-8
-  std::string message_id;   // without angle brackets; synthetic when missing
+  std::string subject;     // decoded, unfolded, valid UTF-8
+  std::string message_id;  // without angle brackets; synthetic when missing
   bool message_id_synthetic = false;
-  std::string in_reply_to;  // first msg-id, without angle brackets
+  std::string in_reply_to;              // first msg-id, without angle brackets
   std::vector<std::string> references;  // in header order, without brackets
 
   // Raw (unfolded, trimmed) values of headers the policy reads; empty if absent.
-  std::string list_id, list_unsubscribe, precedence, auto_submitted, x_autoreply,
-      sensitivity, importance;
+  std::string list_id, list_unsubscribe, precedence, auto_submitted, x_autoreply, sensitivity,
+      importance;
 
   std::string text;     // the chosen body text (text/plain, else HTML as text), UTF-8
   std::string snippet;  // new text only: quotes and signature removed, folded, bounded
