@@ -27,29 +27,15 @@ cleanup() {
 }
 trap cleanup EXIT
 
-echo "== Starting a throwaway Dovecot on 127.0.0.1"
-eval "$(bash "$root/tests/servers/dovecot.sh" start "$work/dovecot")"
-echo "   IMAP (STARTTLS) on 127.0.0.1:$IMAP_PORT, user $IMAP_USER"
-
-echo "== Generating $count demo messages and the CRM directory"
-python3 "$root/tests/bench/gen_mailbox.py" --out "$work/generated" --count "$count" \
-  --csv-dir "$work/crm" --now "$(date -u +%Y-%m-%dT%H:%M:%SZ)" --folders inbox,sent >/dev/null
-# Deliver as an MDA would: files in the Maildir, owned by the mail user.
-cp "$work/generated"/cur/* "$MAILDIR/cur/" 2>/dev/null || true
-cp "$work/generated"/new/* "$MAILDIR/new/" 2>/dev/null || true
-mkdir -p "$MAILDIR/.Sent/cur"
-cp "$work/generated"/.Sent/cur/* "$MAILDIR/.Sent/cur/" 2>/dev/null || true
-cp "$work/generated"/.Sent/new/* "$MAILDIR/.Sent/cur/" 2>/dev/null || true
-if [ "$(id -u)" -eq 0 ]; then chown -R "$MAIL_UID:$MAIL_GID" "$MAILDIR"; fi
+echo "== Starting a throwaway Dovecot on 127.0.0.1 with $count generated messages"
+eval "$(python3 "$root/tests/servers/loopback_mailbox.py" "$work" --count "$count")"
+echo "   IMAP (STARTTLS) on 127.0.0.1:$IMAP_PORT, user $IMAP_USER, INBOX and Sent"
 
 db="$work/capture.db"
 echo "== Importing the CRM directory"
 for kind in companies contacts opportunities; do
-  "$client" --store "$db" import "$kind" "$work/crm/$kind.csv"
+  "$client" --store "$db" import "$kind" "$CRM_DIR/$kind.csv"
 done
-
-printf '%s\n' "$IMAP_PASSWORD" >"$work/alice.pass"
-chmod 600 "$work/alice.pass"
 cat >"$work/crm-capture.toml" <<TOML
 [store]
 path = "$db"
@@ -65,7 +51,7 @@ owner = ["alice@example.com"]
 [mailbox.imap]
 url = "imap://127.0.0.1:$IMAP_PORT"
 username = "$IMAP_USER"
-password_file = "alice.pass"
+password_file = "$PASSWORD_FILE"
 ca_file = "$CA_FILE"
 TOML
 

@@ -25,6 +25,8 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(ROOT, "tests", "servers"))
+import loopback_mailbox  # noqa: E402
 
 
 def run(cmd, **kw):
@@ -72,61 +74,17 @@ def main():
 
     work = tempfile.mkdtemp(prefix="crmcap-bench-imap-")
     os.chmod(work, 0o755)
-    dove = os.path.join(work, "dovecot")
     daemon_proc = None
     try:
-        env = {}
-        for line in run(["bash", os.path.join(ROOT, "tests/servers/dovecot.sh"), "start",
-                         dove]).stdout.splitlines():
-            k, _, v = line.partition("=")
-            env[k] = v
-        gen, crm = os.path.join(work, "generated"), os.path.join(work, "crm")
-        run([sys.executable, os.path.join(ROOT, "tests/bench/gen_mailbox.py"), "--out", gen,
-             "--count", str(args.count), "--csv-dir", crm, "--folders", "inbox,sent",
-             "--now", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())])
-        maildir = env["MAILDIR"]
-        total_bytes = 0
-        for src, dst in ((gen, maildir), (os.path.join(gen, ".Sent"), os.path.join(maildir, ".Sent"))):
-            os.makedirs(os.path.join(dst, "cur"), exist_ok=True)
-            for sub in ("cur", "new"):
-                d = os.path.join(src, sub)
-                if os.path.isdir(d):
-                    for name in os.listdir(d):
-                        total_bytes += os.path.getsize(os.path.join(d, name))
-                        shutil.copy(os.path.join(d, name), os.path.join(dst, "cur", name))
-        if os.geteuid() == 0:
-            uid, gid = int(env["MAIL_UID"]), int(env["MAIL_GID"])
-            for base, dirs, files in os.walk(maildir):
-                for n in dirs + files:
-                    os.chown(os.path.join(base, n), uid, gid)
-        # Let Dovecot index both folders before either client asks.
-        run(["doveadm", "-c", env["CONF"], "mailbox", "status", "-u", env["IMAP_USER"],
-             "messages", "INBOX", "Sent"])
-        pw = os.path.join(work, "pass")
-        with open(pw, "w") as f:
-            f.write(env["IMAP_PASSWORD"] + "\n")
-        os.chmod(pw, 0o600)
-
+        env = loopback_mailbox.start(work)
+        crm, total_bytes = loopback_mailbox.fill(env, work, args.count)
+        pw = loopback_mailbox.password_file(env, work)
         db = os.path.join(work, "capture.db")
         for kind in ("companies", "contacts", "opportunities"):
             run([client, "--store", db, "import", kind, os.path.join(crm, kind + ".csv")])
         conf = os.path.join(work, "crm-capture.toml")
         with open(conf, "w") as f:
-            f.write(f"""[store]
-path = "{db}"
-[api]
-socket = "{work}/api.sock"
-[identity]
-internal_domains = ["example.com"]
-[[mailbox]]
-name = "alice"
-owner = ["alice@example.com"]
-[mailbox.imap]
-url = "imap://127.0.0.1:{env['IMAP_PORT']}"
-username = "{env['IMAP_USER']}"
-password_file = "{pw}"
-ca_file = "{env['CA_FILE']}"
-""")
+            f.write(loopback_mailbox.config_text(env, db, work, pw))
         results = {"messages": args.count, "mailbox_mb": round(total_bytes / 1e6, 1)}
         t, rss, out = timed_rss([daemon, "--config", conf, "--once"])
         results.update(crm_first_s=round(t, 3), crm_first_rss_mb=round(rss, 1))
@@ -211,8 +169,7 @@ SyncState *
         if daemon_proc:
             daemon_proc.terminate()
             daemon_proc.wait(timeout=10)
-        subprocess.run(["bash", os.path.join(ROOT, "tests/servers/dovecot.sh"), "stop", dove],
-                       capture_output=True)
+        loopback_mailbox.stop(work)
         shutil.rmtree(work, ignore_errors=True)
 
 

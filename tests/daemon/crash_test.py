@@ -26,30 +26,12 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(ROOT, "tests", "servers"))
+import loopback_mailbox  # noqa: E402
 
 
 def run(cmd, **kw):
     return subprocess.run(cmd, check=True, capture_output=True, text=True, **kw)
-
-
-def write_config(path, db, port, user, ca, password_file, batch):
-    with open(path, "w") as f:
-        f.write(f"""[store]
-path = "{db}"
-[api]
-socket = "{os.path.dirname(path)}/api.sock"
-[identity]
-internal_domains = ["example.com"]
-[[mailbox]]
-name = "alice"
-owner = ["alice@example.com"]
-[mailbox.imap]
-url = "imap://127.0.0.1:{port}"
-username = "{user}"
-password_file = "{password_file}"
-ca_file = "{ca}"
-batch_size = {batch}
-""")
 
 
 def dump(client, db):
@@ -71,35 +53,10 @@ def main():
 
     work = tempfile.mkdtemp(prefix="crmcap-crash-")
     os.chmod(work, 0o755)
-    dove = os.path.join(work, "dovecot")
     try:
-        env = {}
-        out = run(["bash", os.path.join(ROOT, "tests/servers/dovecot.sh"), "start", dove]).stdout
-        for line in out.splitlines():
-            k, _, v = line.partition("=")
-            env[k] = v
-        gen = os.path.join(work, "generated")
-        crm = os.path.join(work, "crm")
-        run([sys.executable, os.path.join(ROOT, "tests/bench/gen_mailbox.py"), "--out", gen,
-             "--count", str(args.count), "--csv-dir", crm, "--folders", "inbox,sent",
-             "--now", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())])
-        maildir = env["MAILDIR"]
-        for src, dst in ((gen, maildir), (os.path.join(gen, ".Sent"), os.path.join(maildir, ".Sent"))):
-            os.makedirs(os.path.join(dst, "cur"), exist_ok=True)
-            for sub in ("cur", "new"):
-                d = os.path.join(src, sub)
-                if os.path.isdir(d):
-                    for name in os.listdir(d):
-                        shutil.copy(os.path.join(d, name), os.path.join(dst, "cur", name))
-        if os.geteuid() == 0:
-            uid, gid = int(env["MAIL_UID"]), int(env["MAIL_GID"])
-            for base, dirs, files in os.walk(maildir):
-                for n in dirs + files:
-                    os.chown(os.path.join(base, n), uid, gid)
-        pw = os.path.join(work, "pass")
-        with open(pw, "w") as f:
-            f.write(env["IMAP_PASSWORD"] + "\n")
-        os.chmod(pw, 0o600)
+        env = loopback_mailbox.start(work)
+        crm, _ = loopback_mailbox.fill(env, work, args.count)
+        pw = loopback_mailbox.password_file(env, work)
 
         stores = {}
         for name in ("reference", "crashed"):
@@ -109,7 +66,8 @@ def main():
             for kind in ("companies", "contacts", "opportunities"):
                 run([client, "--store", db, "import", kind, os.path.join(crm, kind + ".csv")])
             conf = os.path.join(d, "crm-capture.toml")
-            write_config(conf, db, env["IMAP_PORT"], env["IMAP_USER"], env["CA_FILE"], pw, 100)
+            with open(conf, "w") as f:
+                f.write(loopback_mailbox.config_text(env, db, d, pw, batch_size=100))
             stores[name] = (db, conf)
 
         t0 = time.monotonic()
@@ -152,8 +110,7 @@ def main():
             return 1
         return 0
     finally:
-        subprocess.run(["bash", os.path.join(ROOT, "tests/servers/dovecot.sh"), "stop", dove],
-                       capture_output=True)
+        loopback_mailbox.stop(work)
         shutil.rmtree(work, ignore_errors=True)
 
 
