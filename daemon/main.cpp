@@ -85,6 +85,17 @@ imap::AccountOptions account_options(const config::Config& cfg, const config::Ma
     }
     return std::move(*s);
   };
+  switch (ic.compress) {
+    case config::ImapConfig::Compress::automatic:
+      o.compress = imap::AccountOptions::Compress::automatic;
+      break;
+    case config::ImapConfig::Compress::always:
+      o.compress = imap::AccountOptions::Compress::always;
+      break;
+    case config::ImapConfig::Compress::never:
+      o.compress = imap::AccountOptions::Compress::never;
+      break;
+  }
   o.folders = ic.folders;
   o.backfill_days = cfg.backfill_days;
   o.max_part_bytes = ic.max_part_bytes;

@@ -69,6 +69,10 @@ struct AccountOptions {
   std::uint32_t batch_size = 500;        // messages per UID FETCH and per commit
   std::chrono::seconds idle_reissue{25 * 60};
   std::chrono::seconds poll_interval{60};  // other folders while idling on INBOX
+  // COMPRESS=DEFLATE (RFC 4978) when offered: automatic compresses except to
+  // a loopback address, where it would only cost CPU.
+  enum class Compress { automatic, always, never };
+  Compress compress = Compress::automatic;
   // A folder whose message count drops below this fraction of the last seen
   // count is paused with a warning instead of being synced.
   double min_keep_fraction = 0.5;
@@ -131,6 +135,7 @@ struct FolderReport {
 struct SyncReport {
   std::vector<FolderReport> folders;
   std::vector<std::string> capabilities;
+  bool compressed = false;  // COMPRESS=DEFLATE was in use
 };
 
 // Runs on the executor it is given. Not thread-safe; one coroutine at a time.

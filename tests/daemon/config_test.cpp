@@ -398,6 +398,14 @@ TEST_F(ConfigTest, TokensDefaultToXoauth2) {
   EXPECT_EQ(error(base + "password_file = \"alice.pass\"\nauth = \"cram-md5\"\n"),
             "F:8:8: mailbox.imap.auth: \"cram-md5\" is not one of auto, plain, login, xoauth2, "
             "oauthbearer");
+  EXPECT_EQ(ok(base + "password_file = \"alice.pass\"\ncompress = \"always\"\n")
+                .mailboxes[0]
+                .imap->compress,
+            ImapConfig::Compress::always);
+  EXPECT_EQ(ok(base + "password_file = \"alice.pass\"\n").mailboxes[0].imap->compress,
+            ImapConfig::Compress::automatic);
+  EXPECT_EQ(error(base + "password_file = \"alice.pass\"\ncompress = \"zstd\"\n"),
+            "F:8:12: mailbox.imap.compress: \"zstd\" is not one of auto, always, never");
 }
 
 TEST_F(ConfigTest, SystemdCredentials) {

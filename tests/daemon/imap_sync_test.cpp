@@ -187,6 +187,36 @@ TEST_F(ImapSync, ImplicitTlsWorksAndAnUntrustedCertificateIsRefused) {
   EXPECT_EQ(bad_starttls.error().retry, imap::RetryClass::needs_user);
 }
 
+TEST_F(ImapSync, CompressDeflateWhenAskedAndNotToLoopbackByDefault) {
+  fill_basic();
+  auto o = options();
+  auto plain = sync(o);  // automatic: the server is on loopback, no compression
+  ASSERT_TRUE(plain) << plain.error().message;
+  EXPECT_FALSE(plain->compressed);
+  EXPECT_NE(std::find(plain->capabilities.begin(), plain->capabilities.end(), "COMPRESS=DEFLATE"),
+            plain->capabilities.end());
+  // A fresh store, the same mailbox, compressed: the same activities.
+  const auto before = activities();
+  st = test::directory_store((dir.path() / "compressed.db").string());
+  auto fm = capture::FreeMailDomains::load();
+  capture::Settings s;
+  s.owner_addresses = {"user1@example.com"};
+  s.internal_domains = {"example.com"};
+  pipeline = std::make_unique<capture::Pipeline>(*st, *st, s, *fm);
+  sink = std::make_unique<capture::ImapSink>("work", *pipeline, *st, *st);
+  o.compress = imap::AccountOptions::Compress::always;
+  o.batch_size = 2;  // several pipelined round trips through the streams
+  auto packed = sync(o);
+  ASSERT_TRUE(packed) << packed.error().message;
+  EXPECT_TRUE(packed->compressed);
+  const auto after = activities();
+  ASSERT_EQ(after.size(), before.size());
+  for (std::size_t i = 0; i < after.size(); ++i) {
+    EXPECT_EQ(after[i].id, before[i].id);
+    EXPECT_EQ(after[i].snippet, before[i].snippet);
+  }
+}
+
 TEST_F(ImapSync, WrongPasswordIsAClearErrorWithoutTheSecret) {
   auto o = options();
   o.secret = []() -> imap::SyncResult<std::string> { return std::string("not-the-pw-4711"); };
@@ -300,6 +330,7 @@ TEST_F(ImapSync, NewMailArrivesThroughIdle) {
   auto o = options();
   o.folders = {"INBOX"};
   o.poll_interval = std::chrono::seconds(600);
+  o.compress = imap::AccountOptions::Compress::always;  // IDLE and DONE through deflate
   imap::Account account(io.get_executor(), o, *sink);
   int passes = 0;
   std::chrono::steady_clock::time_point delivered;

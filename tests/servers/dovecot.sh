@@ -120,6 +120,10 @@ userdb {
   args = uid=$mail_user gid=$mail_group home=$d/home/%u
 }
 mail_location = maildir:$d/mail/%u
+protocol imap {
+  # COMPRESS=DEFLATE (RFC 4978), for the connector's compression tests.
+  mail_plugins = \$mail_plugins imap_zlib
+}
 mail_uid = $mail_user
 mail_gid = $mail_group
 

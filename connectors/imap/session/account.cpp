@@ -473,6 +473,7 @@ struct Account::Impl {
   Awaitable<SyncResult<SyncReport>> sync_all(bool precheck) {
     SyncReport report;
     report.capabilities = conn->capabilities().names;
+    report.compressed = conn->compressed();
     for (const auto& f : folders) {
       auto r = co_await sync_folder(f, precheck);
       if (!r) co_return r.error();

@@ -12,6 +12,8 @@
 #include <array>
 #include <memory>
 
+#include <zlib.h>
+
 namespace asio = boost::asio;
 
 namespace crmcap::imap {
@@ -82,12 +84,91 @@ SyncError from_transport(const TransportError& e) {
                          user ? RetryClass::needs_user : RetryClass::retry_later);
 }
 
+struct Connection::Zlib {
+  z_stream in{};
+  z_stream out{};
+  bool in_ok = false, out_ok = false;
+};
+
+void Connection::ZlibDeleter::operator()(Zlib* z) const noexcept {
+  if (z->in_ok) inflateEnd(&z->in);
+  if (z->out_ok) deflateEnd(&z->out);
+  delete z;
+}
+
 Connection::Connection(const asio::any_io_executor& ex, const AccountOptions& options)
     : options_(options), transport_(ex, options.transport), builder_("C") {}
 
 Awaitable<SyncResult<void>> Connection::write(std::string_view bytes) {
-  auto r = co_await transport_.async_write(bytes);
+  if (!zlib_) {
+    auto r = co_await transport_.async_write(bytes);
+    if (!r) co_return from_transport(r.error());
+    co_return SyncResult<void>{};
+  }
+  // Each write is flushed (Z_SYNC_FLUSH) so the server sees whole commands.
+  std::string packed;
+  z_stream& z = zlib_->out;
+  z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(bytes.data()));
+  z.avail_in = static_cast<uInt>(bytes.size());
+  do {
+    char chunk[16384];
+    z.next_out = reinterpret_cast<Bytef*>(chunk);
+    z.avail_out = sizeof chunk;
+    const int rc = deflate(&z, Z_SYNC_FLUSH);
+    if (rc != Z_OK && rc != Z_BUF_ERROR) {
+      co_return make_sync_error(SyncErrc::protocol, "deflate failed", RetryClass::retry_later);
+    }
+    packed.append(chunk, sizeof chunk - z.avail_out);
+  } while (z.avail_out == 0);
+  auto r = co_await transport_.async_write(packed);
   if (!r) co_return from_transport(r.error());
+  co_return SyncResult<void>{};
+}
+
+SyncResult<void> Connection::inflate_into_input(std::string_view raw) {
+  z_stream& z = zlib_->in;
+  z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(raw.data()));
+  z.avail_in = static_cast<uInt>(raw.size());
+  while (z.avail_in > 0) {
+    char chunk[65536];
+    z.next_out = reinterpret_cast<Bytef*>(chunk);
+    z.avail_out = sizeof chunk;
+    const int rc = inflate(&z, Z_SYNC_FLUSH);
+    if (rc != Z_OK && rc != Z_BUF_ERROR && rc != Z_STREAM_END) {
+      return make_sync_error(SyncErrc::protocol,
+                             transport_.peer() + ": the server's compressed stream is corrupt",
+                             RetryClass::retry_later);
+    }
+    in_.append(chunk, sizeof chunk - z.avail_out);
+    if (rc == Z_STREAM_END || (rc == Z_BUF_ERROR && z.avail_out != 0)) break;
+  }
+  return {};
+}
+
+Awaitable<SyncResult<void>> Connection::start_compression() {
+  const Command cmd = builder_.compress_deflate();
+  const Handler none;
+  auto st = co_await run(cmd, none, "COMPRESS DEFLATE");
+  if (!st) co_return st.error();
+  std::unique_ptr<Zlib, ZlibDeleter> z(new Zlib);
+  if (inflateInit2(&z->in, -15) != Z_OK) {
+    co_return make_sync_error(SyncErrc::protocol, "inflateInit failed", RetryClass::retry_later);
+  }
+  z->in_ok = true;
+  if (deflateInit2(&z->out, Z_DEFAULT_COMPRESSION, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY) !=
+      Z_OK) {
+    co_return make_sync_error(SyncErrc::protocol, "deflateInit failed", RetryClass::retry_later);
+  }
+  z->out_ok = true;
+  zlib_ = std::move(z);
+  // Whatever was read past the tagged OK is already compressed.
+  const std::string rest(pending_);
+  in_.clear();
+  pending_ = {};
+  if (!rest.empty()) {
+    if (auto r = inflate_into_input(rest); !r) co_return r.error();
+    pending_ = in_;
+  }
   co_return SyncResult<void>{};
 }
 
@@ -116,8 +197,15 @@ Awaitable<SyncResult<Response>> Connection::next(std::chrono::milliseconds timeo
     }
     in_.clear();
     pending_ = {};
-    auto n = co_await transport_.async_read_some(in_, timeout);
-    if (!n) co_return from_transport(n.error());
+    if (zlib_) {
+      raw_.clear();
+      auto n = co_await transport_.async_read_some(raw_, timeout);
+      if (!n) co_return from_transport(n.error());
+      if (auto r = inflate_into_input(raw_); !r) co_return r.error();
+    } else {
+      auto n = co_await transport_.async_read_some(in_, timeout);
+      if (!n) co_return from_transport(n.error());
+    }
     pending_ = in_;
   }
 }
@@ -237,6 +325,7 @@ Awaitable<SyncResult<void>> Connection::open() {
   in_.clear();
   pending_ = {};
   caps_ = {};
+  zlib_.reset();
   builder_.set_options({});
   if (auto c = co_await transport_.async_connect(); !c) co_return from_transport(c.error());
 
@@ -344,6 +433,15 @@ Awaitable<SyncResult<void>> Connection::open() {
       if (auto r = co_await run(*c, none, "ENABLE"); !r) co_return r.error();
     }
   }
+  if (caps_.has("COMPRESS=DEFLATE")) {
+    const auto& host = options_.transport.host;
+    const bool loopback = host == "localhost" || host.starts_with("127.") || host == "::1";
+    const auto mode = options_.compress;
+    if (mode == AccountOptions::Compress::always ||
+        (mode == AccountOptions::Compress::automatic && !loopback)) {
+      if (auto r = co_await start_compression(); !r) co_return r.error();
+    }
+  }
   co_return SyncResult<void>{};
 }
 
@@ -372,7 +470,7 @@ Awaitable<SyncResult<void>> Connection::idle(std::chrono::milliseconds timeout,
         auto [ec] = co_await timer->async_wait(asio::as_tuple(asio::use_awaitable));
         if (ec || *done_sent) co_return;
         *done_sent = true;
-        (void)co_await transport_.async_write(CommandBuilder::done());
+        (void)co_await write(CommandBuilder::done());
       },
       asio::detached);
   for (;;) {

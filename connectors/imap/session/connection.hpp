@@ -52,6 +52,7 @@ class Connection {
   void close() noexcept;
 
   const Capabilities& capabilities() const { return caps_; }
+  bool compressed() const { return zlib_ != nullptr; }
   CommandBuilder& builder() { return builder_; }
   bool is_open() const { return transport_.is_open(); }
 
@@ -61,7 +62,18 @@ class Connection {
   Awaitable<SyncResult<void>> refresh_capabilities(const TaggedStatus& after);
   SyncError refusal(const TaggedStatus& st, std::string_view what) const;
 
+  // RFC 4978: after COMPRESS DEFLATE both directions are raw deflate streams.
+  struct Zlib;
+  struct ZlibDeleter {
+    void operator()(Zlib* z) const noexcept;
+  };
+  Awaitable<SyncResult<void>> start_compression();
+  // Inflates `raw` and appends the result to `in_`.
+  SyncResult<void> inflate_into_input(std::string_view raw);
+
   const AccountOptions& options_;
+  std::unique_ptr<Zlib, ZlibDeleter> zlib_;
+  std::string raw_;  // compressed bytes as read
   Transport transport_;
   ResponseParser parser_;
   CommandBuilder builder_;
