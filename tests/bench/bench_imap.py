@@ -76,7 +76,9 @@ def main():
     os.chmod(work, 0o755)
     daemon_proc = None
     try:
-        env = loopback_mailbox.start(work)
+        # No COMPRESS=DEFLATE: mbsync 1.4 uses it whenever offered, which on
+        # loopback only costs CPU; crm-captured does not compress to loopback.
+        env = loopback_mailbox.start(work, compress=False)
         crm, total_bytes = loopback_mailbox.fill(env, work, args.count)
         pw = loopback_mailbox.password_file(env, work)
         db = os.path.join(work, "capture.db")

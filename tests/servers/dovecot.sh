@@ -4,7 +4,7 @@
 # A throwaway Dovecot 2.3 IMAP server on 127.0.0.1, for integration tests and
 # benchmarks. Everything lives under one directory; nothing outside it is touched.
 #
-#   tests/servers/dovecot.sh start DIR [--users N]
+#   tests/servers/dovecot.sh start DIR [--users N] [--no-compress]
 #       DIR must not exist or be empty; it is created (mode 0755). Writes
 #       DIR/dovecot.conf, DIR/users (passwd-file, plain passwords), a self-signed
 #       CA and a server certificate (SAN DNS:localhost, IP:127.0.0.1), starts
@@ -120,10 +120,9 @@ userdb {
   args = uid=$mail_user gid=$mail_group home=$d/home/%u
 }
 mail_location = maildir:$d/mail/%u
-protocol imap {
-  # COMPRESS=DEFLATE (RFC 4978), for the connector's compression tests.
-  mail_plugins = \$mail_plugins imap_zlib
-}
+$( [[ $compress == 1 ]] && printf '%s\n' 'protocol imap {' \
+  '  # COMPRESS=DEFLATE (RFC 4978), for the connector compression tests.' \
+  '  mail_plugins = $mail_plugins imap_zlib' '}' )
 mail_uid = $mail_user
 mail_gid = $mail_group
 
@@ -183,6 +182,10 @@ service lmtp {
 EOF
 }
 
+# 1: offer COMPRESS=DEFLATE (imap_zlib); --no-compress turns it off, as for a
+# benchmark against a client that would compress on loopback.
+compress=1
+
 cmd_start() {
   local d=${1:-} users=1
   [[ -n $d ]] || die "usage: dovecot.sh start DIR [--users N]"
@@ -190,6 +193,7 @@ cmd_start() {
   while [[ $# -gt 0 ]]; do
     case $1 in
       --users) users=${2:?--users needs a number}; shift 2 ;;
+      --no-compress) compress=0; shift ;;
       *) die "unknown option: $1" ;;
     esac
   done

@@ -25,11 +25,16 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 DOVECOT_SH = os.path.join(ROOT, "tests", "servers", "dovecot.sh")
 
 
-def start(work):
-    """Starts Dovecot in work/dovecot; returns dovecot.sh's variables."""
+def start(work, compress=True):
+    """Starts Dovecot in work/dovecot; returns dovecot.sh's variables.
+
+    compress=False: the server does not offer COMPRESS=DEFLATE (a benchmark
+    peer such as mbsync would otherwise compress over loopback)."""
     env = {}
-    out = subprocess.run(["bash", DOVECOT_SH, "start", os.path.join(work, "dovecot")],
-                         check=True, capture_output=True, text=True).stdout
+    cmd = ["bash", DOVECOT_SH, "start", os.path.join(work, "dovecot")]
+    if not compress:
+        cmd.append("--no-compress")
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     for line in out.splitlines():
         key, sep, value = line.partition("=")
         if sep:
