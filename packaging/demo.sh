@@ -73,7 +73,8 @@ for line in sys.stdin:
     c[d["decision"] + (" (" + d["rule"] + ")" if d["rule"] else "")] += 1
 for k, v in sorted(c.items(), key=lambda kv: -kv[1]):
     print(f"   {v:6d}  {k}")'
-one=$(ls "$MAILDIR/cur" | head -n 1)
+# The first INBOX message (a glob, not ls | head: pipefail would see SIGPIPE).
+files=("$MAILDIR"/cur/*)
 echo "== crm-capture explain (one INBOX message)"
 "$client" --store "$db" explain --owner alice@example.com --internal-domain example.com \
-  --folder INBOX "$MAILDIR/cur/$one"
+  --folder INBOX "${files[0]}"
