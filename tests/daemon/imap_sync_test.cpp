@@ -17,6 +17,8 @@
 
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <utime.h>
 
 #include <chrono>
@@ -387,4 +389,84 @@ TEST(ImapBackoff, GrowsToFiveMinutesWithBoundedJitter) {
     EXPECT_GE(d, milliseconds(6400));
     EXPECT_LE(d, milliseconds(9600));
   }
+}
+
+namespace {
+// tests/servers/fake_gmail.py on 127.0.0.1, killed at the end of the test.
+class FakeGmail {
+ public:
+  explicit FakeGmail(const std::string& log) {
+    int out[2];
+    if (pipe(out) != 0) throw std::runtime_error("pipe");
+    pid_ = fork();
+    if (pid_ == 0) {
+      dup2(out[1], 1);
+      close(out[0]);
+      close(out[1]);
+      const std::string script = std::string(CRMCAP_SOURCE_DIR) + "/tests/servers/fake_gmail.py";
+      execlp("python3", "python3", script.c_str(), log.c_str(), static_cast<char*>(nullptr));
+      _exit(127);
+    }
+    close(out[1]);
+    FILE* f = fdopen(out[0], "r");
+    char line[64] = {0};
+    if (!f || !std::fgets(line, sizeof line, f)) throw std::runtime_error("fake_gmail.py: no port");
+    std::fclose(f);
+    port_ = static_cast<std::uint16_t>(std::stoi(std::string(line).substr(5)));
+  }
+  ~FakeGmail() {
+    ::kill(pid_, SIGKILL);
+    waitpid(pid_, nullptr, 0);
+  }
+  std::uint16_t port() const { return port_; }
+
+ private:
+  pid_t pid_ = -1;
+  std::uint16_t port_ = 0;
+};
+}  // namespace
+
+// Gmail shows labels as folders holding the same messages again: only
+// "[Gmail]/All Mail" is synced, so each message is fetched and stored once,
+// whatever folders are configured.
+TEST(ImapGmail, SyncsAllMailOnlyAndStoresEachMessageOnce) {
+  test::TempDir dir;
+  const std::string log = (dir.path() / "commands.log").string();
+  FakeGmail gmail(log);
+  auto st = test::directory_store((dir.path() / "capture.db").string());
+  capture::Settings s;
+  s.owner_addresses = {"user@gmail-test.example"};
+  auto fm = capture::FreeMailDomains::load();
+  ASSERT_TRUE(fm) << fm.error();
+  capture::Pipeline pipeline(*st, *st, s, *fm);
+  capture::ImapSink sink("gmail", pipeline, *st, *st);
+  imap::AccountOptions o;
+  o.name = "gmail";
+  o.transport.host = "127.0.0.1";
+  o.transport.port = gmail.port();
+  o.transport.tls = imap::TlsMode::none;  // a scripted peer on loopback
+  o.transport.io_timeout = std::chrono::seconds(10);
+  o.username = "user@gmail-test.example";
+  o.auth = imap::AuthMethod::login;
+  o.secret = []() -> imap::SyncResult<std::string> { return std::string("app-password"); };
+  asio::io_context io;
+  for (int pass = 0; pass < 2; ++pass) {
+    imap::Account account(io.get_executor(), o, sink);
+    auto r = run_on(io, account.sync_once());
+    ASSERT_TRUE(r) << r.error().message;
+    ASSERT_EQ(r->folders.size(), 1u);
+    EXPECT_EQ(r->folders[0].folder, "[Gmail]/All Mail");
+    EXPECT_EQ(r->folders[0].handed_over, pass == 0 ? 3u : 0u);
+  }
+  const auto acts = st->list({}).value();
+  ASSERT_EQ(acts.size(), 3u);
+  for (const auto& a : acts) {
+    ASSERT_EQ(a.sources.size(), 1u);
+    EXPECT_EQ(a.sources[0].folder, "[Gmail]/All Mail");
+  }
+  const std::string commands = test::read_file(log);
+  EXPECT_NE(commands.find("EXAMINE \"[Gmail]/All Mail\""), std::string::npos) << commands;
+  EXPECT_EQ(commands.find("EXAMINE INBOX"), std::string::npos) << commands;
+  EXPECT_EQ(commands.find("Sent Mail\""), std::string::npos) << commands;
+  EXPECT_EQ(commands.find("app-password"), std::string::npos);
 }
