@@ -22,6 +22,7 @@
 #include <utime.h>
 
 #include <chrono>
+#include <set>
 
 namespace asio = boost::asio;
 using namespace crmcap;
@@ -377,6 +378,52 @@ TEST_F(ImapSync, NewMailArrivesThroughIdle) {
   EXPECT_EQ(activities()[0].message_id, "idle@acme.com");
   std::printf("IDLE: delivery to stored activity in %lld ms\n",
               static_cast<long long>(latency.count()));
+}
+
+// The daemon loop: the server dies in the middle of a backfill and comes back;
+// run() reconnects after its backoff and finishes, every message exactly once.
+TEST_F(ImapSync, RunReconnectsAfterAServerRestartAndFinishesTheBackfill) {
+  for (int i = 0; i < 30; ++i) {
+    dovecot->deliver_doveadm("INBOX", dated("r" + std::to_string(i) + "@acme.com", "jane@acme.com",
+                                            "Restart " + std::to_string(i)));
+  }
+  auto o = options();
+  o.folders = {"INBOX"};
+  o.batch_size = 5;
+  o.transport.io_timeout = std::chrono::seconds(5);
+  FailingSink restarting(*sink, -1);
+  restarting.on_commit = [this](int n) {
+    if (n == 2) dovecot->restart();  // as a crash: connections die, the mail stays
+  };
+  imap::Account account(io.get_executor(), o, restarting);
+  std::vector<imap::SyncError> failures;
+  account.on_failure = [&](const imap::SyncError& e) { failures.push_back(e); };
+  account.on_synced = [&](const imap::SyncReport&) {
+    if (activities().size() == 30) account.stop();
+  };
+  asio::steady_timer guard(io);
+  guard.expires_after(std::chrono::seconds(60));
+  guard.async_wait([&](const boost::system::error_code& ec) {
+    if (!ec) {
+      ADD_FAILURE() << "the backfill did not finish within 60 s";
+      account.stop();
+    }
+  });
+  asio::co_spawn(
+      io,
+      [&]() -> imap::Awaitable<void> {
+        co_await account.run();
+        guard.cancel();
+      },
+      asio::detached);
+  io.run();
+  ASSERT_FALSE(failures.empty());
+  EXPECT_EQ(failures.front().retry, imap::RetryClass::retry_later) << failures.front().message;
+  const auto acts = activities();
+  ASSERT_EQ(acts.size(), 30u);
+  std::set<std::string> ids;
+  for (const auto& a : acts) ids.insert(a.message_id);
+  EXPECT_EQ(ids.size(), 30u);
 }
 
 TEST(ImapBackoff, GrowsToFiveMinutesWithBoundedJitter) {

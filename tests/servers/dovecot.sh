@@ -18,6 +18,9 @@
 #       Sent is MAILDIR/.Sent); user K's is DIR/mail/userK. Sent, Trash, Junk and
 #       Drafts exist with SPECIAL-USE \Sent \Trash \Junk \Drafts.
 #       Exit status non-zero, with Dovecot's log on stderr, when it fails.
+#   tests/servers/dovecot.sh restart DIR
+#       Kills the server at once (as a crash would) and starts it again with the
+#       same config, ports and mail; prints PID=... of the new master.
 #   tests/servers/dovecot.sh stop DIR [--keep]
 #       Kills the server started in DIR and removes DIR. With --keep, stops it
 #       gracefully (about 2 s) and leaves DIR, with its log, in place.
@@ -335,8 +338,45 @@ cmd_stop() {
   fi
 }
 
+# Kills the server started in DIR at once (master and children, as a crash
+# would) and starts it again from the same config, ports and Maildirs. Prints
+# PID=... of the new master.
+cmd_restart() {
+  local d=${1:-}
+  [[ -n $d && -f $d/dovecot.conf ]] || die "usage: dovecot.sh restart DIR"
+  d=$(cd "$d" && pwd -P)
+  if [[ -s $d/run/master.pid ]]; then
+    local old
+    old=$(cat "$d/run/master.pid")
+    if [[ -r /proc/$old/cmdline ]] && tr '\0' ' ' <"/proc/$old/cmdline" | grep -qF "$d/dovecot.conf"; then
+      kill -STOP "$old" 2>/dev/null || true
+      # shellcheck disable=SC2046
+      kill -KILL $(pgrep -P "$old") "$old" 2>/dev/null || true
+      for _ in $(seq 1 100); do
+        alive "$old" || break
+        sleep 0.05
+      done
+    fi
+    rm -f "$d/run/master.pid"
+  fi
+  local ports
+  ports=$(awk '$1 == "port" && $3 > 0 {print $3}' "$d/dovecot.conf")
+  "$DOVECOT" -c "$d/dovecot.conf" 2>>"$d/dovecot.log" || die "dovecot did not start again"
+  for _ in $(seq 1 200); do
+    local up=1 p
+    for p in $ports; do port_open "$p" || up=0; done
+    if [[ -s $d/run/master.pid && $up -eq 1 ]]; then
+      echo "PID=$(cat "$d/run/master.pid")"
+      return 0
+    fi
+    sleep 0.05
+  done
+  die "dovecot did not listen again (config $d/dovecot.conf)"
+}
+
 case ${1:-} in
   start) shift; cmd_start "$@" ;;
   stop) shift; cmd_stop "$@" ;;
-  *) die "usage: dovecot.sh start DIR [--users N] | stop DIR [--keep]" ;;
+  restart) shift; cmd_restart "$@" ;;
+  *) die "usage: dovecot.sh start DIR [--users N] [--no-compress] | stop DIR [--keep] | restart DIR" ;;
 esac

@@ -200,6 +200,16 @@ class DovecotServer {
     }
   }
 
+  // Kills the server at once and starts it again on the same ports and mail
+  // (tests/servers/dovecot.sh restart). Connected clients see the connection die.
+  void restart() {
+    auto r = detail::run({"bash", script(), "restart", dir_});
+    if (r.status != 0) throw std::runtime_error("dovecot.sh restart failed: " + r.out);
+    const auto at = r.out.find("PID=");
+    if (at == std::string::npos) throw std::runtime_error("dovecot.sh restart: no PID: " + r.out);
+    vars_["PID"] = r.out.substr(at + 4, r.out.find('\n', at) - at - 4);
+  }
+
   std::uint16_t imap_port() const {
     return static_cast<std::uint16_t>(std::stoi(var("IMAP_PORT")));
   }
