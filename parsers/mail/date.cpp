@@ -47,6 +47,16 @@ struct Token {
 
 // Month from a name or prefix of at least three letters ("Jan", "January",
 // "Sept"), 1..12, or 0.
+// True when `w` (any case) is a prefix of the lowercase name `n`: "Sept",
+// "sep" and "September" all abbreviate "september".
+bool abbreviates(std::string_view w, std::string_view n) noexcept {
+  if (w.size() > n.size()) return false;
+  for (std::size_t k = 0; k < w.size(); ++k) {
+    if (to_lower(w[k]) != n[k]) return false;
+  }
+  return true;
+}
+
 unsigned month_from(std::string_view w) noexcept {
   static constexpr std::array<std::string_view, 12> names = {
       "january", "february", "march",     "april",   "may",      "june",
@@ -72,15 +82,7 @@ bool is_weekday(std::string_view w) noexcept {
       "monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"};
   if (w.size() < 3) return false;
   for (std::string_view n : names) {
-    if (w.size() > n.size()) continue;
-    bool ok = true;
-    for (std::size_t k = 0; k < w.size(); ++k) {
-      if (to_lower(w[k]) != n[k]) {
-        ok = false;
-        break;
-      }
-    }
-    if (ok) return true;
+    if (abbreviates(w, n)) return true;
   }
   return false;
 }

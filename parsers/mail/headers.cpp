@@ -46,6 +46,25 @@ bool valid_name(std::string_view name) noexcept {
   return true;
 }
 
+// Returns the offset just past the comment that starts at value[i] == '(',
+// nested comments and backslash escapes included (or value.size() when it is
+// not closed). May exceed value.size() after a trailing backslash; callers
+// compare with <.
+std::size_t skip_comment(std::string_view value, std::size_t i) {
+  int depth = 0;
+  while (i < value.size()) {
+    const char d = value[i];
+    if (d == '\\') {
+      i += 2;
+      continue;
+    }
+    ++i;
+    if (d == '(') ++depth;
+    if (d == ')' && --depth == 0) break;
+  }
+  return i;
+}
+
 }  // namespace
 
 HeaderBlock split_header(std::string_view raw) {
@@ -145,17 +164,7 @@ std::vector<std::string> parse_msg_ids(std::string_view value) {
     const char c = value[i];
     if (c == '(') {
       // Comments ("(message from Jane)") are skipped, nested ones too.
-      int depth = 0;
-      while (i < value.size()) {
-        const char d = value[i];
-        if (d == '\\') {
-          i += 2;
-          continue;
-        }
-        ++i;
-        if (d == '(') ++depth;
-        if (d == ')' && --depth == 0) break;
-      }
+      i = skip_comment(value, i);
     } else if (c == '"') {
       // Quoted text in the old "In-Reply-To: "Jane" <id>" phrase form.
       ++i;
@@ -188,17 +197,7 @@ std::vector<std::string> parse_msg_ids(std::string_view value) {
   while (i < value.size()) {
     while (i < value.size() && (is_space(value[i]) || value[i] == ',')) ++i;
     if (i < value.size() && value[i] == '(') {
-      int depth = 0;
-      while (i < value.size()) {
-        const char d = value[i];
-        if (d == '\\') {
-          i += 2;
-          continue;
-        }
-        ++i;
-        if (d == '(') ++depth;
-        if (d == ')' && --depth == 0) break;
-      }
+      i = skip_comment(value, i);
       continue;
     }
     const std::size_t b = i;
