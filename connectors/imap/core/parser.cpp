@@ -272,6 +272,8 @@ class Reader {
   Search search();
   Esearch esearch();
   Vanished vanished();
+  // A sequence set atom ("1:5,7,9:*"); fails naming `what` at its start.
+  UidSet sequence_set(const char* what);
   IdInfo id_info();
   std::vector<std::string> atoms_to_end();
 
@@ -908,6 +910,16 @@ Search Reader::search() {
   return s;
 }
 
+UidSet Reader::sequence_set(const char* what) {
+  const std::size_t at = pos_;
+  auto set = UidSet::parse(atom());
+  if (!set) {
+    pos_ = at;
+    fail(what);
+  }
+  return std::move(*set);
+}
+
 Esearch Reader::esearch() {
   Esearch e;
   skip_spaces();
@@ -938,13 +950,7 @@ Esearch Reader::esearch() {
     } else if (name == "MODSEQ") {
       e.modseq = number();
     } else if (name == "ALL") {
-      std::size_t at = pos_;
-      auto set = UidSet::parse(atom());
-      if (!set) {
-        pos_ = at;
-        fail("sequence set");
-      }
-      e.all = std::move(*set);
+      e.all = sequence_set("sequence set");
     } else {
       skip_value();
     }
@@ -965,13 +971,7 @@ Vanished Reader::vanished() {
     v.earlier = true;
     sp();
   }
-  std::size_t at = pos_;
-  auto set = UidSet::parse(atom());
-  if (!set) {
-    pos_ = at;
-    fail("UID set");
-  }
-  v.uids = std::move(*set);
+  v.uids = sequence_set("UID set");
   end_of_response();
   return v;
 }
