@@ -54,6 +54,20 @@ std::string join(const std::vector<std::string>& v, std::string_view sep) {
   return out;
 }
 
+// The first 16 bytes of SHA-256(bytes), as 32 lowercase hex digits.
+std::string sha256_prefix_hex(std::string_view bytes) {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_Digest(bytes.data(), bytes.size(), digest, &len, EVP_sha256(), nullptr);
+  static constexpr char hex[] = "0123456789abcdef";
+  std::string out;
+  for (unsigned i = 0; i < 16 && i < len; ++i) {
+    out += hex[digest[i] >> 4];
+    out += hex[digest[i] & 15];
+  }
+  return out;
+}
+
 }  // namespace
 
 // ---- helpers -------------------------------------------------------------------
@@ -110,16 +124,7 @@ std::string normalize_address(std::string_view address, bool strip_plus_tags) {
 }
 
 std::string activity_id_for(std::string_view source_key) {
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  EVP_Digest(source_key.data(), source_key.size(), digest, &len, EVP_sha256(), nullptr);
-  static constexpr char hex[] = "0123456789abcdef";
-  std::string out = "a-";
-  for (unsigned i = 0; i < 16 && i < len; ++i) {
-    out += hex[digest[i] >> 4];
-    out += hex[digest[i] & 15];
-  }
-  return out;
+  return "a-" + sha256_prefix_hex(source_key);
 }
 
 std::string iso_utc(std::int64_t t) {
@@ -244,16 +249,7 @@ Outcome Pipeline::process(std::string_view raw, const MessageSource& source) {
     store::Activity& a = out.activity;
     // A message that cannot be parsed still gets a row, keyed by its bytes, so
     // it is listed as failed and never silently dropped.
-    unsigned char digest[EVP_MAX_MD_SIZE];
-    unsigned int len = 0;
-    EVP_Digest(raw.data(), raw.size(), digest, &len, EVP_sha256(), nullptr);
-    static constexpr char hex[] = "0123456789abcdef";
-    std::string h;
-    for (unsigned i = 0; i < 16 && i < len; ++i) {
-      h += hex[digest[i] >> 4];
-      h += hex[digest[i] & 15];
-    }
-    a.source_key = "raw:" + h;
+    a.source_key = "raw:" + sha256_prefix_hex(raw);
     a.id = activity_id_for(a.source_key);
     a.status = store::DecisionStatus::failed;
     a.rule = "parse";
