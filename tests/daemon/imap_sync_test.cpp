@@ -39,6 +39,29 @@ T run_on(asio::io_context& io, imap::Awaitable<T> op) {
   return std::move(*out);
 }
 
+// Runs account.run() on `io` until the test calls account.stop(), failing the
+// test with `timeout_message` (and stopping) if that takes longer than `limit`.
+void run_until_stopped(asio::io_context& io, imap::Account& account, std::chrono::seconds limit,
+                       const std::string& timeout_message) {
+  asio::steady_timer guard(io);
+  guard.expires_after(limit);
+  guard.async_wait([&](const boost::system::error_code& ec) {
+    if (!ec) {
+      ADD_FAILURE() << timeout_message;
+      account.stop();
+    }
+  });
+  asio::co_spawn(
+      io,
+      [&]() -> imap::Awaitable<void> {
+        co_await account.run();
+        guard.cancel();
+      },
+      asio::detached);
+  io.restart();
+  io.run();
+}
+
 std::string dated(const std::string& mid, const std::string& from, const std::string& subject,
                   const std::string& extra = "") {
   return test::message("From: " + from + "\nTo: user1@example.com\nSubject: " + subject +
@@ -338,7 +361,6 @@ TEST_F(ImapSync, NewMailArrivesThroughIdle) {
   int passes = 0;
   std::chrono::steady_clock::time_point delivered;
   std::chrono::milliseconds latency{0};
-  asio::steady_timer guard(io);
   account.on_synced = [&](const imap::SyncReport&) {
     ++passes;
     if (passes == 1) {
@@ -359,21 +381,7 @@ TEST_F(ImapSync, NewMailArrivesThroughIdle) {
     }
   };
   account.on_failure = [&](const imap::SyncError& e) { ADD_FAILURE() << e.message; };
-  guard.expires_after(std::chrono::seconds(30));
-  guard.async_wait([&](const boost::system::error_code& ec) {
-    if (!ec) {
-      ADD_FAILURE() << "no activity 30 s after delivery";
-      account.stop();
-    }
-  });
-  asio::co_spawn(
-      io,
-      [&]() -> imap::Awaitable<void> {
-        co_await account.run();
-        guard.cancel();
-      },
-      asio::detached);
-  io.run();
+  run_until_stopped(io, account, std::chrono::seconds(30), "no activity 30 s after delivery");
   ASSERT_EQ(activities().size(), 1u);
   EXPECT_EQ(activities()[0].message_id, "idle@acme.com");
   std::printf("IDLE: delivery to stored activity in %lld ms\n",
@@ -401,22 +409,8 @@ TEST_F(ImapSync, RunReconnectsAfterAServerRestartAndFinishesTheBackfill) {
   account.on_synced = [&](const imap::SyncReport&) {
     if (activities().size() == 30) account.stop();
   };
-  asio::steady_timer guard(io);
-  guard.expires_after(std::chrono::seconds(60));
-  guard.async_wait([&](const boost::system::error_code& ec) {
-    if (!ec) {
-      ADD_FAILURE() << "the backfill did not finish within 60 s";
-      account.stop();
-    }
-  });
-  asio::co_spawn(
-      io,
-      [&]() -> imap::Awaitable<void> {
-        co_await account.run();
-        guard.cancel();
-      },
-      asio::detached);
-  io.run();
+  run_until_stopped(io, account, std::chrono::seconds(60),
+                    "the backfill did not finish within 60 s");
   ASSERT_FALSE(failures.empty());
   EXPECT_EQ(failures.front().retry, imap::RetryClass::retry_later) << failures.front().message;
   const auto acts = activities();
