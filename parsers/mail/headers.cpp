@@ -13,6 +13,7 @@ namespace {
 using text::detail::iequals;
 using text::detail::is_space;
 using text::detail::is_wsp;
+using text::detail::skip_comment;
 
 // Reported problems are capped: a binary blob fed as a message would otherwise
 // yield one per line.
@@ -44,25 +45,6 @@ bool valid_name(std::string_view name) noexcept {
     if (b < 33 || b > 126) return false;
   }
   return true;
-}
-
-// Returns the offset just past the comment that starts at value[i] == '(',
-// nested comments and backslash escapes included (or value.size() when it is
-// not closed). May exceed value.size() after a trailing backslash; callers
-// compare with <.
-std::size_t skip_comment(std::string_view value, std::size_t i) {
-  int depth = 0;
-  while (i < value.size()) {
-    const char d = value[i];
-    if (d == '\\') {
-      i += 2;
-      continue;
-    }
-    ++i;
-    if (d == '(') ++depth;
-    if (d == ')' && --depth == 0) break;
-  }
-  return i;
 }
 
 }  // namespace

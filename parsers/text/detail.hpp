@@ -81,4 +81,22 @@ inline bool is_word_close(std::string_view v, std::size_t i) noexcept {
 // a trailing partial group of one character. Appends the bytes to `out`.
 void decode_base64(std::string_view in, std::string& out);
 
+// Returns the offset just past the RFC 5322 comment that starts at s[i] == '('
+// (nested comments and backslash escapes included), or s.size() when it is not
+// closed.
+inline std::size_t skip_comment(std::string_view s, std::size_t i) noexcept {
+  int depth = 0;
+  while (i < s.size()) {
+    const char c = s[i];
+    if (c == '\\') {
+      i += 2;
+      continue;
+    }
+    ++i;
+    if (c == '(') ++depth;
+    if (c == ')' && --depth == 0) return i;
+  }
+  return s.size();
+}
+
 }  // namespace crmcap::text::detail

@@ -10,6 +10,7 @@ namespace crmcap::text {
 namespace {
 
 using detail::is_space;
+using detail::skip_comment;
 
 bool is_token_char(char c) noexcept {
   const auto b = static_cast<unsigned char>(c);
@@ -42,17 +43,7 @@ std::size_t skip_cfws(std::string_view s, std::size_t i) noexcept {
     if (is_space(s[i])) {
       ++i;
     } else if (s[i] == '(') {
-      int depth = 0;
-      while (i < s.size()) {
-        const char c = s[i];
-        if (c == '\\') {
-          i += 2;
-          continue;
-        }
-        ++i;
-        if (c == '(') ++depth;
-        if (c == ')' && --depth == 0) break;
-      }
+      i = skip_comment(s, i);
     } else {
       break;
     }
