@@ -133,7 +133,87 @@ DROP INDEX activities_by_thread;
 CREATE INDEX activities_by_thread ON activities(thread_key, occurred_at, id);
 )sql";
 
-constexpr const char* k_migrations[] = {k_v1, k_v2, k_v3};
+// v4: an integer key for activities (seq, the rowid) that the participant and
+// source rows reference, so the rows of a new activity are appended instead of
+// landing at random places under a hashed text id; and indexes that cover only
+// the rows they are searched for (participants that matched a contact or a
+// company, activities with an opportunity). On a 20,000-message backfill this
+// cut the pages written to the WAL by about two thirds (tests/bench).
+// The CHECKs are written with OR, not IN: SQLite evaluates an IN list by
+// building a temporary table, for every row inserted.
+// Children are copied and dropped before their parent: with foreign keys on,
+// dropping a parent first would cascade into them.
+constexpr const char* k_v4 = R"sql(
+CREATE TABLE activities_v4 (
+  seq            INTEGER PRIMARY KEY,
+  id             TEXT NOT NULL UNIQUE,
+  source_key     TEXT NOT NULL UNIQUE,
+  kind           TEXT NOT NULL CHECK (kind = 'email' OR kind = 'meeting'),
+  direction      TEXT NOT NULL,
+  status         TEXT NOT NULL
+                 CHECK (status = 'captured' OR status = 'skipped' OR status = 'failed'),
+  occurred_at    TEXT NOT NULL,
+  subject        TEXT NOT NULL DEFAULT '',
+  snippet        TEXT NOT NULL DEFAULT '',
+  message_id     TEXT NOT NULL DEFAULT '',
+  thread_key     TEXT NOT NULL DEFAULT '',
+  opportunity_id TEXT NOT NULL DEFAULT '',
+  reason         TEXT NOT NULL DEFAULT '',
+  rule           TEXT NOT NULL DEFAULT '',
+  created_at     TEXT NOT NULL,
+  updated_at     TEXT NOT NULL
+);
+INSERT INTO activities_v4 (id, source_key, kind, direction, status, occurred_at, subject,
+  snippet, message_id, thread_key, opportunity_id, reason, rule, created_at, updated_at)
+SELECT id, source_key, kind, direction, status, occurred_at, subject, snippet, message_id,
+  thread_key, opportunity_id, reason, rule, created_at, updated_at
+FROM activities ORDER BY rowid;
+CREATE TABLE activity_participants_v4 (
+  activity_seq INTEGER NOT NULL REFERENCES activities_v4(seq) ON DELETE CASCADE,
+  position     INTEGER NOT NULL,
+  address      TEXT NOT NULL,
+  name         TEXT NOT NULL DEFAULT '',
+  role         TEXT NOT NULL,
+  contact_id   TEXT NOT NULL DEFAULT '',
+  company_id   TEXT NOT NULL DEFAULT '',
+  PRIMARY KEY (activity_seq, position)
+) WITHOUT ROWID;
+INSERT INTO activity_participants_v4 (activity_seq, position, address, name, role, contact_id,
+  company_id)
+SELECT a.seq, p.position, p.address, p.name, p.role, p.contact_id, p.company_id
+FROM activity_participants p JOIN activities_v4 a ON a.id = p.activity_id;
+CREATE TABLE activity_sources_v4 (
+  activity_seq INTEGER NOT NULL REFERENCES activities_v4(seq) ON DELETE CASCADE,
+  mailbox      TEXT NOT NULL,
+  folder       TEXT NOT NULL,
+  uidvalidity  INTEGER NOT NULL,
+  uid          INTEGER NOT NULL,
+  path         TEXT NOT NULL DEFAULT '',
+  seen_at      TEXT NOT NULL,
+  PRIMARY KEY (mailbox, folder, uidvalidity, uid, path)
+) WITHOUT ROWID;
+INSERT INTO activity_sources_v4 (activity_seq, mailbox, folder, uidvalidity, uid, path, seen_at)
+SELECT a.seq, s.mailbox, s.folder, s.uidvalidity, s.uid, s.path, s.seen_at
+FROM activity_sources s JOIN activities_v4 a ON a.id = s.activity_id;
+DROP TABLE activity_participants;
+DROP TABLE activity_sources;
+DROP TABLE activities;
+ALTER TABLE activities_v4 RENAME TO activities;
+ALTER TABLE activity_participants_v4 RENAME TO activity_participants;
+ALTER TABLE activity_sources_v4 RENAME TO activity_sources;
+CREATE INDEX activities_by_time ON activities(occurred_at);
+CREATE INDEX activities_by_opportunity ON activities(opportunity_id, occurred_at)
+  WHERE opportunity_id <> '';
+CREATE INDEX activities_by_thread ON activities(thread_key, occurred_at, id)
+  WHERE status = 'captured' AND opportunity_id <> '';
+CREATE INDEX activity_participants_by_contact ON activity_participants(contact_id)
+  WHERE contact_id <> '';
+CREATE INDEX activity_participants_by_company ON activity_participants(company_id)
+  WHERE company_id <> '';
+CREATE INDEX activity_sources_by_activity ON activity_sources(activity_seq);
+)sql";
+
+constexpr const char* k_migrations[] = {k_v1, k_v2, k_v3, k_v4};
 
 }  // namespace
 

@@ -6,9 +6,11 @@
 #include "store/util.hpp"
 
 #include <SQLiteCpp/SQLiteCpp.h>
+#include <sqlite3.h>
 
 #include <chrono>
 #include <ctime>
+#include <optional>
 #include <stdexcept>
 #include <unordered_map>
 
@@ -397,67 +399,82 @@ class SqliteStore final : public Store {
   // Activities --------------------------------------------------------------
 
   Result<void> commit(const Batch& batch) override try {
-    SQLite::Transaction tx(db_);
+    // IMMEDIATE: the write lock is taken first, so the look-ups below cannot
+    // be overtaken by another writer before this transaction writes.
+    SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
     const std::string now = now_iso();
-    auto& up = stmt(
+    // A look-up, then a plain INSERT or UPDATE, rather than one
+    // INSERT ... ON CONFLICT DO UPDATE ... RETURNING: SQLite builds a temporary
+    // table for every RETURNING and an undo journal for every upsert, which
+    // cost more than the statements themselves on a backfill.
+    auto& find = stmt(
+        "SELECT seq, kind, direction, status, occurred_at, subject, snippet, '', thread_key, "
+        "opportunity_id, reason, rule FROM activities WHERE source_key = ?");
+    auto& ins_a = stmt(
         "INSERT INTO activities (id, source_key, kind, direction, status, occurred_at, subject, "
         "snippet, message_id, thread_key, opportunity_id, reason, rule, created_at, updated_at) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (source_key) DO UPDATE "
-        "SET kind = excluded.kind, direction = excluded.direction, status = excluded.status, "
-        "occurred_at = excluded.occurred_at, subject = excluded.subject, "
-        "snippet = excluded.snippet, message_id = excluded.message_id, "
-        "thread_key = excluded.thread_key, opportunity_id = excluded.opportunity_id, "
-        "reason = excluded.reason, rule = excluded.rule, updated_at = excluded.updated_at "
-        "WHERE activities.kind IS NOT excluded.kind OR activities.direction IS NOT "
-        "excluded.direction OR activities.status IS NOT excluded.status OR "
-        "activities.occurred_at IS NOT excluded.occurred_at OR activities.subject IS NOT "
-        "excluded.subject OR activities.snippet IS NOT excluded.snippet OR "
-        "activities.thread_key IS NOT excluded.thread_key OR activities.opportunity_id IS NOT "
-        "excluded.opportunity_id OR activities.reason IS NOT excluded.reason OR "
-        "activities.rule IS NOT excluded.rule RETURNING id");
-    auto& get_id = stmt("SELECT id FROM activities WHERE source_key = ?");
-    auto& del_p = stmt("DELETE FROM activity_participants WHERE activity_id = ?");
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+    auto& upd_a = stmt(
+        "UPDATE activities SET kind = ?, direction = ?, status = ?, occurred_at = ?, subject = ?, "
+        "snippet = ?, message_id = ?, thread_key = ?, opportunity_id = ?, reason = ?, rule = ?, "
+        "updated_at = ? WHERE seq = ?");
+    auto& del_p = stmt("DELETE FROM activity_participants WHERE activity_seq = ?");
     auto& ins_p = stmt(
-        "INSERT INTO activity_participants (activity_id, position, address, name, role, "
+        "INSERT INTO activity_participants (activity_seq, position, address, name, role, "
         "contact_id, company_id) VALUES (?, ?, ?, ?, ?, ?, ?)");
     auto& ins_s = stmt(
-        "INSERT INTO activity_sources (activity_id, mailbox, folder, uidvalidity, uid, path, "
+        "INSERT INTO activity_sources (activity_seq, mailbox, folder, uidvalidity, uid, path, "
         "seen_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET "
-        "activity_id = excluded.activity_id");
+        "activity_seq = excluded.activity_seq");
     for (const auto& item : batch.items) {
       const Activity& a = item.activity;
-      bind_all(up, a.id, a.source_key, std::string(to_string(a.kind)),
-               std::string(to_string(a.direction)), std::string(to_string(a.status)), a.occurred_at,
-               a.subject, a.snippet, a.message_id, a.thread_key, a.opportunity_id, a.reason, a.rule,
-               now, now);
-      // RETURNING gives the id of the row written (an older row keeps its id);
-      // no row means the stored one is identical and was left alone.
-      const bool changed = up.executeStep();
-      std::string id;
-      if (changed) {
-        id = up.getColumn(0).getString();
+      const std::string kind(to_string(a.kind)), direction(to_string(a.direction)),
+          status(to_string(a.status));
+      find.bind(1, a.source_key);
+      std::int64_t seq = 0;
+      bool changed = true, inserted = false;
+      if (find.executeStep()) {
+        seq = find.getColumn(0).getInt64();
+        // A row identical in every field capture decides is left alone, so
+        // updated_at says when capture last changed its mind. (The Message-ID
+        // of an iMIP update is not such a field: it is written along when
+        // something else changed.)
+        changed =
+            find.getColumn(1).getString() != kind || find.getColumn(2).getString() != direction ||
+            find.getColumn(3).getString() != status ||
+            find.getColumn(4).getString() != a.occurred_at ||
+            find.getColumn(5).getString() != a.subject ||
+            find.getColumn(6).getString() != a.snippet ||
+            find.getColumn(8).getString() != a.thread_key ||
+            find.getColumn(9).getString() != a.opportunity_id ||
+            find.getColumn(10).getString() != a.reason || find.getColumn(11).getString() != a.rule;
+        find.reset();
+        if (changed) {
+          run(upd_a, kind, direction, status, a.occurred_at, a.subject, a.snippet, a.message_id,
+              a.thread_key, a.opportunity_id, a.reason, a.rule, now, seq);
+        }
       } else {
-        get_id.bind(1, a.source_key);
-        get_id.executeStep();
-        id = get_id.getColumn(0).getString();
-        get_id.reset();
+        find.reset();
+        run(ins_a, a.id, a.source_key, kind, direction, status, a.occurred_at, a.subject, a.snippet,
+            a.message_id, a.thread_key, a.opportunity_id, a.reason, a.rule, now, now);
+        seq = db_.getLastInsertRowid();
+        inserted = true;
       }
-      up.reset();
       if (changed) {
-        run(del_p, id);
+        if (!inserted) run(del_p, seq);
         for (std::size_t i = 0; i < a.participants.size(); ++i) {
           const Participant& p = a.participants[i];
-          run(ins_p, id, static_cast<std::int64_t>(i), p.address, p.name, p.role, p.contact_id,
+          run(ins_p, seq, static_cast<std::int64_t>(i), p.address, p.name, p.role, p.contact_id,
               p.company_id);
         }
       }
       const SourceRef& s = item.source;
-      run(ins_s, id, s.mailbox, s.folder, s.uidvalidity, s.uid, s.path, now);
+      run(ins_s, seq, s.mailbox, s.folder, s.uidvalidity, s.uid, s.path, now);
     }
     auto& again = stmt(
-        "INSERT INTO activity_sources (activity_id, mailbox, folder, uidvalidity, uid, path, "
-        "seen_at) SELECT id, ?, ?, ?, ?, ?, ? FROM activities WHERE source_key = ? "
-        "ON CONFLICT DO UPDATE SET activity_id = excluded.activity_id");
+        "INSERT INTO activity_sources (activity_seq, mailbox, folder, uidvalidity, uid, path, "
+        "seen_at) SELECT seq, ?, ?, ?, ?, ?, ? FROM activities WHERE source_key = ? "
+        "ON CONFLICT DO UPDATE SET activity_seq = excluded.activity_seq");
     for (const auto& seen : batch.seen_again) {
       const SourceRef& s = seen.source;
       run(again, s.mailbox, s.folder, s.uidvalidity, s.uid, s.path, now, seen.source_key);
@@ -473,15 +490,20 @@ class SqliteStore final : public Store {
     std::string sql = std::string(k_act_select) + " WHERE 1 = 1";
     std::vector<std::string> args;
     if (!f.contact_id.empty()) {
-      sql += " AND a.id IN (SELECT activity_id FROM activity_participants WHERE contact_id = ?)";
+      // "<> ''" lets SQLite use the partial index of matched participants.
+      sql +=
+          " AND a.seq IN (SELECT activity_seq FROM activity_participants "
+          "WHERE contact_id = ? AND contact_id <> '')";
       args.push_back(f.contact_id);
     }
     if (!f.company_id.empty()) {
-      sql += " AND a.id IN (SELECT activity_id FROM activity_participants WHERE company_id = ?)";
+      sql +=
+          " AND a.seq IN (SELECT activity_seq FROM activity_participants "
+          "WHERE company_id = ? AND company_id <> '')";
       args.push_back(f.company_id);
     }
     if (!f.opportunity_id.empty()) {
-      sql += " AND a.opportunity_id = ?";
+      sql += " AND a.opportunity_id = ? AND a.opportunity_id <> ''";
       args.push_back(f.opportunity_id);
     }
     if (!f.since.empty()) {
@@ -500,9 +522,14 @@ class SqliteStore final : public Store {
     if (f.limit > 0) sql += detail::cat(" LIMIT ", f.limit);
     SQLite::Statement st(db_, sql);
     for (std::size_t i = 0; i < args.size(); ++i) st.bind(static_cast<int>(i + 1), args[i]);
+    std::vector<std::pair<std::int64_t, Activity>> rows;
+    while (st.executeStep()) rows.emplace_back(st.getColumn(14).getInt64(), read_activity(st));
     std::vector<Activity> out;
-    while (st.executeStep()) out.push_back(read_activity(st));
-    for (auto& a : out) fill_activity(a);
+    out.reserve(rows.size());
+    for (auto& [seq, a] : rows) {
+      fill_activity(seq, a);
+      out.push_back(std::move(a));
+    }
     return out;
   } catch (const std::exception& e) {
     return sql_error("listing activities", e);
@@ -518,6 +545,7 @@ class SqliteStore final : public Store {
   Result<std::vector<bool>> have_source_keys(const std::vector<std::string>& keys) override try {
     std::vector<bool> out;
     out.reserve(keys.size());
+    const ReadScope scope(db_);
     for (const auto& k : keys) {
       auto& st = stmt("SELECT 1 FROM activities WHERE source_key = ?");
       st.bind(1, k);
@@ -577,7 +605,7 @@ class SqliteStore final : public Store {
       std::string_view mailbox, std::string_view folder, std::int64_t uidvalidity) override try {
     auto& st = stmt(
         "SELECT s.uid, a.source_key FROM activity_sources s JOIN activities a "
-        "ON a.id = s.activity_id WHERE s.mailbox = ? AND s.folder = ? AND s.uidvalidity = ? "
+        "ON a.seq = s.activity_seq WHERE s.mailbox = ? AND s.folder = ? AND s.uidvalidity = ? "
         "ORDER BY s.uid");
     st.bind(1, std::string(mailbox));
     st.bind(2, std::string(folder));
@@ -597,10 +625,24 @@ class SqliteStore final : public Store {
       "o.status FROM opportunities o";
   static constexpr const char* k_act_select =
       "SELECT a.id, a.source_key, a.kind, a.direction, a.status, a.occurred_at, a.subject, "
-      "a.snippet, a.message_id, a.thread_key, a.opportunity_id, a.reason, a.rule, a.updated_at "
-      "FROM activities a";
+      "a.snippet, a.message_id, a.thread_key, a.opportunity_id, a.reason, a.rule, a.updated_at, "
+      "a.seq FROM activities a";
   static constexpr const char* k_cursor_select =
       "SELECT mailbox, folder, uidvalidity, highest_uid, highest_modseq, extra FROM sync_state";
+
+  // One read transaction around a run of look-ups, unless a transaction is
+  // already open: each statement outside one takes and drops the WAL read
+  // lock on its own (several system calls per statement).
+  class ReadScope {
+   public:
+    explicit ReadScope(SQLite::Database& db) {
+      if (sqlite3_get_autocommit(db.getHandle()) != 0) tx_.emplace(db);
+    }
+
+   private:
+    // Rolled back on destruction: nothing was written.
+    std::optional<SQLite::Transaction> tx_;
+  };
 
   // Statements are prepared once and kept; each use starts from a reset one.
   SQLite::Statement& stmt(const std::string& sql) {
@@ -685,11 +727,12 @@ class SqliteStore final : public Store {
     return a;
   }
 
-  void fill_activity(Activity& a) {
+  // Adds participants and sources to `a`, whose row key is `seq`.
+  void fill_activity(std::int64_t seq, Activity& a) {
     auto& p = stmt(
         "SELECT address, name, role, contact_id, company_id FROM activity_participants "
-        "WHERE activity_id = ? ORDER BY position");
-    p.bind(1, a.id);
+        "WHERE activity_seq = ? ORDER BY position");
+    p.bind(1, seq);
     while (p.executeStep()) {
       Participant x{p.getColumn(0).getString(), p.getColumn(1).getString(),
                     p.getColumn(2).getString(), p.getColumn(3).getString(),
@@ -703,8 +746,8 @@ class SqliteStore final : public Store {
     }
     auto& s = stmt(
         "SELECT mailbox, folder, uidvalidity, uid, path FROM activity_sources "
-        "WHERE activity_id = ? ORDER BY mailbox, folder, uidvalidity, uid, path");
-    s.bind(1, a.id);
+        "WHERE activity_seq = ? ORDER BY mailbox, folder, uidvalidity, uid, path");
+    s.bind(1, seq);
     while (s.executeStep()) {
       a.sources.push_back(SourceRef{s.getColumn(0).getString(), s.getColumn(1).getString(),
                                     s.getColumn(2).getInt64(), s.getColumn(3).getInt64(),
@@ -718,8 +761,9 @@ class SqliteStore final : public Store {
     std::optional<Activity> out;
     if (st.executeStep()) {
       out = read_activity(st);
+      const std::int64_t seq = st.getColumn(14).getInt64();
       st.reset();
-      fill_activity(*out);
+      fill_activity(seq, *out);
     }
     return out;
   } catch (const std::exception& e) {
@@ -782,6 +826,10 @@ Result<std::unique_ptr<Store>> open_at_version(const std::string& path, int targ
     wal.executeStep();
     db->exec("PRAGMA foreign_keys = ON");
     db->exec("PRAGMA synchronous = NORMAL");
+    // Statement journals (an upsert's undo log inside a batch) and temporary
+    // indexes stay in memory: on disk, every page an upsert touched was
+    // written to a temporary file first, three times the WAL's own writes.
+    db->exec("PRAGMA temp_store = MEMORY");
     // 64 MiB of page cache (the default 2 MiB is smaller than a CRM directory:
     // pages would go out to the kernel and come back on every batch).
     db->exec("PRAGMA cache_size = -65536");

@@ -312,6 +312,74 @@ TEST(StoreActivities, UpsertBySourceKeyAddsSourcesAndNeverDuplicates) {
   EXPECT_FALSE(l.store->thread_opportunity("thread-1", "2026-11-01T10:00:00Z").value());
 }
 
+TEST(StoreMigrations, UpgradesActivitiesTheirParticipantsAndSources) {
+  // Version 3 keyed participants and sources by the text id; version 4 by an
+  // integer key. Every row and every way of reading it must survive.
+  TempDir dir;
+  const std::string path = (dir / "v3.db").string();
+  {
+    auto s = detail::open_at_version(path, 3).value();
+    ASSERT_EQ(s->schema_version(), 3);
+  }
+  // Rows as version 3 wrote them (the store's code speaks the latest schema
+  // only, so they are written with plain SQL).
+  exec_raw(dir / "v3.db", R"sql(
+    INSERT INTO activities (id, source_key, kind, direction, status, occurred_at, subject,
+      snippet, message_id, thread_key, opportunity_id, reason, rule, created_at, updated_at)
+    VALUES ('id-mid:1@x', 'mid:1@x', 'email', 'inbound', 'captured', '2026-11-01T10:00:00Z',
+            'Subject mid:1@x', '', '', 'thread-1', 'O-1', 'because', '', 'c', 'u'),
+           ('id-mid:2@x', 'mid:2@x', 'email', 'inbound', 'captured', '2026-11-03T10:00:00Z',
+            'Subject mid:2@x', '', '', 'thread-1', '', 'because', '', 'c', 'u');
+    INSERT INTO activity_participants (activity_id, position, address, name, role, contact_id,
+      company_id)
+    VALUES ('id-mid:1@x', 0, 'jane@acme.com', 'Jane', 'from', 'C-1', 'CO-1'),
+           ('id-mid:1@x', 1, 'alice@example.com', 'Alice', 'to', '', ''),
+           ('id-mid:2@x', 0, 'hank@globex.com', 'Hank', 'from', 'C-2', 'CO-2'),
+           ('id-mid:2@x', 1, 'alice@example.com', 'Alice', 'to', '', '');
+    INSERT INTO activity_sources (activity_id, mailbox, folder, uidvalidity, uid, path, seen_at)
+    VALUES ('id-mid:1@x', 'alice', 'INBOX', 7, 1, '', 's'),
+           ('id-mid:2@x', 'alice', 'INBOX', 7, 2, '', 's'),
+           ('id-mid:1@x', 'alice', 'Sent', 3, 9, '', 's');
+    INSERT INTO sync_state (mailbox, folder, uidvalidity, highest_uid, highest_modseq, extra,
+      updated_at) VALUES ('alice', 'INBOX', 7, 2, 0, '', 'u');
+  )sql");
+  auto s = Store::open(path).value();
+  EXPECT_EQ(s->schema_version(), Store::latest_schema_version());
+  auto all = s->list({}).value();
+  ASSERT_EQ(all.size(), 2u);
+  EXPECT_EQ(all[0].id, "id-mid:1@x");
+  EXPECT_EQ(all[0].participants.size(), 2u);
+  EXPECT_EQ(all[0].participants[0].address, "jane@acme.com");
+  EXPECT_EQ(all[0].sources.size(), 2u);
+  EXPECT_EQ(all[1].contact_ids, std::vector<std::string>{"C-2"});
+  EXPECT_EQ(s->get("id-mid:2@x").value()->source_key, "mid:2@x");
+  EXPECT_EQ(s->by_source_key("mid:1@x").value()->sources.size(), 2u);
+  EXPECT_EQ(s->known_uids("alice", "Sent", 3).value().size(), 1u);
+  EXPECT_EQ(s->known_uids("alice", "INBOX", 7).value().size(), 2u);
+  EXPECT_EQ(s->cursor("alice", "INBOX").value()->highest_uid, 2);
+  ActivityFilter f;
+  f.contact_id = "C-2";
+  EXPECT_EQ(s->list(f).value().at(0).source_key, "mid:2@x");
+  f = {};
+  f.company_id = "CO-1";
+  EXPECT_EQ(s->list(f).value().at(0).source_key, "mid:1@x");
+  f = {};
+  f.opportunity_id = "O-1";
+  EXPECT_EQ(s->list(f).value().size(), 1u);
+  EXPECT_EQ(s->thread_opportunity("thread-1", "2026-11-02T00:00:00Z").value().value(), "O-1");
+  // Rows written before the upgrade are updated in place after it.
+  Batch b;
+  auto changed = make_activity("mid:2@x", "2026-11-03T10:00:00Z", "O-2");
+  b.items.push_back({changed, SourceRef{"alice", "INBOX", 7, 2, ""}});
+  auto c = s->commit(b);
+  ASSERT_TRUE(c) << c.error().message;
+  all = s->list({}).value();
+  ASSERT_EQ(all.size(), 2u);
+  EXPECT_EQ(all[1].opportunity_id, "O-2");
+  EXPECT_EQ(all[1].participants.size(), 2u);
+  EXPECT_EQ(all[1].contact_ids, std::vector<std::string>{"C-1"});
+}
+
 TEST(StoreActivities, FiltersByContactCompanyOpportunityAndTime) {
   Loaded l;
   Batch b;
