@@ -15,6 +15,7 @@
 #include <chrono>
 #include <map>
 #include <random>
+#include <utility>
 
 namespace asio = boost::asio;
 
@@ -65,6 +66,9 @@ const std::string* find_section(const FetchItem& f, const std::string& part, Sec
     if (s.section.part == part && s.section.text == text && s.data) return &*s.data;
   }
   return nullptr;
+}
+std::string* find_section(FetchItem& f, const std::string& part, SectionText text) {
+  return const_cast<std::string*>(find_section(std::as_const(f), part, text));
 }
 
 // Rebuilds the message from its header, the MIME headers of every part and the
@@ -277,41 +281,77 @@ struct Account::Impl {
     return std::move(*cmd);
   }
 
-  // Completes a batch whose meta_command() was sent: reads the structure,
-  // then fetches the bytes capture needs.
-  Awaitable<SyncResult<std::vector<FetchedMessage>>> fetch_batch(const Command& cmd) {
-    const std::uint32_t max_part = options.max_part_bytes;
-    std::map<std::uint32_t, FetchItem> meta;
-    const Connection::Handler on_response = [&](Response& resp) {
-      if (auto* f = std::get_if<FetchItem>(&resp); f && f->uid) meta[*f->uid] = std::move(*f);
+  // One batch of UIDs on its way through the pipeline: its first fetch
+  // (sizes, dates, envelopes, structure), then the fetch of the bytes capture
+  // needs, then the hand-over to the sink.
+  struct InFlight {
+    std::vector<std::uint32_t> uids;
+    Command meta;
+    std::vector<Command> bodies;
+    std::vector<FetchedMessage> messages;  // filled from the first fetch
+  };
+
+  // Every FETCH response of the batches in flight, merged by UID: responses of
+  // two outstanding commands may be read by one finish() (see Connection).
+  std::map<std::uint32_t, FetchItem> fetched;
+
+  static void merge(FetchItem& into, FetchItem&& from) {
+    into.uid = from.uid;
+    if (from.size) into.size = from.size;
+    if (from.internaldate) into.internaldate = std::move(from.internaldate);
+    if (from.envelope) into.envelope = std::move(from.envelope);
+    if (from.body) into.body = std::move(from.body);
+    if (from.gm_msgid) into.gm_msgid = from.gm_msgid;
+    if (from.gm_labels) into.gm_labels = std::move(from.gm_labels);
+    for (auto& s : from.sections) into.sections.push_back(std::move(s));
+  }
+
+  Connection::Handler collector() {
+    return [this](Response& resp) {
+      if (auto* f = std::get_if<FetchItem>(&resp); f && f->uid)
+        merge(fetched[*f->uid], std::move(*f));
     };
+  }
+
+  SyncResult<InFlight> start_batch(std::vector<std::uint32_t> uids) {
+    auto cmd = meta_command(uids);
+    if (!cmd) return cmd.error();
+    return InFlight{std::move(uids), std::move(*cmd), {}, {}};
+  }
+
+  // Reads the first fetch of `b` and decides what to fetch next: known
+  // Message-IDs nothing, small messages whole, large ones part by part.
+  Awaitable<SyncResult<void>> plan_bodies(InFlight& b) {
+    const std::uint32_t max_part = options.max_part_bytes;
+    const Connection::Handler collect = collector();
     const std::string what = "UID FETCH";
-    auto r = co_await conn->finish(cmd, on_response, what);
+    auto r = co_await conn->finish(b.meta, collect, what);
     if (!r) co_return r.error();
 
-    std::vector<FetchedMessage> out;
     std::vector<std::string> ids;
-    for (auto& [uid, f] : meta) {
+    for (const std::uint32_t uid : b.uids) {
+      auto it = fetched.find(uid);
+      if (it == fetched.end()) continue;  // expunged meanwhile
+      const FetchItem& f = it->second;
       FetchedMessage m;
       m.uid = uid;
       if (f.envelope && f.envelope->message_id) m.message_id = *f.envelope->message_id;
       if (f.internaldate) m.internaldate = internaldate_to_unix(*f.internaldate).value_or(0);
       m.gm_msgid = f.gm_msgid;
       ids.push_back(m.message_id);
-      out.push_back(std::move(m));
+      b.messages.push_back(std::move(m));
     }
     const std::vector<bool> known = sink.known_message_ids(ids);
 
     // Small messages come whole in one command; larger ones part by part.
     UidSet small;
-    std::vector<Command> large;
-    for (std::size_t i = 0; i < out.size(); ++i) {
-      FetchedMessage& m = out[i];
+    for (std::size_t i = 0; i < b.messages.size(); ++i) {
+      FetchedMessage& m = b.messages[i];
       if (i < known.size() && known[i] && !m.message_id.empty()) {
         m.known = true;
         continue;
       }
-      const FetchItem& f = meta[m.uid];
+      const FetchItem& f = fetched[m.uid];
       if (f.size.value_or(0) <= max_part || !f.body) {
         small.add(m.uid);
         continue;
@@ -326,53 +366,51 @@ struct Account::Impl {
             FetchAttr::body_peek(Section{"", SectionText::text, {}}, std::make_pair(0u, max_part)));
       }
       auto c = conn->builder().uid_fetch(one, a);
-      if (c) large.push_back(std::move(*c));
+      if (c) b.bodies.push_back(std::move(*c));
     }
-    std::map<std::uint32_t, FetchItem> bodies;
-    const Connection::Handler keep = [&](Response& resp) {
-      if (auto* f = std::get_if<FetchItem>(&resp); f && f->uid) {
-        auto& slot = bodies[*f->uid];
-        slot.uid = f->uid;
-        for (auto& s : f->sections) slot.sections.push_back(std::move(s));
-      }
-    };
-    std::vector<Command> cmds;
     if (!small.empty()) {
       const std::array<FetchAttr, 1> whole{FetchAttr::body_peek(Section{})};
       auto c = conn->builder().uid_fetch(small, whole);
-      if (c) cmds.push_back(std::move(*c));
+      if (c) b.bodies.insert(b.bodies.begin(), std::move(*c));
     }
-    for (auto& c : large) cmds.push_back(std::move(c));
-    const std::string what_bodies = "UID FETCH";
-    if (auto p = co_await conn->run_pipelined(cmds, keep, what_bodies); !p) co_return p.error();
+    co_return SyncResult<void>{};
+  }
 
+  // Reads the bodies of `b` and assembles its messages (taking their
+  // responses out of `fetched`).
+  Awaitable<SyncResult<std::vector<FetchedMessage>>> finish_batch(InFlight& b) {
+    const Connection::Handler collect = collector();
+    const std::string what = "UID FETCH";
+    if (auto p = co_await conn->finish(b.bodies, collect, what); !p) co_return p.error();
+    std::vector<FetchedMessage> out = std::move(b.messages);
     for (auto& m : out) {
+      auto node = fetched.extract(m.uid);
       if (m.known) continue;
-      const FetchItem& f = meta[m.uid];
-      auto it = bodies.find(m.uid);
-      if (it == bodies.end()) {
-        // Expunged between the two fetches: nothing to hand over.
+      if (node.empty()) {
         m.uid = 0;
         continue;
       }
-      const FetchItem& b = it->second;
-      if (const std::string* whole = find_section(b, "", SectionText::none)) {
-        m.raw = *whole;
+      FetchItem& f = node.mapped();
+      if (std::string* whole = find_section(f, "", SectionText::none)) {
+        // Moved, not copied: the responses are not needed after this.
+        m.raw = std::move(*whole);
         continue;
       }
-      const std::string* header = find_section(b, "", SectionText::header);
+      const std::string* header = find_section(f, "", SectionText::header);
       if (!header) {
+        // Expunged between the two fetches: nothing to hand over.
         m.uid = 0;
         continue;
       }
       m.raw = *header;
       m.partial = true;  // a large message is never fetched whole
       if (f.body && f.body->is_multipart()) {
-        emit_part(*f.body, b, m.raw, m.partial);
-      } else if (const std::string* text = find_section(b, "", SectionText::text)) {
+        emit_part(*f.body, f, m.raw, m.partial);
+      } else if (const std::string* text = find_section(f, "", SectionText::text)) {
         m.raw += *text;
       }
     }
+    for (const std::uint32_t uid : b.uids) fetched.erase(uid);
     std::erase_if(out, [](const FetchedMessage& m) { return m.uid == 0; });
     co_return out;
   }
@@ -431,31 +469,50 @@ struct Account::Impl {
           uids.begin() + static_cast<std::ptrdiff_t>(i),
           uids.begin() + static_cast<std::ptrdiff_t>(std::min(uids.size(), i + batch)));
     };
-    // The next batch's first fetch is sent before this batch is handed to the
-    // sink, so the server prepares it while capture parses and commits.
-    std::optional<Command> pending;
-    if (!uids.empty()) {
-      auto c = meta_command(slice(0));
-      if (!c) co_return c.error();
-      pending = std::move(*c);
-      if (auto w = co_await conn->send(*pending); !w) co_return w.error();
+    // Three batches are in flight: while capture parses and commits batch i,
+    // the server is already sending the bytes of batch i + 1 and preparing the
+    // first fetch of batch i + 2. Only the commit of batch i moves the folder's
+    // mark, so a crash at any point loses nothing.
+    fetched.clear();
+    const std::size_t count = (uids.size() + batch - 1) / batch;
+    std::optional<InFlight> current, next;
+    auto begin = [&](std::size_t k) -> SyncResult<std::optional<InFlight>> {
+      if (k >= count) return std::optional<InFlight>{};
+      auto b = start_batch(slice(k * batch));
+      if (!b) return b.error();
+      return std::optional<InFlight>(std::move(*b));
+    };
+    if (count > 0) {
+      auto first = begin(0);
+      if (!first) co_return first.error();
+      current = std::move(**first);
+      if (auto w = co_await conn->send(current->meta); !w) co_return w.error();
+      if (auto p = co_await plan_bodies(*current); !p) co_return p.error();
+      auto second = begin(1);
+      if (!second) co_return second.error();
+      next = std::move(*second);
+      std::vector<Command> out = current->bodies;
+      if (next) out.push_back(next->meta);
+      if (auto w = co_await conn->send(out); !w) co_return w.error();
     }
-    for (std::size_t i = 0; i < uids.size(); i += batch) {
+    for (std::size_t k = 0; k < count; ++k) {
       if (stopped) {
         co_return make_sync_error(SyncErrc::cancelled, "stopped", RetryClass::retry_later);
       }
-      const std::vector<std::uint32_t> part = slice(i);
-      const Command current = std::move(*pending);
-      pending.reset();
-      auto msgs = co_await fetch_batch(current);
+      auto msgs = co_await finish_batch(*current);
       if (!msgs) co_return msgs.error();
-      const bool last = i + batch >= uids.size();
-      if (!last) {
-        auto c = meta_command(slice(i + batch));
-        if (!c) co_return c.error();
-        pending = std::move(*c);
-        if (auto w = co_await conn->send(*pending); !w) co_return w.error();
+      if (next) {
+        if (auto p = co_await plan_bodies(*next); !p) co_return p.error();
+        auto after = begin(k + 2);
+        if (!after) co_return after.error();
+        std::vector<Command> out = next->bodies;
+        if (*after) out.push_back((*after)->meta);
+        if (auto w = co_await conn->send(out); !w) co_return w.error();
+        current = std::move(next);
+        next = std::move(*after);
       }
+      const std::vector<std::uint32_t> part = slice(k * batch);
+      const bool last = k + 1 == count;
       state.highest_uid = last ? std::max(final_mark, part.back()) : part.back();
       state.backfilling = !last && plan.kind == PlanKind::backfill;
       rep.handed_over += static_cast<std::uint32_t>(msgs->size());

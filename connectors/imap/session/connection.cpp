@@ -251,11 +251,21 @@ Awaitable<SyncResult<TaggedStatus>> Connection::run(const Command& cmd, const Ha
 Awaitable<SyncResult<TaggedStatus>> Connection::finish(const Command& cmd,
                                                        const Handler& on_untagged,
                                                        std::string_view what) {
+  if (auto done = completed_.find(cmd.tag); done != completed_.end()) {
+    TaggedStatus t = std::move(done->second);
+    completed_.erase(done);
+    if (t.status != Status::ok) co_return refusal(t, what);
+    co_return t;
+  }
   std::size_t next_segment = 1;
   for (;;) {
     auto r = co_await next(options_.transport.io_timeout);
     if (!r) co_return r.error();
-    if (auto* t = std::get_if<TaggedStatus>(&*r); t && t->tag == cmd.tag) {
+    if (auto* t = std::get_if<TaggedStatus>(&*r)) {
+      if (t->tag != cmd.tag) {
+        completed_.insert_or_assign(t->tag, std::move(*t));
+        continue;
+      }
       if (t->status != Status::ok) co_return refusal(*t, what);
       co_return std::move(*t);
     }
@@ -274,30 +284,36 @@ Awaitable<SyncResult<TaggedStatus>> Connection::finish(const Command& cmd,
   }
 }
 
-Awaitable<SyncResult<void>> Connection::run_pipelined(const std::vector<Command>& cmds,
-                                                      const Handler& on_untagged,
-                                                      std::string_view what) {
+Awaitable<SyncResult<void>> Connection::send(const std::vector<Command>& cmds) {
   if (cmds.empty()) co_return SyncResult<void>{};
   std::string all;
   for (const auto& c : cmds) all += c.bytes();
-  if (auto w = co_await write(all); !w) co_return w.error();
-  std::size_t open = cmds.size();
+  co_return co_await write(all);
+}
+
+Awaitable<SyncResult<void>> Connection::finish(const std::vector<Command>& cmds,
+                                               const Handler& on_untagged, std::string_view what) {
   std::optional<SyncError> first_error;
-  while (open > 0) {
-    auto r = co_await next(options_.transport.io_timeout);
-    if (!r) co_return r.error();
-    if (auto* t = std::get_if<TaggedStatus>(&*r)) {
-      const bool ours =
-          std::any_of(cmds.begin(), cmds.end(), [&](const Command& c) { return c.tag == t->tag; });
-      if (!ours) continue;
-      --open;
-      if (t->status != Status::ok && !first_error) first_error = refusal(*t, what);
-      continue;
+  for (const auto& c : cmds) {
+    auto r = co_await finish(c, on_untagged, what);
+    if (r) continue;
+    // A refusal still lets the rest complete; a broken connection does not.
+    if (r.error().code != make_error_code(SyncErrc::server_refused) &&
+        r.error().code != make_error_code(SyncErrc::server_busy) &&
+        r.error().code != make_error_code(SyncErrc::auth_failed)) {
+      co_return r.error();
     }
-    if (on_untagged) on_untagged(*r);
+    if (!first_error) first_error = r.error();
   }
   if (first_error) co_return *first_error;
   co_return SyncResult<void>{};
+}
+
+Awaitable<SyncResult<void>> Connection::run_pipelined(const std::vector<Command>& cmds,
+                                                      const Handler& on_untagged,
+                                                      std::string_view what) {
+  if (auto w = co_await send(cmds); !w) co_return w.error();
+  co_return co_await finish(cmds, on_untagged, what);
 }
 
 Awaitable<SyncResult<void>> Connection::refresh_capabilities(const TaggedStatus& after) {
@@ -326,6 +342,7 @@ Awaitable<SyncResult<void>> Connection::open() {
   pending_ = {};
   caps_ = {};
   zlib_.reset();
+  completed_.clear();
   builder_.set_options({});
   if (auto c = co_await transport_.async_connect(); !c) co_return from_transport(c.error());
 

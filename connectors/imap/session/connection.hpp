@@ -11,6 +11,7 @@
 #include <boost/asio/awaitable.hpp>
 
 #include <functional>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -34,12 +35,21 @@ class Connection {
                                           std::string_view what);
   // The two halves of run(), for overlapping a command with other work:
   // send() writes a one-segment command; finish() reads until its completion.
-  // Between them the caller may do anything but read or write.
+  // Between them the caller may do anything but read or write. Several
+  // commands may be outstanding: a completion that arrives for a command
+  // nobody is finishing yet is kept until its finish() asks for it, and every
+  // untagged response read meanwhile goes to the handler of the finish() that
+  // read it, so a handler must accept responses of any outstanding command.
   Awaitable<SyncResult<void>> send(const Command& command);
   Awaitable<SyncResult<TaggedStatus>> finish(const Command& command, const Handler& on_untagged,
                                              std::string_view what);
-  // Writes several commands at once (each must be one segment) and waits for
-  // every completion: the round trips overlap. Fails on the first NO/BAD.
+  // Writes several one-segment commands in one write.
+  Awaitable<SyncResult<void>> send(const std::vector<Command>& commands);
+  // Waits for the completion of every command in `commands`. Fails on the
+  // first NO/BAD, after reading the other completions.
+  Awaitable<SyncResult<void>> finish(const std::vector<Command>& commands,
+                                     const Handler& on_untagged, std::string_view what);
+  // send() then finish() of several commands: the round trips overlap.
   Awaitable<SyncResult<void>> run_pipelined(const std::vector<Command>& commands,
                                             const Handler& on_untagged, std::string_view what);
 
@@ -80,6 +90,8 @@ class Connection {
   Capabilities caps_;
   std::string in_;
   std::string_view pending_;
+  // Completions read while finishing another command, by tag.
+  std::map<std::string, TaggedStatus, std::less<>> completed_;
 };
 
 }  // namespace crmcap::imap::detail
