@@ -1,7 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 // crm-captured: the capture daemon. Reads the configuration, opens the store and
 // runs every configured mailbox's IMAP account on one io_context: once
-// (--once), or continuously with IDLE until SIGINT/SIGTERM.
+// (--once), or continuously with IDLE until SIGINT/SIGTERM. Capture and the
+// store run on a second thread of their own, so that parsing and committing
+// a batch never holds up the network (any mailbox's) and the reading of the
+// next batch overlaps the commit of this one.
 #include "connectors/imap/imap.hpp"
 #include "daemon/capture/capture.hpp"
 #include "daemon/capture/imap_sink.hpp"
@@ -12,6 +15,7 @@
 #include <CLI/CLI.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -19,6 +23,7 @@
 #include <filesystem>
 #include <iostream>
 #include <memory>
+#include <thread>
 
 namespace asio = boost::asio;
 using namespace crmcap;
@@ -32,6 +37,25 @@ struct MailboxRuntime {
   std::unique_ptr<imap::Account> account;
   std::optional<imap::SyncError> error;
   std::optional<imap::SyncReport> report;
+};
+
+// A thread running an io_context until destroyed (after the work queued on
+// it is done).
+class CaptureThread {
+ public:
+  CaptureThread() : work_(asio::make_work_guard(io_)), thread_([this] { io_.run(); }) {}
+  ~CaptureThread() {
+    work_.reset();
+    thread_.join();
+  }
+  CaptureThread(const CaptureThread&) = delete;
+  CaptureThread& operator=(const CaptureThread&) = delete;
+  asio::any_io_executor executor() { return io_.get_executor(); }
+
+ private:
+  asio::io_context io_;
+  asio::executor_work_guard<asio::io_context::executor_type> work_;
+  std::thread thread_;
 };
 
 imap::AccountOptions account_options(const config::Config& cfg, const config::MailboxConfig& mb,
@@ -160,6 +184,11 @@ int main(int argc, char** argv) {
   }
   store::Store& db = **st;
 
+  // The capture thread: every sink call of every mailbox runs here, one at a
+  // time, so the pipelines and the store are only ever used by this thread.
+  CaptureThread capture_thread;
+  const asio::any_io_executor capture = capture_thread.executor();
+
   asio::io_context io;
   std::vector<std::unique_ptr<MailboxRuntime>> boxes;
   for (const auto& mb : cfg->mailboxes) {
@@ -179,8 +208,9 @@ int main(int argc, char** argv) {
     rt->sink->on_warning = [name](const std::string& m) {
       std::cerr << "crm-captured: warning: " << m << "\n";
     };
-    rt->account = std::make_unique<imap::Account>(io.get_executor(), account_options(*cfg, mb, env),
-                                                  *rt->sink);
+    imap::AccountOptions options = account_options(*cfg, mb, env);
+    options.sink_executor = &capture;
+    rt->account = std::make_unique<imap::Account>(io.get_executor(), std::move(options), *rt->sink);
     boxes.push_back(std::move(rt));
   }
   if (boxes.empty()) {

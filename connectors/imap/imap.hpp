@@ -76,6 +76,13 @@ struct AccountOptions {
   // A folder whose message count drops below this fraction of the last seen
   // count is paused with a warning instead of being synced.
   double min_keep_fraction = 0.5;
+  // Where the sink's calls run; the caller owns it, and it outlives the
+  // account. Null: inline, on the account's executor, which then waits for
+  // each. Set: every sink call runs there (one at a time when that executor
+  // runs on one thread, so a sink shared by several accounts needs no locks),
+  // and the account goes on reading the next batch from the server while a
+  // batch is captured and committed.
+  const boost::asio::any_io_executor* sink_executor = nullptr;
 };
 
 // Where a folder's sync stands; the sink stores it with the batch it covers.
@@ -108,6 +115,9 @@ struct FetchedMessage {
   std::optional<std::uint64_t> gm_msgid;
 };
 
+// The receiving end of the connector (capture and the store). Its calls run
+// on AccountOptions::sink_executor when one is set, never two at once for one
+// account.
 class MailSink {
  public:
   virtual ~MailSink() = default;

@@ -2,7 +2,8 @@
 // The IMAP connector feeding capture, against a real Dovecot started on
 // 127.0.0.1 by the fixture: first and second sync, the backfill window, TLS
 // trust, a wrong password, a UIDVALIDITY change, a failed batch resumed, the
-// server killed mid-sync, and new mail arriving through IDLE.
+// server killed mid-sync, new mail arriving through IDLE, and the sink run on
+// a thread of its own (as crm-captured runs it).
 #include "connectors/imap/imap.hpp"
 #include "daemon/capture/capture.hpp"
 #include "daemon/capture/imap_sink.hpp"
@@ -11,6 +12,7 @@
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -23,6 +25,7 @@
 
 #include <chrono>
 #include <set>
+#include <thread>
 
 namespace asio = boost::asio;
 using namespace crmcap;
@@ -324,6 +327,113 @@ TEST_F(ImapSync, AFailedBatchIsResumedWithoutLossOrDuplicates) {
   ASSERT_TRUE(r) << r.error().message;
   EXPECT_EQ(folder(*r, "INBOX")->handed_over, 7u);
   EXPECT_EQ(activities().size(), 12u);
+}
+
+// Records the thread of every sink call, then hands it on.
+class ThreadRecordingSink final : public imap::MailSink {
+ public:
+  explicit ThreadRecordingSink(imap::MailSink& inner) : inner_(inner) {}
+  std::optional<imap::FolderState> folder_state(const std::string& f) override {
+    note();
+    return inner_.folder_state(f);
+  }
+  std::vector<bool> known_message_ids(const std::vector<std::string>& ids) override {
+    note();
+    return inner_.known_message_ids(ids);
+  }
+  imap::SyncResult<void> commit(const imap::FolderState& s,
+                                std::vector<imap::FetchedMessage> m) override {
+    note();
+    return inner_.commit(s, std::move(m));
+  }
+  void warn(const std::string& w) override {
+    note();
+    inner_.warn(w);
+  }
+  std::set<std::thread::id> threads;
+  int calls = 0;
+
+ private:
+  void note() {
+    threads.insert(std::this_thread::get_id());
+    ++calls;
+  }
+  imap::MailSink& inner_;
+};
+
+// An io_context on a thread of its own, as crm-captured runs capture.
+class SinkThread {
+ public:
+  SinkThread() : work_(asio::make_work_guard(io_)), thread_([this] { io_.run(); }) {}
+  ~SinkThread() {
+    work_.reset();
+    thread_.join();
+  }
+  asio::any_io_executor executor() { return io_.get_executor(); }
+  std::thread::id id() const { return thread_.get_id(); }
+
+ private:
+  asio::io_context io_;
+  asio::executor_work_guard<asio::io_context::executor_type> work_;
+  std::thread thread_;
+};
+
+TEST_F(ImapSync, WithASinkExecutorEverySinkCallRunsThereAndNothingIsLostOrDoubled) {
+  for (int i = 0; i < 30; ++i) {
+    dovecot->deliver_doveadm("INBOX", dated("x" + std::to_string(i) + "@acme.com", "jane@acme.com",
+                                            "Overlap " + std::to_string(i)));
+  }
+  SinkThread worker;
+  const asio::any_io_executor ex = worker.executor();
+  auto o = options();
+  o.folders = {"INBOX", "Missing"};  // one warning, from the sink's thread too
+  o.batch_size = 4;                  // 8 batches, overlapping
+  o.sink_executor = &ex;
+  ThreadRecordingSink recording(*sink);
+  {
+    imap::Account account(io.get_executor(), o, recording);
+    auto r = run_on(io, account.sync_once());
+    ASSERT_TRUE(r) << r.error().message;
+    EXPECT_EQ(folder(*r, "INBOX")->handed_over, 30u);
+  }
+  EXPECT_EQ(activities().size(), 30u);
+  EXPECT_EQ(st->cursor("work", "INBOX").value()->highest_uid, 30);
+  EXPECT_EQ(recording.threads, std::set<std::thread::id>{worker.id()});
+  EXPECT_GE(recording.calls, 1 + 8 + 8 + 1);  // state, 8 look-ups, 8 commits, a warning
+  ASSERT_EQ(warnings.size(), 1u);
+  EXPECT_NE(warnings[0].find("Missing"), std::string::npos);
+  // A second pass finds nothing new.
+  imap::Account again(io.get_executor(), o, recording);
+  auto r = run_on(io, again.sync_once());
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_TRUE(folder(*r, "INBOX")->skipped_unchanged);
+  EXPECT_EQ(activities().size(), 30u);
+}
+
+TEST_F(ImapSync, WithASinkExecutorAFailedCommitStopsAtTheLastGoodBatch) {
+  for (int i = 0; i < 20; ++i) {
+    dovecot->deliver_doveadm("INBOX", dated("y" + std::to_string(i) + "@acme.com", "jane@acme.com",
+                                            "Fail " + std::to_string(i)));
+  }
+  SinkThread worker;
+  const asio::any_io_executor ex = worker.executor();
+  auto o = options();
+  o.folders = {"INBOX"};
+  o.batch_size = 4;
+  o.sink_executor = &ex;
+  FailingSink failing(*sink, 3);  // the third commit fails while batch 4 is being read
+  {
+    imap::Account account(io.get_executor(), o, failing);
+    auto r = run_on(io, account.sync_once());
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error().code, imap::make_error_code(imap::SyncErrc::sink)) << r.error().message;
+  }
+  EXPECT_EQ(activities().size(), 8u);
+  EXPECT_EQ(st->cursor("work", "INBOX").value()->highest_uid, 8);
+  auto r = sync(o);
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(folder(*r, "INBOX")->handed_over, 12u);
+  EXPECT_EQ(activities().size(), 20u);
 }
 
 TEST_F(ImapSync, ServerKilledMidSyncEndsInACleanRetryableError) {

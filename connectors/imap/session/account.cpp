@@ -7,6 +7,8 @@
 #include "connectors/imap/session/connection.hpp"
 
 #include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -15,6 +17,7 @@
 #include <chrono>
 #include <map>
 #include <random>
+#include <type_traits>
 #include <utility>
 
 namespace asio = boost::asio;
@@ -120,6 +123,41 @@ struct Account::Impl {
     return make_sync_error(SyncErrc::sink, options.name + ": " + what, RetryClass::retry_later);
   }
 
+  // Runs `f` (a call of the sink) on the sink's executor, or inline when
+  // there is none, and returns its result here.
+  template <class F>
+  Awaitable<std::invoke_result_t<F&>> on_sink(F f) {
+    using R = std::invoke_result_t<F&>;
+    if (!options.sink_executor) {
+      if constexpr (std::is_void_v<R>) {
+        f();
+        co_return;
+      } else {
+        co_return f();
+      }
+    }
+    // Named, not temporaries, in the co_await (GCC 12, see connection.cpp).
+    auto task = [&f]() -> Awaitable<R> {
+      if constexpr (std::is_void_v<R>) {
+        f();
+        co_return;
+      } else {
+        co_return f();
+      }
+    };
+    auto done = asio::co_spawn(*options.sink_executor, std::move(task), asio::use_awaitable);
+    co_return co_await std::move(done);
+  }
+
+  Awaitable<void> warn(std::string message) {
+    co_await on_sink([&] { sink.warn(message); });
+  }
+
+  Awaitable<SyncResult<void>> commit(const FolderState& state,
+                                     std::vector<FetchedMessage> messages) {
+    co_return co_await on_sink([&] { return sink.commit(state, std::move(messages)); });
+  }
+
   Awaitable<SyncResult<void>> connect() {
     conn = std::make_unique<Connection>(executor, options);
     co_return co_await conn->open();
@@ -141,6 +179,7 @@ struct Account::Impl {
     auto r = co_await conn->run(*cmd, on_response, what);
     if (!r) co_return r.error();
     folders.clear();
+    std::vector<std::string> warnings;
     auto add = [&](const std::string& name) {
       if (std::find(folders.begin(), folders.end(), name) == folders.end()) folders.push_back(name);
     };
@@ -163,7 +202,7 @@ struct Account::Impl {
             break;
           }
         }
-        if (!found) sink.warn(options.name + ": no folder has the special use " + want);
+        if (!found) warnings.push_back(options.name + ": no folder has the special use " + want);
         continue;
       }
       bool found = false;
@@ -174,16 +213,18 @@ struct Account::Impl {
         if (!same) continue;
         found = true;
         if (e.noselect()) {
-          sink.warn(options.name + ": folder " + want + " cannot be selected");
+          warnings.push_back(options.name + ": folder " + want + " cannot be selected");
         } else if (is_excluded_special(e.special_use())) {
-          sink.warn(options.name + ": folder " + want + " is Junk, Trash or Drafts: never synced");
+          warnings.push_back(options.name + ": folder " + want +
+                             " is Junk, Trash or Drafts: never synced");
         } else {
           add(e.mailbox);
         }
         break;
       }
-      if (!found) sink.warn(options.name + ": no folder named " + want);
+      if (!found) warnings.push_back(options.name + ": no folder named " + want);
     }
+    for (auto& w : warnings) co_await warn(std::move(w));
     co_return SyncResult<void>{};
   }
 
@@ -341,7 +382,7 @@ struct Account::Impl {
       ids.push_back(m.message_id);
       b.messages.push_back(std::move(m));
     }
-    const std::vector<bool> known = sink.known_message_ids(ids);
+    const std::vector<bool> known = co_await on_sink([&] { return sink.known_message_ids(ids); });
 
     // Small messages come whole in one command; larger ones part by part.
     UidSet small;
@@ -418,7 +459,7 @@ struct Account::Impl {
   Awaitable<SyncResult<FolderReport>> sync_folder(const std::string& folder, bool precheck) {
     FolderReport rep;
     rep.folder = folder;
-    const auto stored = sink.folder_state(folder);
+    const auto stored = co_await on_sink([&] { return sink.folder_state(folder); });
     if (precheck && stored) {
       auto st = co_await status(folder);
       if (!st) co_return st.error();
@@ -438,11 +479,11 @@ struct Account::Impl {
     }
     if (plan.kind == PlanKind::paused) {
       rep.paused = true;
-      sink.warn(options.name + ": " + plan.reason);
-      if (auto c = sink.commit(plan.start, {}); !c) co_return c.error();
+      co_await warn(options.name + ": " + plan.reason);
+      if (auto c = co_await commit(plan.start, {}); !c) co_return c.error();
       co_return rep;
     }
-    if (plan.uidvalidity_changed) sink.warn(options.name + ": " + plan.reason);
+    if (plan.uidvalidity_changed) co_await warn(options.name + ": " + plan.reason);
 
     SearchCriteria crit;
     if (plan.kind == PlanKind::backfill) {
@@ -469,60 +510,85 @@ struct Account::Impl {
           uids.begin() + static_cast<std::ptrdiff_t>(i),
           uids.begin() + static_cast<std::ptrdiff_t>(std::min(uids.size(), i + batch)));
     };
-    // Three batches are in flight: while capture parses and commits batch i,
-    // the server is already sending the bytes of batch i + 1 and preparing the
-    // first fetch of batch i + 2. Only the commit of batch i moves the folder's
-    // mark, so a crash at any point loses nothing.
+    // Batches overlap: while batch k is captured and committed (on the sink's
+    // executor), the bytes of batch k + 1 are read and the server prepares
+    // the first fetch of batch k + 2. Only the commit of batch k moves the
+    // folder's mark, so a crash at any point loses nothing.
     fetched.clear();
     const std::size_t count = (uids.size() + batch - 1) / batch;
-    std::optional<InFlight> current, next;
     auto begin = [&](std::size_t k) -> SyncResult<std::optional<InFlight>> {
       if (k >= count) return std::optional<InFlight>{};
       auto b = start_batch(slice(k * batch));
       if (!b) return b.error();
       return std::optional<InFlight>(std::move(*b));
     };
+    // Reads the first fetch of `b`, then asks for its bytes and for the first
+    // fetch of the batch after it (`then`), in one write.
+    auto request = [&](InFlight& b, std::optional<InFlight>& then) -> Awaitable<SyncResult<void>> {
+      if (auto p = co_await plan_bodies(b); !p) co_return p.error();
+      std::vector<Command> out = b.bodies;
+      if (then) out.push_back(then->meta);
+      co_return co_await conn->send(out);
+    };
+    std::vector<FetchedMessage> msgs;  // of batch k, read
+    std::optional<InFlight> next;      // batch k + 1: bytes asked for
+    std::optional<InFlight> after;     // batch k + 2: first fetch asked for
     if (count > 0) {
       auto first = begin(0);
       if (!first) co_return first.error();
-      current = std::move(**first);
-      if (auto w = co_await conn->send(current->meta); !w) co_return w.error();
-      if (auto p = co_await plan_bodies(*current); !p) co_return p.error();
+      InFlight current = std::move(**first);
+      if (auto w = co_await conn->send(current.meta); !w) co_return w.error();
       auto second = begin(1);
       if (!second) co_return second.error();
       next = std::move(*second);
-      std::vector<Command> out = current->bodies;
-      if (next) out.push_back(next->meta);
-      if (auto w = co_await conn->send(out); !w) co_return w.error();
+      if (auto r = co_await request(current, next); !r) co_return r.error();
+      auto read = co_await finish_batch(current);
+      if (!read) co_return read.error();
+      msgs = std::move(*read);
+      if (next) {
+        auto third = begin(2);
+        if (!third) co_return third.error();
+        after = std::move(*third);
+        if (auto r = co_await request(*next, after); !r) co_return r.error();
+      }
     }
     for (std::size_t k = 0; k < count; ++k) {
       if (stopped) {
         co_return make_sync_error(SyncErrc::cancelled, "stopped", RetryClass::retry_later);
       }
-      auto msgs = co_await finish_batch(*current);
-      if (!msgs) co_return msgs.error();
-      if (next) {
-        if (auto p = co_await plan_bodies(*next); !p) co_return p.error();
-        auto after = begin(k + 2);
-        if (!after) co_return after.error();
-        std::vector<Command> out = next->bodies;
-        if (*after) out.push_back((*after)->meta);
-        if (auto w = co_await conn->send(out); !w) co_return w.error();
-        current = std::move(next);
-        next = std::move(*after);
-      }
       const std::vector<std::uint32_t> part = slice(k * batch);
       const bool last = k + 1 == count;
       state.highest_uid = last ? std::max(final_mark, part.back()) : part.back();
       state.backfilling = !last && plan.kind == PlanKind::backfill;
-      rep.handed_over += static_cast<std::uint32_t>(msgs->size());
-      for (const auto& m : *msgs) rep.known += m.known ? 1 : 0;
-      if (auto c = sink.commit(state, std::move(*msgs)); !c) co_return c.error();
+      rep.handed_over += static_cast<std::uint32_t>(msgs.size());
+      for (const auto& m : msgs) rep.known += m.known ? 1 : 0;
+      if (!next) {
+        if (auto c = co_await commit(state, std::move(msgs)); !c) co_return c.error();
+        break;
+      }
+      {
+        using namespace asio::experimental::awaitable_operators;
+        auto committing = commit(state, std::move(msgs));
+        auto reading = finish_batch(*next);
+        auto [committed, read] = co_await (std::move(committing) && std::move(reading));
+        // The commit's failure first: it says why the mark did not move.
+        if (!committed) co_return committed.error();
+        if (!read) co_return read.error();
+        msgs = std::move(read).value();
+      }
+      next = std::move(after);
+      after.reset();
+      if (next) {
+        auto later = begin(k + 3);
+        if (!later) co_return later.error();
+        after = std::move(*later);
+        if (auto r = co_await request(*next, after); !r) co_return r.error();
+      }
     }
     if (uids.empty()) {
       state.highest_uid = final_mark;
       state.backfilling = false;
-      if (auto c = sink.commit(state, {}); !c) co_return c.error();
+      if (auto c = co_await commit(state, {}); !c) co_return c.error();
     }
     co_return rep;
   }
