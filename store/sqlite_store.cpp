@@ -424,8 +424,8 @@ class SqliteStore final : public Store {
         "contact_id, company_id) VALUES (?, ?, ?, ?, ?, ?, ?)");
     auto& ins_s = stmt(
         "INSERT INTO activity_sources (activity_seq, mailbox, folder, uidvalidity, uid, path, "
-        "seen_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET "
-        "activity_seq = excluded.activity_seq");
+        "seen_at, remote_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET "
+        "activity_seq = excluded.activity_seq, remote_id = excluded.remote_id");
     for (const auto& item : batch.items) {
       const Activity& a = item.activity;
       const std::string kind(to_string(a.kind)), direction(to_string(a.direction)),
@@ -469,15 +469,17 @@ class SqliteStore final : public Store {
         }
       }
       const SourceRef& s = item.source;
-      run(ins_s, seq, s.mailbox, s.folder, s.uidvalidity, s.uid, s.path, now);
+      run(ins_s, seq, s.mailbox, s.folder, s.uidvalidity, s.uid, s.path, now, s.remote_id);
     }
     auto& again = stmt(
         "INSERT INTO activity_sources (activity_seq, mailbox, folder, uidvalidity, uid, path, "
-        "seen_at) SELECT seq, ?, ?, ?, ?, ?, ? FROM activities WHERE source_key = ? "
-        "ON CONFLICT DO UPDATE SET activity_seq = excluded.activity_seq");
+        "seen_at, remote_id) SELECT seq, ?, ?, ?, ?, ?, ?, ? FROM activities WHERE source_key = ? "
+        "ON CONFLICT DO UPDATE SET activity_seq = excluded.activity_seq, "
+        "remote_id = excluded.remote_id");
     for (const auto& seen : batch.seen_again) {
       const SourceRef& s = seen.source;
-      run(again, s.mailbox, s.folder, s.uidvalidity, s.uid, s.path, now, seen.source_key);
+      run(again, s.mailbox, s.folder, s.uidvalidity, s.uid, s.path, now, s.remote_id,
+          seen.source_key);
     }
     if (batch.cursor) write_cursor(*batch.cursor, now);
     tx.commit();
@@ -554,6 +556,25 @@ class SqliteStore final : public Store {
     return out;
   } catch (const std::exception& e) {
     return sql_error("looking up source keys", e);
+  }
+
+  Result<std::vector<std::string>> source_keys_by_remote_id(
+      std::string_view mailbox, const std::vector<std::string>& remote_ids) override try {
+    std::vector<std::string> out;
+    out.reserve(remote_ids.size());
+    const ReadScope scope(db_);
+    for (const auto& r : remote_ids) {
+      // "<> ''" lets SQLite use the partial index of sources with a remote id.
+      auto& st = stmt(
+          "SELECT a.source_key FROM activity_sources s JOIN activities a ON a.seq = "
+          "s.activity_seq WHERE s.mailbox = ? AND s.remote_id = ? AND s.remote_id <> '' LIMIT 1");
+      st.bind(1, std::string(mailbox));
+      st.bind(2, r);
+      out.push_back(!r.empty() && st.executeStep() ? st.getColumn(0).getString() : std::string());
+    }
+    return out;
+  } catch (const std::exception& e) {
+    return sql_error("looking up remote ids", e);
   }
 
   Result<std::optional<std::string>> thread_opportunity(std::string_view thread_key,
@@ -745,13 +766,13 @@ class SqliteStore final : public Store {
       a.participants.push_back(std::move(x));
     }
     auto& s = stmt(
-        "SELECT mailbox, folder, uidvalidity, uid, path FROM activity_sources "
+        "SELECT mailbox, folder, uidvalidity, uid, path, remote_id FROM activity_sources "
         "WHERE activity_seq = ? ORDER BY mailbox, folder, uidvalidity, uid, path");
     s.bind(1, seq);
     while (s.executeStep()) {
       a.sources.push_back(SourceRef{s.getColumn(0).getString(), s.getColumn(1).getString(),
                                     s.getColumn(2).getInt64(), s.getColumn(3).getInt64(),
-                                    s.getColumn(4).getString()});
+                                    s.getColumn(4).getString(), s.getColumn(5).getString()});
     }
   }
 

@@ -147,6 +147,9 @@ struct SourceRef {
   std::int64_t uidvalidity = 0;  // 0 for local files
   std::int64_t uid = 0;          // 0 for local files
   std::string path;              // local file path, empty for IMAP
+  // The server's own id of the message, stable across UIDVALIDITY changes
+  // ("gm:<X-GM-MSGID>" on Gmail); empty when the server has none.
+  std::string remote_id;
 };
 
 struct Activity {
@@ -218,6 +221,10 @@ class Activities {
   virtual Result<std::optional<Activity>> by_source_key(std::string_view source_key) = 0;
   // For each key, whether an activity with that source key is stored.
   virtual Result<std::vector<bool>> have_source_keys(const std::vector<std::string>& keys) = 0;
+  // For each remote id (SourceRef::remote_id), the source key of the activity
+  // seen with it in `mailbox`, or an empty string when none was.
+  virtual Result<std::vector<std::string>> source_keys_by_remote_id(
+      std::string_view mailbox, const std::vector<std::string>& remote_ids) = 0;
   // The opportunity of the most recent captured activity in the thread, if any.
   // Only activities that occurred before `before` (ISO 8601 UTC) count, so the
   // answer does not depend on the order in which a thread was seen.

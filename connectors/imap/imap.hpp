@@ -110,21 +110,29 @@ struct FetchedMessage {
   // (each cut at max_part_bytes), in the original MIME structure; attachment
   // parts keep their MIME headers and lose their bytes. Empty when `known`.
   std::string raw;
-  bool known = false;    // the sink already has this Message-ID: not fetched again
-  bool partial = false;  // some part was cut or left out
-  std::optional<std::uint64_t> gm_msgid;
+  bool known = false;                     // the sink already has this message: not fetched again
+  bool partial = false;                   // some part was cut or left out
+  std::optional<std::uint64_t> gm_msgid;  // Gmail's X-GM-MSGID
 };
 
 // The receiving end of the connector (capture and the store). Its calls run
 // on AccountOptions::sink_executor when one is set, never two at once for one
 // account.
+// What the account knows of a message before it fetches the bytes.
+struct MessageKey {
+  std::string message_id;                 // from ENVELOPE, as sent (with brackets); may be empty
+  std::optional<std::uint64_t> gm_msgid;  // Gmail's X-GM-MSGID, which outlives UIDVALIDITY
+};
+
 class MailSink {
  public:
   virtual ~MailSink() = default;
   // The stored state of a folder, if any.
   virtual std::optional<FolderState> folder_state(const std::string& folder) = 0;
-  // For each Message-ID (as sent, with brackets), whether the sink has it.
-  virtual std::vector<bool> known_message_ids(const std::vector<std::string>& ids) = 0;
+  // For each message, whether the sink has it already: by X-GM-MSGID where
+  // the server gives one, else by Message-ID. A known message is handed over
+  // without its bytes (`known`), so that only its new place is recorded.
+  virtual std::vector<bool> known_messages(const std::vector<MessageKey>& keys) = 0;
   // Captures a batch and stores `state` in the same transaction. An error
   // leaves the state as it was; the account stops the folder's sync.
   virtual SyncResult<void> commit(const FolderState& state,
@@ -137,6 +145,7 @@ struct FolderReport {
   std::string folder;
   std::uint32_t handed_over = 0;  // messages committed to the sink
   std::uint32_t known = 0;        // of which the sink had already
+  std::uint32_t drafts = 0;       // Gmail messages labelled \Draft: never handed over
   bool skipped_unchanged = false;
   bool paused = false;
   bool uidvalidity_changed = false;

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "daemon/capture/imap_sink.hpp"
 
+#include <algorithm>
 #include <charconv>
 #include <iostream>
 
@@ -64,30 +65,70 @@ std::optional<imap::FolderState> ImapSink::folder_state(const std::string& folde
   return from_cursor(**c);
 }
 
-std::vector<bool> ImapSink::known_message_ids(const std::vector<std::string>& ids) {
-  std::vector<std::string> keys;
-  keys.reserve(ids.size());
-  for (const auto& id : ids) {
-    const std::string bare = bare_message_id(id);
-    keys.push_back(bare.empty() ? std::string() : "mid:" + bare);
+namespace {
+
+std::string remote_id_of(const std::optional<std::uint64_t>& gm_msgid) {
+  return gm_msgid ? "gm:" + std::to_string(*gm_msgid) : std::string();
+}
+
+std::string mid_key(std::string_view message_id) {
+  const std::string bare = bare_message_id(message_id);
+  return bare.empty() ? std::string() : "mid:" + bare;
+}
+
+}  // namespace
+
+std::vector<bool> ImapSink::known_messages(const std::vector<imap::MessageKey>& keys) {
+  std::vector<bool> out(keys.size(), false);
+  // First by the server's own id (Gmail), which also finds a message that has
+  // no Message-ID; then by Message-ID. A failed look-up answers "not known":
+  // fetching again is always safe.
+  std::vector<std::string> remote;
+  for (const auto& k : keys) remote.push_back(remote_id_of(k.gm_msgid));
+  if (std::any_of(remote.begin(), remote.end(), [](const auto& r) { return !r.empty(); })) {
+    if (auto found = activities_.source_keys_by_remote_id(mailbox_, remote)) {
+      for (std::size_t i = 0; i < keys.size(); ++i) out[i] = !(*found)[i].empty();
+    }
   }
-  auto r = activities_.have_source_keys(keys);
-  if (!r) return std::vector<bool>(ids.size(), false);  // refetching is always safe
+  std::vector<std::string> mids;
   for (std::size_t i = 0; i < keys.size(); ++i) {
-    if (keys[i].empty()) (*r)[i] = false;
+    mids.push_back(out[i] ? std::string() : mid_key(keys[i].message_id));
   }
-  return *r;
+  if (auto have = activities_.have_source_keys(mids)) {
+    for (std::size_t i = 0; i < keys.size(); ++i) {
+      if (!mids[i].empty() && (*have)[i]) out[i] = true;
+    }
+  }
+  return out;
 }
 
 imap::SyncResult<void> ImapSink::commit(const imap::FolderState& state,
                                         std::vector<imap::FetchedMessage> messages) {
+  // The stored source keys of the known messages that carry a remote id.
+  std::vector<std::string> remote;
+  for (const auto& m : messages) {
+    remote.push_back(m.known ? remote_id_of(m.gm_msgid) : std::string());
+  }
+  std::vector<std::string> remote_keys(messages.size());
+  if (std::any_of(remote.begin(), remote.end(), [](const auto& r) { return !r.empty(); })) {
+    auto found = activities_.source_keys_by_remote_id(mailbox_, remote);
+    if (!found) {
+      return imap::SyncError{imap::make_error_code(imap::SyncErrc::sink),
+                             mailbox_ + ": cannot read the store: " + found.error().message,
+                             imap::RetryClass::retry_later};
+    }
+    remote_keys = std::move(*found);
+  }
   store::Batch batch;
-  for (auto& m : messages) {
-    store::SourceRef ref{mailbox_, state.folder, state.uidvalidity, m.uid, ""};
+  for (std::size_t i = 0; i < messages.size(); ++i) {
+    imap::FetchedMessage& m = messages[i];
+    store::SourceRef ref{mailbox_, state.folder, state.uidvalidity,
+                         m.uid,    "",           remote_id_of(m.gm_msgid)};
     ++counters_.seen;
     if (m.known) {
       ++counters_.known;
-      batch.seen_again.push_back({"mid:" + bare_message_id(m.message_id), ref});
+      std::string key = remote_keys[i].empty() ? mid_key(m.message_id) : remote_keys[i];
+      batch.seen_again.push_back({std::move(key), ref});
       continue;
     }
     Outcome o = pipeline_.process(m.raw, MessageSource{ref, m.internaldate});

@@ -25,7 +25,7 @@ class ImapSink final : public imap::MailSink {
            store::SyncState& sync_state);
 
   std::optional<imap::FolderState> folder_state(const std::string& folder) override;
-  std::vector<bool> known_message_ids(const std::vector<std::string>& ids) override;
+  std::vector<bool> known_messages(const std::vector<imap::MessageKey>& keys) override;
   imap::SyncResult<void> commit(const imap::FolderState& state,
                                 std::vector<imap::FetchedMessage> messages) override;
   void warn(const std::string& message) override;

@@ -66,6 +66,7 @@ boost::json::object activity_json(const store::Activity& a) {
       o["uid"] = s.uid;
     }
     if (!s.path.empty()) o["path"] = s.path;
+    if (!s.remote_id.empty()) o["remote_id"] = s.remote_id;
     sources.push_back(std::move(o));
   }
   return {{"id", a.id},

@@ -283,8 +283,8 @@ class FailingSink final : public imap::MailSink {
   std::optional<imap::FolderState> folder_state(const std::string& f) override {
     return inner_.folder_state(f);
   }
-  std::vector<bool> known_message_ids(const std::vector<std::string>& ids) override {
-    return inner_.known_message_ids(ids);
+  std::vector<bool> known_messages(const std::vector<imap::MessageKey>& keys) override {
+    return inner_.known_messages(keys);
   }
   imap::SyncResult<void> commit(const imap::FolderState& s,
                                 std::vector<imap::FetchedMessage> m) override {
@@ -337,9 +337,9 @@ class ThreadRecordingSink final : public imap::MailSink {
     note();
     return inner_.folder_state(f);
   }
-  std::vector<bool> known_message_ids(const std::vector<std::string>& ids) override {
+  std::vector<bool> known_messages(const std::vector<imap::MessageKey>& keys) override {
     note();
-    return inner_.known_message_ids(ids);
+    return inner_.known_messages(keys);
   }
   imap::SyncResult<void> commit(const imap::FolderState& s,
                                 std::vector<imap::FetchedMessage> m) override {
@@ -552,7 +552,9 @@ namespace {
 // tests/servers/fake_gmail.py on 127.0.0.1, killed at the end of the test.
 class FakeGmail {
  public:
-  explicit FakeGmail(const std::string& log) {
+  // `uidvalidity` and `uid_offset` (added to every UID) play a renumbered mailbox.
+  explicit FakeGmail(const std::string& log, int uidvalidity = 11, int uid_offset = 0) {
+    const std::string validity = std::to_string(uidvalidity), offset = std::to_string(uid_offset);
     int out[2];
     if (pipe(out) != 0) throw std::runtime_error("pipe");
     pid_ = fork();
@@ -561,7 +563,8 @@ class FakeGmail {
       close(out[0]);
       close(out[1]);
       const std::string script = std::string(CRMCAP_SOURCE_DIR) + "/tests/servers/fake_gmail.py";
-      execlp("python3", "python3", script.c_str(), log.c_str(), static_cast<char*>(nullptr));
+      execlp("python3", "python3", script.c_str(), log.c_str(), validity.c_str(), offset.c_str(),
+             static_cast<char*>(nullptr));
       _exit(127);
     }
     close(out[1]);
@@ -581,49 +584,109 @@ class FakeGmail {
   pid_t pid_ = -1;
   std::uint16_t port_ = 0;
 };
+
+// The capture side of a Gmail account, for the fake server.
+struct GmailCapture {
+  explicit GmailCapture(const std::filesystem::path& dir)
+      : st(test::directory_store((dir / "capture.db").string())) {
+    capture::Settings s;
+    s.owner_addresses = {"user@gmail-test.example"};
+    auto fm = capture::FreeMailDomains::load();
+    if (!fm) throw std::runtime_error(fm.error());
+    pipeline = std::make_unique<capture::Pipeline>(*st, *st, s, *fm);
+    sink = std::make_unique<capture::ImapSink>("gmail", *pipeline, *st, *st);
+  }
+  imap::AccountOptions options(std::uint16_t port) const {
+    imap::AccountOptions o;
+    o.name = "gmail";
+    o.transport.host = "127.0.0.1";
+    o.transport.port = port;
+    o.transport.tls = imap::TlsMode::none;  // a scripted peer on loopback
+    o.transport.io_timeout = std::chrono::seconds(10);
+    o.username = "user@gmail-test.example";
+    o.auth = imap::AuthMethod::login;
+    o.secret = []() -> imap::SyncResult<std::string> { return std::string("app-password"); };
+    return o;
+  }
+  std::unique_ptr<store::Store> st;
+  std::unique_ptr<capture::Pipeline> pipeline;
+  std::unique_ptr<capture::ImapSink> sink;
+};
+
+std::size_t count_of(const std::string& text, const std::string& needle) {
+  std::size_t n = 0;
+  for (auto p = text.find(needle); p != std::string::npos; p = text.find(needle, p + 1)) ++n;
+  return n;
+}
+
 }  // namespace
 
 // Gmail shows labels as folders holding the same messages again: only
 // "[Gmail]/All Mail" is synced, so each message is fetched and stored once,
-// whatever folders are configured.
+// whatever folders are configured; drafts, which All Mail holds too, never.
 TEST(ImapGmail, SyncsAllMailOnlyAndStoresEachMessageOnce) {
   test::TempDir dir;
   const std::string log = (dir.path() / "commands.log").string();
   FakeGmail gmail(log);
-  auto st = test::directory_store((dir.path() / "capture.db").string());
-  capture::Settings s;
-  s.owner_addresses = {"user@gmail-test.example"};
-  auto fm = capture::FreeMailDomains::load();
-  ASSERT_TRUE(fm) << fm.error();
-  capture::Pipeline pipeline(*st, *st, s, *fm);
-  capture::ImapSink sink("gmail", pipeline, *st, *st);
-  imap::AccountOptions o;
-  o.name = "gmail";
-  o.transport.host = "127.0.0.1";
-  o.transport.port = gmail.port();
-  o.transport.tls = imap::TlsMode::none;  // a scripted peer on loopback
-  o.transport.io_timeout = std::chrono::seconds(10);
-  o.username = "user@gmail-test.example";
-  o.auth = imap::AuthMethod::login;
-  o.secret = []() -> imap::SyncResult<std::string> { return std::string("app-password"); };
+  GmailCapture c(dir.path());
   asio::io_context io;
   for (int pass = 0; pass < 2; ++pass) {
-    imap::Account account(io.get_executor(), o, sink);
+    imap::Account account(io.get_executor(), c.options(gmail.port()), *c.sink);
     auto r = run_on(io, account.sync_once());
     ASSERT_TRUE(r) << r.error().message;
     ASSERT_EQ(r->folders.size(), 1u);
     EXPECT_EQ(r->folders[0].folder, "[Gmail]/All Mail");
-    EXPECT_EQ(r->folders[0].handed_over, pass == 0 ? 3u : 0u);
+    EXPECT_EQ(r->folders[0].handed_over, pass == 0 ? 4u : 0u);
+    EXPECT_EQ(r->folders[0].drafts, pass == 0 ? 1u : 0u);
   }
-  const auto acts = st->list({}).value();
-  ASSERT_EQ(acts.size(), 3u);
+  const auto acts = c.st->list({}).value();
+  ASSERT_EQ(acts.size(), 4u);
   for (const auto& a : acts) {
+    EXPECT_NE(a.subject, "Draft offer");
     ASSERT_EQ(a.sources.size(), 1u);
     EXPECT_EQ(a.sources[0].folder, "[Gmail]/All Mail");
+    EXPECT_TRUE(a.sources[0].remote_id.starts_with("gm:100")) << a.sources[0].remote_id;
   }
   const std::string commands = test::read_file(log);
   EXPECT_NE(commands.find("EXAMINE \"[Gmail]/All Mail\""), std::string::npos) << commands;
   EXPECT_EQ(commands.find("EXAMINE INBOX"), std::string::npos) << commands;
   EXPECT_EQ(commands.find("Sent Mail\""), std::string::npos) << commands;
   EXPECT_EQ(commands.find("app-password"), std::string::npos);
+  EXPECT_NE(commands.find("X-GM-LABELS"), std::string::npos) << commands;
+  EXPECT_EQ(count_of(commands, "SERVED "), 4u) << commands;
+  EXPECT_EQ(commands.find("SERVED 1005"), std::string::npos) << commands;  // the draft
+}
+
+// Messages are keyed by X-GM-MSGID: after a UIDVALIDITY change every message
+// is known again without its bytes, the one without a Message-ID included,
+// and each activity gains its new place instead of a twin.
+TEST(ImapGmail, KeysMessagesByGmailIdAcrossAUidValidityChange) {
+  test::TempDir dir;
+  GmailCapture c(dir.path());
+  asio::io_context io;
+  {
+    const std::string log = (dir.path() / "first.log").string();
+    FakeGmail gmail(log);
+    imap::Account account(io.get_executor(), c.options(gmail.port()), *c.sink);
+    auto r = run_on(io, account.sync_once());
+    ASSERT_TRUE(r) << r.error().message;
+    EXPECT_EQ(r->folders.at(0).handed_over, 4u);
+  }
+  const std::string log = (dir.path() / "renumbered.log").string();
+  FakeGmail renumbered(log, 12, 100);
+  imap::Account account(io.get_executor(), c.options(renumbered.port()), *c.sink);
+  auto r = run_on(io, account.sync_once());
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_TRUE(r->folders.at(0).uidvalidity_changed);
+  EXPECT_EQ(r->folders.at(0).handed_over, 4u);
+  EXPECT_EQ(r->folders.at(0).known, 4u);
+  EXPECT_EQ(count_of(test::read_file(log), "SERVED "), 0u) << test::read_file(log);
+  const auto acts = c.st->list({}).value();
+  ASSERT_EQ(acts.size(), 4u);
+  for (const auto& a : acts) {
+    ASSERT_EQ(a.sources.size(), 2u) << a.subject;
+    EXPECT_EQ(a.sources[0].remote_id, a.sources[1].remote_id);
+    EXPECT_EQ(a.sources[0].uid + 100, a.sources[1].uid);
+    EXPECT_EQ(a.sources[1].uidvalidity, 12);
+  }
 }

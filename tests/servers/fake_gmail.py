@@ -7,11 +7,15 @@ folders ("INBOX", "[Gmail]/Sent Mail") holding the same messages again. It
 offers X-GM-EXT-1 (X-GM-MSGID, X-GM-LABELS). This server speaks just enough
 IMAP4rev1 for crm-captured's sync over plain TCP on 127.0.0.1: CAPABILITY,
 LOGIN, LIST, STATUS, EXAMINE, UID SEARCH, UID FETCH (RFC822.SIZE, INTERNALDATE,
-ENVELOPE, BODYSTRUCTURE, X-GM-MSGID, BODY.PEEK[]), NOOP, LOGOUT. Every command
-line it receives is appended to LOG (one per line) so a test can check which
-folders were opened.
+ENVELOPE, BODYSTRUCTURE, X-GM-MSGID, X-GM-LABELS, BODY.PEEK[]), NOOP, LOGOUT.
+Every command line it receives is appended to LOG (one per line) so a test
+can check which folders were opened, and so is "SERVED <X-GM-MSGID>" for every
+message whose bytes it sent.
 
-  fake_gmail.py LOG       prints "PORT=n" once listening; serves until killed
+  fake_gmail.py LOG [UIDVALIDITY [UID_OFFSET]]
+      prints "PORT=n" once listening; serves until killed. UIDVALIDITY
+      (default 11) and UID_OFFSET (default 0, added to every UID) let a test
+      play a mailbox whose UIDs were renumbered.
 """
 import re
 import socket
@@ -29,13 +33,24 @@ MESSAGES = {
     3: (1003, ["\\Sent"], "From: user@gmail-test.example\r\nTo: peter@initech.com\r\n"
         "Subject: Quote\r\nDate: Mon, 23 Nov 2026 11:00:00 +0000\r\n"
         "Message-ID: <g3@gmail-test.example>\r\n\r\nThe quote.\r\n"),
+    # No Message-ID: only X-GM-MSGID tells it apart after a renumbering.
+    4: (1004, ["\\Inbox"], "From: Jane Doe <jane@acme.com>\r\nTo: user@gmail-test.example\r\n"
+        "Subject: Follow-up\r\nDate: Mon, 23 Nov 2026 12:00:00 +0000\r\n\r\n"
+        "No Message-ID here.\r\n"),
+    # A draft: in All Mail, but never an activity.
+    5: (1005, ["\\Draft"], "From: user@gmail-test.example\r\nTo: hank@globex.com\r\n"
+        "Subject: Draft offer\r\nDate: Mon, 23 Nov 2026 13:00:00 +0000\r\n"
+        "Message-ID: <g5@gmail-test.example>\r\n\r\nNot sent yet.\r\n"),
 }
 FOLDERS = {
-    "INBOX": ("(\\HasNoChildren)", [1, 2]),
-    "[Gmail]/All Mail": ("(\\All \\HasNoChildren)", [1, 2, 3]),
+    "INBOX": ("(\\HasNoChildren)", [1, 2, 4]),
+    "[Gmail]/All Mail": ("(\\All \\HasNoChildren)", [1, 2, 3, 4, 5]),
     "[Gmail]/Sent Mail": ("(\\Sent \\HasNoChildren)", [3]),
+    "[Gmail]/Drafts": ("(\\Drafts \\HasNoChildren)", [5]),
     "[Gmail]/Spam": ("(\\Junk \\HasNoChildren)", []),
 }
+UIDVALIDITY = 11
+UID_OFFSET = 0
 CAPS = "IMAP4rev1 X-GM-EXT-1 UIDPLUS SPECIAL-USE"
 
 
@@ -52,8 +67,9 @@ def envelope(raw):
     def addr(v):
         m = re.search(r"<([^@>]+)@([^>]+)>", v) or re.search(r"([^\s@]+)@(\S+)", v)
         return f"((NIL NIL {quote(m.group(1))} {quote(m.group(2))}))"
+    mid = quote(h["message-id"]) if "message-id" in h else "NIL"
     return (f"({quote(h['date'])} {quote(h['subject'])} {addr(h['from'])} {addr(h['from'])} "
-            f"{addr(h['from'])} {addr(h['to'])} NIL NIL NIL {quote(h['message-id'])})")
+            f"{addr(h['from'])} {addr(h['to'])} NIL NIL NIL {mid})")
 
 
 def bodystructure(raw):
@@ -109,18 +125,18 @@ def serve(conn, log):
             if name not in FOLDERS:
                 send(f"{tag} NO [NONEXISTENT] Unknown Mailbox\r\n")
                 continue
-            uids = FOLDERS[name][1]
-            nxt = (max(uids) if uids else 0) + 1
+            uids = [u + UID_OFFSET for u in FOLDERS[name][1]]
+            nxt = (max(uids) if uids else UID_OFFSET) + 1
             if cmd == "STATUS":
                 send(f"* STATUS {quote(name)} (MESSAGES {len(uids)} UIDNEXT {nxt} "
-                     f"UIDVALIDITY 11)\r\n{tag} OK done\r\n")
+                     f"UIDVALIDITY {UIDVALIDITY})\r\n{tag} OK done\r\n")
             else:
                 selected = name
-                send(f"* {len(uids)} EXISTS\r\n* OK [UIDVALIDITY 11] UIDs valid\r\n"
+                send(f"* {len(uids)} EXISTS\r\n* OK [UIDVALIDITY {UIDVALIDITY}] UIDs valid\r\n"
                      f"* OK [UIDNEXT {nxt}] next\r\n{tag} OK [READ-ONLY] {name} selected\r\n")
         elif cmd == "UID" and selected:
             sub = arg.split(" ", 1)[0].upper()
-            uids = FOLDERS[selected][1]
+            uids = [u + UID_OFFSET for u in FOLDERS[selected][1]]
             if sub == "SEARCH":
                 m = re.search(r"UID (\S+)", arg)
                 found = uids_of(m.group(1), uids) if m and uids else uids
@@ -128,15 +144,22 @@ def serve(conn, log):
             elif sub == "FETCH":
                 spec = arg.split(" ")[1]
                 for u in uids_of(spec, uids) if uids else []:
-                    gm, labels, raw = MESSAGES[u]
+                    gm, labels, raw = MESSAGES[u - UID_OFFSET]
                     seq = uids.index(u) + 1
                     if "BODY.PEEK[]" in arg:
                         data = raw.encode()
+                        with open(log, "a") as lf:
+                            lf.write(f"SERVED {gm}\n")
                         send(f"* {seq} FETCH (UID {u} BODY[] {{{len(data)}}}\r\n".encode() + data +
                              b")\r\n")
                     else:
+                        gl = ""
+                        if "X-GM-LABELS" in arg:
+                            # As Gmail sends them: system labels as flags.
+                            gl = " X-GM-LABELS (" + " ".join(
+                                x if x.startswith("\\") else quote(x) for x in labels) + ")"
                         send(f'* {seq} FETCH (UID {u} RFC822.SIZE {len(raw)} INTERNALDATE '
-                             f'"23-Nov-2026 09:00:00 +0000" X-GM-MSGID {gm} ENVELOPE '
+                             f'"23-Nov-2026 09:00:00 +0000" X-GM-MSGID {gm}{gl} ENVELOPE '
                              f"{envelope(raw)} BODYSTRUCTURE {bodystructure(raw)})\r\n")
                 send(f"{tag} OK Success\r\n")
             else:
@@ -146,7 +169,12 @@ def serve(conn, log):
 
 
 def main():
+    global UIDVALIDITY, UID_OFFSET
     log = sys.argv[1]
+    if len(sys.argv) > 2:
+        UIDVALIDITY = int(sys.argv[2])
+    if len(sys.argv) > 3:
+        UID_OFFSET = int(sys.argv[3])
     srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     srv.bind(("127.0.0.1", 0))

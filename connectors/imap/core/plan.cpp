@@ -38,7 +38,7 @@ FolderPlan plan_folder(const std::string& folder, const std::optional<FolderStat
     p.uidvalidity_changed = true;
     p.start.backfilling = true;
     p.reason = folder + ": UIDVALIDITY changed from " + std::to_string(s.uidvalidity) + " to " +
-               std::to_string(now.uidvalidity) + "; re-mapping by Message-ID";
+               std::to_string(now.uidvalidity) + "; re-mapping by Message-ID (X-GM-MSGID on Gmail)";
     return p;
   }
   p.start.highest_uid = s.highest_uid;

@@ -39,6 +39,19 @@ std::chrono::milliseconds backoff_delay(unsigned attempt, std::uint64_t random_b
 
 namespace {
 
+// Gmail labels a draft "\\Draft" (X-GM-LABELS; system labels start with a
+// backslash).
+bool is_gmail_draft(const FetchItem& f) {
+  if (!f.gm_labels) return false;
+  return std::any_of(f.gm_labels->begin(), f.gm_labels->end(), [](const std::string& l) {
+    static constexpr std::string_view draft = "\\draft";
+    return l.size() == draft.size() &&
+           std::equal(l.begin(), l.end(), draft.begin(), [](char a, char b) {
+             return (a >= 'A' && a <= 'Z' ? static_cast<char>(a + 32) : a) == b;
+           });
+  });
+}
+
 bool is_excluded_special(SpecialUse u) {
   return u == SpecialUse::junk || u == SpecialUse::trash || u == SpecialUse::drafts;
 }
@@ -314,7 +327,10 @@ struct Account::Impl {
         FetchAttr::of(FetchAttr::Kind::rfc822_size), FetchAttr::of(FetchAttr::Kind::internaldate),
         FetchAttr::of(FetchAttr::Kind::envelope), FetchAttr::of(FetchAttr::Kind::bodystructure)};
     const bool gmail = conn->capabilities().has("X-GM-EXT-1");
-    if (gmail) attrs.push_back(FetchAttr::of(FetchAttr::Kind::gm_msgid));
+    if (gmail) {
+      attrs.push_back(FetchAttr::of(FetchAttr::Kind::gm_msgid));
+      attrs.push_back(FetchAttr::of(FetchAttr::Kind::gm_labels));
+    }
     auto cmd = conn->builder().uid_fetch(set, attrs);
     if (!cmd) {
       return make_sync_error(SyncErrc::protocol, "cannot build UID FETCH", RetryClass::retry_later);
@@ -335,6 +351,7 @@ struct Account::Impl {
   // Every FETCH response of the batches in flight, merged by UID: responses of
   // two outstanding commands may be read by one finish() (see Connection).
   std::map<std::uint32_t, FetchItem> fetched;
+  std::uint32_t drafts = 0;  // Gmail drafts left out by this folder's pass
 
   static void merge(FetchItem& into, FetchItem&& from) {
     into.uid = from.uid;
@@ -369,26 +386,33 @@ struct Account::Impl {
     auto r = co_await conn->finish(b.meta, collect, what);
     if (!r) co_return r.error();
 
-    std::vector<std::string> ids;
+    std::vector<MessageKey> keys;
     for (const std::uint32_t uid : b.uids) {
       auto it = fetched.find(uid);
       if (it == fetched.end()) continue;  // expunged meanwhile
       const FetchItem& f = it->second;
+      if (is_gmail_draft(f)) {
+        // All Mail holds drafts too; a draft is no activity (the Drafts
+        // folder of any other server is never synced either).
+        ++drafts;
+        fetched.erase(it);
+        continue;
+      }
       FetchedMessage m;
       m.uid = uid;
       if (f.envelope && f.envelope->message_id) m.message_id = *f.envelope->message_id;
       if (f.internaldate) m.internaldate = internaldate_to_unix(*f.internaldate).value_or(0);
       m.gm_msgid = f.gm_msgid;
-      ids.push_back(m.message_id);
+      keys.push_back({m.message_id, m.gm_msgid});
       b.messages.push_back(std::move(m));
     }
-    const std::vector<bool> known = co_await on_sink([&] { return sink.known_message_ids(ids); });
+    const std::vector<bool> known = co_await on_sink([&] { return sink.known_messages(keys); });
 
     // Small messages come whole in one command; larger ones part by part.
     UidSet small;
     for (std::size_t i = 0; i < b.messages.size(); ++i) {
       FetchedMessage& m = b.messages[i];
-      if (i < known.size() && known[i] && !m.message_id.empty()) {
+      if (i < known.size() && known[i]) {
         m.known = true;
         continue;
       }
@@ -515,6 +539,7 @@ struct Account::Impl {
     // the first fetch of batch k + 2. Only the commit of batch k moves the
     // folder's mark, so a crash at any point loses nothing.
     fetched.clear();
+    drafts = 0;
     const std::size_t count = (uids.size() + batch - 1) / batch;
     auto begin = [&](std::size_t k) -> SyncResult<std::optional<InFlight>> {
       if (k >= count) return std::optional<InFlight>{};
@@ -590,6 +615,7 @@ struct Account::Impl {
       state.backfilling = false;
       if (auto c = co_await commit(state, {}); !c) co_return c.error();
     }
+    rep.drafts = drafts;
     co_return rep;
   }
 
