@@ -139,12 +139,19 @@ def main():
         env = loopback_mailbox.start(work, compress=False)
         crm, total_bytes = loopback_mailbox.fill(env, work, args.count)
         pw = loopback_mailbox.password_file(env, work)
-        db = os.path.join(work, "capture.db")
-        for kind in ("companies", "contacts", "opportunities"):
-            run([client, "--store", db, "import", kind, os.path.join(crm, kind + ".csv")])
-        conf = os.path.join(work, "crm-capture.toml")
-        with open(conf, "w") as f:
-            f.write(loopback_mailbox.config_text(env, db, work, pw))
+
+        def new_store(name):
+            """A store with the CRM directory imported, and a configuration
+            for it; returns (store path, configuration path)."""
+            db = os.path.join(work, name + ".db")
+            for kind in ("companies", "contacts", "opportunities"):
+                run([client, "--store", db, "import", kind, os.path.join(crm, kind + ".csv")])
+            conf = os.path.join(work, name + ".toml")
+            with open(conf, "w") as f:
+                f.write(loopback_mailbox.config_text(env, db, work, pw))
+            return db, conf
+
+        db, conf = new_store("capture")
         results = {"messages": args.count, "mailbox_mb": round(total_bytes / 1e6, 1)}
         # Filling the server wrote 20,000 files: let the kernel write them
         # back before anything is timed.
@@ -170,12 +177,7 @@ def main():
         # The first run again, into a new store, now that the server has seen
         # every message once (as it had for mbsync): the server's first reads
         # and index building are then out of the figure.
-        warm_db = os.path.join(work, "capture-warm.db")
-        for kind in ("companies", "contacts", "opportunities"):
-            run([client, "--store", warm_db, "import", kind, os.path.join(crm, kind + ".csv")])
-        warm_conf = os.path.join(work, "crm-capture-warm.toml")
-        with open(warm_conf, "w") as f:
-            f.write(loopback_mailbox.config_text(env, warm_db, work, pw))
+        _, warm_conf = new_store("capture-warm")
         t, rss, out = timed_rss([daemon, "--config", warm_conf, "--once"])
         results.update(crm_first_warm_s=round(t, 3), crm_first_warm_rss_mb=round(rss, 1))
         print(f"crm-captured --once, first run, new store, server warm: {t:7.2f} s  "
