@@ -552,6 +552,9 @@ class SqliteStore final : public Store {
       auto& st = stmt("SELECT 1 FROM activities WHERE source_key = ?");
       st.bind(1, k);
       out.push_back(st.executeStep());
+      // Reset at once: a statement left on a row keeps its read snapshot
+      // open past the scope, and a later BEGIN IMMEDIATE could then fail.
+      st.reset();
     }
     return out;
   } catch (const std::exception& e) {
@@ -571,6 +574,7 @@ class SqliteStore final : public Store {
       st.bind(1, std::string(mailbox));
       st.bind(2, r);
       out.push_back(!r.empty() && st.executeStep() ? st.getColumn(0).getString() : std::string());
+      st.reset();  // see have_source_keys()
     }
     return out;
   } catch (const std::exception& e) {
@@ -586,6 +590,7 @@ class SqliteStore final : public Store {
     st.bind(2, std::string(before));
     std::optional<std::string> out;
     if (st.executeStep()) out = st.getColumn(0).getString();
+    st.reset();  // see have_source_keys()
     return out;
   } catch (const std::exception& e) {
     return sql_error("thread lookup", e);
@@ -600,6 +605,7 @@ class SqliteStore final : public Store {
     st.bind(2, std::string(folder));
     std::optional<SyncCursor> out;
     if (st.executeStep()) out = read_cursor(st);
+    st.reset();  // see have_source_keys()
     return out;
   } catch (const std::exception& e) {
     return sql_error("reading sync state", e);

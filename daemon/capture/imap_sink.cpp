@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <charconv>
 #include <iostream>
+#include <unordered_set>
 
 namespace crmcap::capture {
 
@@ -104,6 +105,26 @@ std::vector<bool> ImapSink::known_messages(const std::vector<imap::MessageKey>& 
 
 imap::SyncResult<void> ImapSink::commit(const imap::FolderState& state,
                                         std::vector<imap::FetchedMessage> messages) {
+  // The account asks what is known a batch ahead, before the batch in front
+  // of it is committed; and one batch may hold two copies of a message. A
+  // Message-ID stored since, or seen earlier in this batch, is known too:
+  // only its place is new, and a later copy (a list's re-send) never
+  // overwrites the decision on the first.
+  {
+    std::vector<std::string> mids(messages.size());
+    for (std::size_t i = 0; i < messages.size(); ++i) {
+      if (!messages[i].known) mids[i] = mid_key(messages[i].message_id);
+    }
+    std::vector<bool> stored(messages.size(), false);
+    if (std::any_of(mids.begin(), mids.end(), [](const auto& k) { return !k.empty(); })) {
+      if (auto have = activities_.have_source_keys(mids)) stored = std::move(*have);
+    }
+    std::unordered_set<std::string> in_batch;
+    for (std::size_t i = 0; i < messages.size(); ++i) {
+      if (mids[i].empty()) continue;
+      if (stored[i] || !in_batch.insert(mids[i]).second) messages[i].known = true;
+    }
+  }
   // The stored source keys of the known messages that carry a remote id.
   std::vector<std::string> remote;
   for (const auto& m : messages) {

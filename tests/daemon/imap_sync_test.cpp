@@ -436,6 +436,29 @@ TEST_F(ImapSync, WithASinkExecutorAFailedCommitStopsAtTheLastGoodBatch) {
   EXPECT_EQ(activities().size(), 20u);
 }
 
+// The account asks what is known a batch ahead of the commits: a copy of a
+// message in the next batch (here a mailing list's re-send of it) is still
+// only a new place, and never overwrites the decision on the first copy.
+TEST_F(ImapSync, ACopyInTheNextBatchIsANewPlaceNotANewDecision) {
+  dovecot->deliver_doveadm("INBOX", dated("dup@acme.com", "jane@acme.com", "Renewal"));
+  dovecot->deliver_doveadm("INBOX", dated("dup@acme.com", "jane@acme.com", "[list] Renewal",
+                                          "List-Id: <sales.acme.com>\n"));
+  dovecot->deliver_doveadm("INBOX", dated("other@acme.com", "jane@acme.com", "Other"));
+  auto o = options();
+  o.folders = {"INBOX"};
+  o.batch_size = 1;
+  auto r = sync(o);
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(folder(*r, "INBOX")->handed_over, 3u);
+  const auto acts = activities();
+  ASSERT_EQ(acts.size(), 2u);
+  const auto dup = st->by_source_key("mid:dup@acme.com").value();
+  ASSERT_TRUE(dup);
+  EXPECT_EQ(dup->status, store::DecisionStatus::captured) << dup->reason;
+  EXPECT_EQ(dup->subject, "Renewal");
+  EXPECT_EQ(dup->sources.size(), 2u);
+}
+
 TEST_F(ImapSync, ServerKilledMidSyncEndsInACleanRetryableError) {
   for (int i = 0; i < 12; ++i) {
     dovecot->deliver_doveadm("INBOX", dated("k" + std::to_string(i) + "@acme.com", "jane@acme.com",

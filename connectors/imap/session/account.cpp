@@ -503,11 +503,17 @@ struct Account::Impl {
     }
     if (plan.kind == PlanKind::paused) {
       rep.paused = true;
-      co_await warn(options.name + ": " + plan.reason);
-      if (auto c = co_await commit(plan.start, {}); !c) co_return c.error();
+      // Named locals, never temporaries, in co_await expressions (GCC 12).
+      std::string why = options.name + ": " + plan.reason;
+      co_await warn(std::move(why));
+      std::vector<FetchedMessage> none;
+      if (auto c = co_await commit(plan.start, std::move(none)); !c) co_return c.error();
       co_return rep;
     }
-    if (plan.uidvalidity_changed) co_await warn(options.name + ": " + plan.reason);
+    if (plan.uidvalidity_changed) {
+      std::string why = options.name + ": " + plan.reason;
+      co_await warn(std::move(why));
+    }
 
     SearchCriteria crit;
     if (plan.kind == PlanKind::backfill) {
@@ -613,7 +619,8 @@ struct Account::Impl {
     if (uids.empty()) {
       state.highest_uid = final_mark;
       state.backfilling = false;
-      if (auto c = co_await commit(state, {}); !c) co_return c.error();
+      std::vector<FetchedMessage> none;
+      if (auto c = co_await commit(state, std::move(none)); !c) co_return c.error();
     }
     rep.drafts = drafts;
     co_return rep;
@@ -684,7 +691,9 @@ Awaitable<SyncError> Account::run() {
       auto next_poll = std::chrono::steady_clock::now() + s.options.poll_interval;
       while (!s.stopped) {
         if (can_idle) {
-          if (auto e = co_await s.examine("INBOX"); !e) {
+          // Named, not a temporary, in co_await (GCC 12).
+          const std::string inbox_name = "INBOX";
+          if (auto e = co_await s.examine(inbox_name); !e) {
             failure = e.error();
             failed = true;
             break;
@@ -707,7 +716,7 @@ Awaitable<SyncError> Account::run() {
             break;
           }
           if (new_mail) {
-            auto r = co_await s.sync_folder("INBOX", false);
+            auto r = co_await s.sync_folder(inbox_name, false);
             if (!r) {
               failure = r.error();
               failed = true;
