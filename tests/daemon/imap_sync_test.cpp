@@ -19,6 +19,7 @@
 
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <utime.h>
@@ -580,8 +581,14 @@ class FakeGmail {
     const std::string validity = std::to_string(uidvalidity), offset = std::to_string(uid_offset);
     int out[2];
     if (pipe(out) != 0) throw std::runtime_error("pipe");
+    const pid_t parent = getpid();
     pid_ = fork();
     if (pid_ == 0) {
+      // A test that dies without running destructors (a crash, a sanitizer
+      // abort) must not leave the server behind: it would keep ctest's output
+      // pipe open, and ctest would wait for it.
+      prctl(PR_SET_PDEATHSIG, SIGKILL);
+      if (getppid() != parent) _exit(1);  // the parent died before prctl
       dup2(out[1], 1);
       close(out[0]);
       close(out[1]);
