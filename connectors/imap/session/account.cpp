@@ -141,15 +141,6 @@ struct Account::Impl {
   template <class F>
   Awaitable<std::invoke_result_t<F&>> on_sink(F f) {
     using R = std::invoke_result_t<F&>;
-    if (!options.sink_executor) {
-      if constexpr (std::is_void_v<R>) {
-        f();
-        co_return;
-      } else {
-        co_return f();
-      }
-    }
-    // Named, not temporaries, in the co_await (GCC 12, see connection.cpp).
     auto task = [&f]() -> Awaitable<R> {
       if constexpr (std::is_void_v<R>) {
         f();
@@ -158,8 +149,13 @@ struct Account::Impl {
         co_return f();
       }
     };
-    auto done = asio::co_spawn(*options.sink_executor, std::move(task), asio::use_awaitable);
-    co_return co_await std::move(done);
+    // Named, not temporaries, in the co_await (GCC 12, see connection.cpp).
+    if (!options.sink_executor) {
+      auto here = task();
+      co_return co_await std::move(here);
+    }
+    auto there = asio::co_spawn(*options.sink_executor, std::move(task), asio::use_awaitable);
+    co_return co_await std::move(there);
   }
 
   Awaitable<void> warn(std::string message) {

@@ -309,13 +309,6 @@ Awaitable<SyncResult<void>> Connection::finish(const std::vector<Command>& cmds,
   co_return SyncResult<void>{};
 }
 
-Awaitable<SyncResult<void>> Connection::run_pipelined(const std::vector<Command>& cmds,
-                                                      const Handler& on_untagged,
-                                                      std::string_view what) {
-  if (auto w = co_await send(cmds); !w) co_return w.error();
-  co_return co_await finish(cmds, on_untagged, what);
-}
-
 Awaitable<SyncResult<void>> Connection::refresh_capabilities(const TaggedStatus& after) {
   if (after.code && after.code->kind == CodeKind::capability && !after.code->atoms.empty()) {
     caps_.names = after.code->atoms;

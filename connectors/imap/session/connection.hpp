@@ -49,9 +49,6 @@ class Connection {
   // first NO/BAD, after reading the other completions.
   Awaitable<SyncResult<void>> finish(const std::vector<Command>& commands,
                                      const Handler& on_untagged, std::string_view what);
-  // send() then finish() of several commands: the round trips overlap.
-  Awaitable<SyncResult<void>> run_pipelined(const std::vector<Command>& commands,
-                                            const Handler& on_untagged, std::string_view what);
 
   // IDLE until `wake` reports true for a response (then DONE is sent) or the
   // timeout passes (then DONE is sent too). Returns after the tagged OK.
