@@ -79,66 +79,69 @@ std::string mid_key(std::string_view message_id) {
 
 }  // namespace
 
-std::vector<bool> ImapSink::known_messages(const std::vector<imap::MessageKey>& keys) {
-  std::vector<bool> out(keys.size(), false);
+store::Result<std::vector<std::string>> ImapSink::stored_keys(
+    const std::vector<imap::MessageKey>& keys) {
   // First by the server's own id (Gmail), which also finds a message that has
-  // no Message-ID; then by Message-ID. A failed look-up answers "not known":
-  // fetching again is always safe.
+  // no Message-ID; then by Message-ID.
+  std::vector<std::string> out(keys.size());
   std::vector<std::string> remote;
   for (const auto& k : keys) remote.push_back(remote_id_of(k.gm_msgid));
   if (std::any_of(remote.begin(), remote.end(), [](const auto& r) { return !r.empty(); })) {
-    if (auto found = activities_.source_keys_by_remote_id(mailbox_, remote)) {
-      for (std::size_t i = 0; i < keys.size(); ++i) out[i] = !(*found)[i].empty();
-    }
+    auto found = activities_.source_keys_by_remote_id(mailbox_, remote);
+    if (!found) return found.error();
+    out = std::move(*found);
   }
   std::vector<std::string> mids;
   for (std::size_t i = 0; i < keys.size(); ++i) {
-    mids.push_back(out[i] ? std::string() : mid_key(keys[i].message_id));
+    mids.push_back(out[i].empty() ? mid_key(keys[i].message_id) : std::string());
   }
-  if (auto have = activities_.have_source_keys(mids)) {
+  if (std::any_of(mids.begin(), mids.end(), [](const auto& k) { return !k.empty(); })) {
+    auto have = activities_.have_source_keys(mids);
+    if (!have) return have.error();
     for (std::size_t i = 0; i < keys.size(); ++i) {
-      if (!mids[i].empty() && (*have)[i]) out[i] = true;
+      if (!mids[i].empty() && (*have)[i]) out[i] = std::move(mids[i]);
     }
+  }
+  return out;
+}
+
+std::vector<bool> ImapSink::known_messages(const std::vector<imap::MessageKey>& keys) {
+  std::vector<bool> out(keys.size(), false);
+  // A failed look-up answers "not known": fetching again is always safe.
+  if (auto stored = stored_keys(keys)) {
+    for (std::size_t i = 0; i < keys.size(); ++i) out[i] = !(*stored)[i].empty();
   }
   return out;
 }
 
 imap::SyncResult<void> ImapSink::commit(const imap::FolderState& state,
                                         std::vector<imap::FetchedMessage> messages) {
-  // The account asks what is known a batch ahead, before the batch in front
-  // of it is committed; and one batch may hold two copies of a message. A
-  // Message-ID stored since, or seen earlier in this batch, is known too:
-  // only its place is new, and a later copy (a list's re-send) never
-  // overwrites the decision on the first.
-  {
-    std::vector<std::string> mids(messages.size());
-    for (std::size_t i = 0; i < messages.size(); ++i) {
-      if (!messages[i].known) mids[i] = mid_key(messages[i].message_id);
-    }
-    std::vector<bool> stored(messages.size(), false);
-    if (std::any_of(mids.begin(), mids.end(), [](const auto& k) { return !k.empty(); })) {
-      if (auto have = activities_.have_source_keys(mids)) stored = std::move(*have);
-    }
-    std::unordered_set<std::string> in_batch;
-    for (std::size_t i = 0; i < messages.size(); ++i) {
-      if (mids[i].empty()) continue;
-      if (stored[i] || !in_batch.insert(mids[i]).second) messages[i].known = true;
-    }
+  // The stored source key of every message. The account asks what is known a
+  // batch ahead, before the batch in front of it is committed, and one batch
+  // may hold two copies of a message: a message stored since it asked, or
+  // seen earlier in this batch, is known too. Only its place is new, and a
+  // later copy (a list's re-send) never overwrites the decision on the first.
+  std::vector<imap::MessageKey> keys;
+  keys.reserve(messages.size());
+  for (const auto& m : messages) keys.push_back({m.message_id, m.gm_msgid});
+  auto stored = stored_keys(keys);
+  if (!stored) {
+    return imap::SyncError{imap::make_error_code(imap::SyncErrc::sink),
+                           mailbox_ + ": cannot read the store: " + stored.error().message,
+                           imap::RetryClass::retry_later};
   }
-  // The stored source keys of the known messages that carry a remote id.
-  std::vector<std::string> remote;
-  for (const auto& m : messages) {
-    remote.push_back(m.known ? remote_id_of(m.gm_msgid) : std::string());
-  }
-  std::vector<std::string> remote_keys(messages.size());
-  if (std::any_of(remote.begin(), remote.end(), [](const auto& r) { return !r.empty(); })) {
-    auto found = activities_.source_keys_by_remote_id(mailbox_, remote);
-    if (!found) {
-      return imap::SyncError{imap::make_error_code(imap::SyncErrc::sink),
-                             mailbox_ + ": cannot read the store: " + found.error().message,
-                             imap::RetryClass::retry_later};
+  std::vector<std::string>& known_keys = *stored;
+  std::unordered_set<std::string> in_batch;
+  for (std::size_t i = 0; i < messages.size(); ++i) {
+    if (!known_keys[i].empty()) {
+      messages[i].known = true;
+      continue;
     }
-    remote_keys = std::move(*found);
+    const std::string mid = mid_key(messages[i].message_id);
+    if (!mid.empty() && !in_batch.insert(mid).second) {
+      messages[i].known = true;
+      known_keys[i] = mid;
+    }
   }
   store::Batch batch;
   for (std::size_t i = 0; i < messages.size(); ++i) {
@@ -148,7 +151,9 @@ imap::SyncResult<void> ImapSink::commit(const imap::FolderState& state,
     ++counters_.seen;
     if (m.known) {
       ++counters_.known;
-      std::string key = remote_keys[i].empty() ? mid_key(m.message_id) : remote_keys[i];
+      // A key the store cannot find (the message was known when the account
+      // asked by a key it no longer has) is ignored by the store.
+      std::string key = known_keys[i].empty() ? mid_key(m.message_id) : known_keys[i];
       batch.seen_again.push_back({std::move(key), ref});
       continue;
     }

@@ -35,6 +35,10 @@ class ImapSink final : public imap::MailSink {
   std::function<void(const std::string&)> on_warning;
 
  private:
+  // For each message, the source key of the activity stored for it (by the
+  // server's id first, then by Message-ID), or an empty string.
+  store::Result<std::vector<std::string>> stored_keys(const std::vector<imap::MessageKey>& keys);
+
   std::string mailbox_;
   Pipeline& pipeline_;
   store::Activities& activities_;
