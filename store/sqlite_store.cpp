@@ -12,6 +12,7 @@
 #include <ctime>
 #include <optional>
 #include <stdexcept>
+#include <type_traits>
 #include <unordered_map>
 
 namespace crmcap::store {
@@ -408,7 +409,7 @@ class SqliteStore final : public Store {
     // table for every RETURNING and an undo journal for every upsert, which
     // cost more than the statements themselves on a backfill.
     auto& find = stmt(
-        "SELECT seq, kind, direction, status, occurred_at, subject, snippet, '', thread_key, "
+        "SELECT seq, kind, direction, status, occurred_at, subject, snippet, thread_key, "
         "opportunity_id, reason, rule FROM activities WHERE source_key = ?");
     auto& ins_a = stmt(
         "INSERT INTO activities (id, source_key, kind, direction, status, occurred_at, subject, "
@@ -445,9 +446,9 @@ class SqliteStore final : public Store {
             find.getColumn(4).getString() != a.occurred_at ||
             find.getColumn(5).getString() != a.subject ||
             find.getColumn(6).getString() != a.snippet ||
-            find.getColumn(8).getString() != a.thread_key ||
-            find.getColumn(9).getString() != a.opportunity_id ||
-            find.getColumn(10).getString() != a.reason || find.getColumn(11).getString() != a.rule;
+            find.getColumn(7).getString() != a.thread_key ||
+            find.getColumn(8).getString() != a.opportunity_id ||
+            find.getColumn(9).getString() != a.reason || find.getColumn(10).getString() != a.rule;
         find.reset();
         if (changed) {
           run(upd_a, kind, direction, status, a.occurred_at, a.subject, a.snippet, a.message_id,
@@ -551,10 +552,7 @@ class SqliteStore final : public Store {
     for (const auto& k : keys) {
       auto& st = stmt("SELECT 1 FROM activities WHERE source_key = ?");
       st.bind(1, k);
-      out.push_back(st.executeStep());
-      // Reset at once: a statement left on a row keeps its read snapshot
-      // open past the scope, and a later BEGIN IMMEDIATE could then fail.
-      st.reset();
+      out.push_back(first_row(st, [](SQLite::Statement&) { return true; }).has_value());
     }
     return out;
   } catch (const std::exception& e) {
@@ -573,8 +571,7 @@ class SqliteStore final : public Store {
           "s.activity_seq WHERE s.mailbox = ? AND s.remote_id = ? AND s.remote_id <> '' LIMIT 1");
       st.bind(1, std::string(mailbox));
       st.bind(2, r);
-      out.push_back(!r.empty() && st.executeStep() ? st.getColumn(0).getString() : std::string());
-      st.reset();  // see have_source_keys()
+      out.push_back(r.empty() ? std::string() : first_row(st, column_text<0>).value_or(""));
     }
     return out;
   } catch (const std::exception& e) {
@@ -588,10 +585,7 @@ class SqliteStore final : public Store {
         "AND opportunity_id <> '' AND occurred_at < ? ORDER BY occurred_at DESC, id DESC LIMIT 1");
     st.bind(1, std::string(thread_key));
     st.bind(2, std::string(before));
-    std::optional<std::string> out;
-    if (st.executeStep()) out = st.getColumn(0).getString();
-    st.reset();  // see have_source_keys()
-    return out;
+    return first_row(st, column_text<0>);
   } catch (const std::exception& e) {
     return sql_error("thread lookup", e);
   }
@@ -603,10 +597,7 @@ class SqliteStore final : public Store {
     auto& st = stmt(std::string(k_cursor_select) + " WHERE mailbox = ? AND folder = ?");
     st.bind(1, std::string(mailbox));
     st.bind(2, std::string(folder));
-    std::optional<SyncCursor> out;
-    if (st.executeStep()) out = read_cursor(st);
-    st.reset();  // see have_source_keys()
-    return out;
+    return first_row(st, read_cursor);
   } catch (const std::exception& e) {
     return sql_error("reading sync state", e);
   }
@@ -671,6 +662,24 @@ class SqliteStore final : public Store {
     std::optional<SQLite::Transaction> tx_;
   };
 
+  // The row a statement gives, if any, read by `read`. The statement is
+  // reset before this returns: one left on a row keeps its read snapshot
+  // open, past any ReadScope, and a later BEGIN IMMEDIATE could then fail
+  // (SQLITE_BUSY_SNAPSHOT) once another connection has written.
+  template <class Read>
+  static auto first_row(SQLite::Statement& st, Read read)
+      -> std::optional<std::invoke_result_t<Read&, SQLite::Statement&>> {
+    std::optional<std::invoke_result_t<Read&, SQLite::Statement&>> out;
+    if (st.executeStep()) out = read(st);
+    st.reset();
+    return out;
+  }
+
+  template <int I>
+  static std::string column_text(SQLite::Statement& st) {
+    return st.getColumn(I).getString();
+  }
+
   // Statements are prepared once and kept; each use starts from a reset one.
   SQLite::Statement& stmt(const std::string& sql) {
     auto it = cache_.find(sql);
@@ -711,7 +720,7 @@ class SqliteStore final : public Store {
     for (const auto& id : ids) {
       auto& st = stmt(sql);
       st.bind(1, id);
-      if (!st.executeStep()) out.push_back(id);
+      if (!first_row(st, [](SQLite::Statement&) { return true; })) out.push_back(id);
     }
     return out;
   } catch (const std::exception& e) {
