@@ -9,16 +9,22 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
 
 #include <gtest/gtest.h>
 
 #include <chrono>
 #include <exception>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -183,6 +189,148 @@ TEST(TransportLocal, ReadTimeoutOnSilentServer) {
     auto again = co_await t.async_write("a1 NOOP\r\n");
     CO_ASSERT(!again);
     EXPECT_EQ(again.error().code, TransportErrc::not_connected);
+  });
+}
+
+// Accepts one connection on 127.0.0.1 and writes `count` bytes to it, one
+// every `every`, then keeps it open without a word until the test ends.
+class DrippingServer {
+ public:
+  DrippingServer(asio::any_io_executor ex, int count, std::chrono::milliseconds every)
+      : acceptor_(ex, {asio::ip::make_address("127.0.0.1"), 0}), socket_(ex), timer_(ex) {
+    asio::co_spawn(ex, serve(count, every), asio::detached);
+  }
+  ~DrippingServer() {
+    boost::system::error_code ignored;
+    acceptor_.close(ignored);
+    socket_.close(ignored);
+    timer_.cancel();
+  }
+  std::uint16_t port() const { return acceptor_.local_endpoint().port(); }
+
+ private:
+  Awaitable<void> serve(int count, std::chrono::milliseconds every) {
+    constexpr auto quiet = asio::as_tuple(asio::use_awaitable);
+    auto [aec] = co_await acceptor_.async_accept(socket_, quiet);
+    for (int i = 0; !aec && i < count; ++i) {
+      timer_.expires_after(every);
+      auto [tec] = co_await timer_.async_wait(quiet);
+      if (tec) co_return;
+      auto [wec, n] = co_await asio::async_write(socket_, asio::buffer("x", 1), quiet);
+      if (wec) co_return;
+    }
+  }
+
+  asio::ip::tcp::acceptor acceptor_;
+  asio::ip::tcp::socket socket_;
+  asio::steady_timer timer_;
+};
+
+// Each read has a deadline of its own: reads that each finish in time never
+// time out, however long they take together, and the read that waits too
+// long times out after its own timeout.
+TEST(TransportLocal, EachReadHasItsOwnDeadline) {
+  run([&](asio::any_io_executor ex) -> Awaitable<void> {
+    DrippingServer server(ex, 8, 100ms);
+    Transport t(ex, local(server.port(), TlsMode::none));
+    auto c = co_await t.async_connect();
+    CO_ASSERT(c);
+    std::string buf;
+    const auto start = std::chrono::steady_clock::now();
+    while (buf.size() < 8) {
+      auto r = co_await t.async_read_some(buf, 300ms);
+      CO_ASSERT(r);
+    }
+    EXPECT_GE(std::chrono::steady_clock::now() - start, 700ms);  // longer than one timeout
+    const auto silent = std::chrono::steady_clock::now();
+    auto r = co_await t.async_read_some(buf, 300ms);
+    const auto took = std::chrono::steady_clock::now() - silent;
+    CO_ASSERT(!r);
+    EXPECT_EQ(r.error().code, TransportErrc::read_timeout);
+    EXPECT_NE(r.error().message.find("timed out after 300 ms"), std::string::npos)
+        << r.error().message;
+    EXPECT_GE(took, 290ms);
+    EXPECT_LT(took, 3s);
+    EXPECT_EQ(buf, "xxxxxxxx");
+  });
+}
+
+// The deadline's timer ends with the connection: a Transport that outlives
+// its closed connection does not keep the executor's run() going until the
+// last read's deadline.
+TEST(TransportLocal, AClosedConnectionKeepsNoTimerWaiting) {
+  asio::io_context io;
+  DrippingServer server(io.get_executor(), 1, 10ms);
+  Transport t(io.get_executor(), local(server.port(), TlsMode::none));
+  bool read = false;
+  asio::co_spawn(
+      io,
+      [&]() -> Awaitable<void> {
+        auto c = co_await t.async_connect();
+        CO_ASSERT(c);
+        std::string buf;
+        auto r = co_await t.async_read_some(buf, 60s);
+        read = r.has_value();
+        co_await t.async_close();
+      },
+      asio::detached);
+  const auto start = std::chrono::steady_clock::now();
+  io.run();
+  EXPECT_TRUE(read);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 10s);
+}
+
+// A short deadline after a long one (a read after IDLE's) is kept, not the
+// long one the transport was waiting for.
+TEST(TransportLocal, AShortDeadlineAfterALongOneIsKept) {
+  run([&](asio::any_io_executor ex) -> Awaitable<void> {
+    DrippingServer server(ex, 1, 10ms);
+    Transport t(ex, local(server.port(), TlsMode::none));
+    auto c = co_await t.async_connect();
+    CO_ASSERT(c);
+    std::string buf;
+    auto first = co_await t.async_read_some(buf, 60s);
+    CO_ASSERT(first);
+    const auto start = std::chrono::steady_clock::now();
+    auto r = co_await t.async_read_some(buf, 200ms);
+    const auto took = std::chrono::steady_clock::now() - start;
+    CO_ASSERT(!r);
+    EXPECT_EQ(r.error().code, TransportErrc::read_timeout);
+    EXPECT_GE(took, 190ms);
+    EXPECT_LT(took, 3s);
+  });
+}
+
+// A write the server never reads times out and ends the connection; the read
+// waiting beside it (as in IDLE) then fails as not connected, not as a
+// timeout of its own or a cancelled read.
+TEST(TransportLocal, AWriteTimeoutEndsTheReadBesideIt) {
+  SilentListener silent;
+  run([&](asio::any_io_executor ex) -> Awaitable<void> {
+    Transport t(ex, local(silent.port(), TlsMode::none));
+    auto c = co_await t.async_connect();
+    CO_ASSERT(c);
+    std::string buf;
+    std::optional<TransportResult<std::size_t>> read;
+    asio::co_spawn(
+        ex, [&]() -> Awaitable<void> { read = co_await t.async_read_some(buf, 60s); },
+        asio::detached);
+    const std::string big(64 << 20, 'a');  // more than the socket buffers hold
+    const auto start = std::chrono::steady_clock::now();
+    auto w = co_await t.async_write(big, 300ms);
+    const auto took = std::chrono::steady_clock::now() - start;
+    CO_ASSERT(!w);
+    EXPECT_EQ(w.error().code, TransportErrc::write_timeout) << w.error().message;
+    EXPECT_NE(w.error().message.find("write to 127.0.0.1:"), std::string::npos)
+        << w.error().message;
+    EXPECT_GE(took, 290ms);
+    EXPECT_LT(took, 3s);
+    asio::steady_timer settle(ex, 50ms);
+    co_await settle.async_wait(asio::use_awaitable);
+    CO_ASSERT(read.has_value());
+    CO_ASSERT(!*read);
+    EXPECT_EQ(read->error().code, TransportErrc::not_connected) << read->error().message;
+    EXPECT_FALSE(t.is_open());
   });
 }
 

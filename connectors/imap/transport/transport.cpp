@@ -124,17 +124,34 @@ void throw_exception_from_error(const TransportError& e, const boost::source_loc
   boost::throw_exception(std::system_error(e.code, e.message), loc);
 }
 
+// The deadline of one direction's outstanding operation (read, or write),
+// kept by a timer that is re-armed only when a deadline comes earlier than the
+// one it waits for. A read or write then costs no timer system call and no
+// extra coroutine: with a timer raced against each operation, the ~16,000
+// small TLS reads of a 20,000-message backfill armed and cancelled a timer and
+// spawned two coroutines each.
+struct Watchdog {
+  using clock = std::chrono::steady_clock;
+  explicit Watchdog(const asio::any_io_executor& ex) : timer(ex) {}
+  asio::steady_timer timer;
+  clock::time_point deadline = clock::time_point::max();  // max: nothing outstanding
+  milliseconds armed_for{0};                              // the outstanding operation's timeout
+  bool waiting = false;  // a wait is outstanding on `timer` (it may end before `deadline`)
+  bool expired = false;  // the outstanding operation's deadline passed
+};
+
 struct Transport::Impl {
   Impl(const asio::any_io_executor& ex, TransportOptions o)
-      : executor(ex), opts(std::move(o)), read_timer(ex), write_timer(ex) {}
+      : executor(ex), opts(std::move(o)), read_dog(ex), write_dog(ex), step_timer(ex) {}
 
   asio::any_io_executor executor;
   TransportOptions opts;
   std::unique_ptr<ssl::context> context;
   // Recreated by every connect: an SSL object cannot be reused after a shutdown.
   std::unique_ptr<ssl::stream<tcp::socket>> stream;
-  asio::steady_timer read_timer;   // deadline of the outstanding read
-  asio::steady_timer write_timer;  // deadline of a write, connect, handshake or close
+  Watchdog read_dog;              // deadline of the outstanding read
+  Watchdog write_dog;             // deadline of the outstanding write
+  asio::steady_timer step_timer;  // deadline of a connect, handshake or close
   bool tls = false;
   // Set when this side ended the connection after an error: an operation that
   // then completes with "aborted" reports not_connected instead.
@@ -151,11 +168,68 @@ struct Transport::Impl {
   }
 
   void close_now() noexcept {
+    // A connection's watchdogs wait no longer than the connection, so that
+    // they never keep the executor's run() from returning.
+    for (Watchdog* w : {&read_dog, &write_dog}) {
+      w->timer.cancel();
+      w->waiting = false;
+    }
     if (!stream) return;
     error_code ignored;
     socket().shutdown(tcp::socket::shutdown_both, ignored);
     socket().close(ignored);
     tls = false;
+  }
+
+  // Starts the deadline of an operation in `w`'s direction.
+  void arm(Watchdog& w, milliseconds timeout) {
+    w.expired = false;
+    w.armed_for = timeout;
+    w.deadline = Watchdog::clock::now() + timeout;
+    if (w.waiting && w.timer.expiry() <= w.deadline) return;  // it wakes in time and waits on
+    // Re-arming cancels a wait for a later time; that wait's handler then
+    // does nothing, and this one takes over.
+    w.timer.expires_at(w.deadline);
+    wait(w);
+  }
+
+  // The operation completed: its deadline no longer counts. Returns whether it
+  // had already passed (the connection then ended with a timeout).
+  static bool disarm(Watchdog& w) {
+    w.deadline = Watchdog::clock::time_point::max();
+    return w.expired;
+  }
+
+  void wait(Watchdog& w) {
+    w.waiting = true;
+    // An aborted wait touches nothing: it was re-armed, or the Impl is being
+    // destroyed (the timers cancel their waits then).
+    w.timer.async_wait([this, &w](error_code ec) {
+      if (!ec) on_wake(w);
+    });
+  }
+
+  void on_wake(Watchdog& w) {
+    if (w.deadline == Watchdog::clock::time_point::max()) {
+      w.waiting = false;  // nothing outstanding; the next arm() starts a wait
+    } else if (Watchdog::clock::now() < w.deadline) {
+      w.timer.expires_at(w.deadline);  // operations since the last wake moved it later
+      wait(w);
+    } else {
+      // The operation is still outstanding: closing the socket makes it (and
+      // one in the other direction) complete with an error, which the caller
+      // reports as the timeout (`expired`) or as not_connected.
+      w.waiting = false;
+      w.expired = true;
+      failed = true;
+      close_now();
+    }
+  }
+
+  TransportError timed_out(const Watchdog& w, TransportErrc code, std::string_view step) {
+    return TransportError{make_error_code(code), asio::error::timed_out,
+                          std::string(step) + " " + peer() + " timed out after " +
+                              std::to_string(w.armed_for.count()) + " ms"};
   }
 
   // Ends the connection and describes the failure.
@@ -230,7 +304,7 @@ struct Transport::Impl {
       return true;
     });
     auto r =
-        co_await with_deadline(write_timer, opts.connect_timeout,
+        co_await with_deadline(step_timer, opts.connect_timeout,
                                stream->async_handshake(ssl::stream_base::client, tuple_awaitable));
     if (!r) {
       co_return fail(TransportErrc::handshake_timeout, asio::error::timed_out,
@@ -277,7 +351,7 @@ Awaitable<TransportResult<void>> Transport::async_connect() {
   };
   tcp::resolver resolver(s->executor);
   auto resolved = co_await with_deadline(
-      s->write_timer, timeout,
+      s->step_timer, timeout,
       resolver.async_resolve(s->opts.host, std::to_string(s->opts.port), tuple_awaitable));
   if (!resolved) co_return timed_out();
   auto [rec, endpoints] = std::move(*resolved);
@@ -289,7 +363,7 @@ Awaitable<TransportResult<void>> Transport::async_connect() {
   auto left = timeout -
               std::chrono::duration_cast<milliseconds>(std::chrono::steady_clock::now() - started);
   auto connected =
-      co_await with_deadline(s->write_timer, std::max(left, milliseconds(1)),
+      co_await with_deadline(s->step_timer, std::max(left, milliseconds(1)),
                              asio::async_connect(s->socket(), endpoints, tuple_awaitable));
   if (!connected) co_return timed_out();
   auto [cec, endpoint] = *connected;
@@ -327,16 +401,12 @@ Awaitable<TransportResult<void>> Transport::async_write(std::string_view bytes,
   Impl* s = impl_.get();
   if (!s->open()) co_return s->not_connected("write to");
   auto buf = asio::buffer(bytes.data(), bytes.size());
-  auto r = s->tls ? co_await with_deadline(s->write_timer, timeout,
-                                           asio::async_write(*s->stream, buf, tuple_awaitable))
-                  : co_await with_deadline(s->write_timer, timeout,
-                                           asio::async_write(s->socket(), buf, tuple_awaitable));
-  if (!r) {
-    co_return s->fail(
-        TransportErrc::write_timeout, asio::error::timed_out,
-        "write to " + s->peer() + " timed out after " + std::to_string(timeout.count()) + " ms");
+  s->arm(s->write_dog, timeout);
+  auto [ec, n] = s->tls ? co_await asio::async_write(*s->stream, buf, tuple_awaitable)
+                        : co_await asio::async_write(s->socket(), buf, tuple_awaitable);
+  if (Impl::disarm(s->write_dog)) {
+    co_return s->timed_out(s->write_dog, TransportErrc::write_timeout, "write to");
   }
-  auto [ec, n] = *r;
   if (ec) {
     if (s->failed) co_return s->not_connected("write to");
     co_return s->fail(TransportErrc::write_failed, ec,
@@ -359,17 +429,13 @@ Awaitable<TransportResult<std::size_t>> Transport::async_read_some(std::string& 
   const std::size_t old = buffer.size();
   buffer.resize(old + max_bytes);
   auto buf = asio::buffer(buffer.data() + old, max_bytes);
-  auto r = s->tls ? co_await with_deadline(s->read_timer, timeout,
-                                           s->stream->async_read_some(buf, tuple_awaitable))
-                  : co_await with_deadline(s->read_timer, timeout,
-                                           s->socket().async_read_some(buf, tuple_awaitable));
-  if (!r) {
+  s->arm(s->read_dog, timeout);
+  auto [ec, n] = s->tls ? co_await s->stream->async_read_some(buf, tuple_awaitable)
+                        : co_await s->socket().async_read_some(buf, tuple_awaitable);
+  if (Impl::disarm(s->read_dog)) {
     buffer.resize(old);
-    co_return s->fail(
-        TransportErrc::read_timeout, asio::error::timed_out,
-        "read from " + s->peer() + " timed out after " + std::to_string(timeout.count()) + " ms");
+    co_return s->timed_out(s->read_dog, TransportErrc::read_timeout, "read from");
   }
-  auto [ec, n] = *r;
   if (ec) {
     buffer.resize(old);
     if (s->failed) co_return s->not_connected("read from");
@@ -391,7 +457,7 @@ Awaitable<void> Transport::async_close() {
   if (s->tls && s->open()) {
     // close_notify both ways; a server that just drops the connection ends it
     // too (eof or stream_truncated). Either way the socket closes below.
-    (void)co_await with_deadline(s->write_timer, std::min(kCloseNotifyWait, s->opts.io_timeout),
+    (void)co_await with_deadline(s->step_timer, std::min(kCloseNotifyWait, s->opts.io_timeout),
                                  s->stream->async_shutdown(tuple_awaitable));
   }
   s->close_now();

@@ -21,6 +21,8 @@
 //   while a write runs, as IMAP IDLE needs); connect, start_tls and close must run
 //   alone.
 // - The Transport must outlive its outstanding operations.
+// - Its operations and timers run on the executor it is given, which must not
+//   run two of its handlers at once (an io_context run by one thread, or a strand).
 #pragma once
 
 #include <boost/system/error_code.hpp>
