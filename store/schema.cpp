@@ -218,7 +218,13 @@ CREATE INDEX activity_sources_by_remote_id ON activity_sources(mailbox, remote_i
   WHERE remote_id <> '';
 )sql";
 
-constexpr const char* k_migrations[] = {k_v1, k_v2, k_v3, k_v4};
+// v5: a source remembers when the server reported its message gone from that
+// place (IMAP QRESYNC's VANISHED); '' while it is there.
+constexpr const char* k_v5 = R"sql(
+ALTER TABLE activity_sources ADD COLUMN removed_at TEXT NOT NULL DEFAULT '';
+)sql";
+
+constexpr const char* k_migrations[] = {k_v1, k_v2, k_v3, k_v4, k_v5};
 
 }  // namespace
 

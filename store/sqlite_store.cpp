@@ -482,6 +482,19 @@ class SqliteStore final : public Store {
       run(again, s.mailbox, s.folder, s.uidvalidity, s.uid, s.path, now, s.remote_id,
           seen.source_key);
     }
+    if (!batch.removed_uids.empty()) {
+      if (!batch.cursor) {
+        return make_error(Errc::bad_input, "removed UIDs given without the cursor of their folder");
+      }
+      const SyncCursor& c = *batch.cursor;
+      // "path = ''": IMAP places only. Only the first report counts.
+      auto& gone = stmt(
+          "UPDATE activity_sources SET removed_at = ? WHERE mailbox = ? AND folder = ? AND "
+          "uidvalidity = ? AND uid BETWEEN ? AND ? AND path = '' AND removed_at = ''");
+      for (const auto& [first, last] : batch.removed_uids) {
+        run(gone, now, c.mailbox, c.folder, c.uidvalidity, first, last);
+      }
+    }
     if (batch.cursor) write_cursor(*batch.cursor, now);
     tx.commit();
     return {};
@@ -543,6 +556,12 @@ class SqliteStore final : public Store {
   }
   Result<std::optional<Activity>> by_source_key(std::string_view key) override {
     return get_one(" WHERE a.source_key = ?", key);
+  }
+
+  Result<std::unique_ptr<ReadHold>> hold_reads() override try {
+    return std::unique_ptr<ReadHold>(std::make_unique<ReadScope>(db_));
+  } catch (const std::exception& e) {
+    return sql_error("starting a read transaction", e);
   }
 
   Result<std::vector<bool>> have_source_keys(const std::vector<std::string>& keys) override try {
@@ -651,7 +670,7 @@ class SqliteStore final : public Store {
   // One read transaction around a run of look-ups, unless a transaction is
   // already open: each statement outside one takes and drops the WAL read
   // lock on its own (several system calls per statement).
-  class ReadScope {
+  class ReadScope final : public ReadHold {
    public:
     explicit ReadScope(SQLite::Database& db) {
       if (sqlite3_get_autocommit(db.getHandle()) != 0) tx_.emplace(db);
@@ -781,13 +800,14 @@ class SqliteStore final : public Store {
       a.participants.push_back(std::move(x));
     }
     auto& s = stmt(
-        "SELECT mailbox, folder, uidvalidity, uid, path, remote_id FROM activity_sources "
-        "WHERE activity_seq = ? ORDER BY mailbox, folder, uidvalidity, uid, path");
+        "SELECT mailbox, folder, uidvalidity, uid, path, remote_id, removed_at FROM "
+        "activity_sources WHERE activity_seq = ? ORDER BY mailbox, folder, uidvalidity, uid, path");
     s.bind(1, seq);
     while (s.executeStep()) {
       a.sources.push_back(SourceRef{s.getColumn(0).getString(), s.getColumn(1).getString(),
                                     s.getColumn(2).getInt64(), s.getColumn(3).getInt64(),
-                                    s.getColumn(4).getString(), s.getColumn(5).getString()});
+                                    s.getColumn(4).getString(), s.getColumn(5).getString(),
+                                    s.getColumn(6).getString()});
     }
   }
 

@@ -150,6 +150,9 @@ struct SourceRef {
   // The server's own id of the message, stable across UIDVALIDITY changes
   // ("gm:<X-GM-MSGID>" on Gmail); empty when the server has none.
   std::string remote_id;
+  // Filled on read: when the server reported the message gone from this place
+  // (ISO 8601 UTC); empty while it is there.
+  std::string removed_at;
 };
 
 struct Activity {
@@ -210,12 +213,28 @@ struct Batch {
   };
   std::vector<SeenAgain> seen_again;
   std::optional<SyncCursor> cursor;
+  // Inclusive UID ranges the server reports gone from the cursor's folder, at
+  // the cursor's UIDVALIDITY (needs `cursor`): the sources there are marked
+  // removed; their activities stay.
+  std::vector<std::pair<std::int64_t, std::int64_t>> removed_uids;
+};
+
+// A read transaction held around a run of look-ups: they see one snapshot and
+// take the store's read lock once, instead of once each (several system calls
+// per look-up in WAL mode). It ends when destroyed; commit() fails while one is
+// held, so end it first.
+class ReadHold {
+ public:
+  virtual ~ReadHold() = default;
 };
 
 class Activities {
  public:
   virtual ~Activities() = default;
   virtual Result<void> commit(const Batch& batch) = 0;
+  // Holds reads until the returned object is destroyed (see ReadHold). Inside
+  // an open transaction it holds nothing more.
+  virtual Result<std::unique_ptr<ReadHold>> hold_reads() = 0;
   virtual Result<std::vector<Activity>> list(const ActivityFilter& filter) = 0;
   virtual Result<std::optional<Activity>> get(std::string_view id) = 0;
   virtual Result<std::optional<Activity>> by_source_key(std::string_view source_key) = 0;

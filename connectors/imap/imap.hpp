@@ -16,6 +16,7 @@
 #include <optional>
 #include <string>
 #include <system_error>
+#include <utility>
 #include <vector>
 
 namespace crmcap::imap {
@@ -115,15 +116,18 @@ struct FetchedMessage {
   std::optional<std::uint64_t> gm_msgid;  // Gmail's X-GM-MSGID
 };
 
-// The receiving end of the connector (capture and the store). Its calls run
-// on AccountOptions::sink_executor when one is set, never two at once for one
-// account.
+// Inclusive UID ranges, ascending.
+using UidRanges = std::vector<std::pair<std::uint32_t, std::uint32_t>>;
+
 // What the account knows of a message before it fetches the bytes.
 struct MessageKey {
   std::string message_id;                 // from ENVELOPE, as sent (with brackets); may be empty
   std::optional<std::uint64_t> gm_msgid;  // Gmail's X-GM-MSGID, which outlives UIDVALIDITY
 };
 
+// The receiving end of the connector (capture and the store). Its calls run
+// on AccountOptions::sink_executor when one is set, never two at once for one
+// account.
 class MailSink {
  public:
   virtual ~MailSink() = default;
@@ -137,6 +141,12 @@ class MailSink {
   // leaves the state as it was; the account stops the folder's sync.
   virtual SyncResult<void> commit(const FolderState& state,
                                   std::vector<FetchedMessage> messages) = 0;
+  // Messages the server reports gone from the folder since the stored state
+  // (QRESYNC's VANISHED (EARLIER)): inclusive UID ranges at
+  // state.uidvalidity, which may name UIDs the sink never had. Stored with
+  // `state` in one transaction; an error leaves the state as it was. The
+  // activities stay: mail moved or deleted was still sent or received.
+  virtual SyncResult<void> removed(const FolderState& state, const UidRanges& uids) = 0;
   // A condition worth telling the user (folder paused, capability missing).
   virtual void warn(const std::string& message) = 0;
 };
@@ -146,6 +156,9 @@ struct FolderReport {
   std::uint32_t handed_over = 0;  // messages committed to the sink
   std::uint32_t known = 0;        // of which the sink had already
   std::uint32_t drafts = 0;       // Gmail messages labelled \Draft: never handed over
+  // UIDs the server reported gone since the last sync (QRESYNC); they may
+  // include UIDs that were never captured (outside the window, or skipped).
+  std::uint32_t vanished = 0;
   bool skipped_unchanged = false;
   bool paused = false;
   bool uidvalidity_changed = false;

@@ -121,6 +121,29 @@ imap::SyncResult<void> ImapSink::commit(const imap::FolderState& state,
   // may hold two copies of a message: a message stored since it asked, or
   // seen earlier in this batch, is known too. Only its place is new, and a
   // later copy (a list's re-send) never overwrites the decision on the first.
+  store::Batch batch;
+  {
+    // Every look-up of the batch (known keys, and each message's contacts,
+    // companies and thread) in one read transaction. Without one, each takes
+    // the store's read lock on its own. A failure to start it only costs that.
+    auto hold = activities_.hold_reads();
+    if (auto r = decide_batch(state, messages, batch); !r) return r;
+  }
+  batch.cursor = to_cursor(mailbox_, state);
+  auto r = activities_.commit(batch);
+  pipeline_.clear_pending();
+  if (!r) {
+    return imap::SyncError{
+        imap::make_error_code(imap::SyncErrc::sink),
+        mailbox_ + ": cannot store a batch of " + state.folder + ": " + r.error().message,
+        imap::RetryClass::retry_later};
+  }
+  return {};
+}
+
+imap::SyncResult<void> ImapSink::decide_batch(const imap::FolderState& state,
+                                              std::vector<imap::FetchedMessage>& messages,
+                                              store::Batch& batch) {
   std::vector<imap::MessageKey> keys;
   keys.reserve(messages.size());
   for (const auto& m : messages) keys.push_back({m.message_id, m.gm_msgid});
@@ -143,7 +166,6 @@ imap::SyncResult<void> ImapSink::commit(const imap::FolderState& state,
       known_keys[i] = mid;
     }
   }
-  store::Batch batch;
   for (std::size_t i = 0; i < messages.size(); ++i) {
     imap::FetchedMessage& m = messages[i];
     store::SourceRef ref{mailbox_, state.folder, state.uidvalidity,
@@ -172,13 +194,19 @@ imap::SyncResult<void> ImapSink::commit(const imap::FolderState& state,
     pipeline_.remember(o.activity);
     batch.items.push_back({std::move(o.activity), ref});
   }
+  return {};
+}
+
+imap::SyncResult<void> ImapSink::removed(const imap::FolderState& state,
+                                         const imap::UidRanges& uids) {
+  store::Batch batch;
   batch.cursor = to_cursor(mailbox_, state);
-  auto r = activities_.commit(batch);
-  pipeline_.clear_pending();
-  if (!r) {
+  batch.removed_uids.reserve(uids.size());
+  for (const auto& [first, last] : uids) batch.removed_uids.emplace_back(first, last);
+  if (auto r = activities_.commit(batch); !r) {
     return imap::SyncError{
         imap::make_error_code(imap::SyncErrc::sink),
-        mailbox_ + ": cannot store a batch of " + state.folder + ": " + r.error().message,
+        mailbox_ + ": cannot record messages gone from " + state.folder + ": " + r.error().message,
         imap::RetryClass::retry_later};
   }
   return {};

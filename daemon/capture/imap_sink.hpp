@@ -28,6 +28,8 @@ class ImapSink final : public imap::MailSink {
   std::vector<bool> known_messages(const std::vector<imap::MessageKey>& keys) override;
   imap::SyncResult<void> commit(const imap::FolderState& state,
                                 std::vector<imap::FetchedMessage> messages) override;
+  imap::SyncResult<void> removed(const imap::FolderState& state,
+                                 const imap::UidRanges& uids) override;
   void warn(const std::string& message) override;
 
   const SinkCounters& counters() const { return counters_; }
@@ -38,6 +40,11 @@ class ImapSink final : public imap::MailSink {
   // For each message, the source key of the activity stored for it (by the
   // server's id first, then by Message-ID), or an empty string.
   store::Result<std::vector<std::string>> stored_keys(const std::vector<imap::MessageKey>& keys);
+  // Runs the pipeline on a batch's new messages into `batch`, and marks the
+  // ones the store has (or the batch holds twice) as seen again.
+  imap::SyncResult<void> decide_batch(const imap::FolderState& state,
+                                      std::vector<imap::FetchedMessage>& messages,
+                                      store::Batch& batch);
 
   std::string mailbox_;
   Pipeline& pipeline_;

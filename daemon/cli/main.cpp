@@ -67,6 +67,7 @@ boost::json::object activity_json(const store::Activity& a) {
     }
     if (!s.path.empty()) o["path"] = s.path;
     if (!s.remote_id.empty()) o["remote_id"] = s.remote_id;
+    if (!s.removed_at.empty()) o["removed_at"] = s.removed_at;
     sources.push_back(std::move(o));
   }
   return {{"id", a.id},
@@ -318,12 +319,16 @@ int main(int argc, char** argv) {
                                 {"reason", a.reason}};
           if (!s.path.empty()) o["path"] = s.path;
           if (s.uid) o["uid"] = s.uid;
+          if (!s.removed_at.empty()) o["removed_at"] = s.removed_at;
           if (dec_json) {
             std::cout << boost::json::serialize(o) << "\n";
           } else {
             std::cout << a.occurred_at << "  " << store::to_string(a.status) << "  "
-                      << (s.folder.empty() ? s.path : s.folder) << "  " << a.message_id << "\n    "
-                      << a.reason << "\n";
+                      << (s.folder.empty() ? s.path : s.folder) << "  " << a.message_id
+                      << (s.removed_at.empty()
+                              ? ""
+                              : "  (gone from the server since " + s.removed_at + ")")
+                      << "\n    " << a.reason << "\n";
           }
         }
       }

@@ -276,6 +276,60 @@ TEST_F(ImapSync, UidValidityChangeRemapsByMessageIdWithoutDuplicates) {
   EXPECT_EQ(st->known_uids("work", "INBOX", 777).value().size(), 3u);
 }
 
+// QRESYNC: a message expunged on the server keeps its activity (it was still
+// sent or received), and its place is marked gone. A pass that finds no new
+// mail but an expunge is not skipped by the STATUS pre-check.
+TEST_F(ImapSync, AMessageGoneFromTheServerKeepsItsActivityAndItsPlaceIsMarked) {
+  fill_basic();
+  auto first = sync(options());
+  ASSERT_TRUE(first) << first.error().message;
+  const auto& caps = first->capabilities;
+  ASSERT_NE(std::find(caps.begin(), caps.end(), "QRESYNC"), caps.end());
+  auto by_mid = [&] {
+    std::map<std::string, store::Activity> m;
+    for (auto& a : activities()) m[a.message_id] = a;
+    return m;
+  };
+  const auto before = by_mid();
+  const auto uid = before.at("i2@globex.com").sources.at(0).uid;
+  dovecot->doveadm(
+      {"expunge", "-u", dovecot->user(), "mailbox", "INBOX", "uid", std::to_string(uid)});
+
+  auto r = sync(options());
+  ASSERT_TRUE(r) << r.error().message;
+  const auto* inbox = folder(*r, "INBOX");
+  ASSERT_NE(inbox, nullptr);
+  EXPECT_EQ(inbox->vanished, 1u);
+  EXPECT_EQ(inbox->handed_over, 0u);
+  EXPECT_TRUE(inbox->skipped_unchanged);  // nothing new to fetch
+  EXPECT_TRUE(folder(*r, "Sent")->skipped_unchanged);
+  EXPECT_EQ(folder(*r, "Sent")->vanished, 0u);
+  const auto after = by_mid();
+  ASSERT_EQ(after.size(), before.size());
+  const std::string gone_at = after.at("i2@globex.com").sources.at(0).removed_at;
+  EXPECT_FALSE(gone_at.empty());
+  EXPECT_EQ(after.at("i2@globex.com").status, before.at("i2@globex.com").status);
+  EXPECT_EQ(after.at("i2@globex.com").opportunity_id, before.at("i2@globex.com").opportunity_id);
+  EXPECT_TRUE(after.at("i1@acme.com").sources.at(0).removed_at.empty());
+  EXPECT_TRUE(after.at("i3@acme.com").sources.at(0).removed_at.empty());
+  EXPECT_TRUE(after.at("s1@example.com").sources.at(0).removed_at.empty());
+
+  // The new HIGHESTMODSEQ was stored with it: the next pass skips the folder.
+  auto again = sync(options());
+  ASSERT_TRUE(again) << again.error().message;
+  EXPECT_TRUE(folder(*again, "INBOX")->skipped_unchanged);
+  EXPECT_EQ(folder(*again, "INBOX")->vanished, 0u);
+  EXPECT_EQ(by_mid().at("i2@globex.com").sources.at(0).removed_at, gone_at);
+
+  // New mail after the expunge is fetched as before.
+  dovecot->deliver_doveadm("INBOX", dated("i5@initech.com", "peter@initech.com", "Toner"));
+  auto third = sync(options());
+  ASSERT_TRUE(third) << third.error().message;
+  EXPECT_EQ(folder(*third, "INBOX")->handed_over, 1u);
+  EXPECT_EQ(folder(*third, "INBOX")->vanished, 0u);
+  EXPECT_EQ(activities().size(), before.size() + 1);
+}
+
 namespace {
 // A sink that fails the n-th commit, as a full disk would.
 class FailingSink final : public imap::MailSink {
@@ -295,6 +349,9 @@ class FailingSink final : public imap::MailSink {
     }
     if (on_commit) on_commit(commits_);
     return inner_.commit(s, std::move(m));
+  }
+  imap::SyncResult<void> removed(const imap::FolderState& s, const imap::UidRanges& u) override {
+    return inner_.removed(s, u);
   }
   void warn(const std::string& w) override { inner_.warn(w); }
   std::function<void(int)> on_commit;
@@ -346,6 +403,10 @@ class ThreadRecordingSink final : public imap::MailSink {
                                 std::vector<imap::FetchedMessage> m) override {
     note();
     return inner_.commit(s, std::move(m));
+  }
+  imap::SyncResult<void> removed(const imap::FolderState& s, const imap::UidRanges& u) override {
+    note();
+    return inner_.removed(s, u);
   }
   void warn(const std::string& w) override {
     note();
@@ -526,6 +587,48 @@ TEST_F(ImapSync, NewMailArrivesThroughIdle) {
   EXPECT_EQ(activities()[0].message_id, "idle@acme.com");
   std::printf("IDLE: delivery to stored activity in %lld ms\n",
               static_cast<long long>(latency.count()));
+}
+
+// With QRESYNC, IDLE hears of an expunge too (VANISHED), and the place is
+// marked gone without waiting for the next poll.
+TEST_F(ImapSync, AnExpungeArrivesThroughIdle) {
+  // Three messages, one of which goes: a folder that lost most of its mail
+  // would pause once instead (the plan's tests cover that).
+  dovecot->deliver_doveadm("INBOX", dated("bye@acme.com", "jane@acme.com", "Going"));
+  dovecot->deliver_doveadm("INBOX", dated("stay1@acme.com", "jane@acme.com", "Staying"));
+  dovecot->deliver_doveadm("INBOX", dated("stay2@acme.com", "jane@acme.com", "Staying too"));
+  auto o = options();
+  o.folders = {"INBOX"};
+  o.poll_interval = std::chrono::seconds(600);
+  imap::Account account(io.get_executor(), o, *sink);
+  int passes = 0;
+  std::uint32_t vanished = 0;
+  account.on_synced = [&](const imap::SyncReport& r) {
+    ++passes;
+    for (const auto& f : r.folders) vanished += f.vanished;
+    if (passes == 1) {
+      asio::co_spawn(
+          io,
+          [&]() -> imap::Awaitable<void> {
+            asio::steady_timer t(io, std::chrono::milliseconds(300));
+            co_await t.async_wait(asio::use_awaitable);
+            const auto bye = st->by_source_key("mid:bye@acme.com").value();
+            if (!bye) co_return;  // checked below
+            dovecot->doveadm({"expunge", "-u", dovecot->user(), "mailbox", "INBOX", "uid",
+                              std::to_string(bye->sources.at(0).uid)});
+          },
+          asio::detached);
+    } else if (vanished > 0) {
+      account.stop();
+    }
+  };
+  account.on_failure = [&](const imap::SyncError& e) { ADD_FAILURE() << e.message; };
+  run_until_stopped(io, account, std::chrono::seconds(30), "no VANISHED 30 s after the expunge");
+  EXPECT_EQ(activities().size(), 3u);
+  EXPECT_EQ(vanished, 1u);
+  for (const auto& a : activities()) {
+    EXPECT_EQ(a.sources.at(0).removed_at.empty(), a.message_id != "bye@acme.com") << a.message_id;
+  }
 }
 
 // The daemon loop: the server dies in the middle of a backfill and comes back;

@@ -8,6 +8,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
 
 namespace fs = std::filesystem;
 using namespace crmcap::store;
@@ -378,6 +379,17 @@ TEST(StoreMigrations, UpgradesActivitiesTheirParticipantsAndSources) {
   EXPECT_EQ(all[1].opportunity_id, "O-2");
   EXPECT_EQ(all[1].participants.size(), 2u);
   EXPECT_EQ(all[1].contact_ids, std::vector<std::string>{"C-1"});
+  // Places stored before version 5 are there until the server says otherwise.
+  EXPECT_TRUE(all[0].sources.at(0).removed_at.empty());
+  Batch gone;
+  gone.cursor = SyncCursor{"alice", "INBOX", 7, 2, 5, ""};
+  gone.removed_uids = {{1, 1}};
+  ASSERT_TRUE(s->commit(gone));
+  const auto one = s->by_source_key("mid:1@x").value().value();
+  ASSERT_EQ(one.sources.size(), 2u);
+  EXPECT_EQ(one.sources[0].folder, "INBOX");
+  EXPECT_FALSE(one.sources[0].removed_at.empty());
+  EXPECT_TRUE(one.sources[1].removed_at.empty());  // Sent
 }
 
 TEST(StoreActivities, FiltersByContactCompanyOpportunityAndTime) {
@@ -437,4 +449,65 @@ TEST(StoreActivities, SeenAgainAddsOnlyAPlaceAndKnowsKeys) {
   EXPECT_EQ(l.store->known_uids("alice", "Sent", 3).value().size(), 1u);
   EXPECT_EQ(l.store->have_source_keys({"mid:1@x", "mid:2@x"}).value(),
             (std::vector<bool>{true, false}));
+}
+
+TEST(StoreActivities, RemovedUidsMarkOnlyTheirFolderAndUidValidityAndKeepTheActivity) {
+  Loaded l;
+  Batch b;
+  // UIDs 1..4 in INBOX at UIDVALIDITY 7; UID 2 at another UIDVALIDITY, in
+  // another folder and in another mailbox; and a local file.
+  for (int uid = 1; uid <= 4; ++uid) {
+    b.items.push_back(
+        {make_activity("mid:" + std::to_string(uid) + "@x", "2026-11-01T10:00:00Z", ""),
+         SourceRef{"alice", "INBOX", 7, uid, ""}});
+  }
+  b.seen_again.push_back({"mid:2@x", SourceRef{"alice", "INBOX", 8, 2, ""}});
+  b.seen_again.push_back({"mid:2@x", SourceRef{"alice", "Sent", 7, 2, ""}});
+  b.seen_again.push_back({"mid:2@x", SourceRef{"bob", "INBOX", 7, 2, ""}});
+  b.items.push_back({make_activity("mid:file@x", "2026-11-01T10:00:00Z", ""),
+                     SourceRef{"local", "", 0, 0, "/tmp/a.eml"}});
+  ASSERT_TRUE(l.store->commit(b));
+
+  Batch gone;
+  gone.cursor = SyncCursor{"alice", "INBOX", 7, 4, 99, ""};
+  gone.removed_uids = {{2, 3}, {10, 20}};  // 10..20 were never stored
+  ASSERT_TRUE(l.store->commit(gone));
+  EXPECT_EQ(l.store->cursor("alice", "INBOX").value()->highest_modseq, 99);
+
+  std::map<std::string, std::string> removed;  // "mailbox folder uidvalidity uid" -> removed_at
+  for (const auto& a : l.store->list({}).value()) {
+    for (const auto& s : a.sources) {
+      removed[s.mailbox + " " + s.folder + " " + std::to_string(s.uidvalidity) + " " +
+              std::to_string(s.uid)] = s.removed_at;
+    }
+  }
+  EXPECT_EQ(l.store->list({}).value().size(), 5u);  // every activity stays
+  EXPECT_TRUE(removed.at("alice INBOX 7 1").empty());
+  EXPECT_FALSE(removed.at("alice INBOX 7 2").empty());
+  EXPECT_FALSE(removed.at("alice INBOX 7 3").empty());
+  EXPECT_TRUE(removed.at("alice INBOX 7 4").empty());
+  EXPECT_TRUE(removed.at("alice INBOX 8 2").empty());
+  EXPECT_TRUE(removed.at("alice Sent 7 2").empty());
+  EXPECT_TRUE(removed.at("bob INBOX 7 2").empty());
+  EXPECT_TRUE(removed.at("local  0 0").empty());
+
+  // The first report's time is kept when the server reports it again.
+  const std::string first = removed.at("alice INBOX 7 2");
+  gone.removed_uids = {{1, 2}};
+  ASSERT_TRUE(l.store->commit(gone));
+  auto a2 = l.store->by_source_key("mid:2@x").value().value();
+  for (const auto& s : a2.sources) {
+    if (s.folder == "INBOX" && s.uidvalidity == 7 && s.mailbox == "alice") {
+      EXPECT_EQ(s.removed_at, first);
+    }
+  }
+
+  // Removed UIDs without the folder they belong to are refused, and nothing
+  // of that batch is written.
+  Batch orphan;
+  orphan.removed_uids = {{4, 4}};
+  auto r = l.store->commit(orphan);
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message.find("cursor"), std::string::npos) << r.error().message;
+  EXPECT_TRUE(l.store->by_source_key("mid:4@x").value().value().sources.at(0).removed_at.empty());
 }

@@ -261,8 +261,19 @@ struct Account::Impl {
     co_return o;
   }
 
-  Awaitable<SyncResult<FolderObservation>> examine(const std::string& folder) {
-    auto cmd = conn->builder().examine(folder);
+  // EXAMINE; with `since` (a stored state) and QRESYNC enabled, also asks
+  // which messages vanished since its HIGHESTMODSEQ, into `vanished`.
+  Awaitable<SyncResult<FolderObservation>> examine(const std::string& folder,
+                                                   const FolderState* since = nullptr,
+                                                   UidSet* vanished = nullptr) {
+    ExamineOptions eo;
+    if (since && vanished && conn->qresync() && since->uidvalidity != 0 &&
+        since->highest_modseq != 0) {
+      // A server whose UIDVALIDITY is no longer this one ignores the rest
+      // (RFC 7162, section 3.2.5): no VANISHED then.
+      eo.qresync = QresyncParams{since->uidvalidity, since->highest_modseq, {}, {}, {}};
+    }
+    auto cmd = conn->builder().examine(folder, eo);
     if (!cmd) {
       co_return make_sync_error(SyncErrc::protocol, "cannot name folder " + folder,
                                 RetryClass::needs_user);
@@ -278,6 +289,9 @@ struct Account::Impl {
           o.uidnext = static_cast<std::uint32_t>(*u->code->number);
         }
         if (u->code->kind == CodeKind::highestmodseq) o.highest_modseq = *u->code->number;
+      }
+      if (auto* v = std::get_if<Vanished>(&resp); v && v->earlier && vanished) {
+        vanished->add(v->uids);
       }
     };
     const std::string what = "EXAMINE " + folder;
@@ -480,19 +494,44 @@ struct Account::Impl {
     FolderReport rep;
     rep.folder = folder;
     const auto stored = co_await on_sink([&] { return sink.folder_state(folder); });
+    // With QRESYNC, a folder whose HIGHESTMODSEQ moved may have lost
+    // messages even when nothing new came (a flag change moves it too).
+    auto modseq_moved = [&](const FolderObservation& o) {
+      return conn->qresync() && stored && stored->highest_modseq != 0 && o.highest_modseq &&
+             *o.highest_modseq != stored->highest_modseq;
+    };
     if (precheck && stored) {
       auto st = co_await status(folder);
       if (!st) co_return st.error();
       const FolderPlan quick = plan_folder(folder, stored, *st, options.min_keep_fraction);
-      if (quick.kind == PlanKind::unchanged) {
+      if (quick.kind == PlanKind::unchanged && !modseq_moved(*st)) {
         rep.skipped_unchanged = true;
         co_return rep;
       }
     }
-    auto ex = co_await examine(folder);
+    UidSet vanished;
+    auto ex = co_await examine(folder, stored ? &*stored : nullptr, &vanished);
     if (!ex) co_return ex.error();
     const FolderPlan plan = plan_folder(folder, stored, *ex, options.min_keep_fraction);
     rep.uidvalidity_changed = plan.uidvalidity_changed;
+    if (plan.kind != PlanKind::paused && !plan.uidvalidity_changed && modseq_moved(*ex)) {
+      // What vanished, with the new HIGHESTMODSEQ, before any batch: a
+      // batch's state carries the new HIGHESTMODSEQ too, and after it the
+      // server would no longer report these. The mark and UIDNEXT stay until
+      // the batches move them.
+      FolderState seen = *stored;
+      seen.highest_modseq = *ex->highest_modseq;
+      seen.messages = ex->messages;
+      seen.suspect_messages = 0;
+      UidRanges gone;
+      for (const auto& r : vanished.ranges()) {
+        if (r.last == UidSet::star) continue;  // never in an answer; nothing to mark
+        gone.emplace_back(r.first, r.last);
+        rep.vanished += r.last - r.first + 1;
+      }
+      auto done = co_await on_sink([&] { return sink.removed(seen, gone); });
+      if (!done) co_return done.error();
+    }
     if (plan.kind == PlanKind::unchanged) {
       rep.skipped_unchanged = true;
       co_return rep;
@@ -702,7 +741,9 @@ Awaitable<SyncError> Account::run() {
               std::chrono::duration_cast<std::chrono::milliseconds>(s.options.idle_reissue));
           bool new_mail = false;
           const std::function<bool(const Response&)> wake = [&](const Response& r) {
+            // New mail, or (with QRESYNC) mail gone: sync INBOX now.
             if (std::holds_alternative<Exists>(r)) new_mail = true;
+            if (s.conn->qresync() && std::holds_alternative<Vanished>(r)) new_mail = true;
             return new_mail;
           };
           auto idled = co_await s.conn->idle(wait, wake);

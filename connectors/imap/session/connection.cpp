@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "connectors/imap/session/connection.hpp"
 
+#include "connectors/imap/core/detail.hpp"
+
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -436,11 +438,24 @@ Awaitable<SyncResult<void>> Connection::open() {
       if (auto r = co_await run(*c, none, "ID"); !r) co_return r.error();
     }
   }
-  if (caps_.has("ENABLE") && caps_.has("CONDSTORE")) {
-    const std::array<std::string_view, 1> caps{"CONDSTORE"};
+  qresync_ = false;
+  if (caps_.has("ENABLE") && (caps_.has("CONDSTORE") || caps_.has("QRESYNC"))) {
+    // QRESYNC implies CONDSTORE (RFC 7162, section 3.2.3); the server says
+    // in ENABLED what it turned on.
+    const std::array<std::string_view, 1> condstore{"CONDSTORE"};
+    const std::array<std::string_view, 2> both{"CONDSTORE", "QRESYNC"};
+    const std::span<const std::string_view> caps =
+        caps_.has("QRESYNC") ? std::span<const std::string_view>(both)
+                             : std::span<const std::string_view>(condstore);
     if (auto c = builder_.enable(caps)) {
-      const Handler none;
-      if (auto r = co_await run(*c, none, "ENABLE"); !r) co_return r.error();
+      const Handler on_enabled = [this](Response& r) {
+        if (const auto* e = std::get_if<Enabled>(&r)) {
+          for (const auto& name : e->capabilities) {
+            if (iequals(name, "QRESYNC")) qresync_ = true;
+          }
+        }
+      };
+      if (auto r = co_await run(*c, on_enabled, "ENABLE"); !r) co_return r.error();
     }
   }
   if (caps_.has("COMPRESS=DEFLATE")) {

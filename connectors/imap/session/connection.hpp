@@ -60,6 +60,9 @@ class Connection {
 
   const Capabilities& capabilities() const { return caps_; }
   bool compressed() const { return zlib_ != nullptr; }
+  // The server enabled QRESYNC (RFC 7162): EXAMINE can ask what vanished, and
+  // expunges arrive as VANISHED.
+  bool qresync() const { return qresync_; }
   CommandBuilder& builder() { return builder_; }
   bool is_open() const { return transport_.is_open(); }
 
@@ -85,6 +88,7 @@ class Connection {
   ResponseParser parser_;
   CommandBuilder builder_;
   Capabilities caps_;
+  bool qresync_ = false;
   std::string in_;
   std::string_view pending_;
   // Completions read while finishing another command, by tag.
