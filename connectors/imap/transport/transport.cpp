@@ -149,6 +149,8 @@ struct Transport::Impl {
   std::unique_ptr<ssl::context> context;
   // Recreated by every connect: an SSL object cannot be reused after a shutdown.
   std::unique_ptr<ssl::stream<tcp::socket>> stream;
+  // Expires with the Impl (see wait()).
+  std::shared_ptr<void> alive_token = std::make_shared<char>(0);
   Watchdog read_dog;              // deadline of the outstanding read
   Watchdog write_dog;             // deadline of the outstanding write
   asio::steady_timer step_timer;  // deadline of a connect, handshake or close
@@ -202,15 +204,18 @@ struct Transport::Impl {
 
   void wait(Watchdog& w) {
     w.waiting = true;
-    // An aborted wait touches nothing: it was re-armed, or the Impl is being
-    // destroyed (the timers cancel their waits then).
-    w.timer.async_wait([this, &w](error_code ec) {
-      if (!ec) on_wake(w);
+    // An aborted wait touches nothing: it was re-armed, or the connection
+    // ended. A wait that fired may still be queued when the Impl is
+    // destroyed: `alive` tells it.
+    w.timer.async_wait([this, &w, alive = std::weak_ptr<void>(alive_token)](error_code ec) {
+      if (!ec && !alive.expired()) on_wake(w);
     });
   }
 
   void on_wake(Watchdog& w) {
-    if (w.deadline == Watchdog::clock::time_point::max()) {
+    if (!open()) {
+      w.waiting = false;  // ended since the wait fired; a new connection arms anew
+    } else if (w.deadline == Watchdog::clock::time_point::max()) {
       w.waiting = false;  // nothing outstanding; the next arm() starts a wait
     } else if (Watchdog::clock::now() < w.deadline) {
       w.timer.expires_at(w.deadline);  // operations since the last wake moved it later
