@@ -491,16 +491,24 @@ TEST(StoreActivities, RemovedUidsMarkOnlyTheirFolderAndUidValidityAndKeepTheActi
   EXPECT_TRUE(removed.at("bob INBOX 7 2").empty());
   EXPECT_TRUE(removed.at("local  0 0").empty());
 
-  // The first report's time is kept when the server reports it again.
-  const std::string first = removed.at("alice INBOX 7 2");
+  // The first report's time is kept when the server reports it again (set
+  // to a time of the past here: two commits fall in the same second).
+  const std::string first = "2026-01-02T03:04:05Z";
+  exec_raw(l.dir / "capture.db",
+           "UPDATE activity_sources SET removed_at = '" + first + "' WHERE removed_at <> ''");
   gone.removed_uids = {{1, 2}};
   ASSERT_TRUE(l.store->commit(gone));
   auto a2 = l.store->by_source_key("mid:2@x").value().value();
+  int checked = 0;
   for (const auto& s : a2.sources) {
     if (s.folder == "INBOX" && s.uidvalidity == 7 && s.mailbox == "alice") {
       EXPECT_EQ(s.removed_at, first);
+      ++checked;
     }
   }
+  EXPECT_EQ(checked, 1);
+  // UID 1 is marked by this second report.
+  EXPECT_FALSE(l.store->by_source_key("mid:1@x").value().value().sources.at(0).removed_at.empty());
 
   // Removed UIDs without the folder they belong to are refused, and nothing
   // of that batch is written.

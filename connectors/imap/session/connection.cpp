@@ -474,7 +474,9 @@ Awaitable<SyncResult<void>> Connection::idle(std::chrono::milliseconds timeout,
                                              const std::function<bool(const Response&)>& wake) {
   const Command cmd = builder_.idle();
   if (auto w = co_await write(cmd.segments.front()); !w) co_return w.error();
-  // Wait for "+ idling".
+  // Wait for "+ idling". What the server reports before it (mail that came
+  // since the last command) can wake the IDLE too: DONE then follows at once.
+  bool woke = false;
   for (;;) {
     auto r = co_await next(options_.transport.io_timeout);
     if (!r) co_return r.error();
@@ -483,11 +485,13 @@ Awaitable<SyncResult<void>> Connection::idle(std::chrono::milliseconds timeout,
       if (t->status != Status::ok) co_return refusal(*t, "IDLE");
       co_return SyncResult<void>{};
     }
+    if (!woke && wake(*r)) woke = true;
   }
   // A timer ends the IDLE by writing DONE while the read below waits: the
   // transport allows one read and one write at a time.
   auto ex = co_await asio::this_coro::executor;
-  auto timer = std::make_shared<asio::steady_timer>(ex, timeout);
+  auto timer =
+      std::make_shared<asio::steady_timer>(ex, woke ? std::chrono::milliseconds(0) : timeout);
   auto done_sent = std::make_shared<bool>(false);
   asio::co_spawn(
       ex,
