@@ -387,6 +387,37 @@ TEST_F(ImapSync, AFailedBatchIsResumedWithoutLossOrDuplicates) {
   EXPECT_EQ(activities().size(), 12u);
 }
 
+// The same for new mail after a first sync: the folder's UIDNEXT must not
+// be stored before the pass's last batch, or the next STATUS pre-check would
+// take the folder as unchanged and the rest would wait for more new mail.
+TEST_F(ImapSync, AFailedIncrementalBatchIsResumedByTheNextPass) {
+  dovecot->deliver_doveadm("INBOX", dated("first@acme.com", "jane@acme.com", "First"));
+  auto o = options();
+  o.folders = {"INBOX"};
+  ASSERT_TRUE(sync(o));
+  for (int i = 0; i < 12; ++i) {
+    dovecot->deliver_doveadm("INBOX", dated("n" + std::to_string(i) + "@acme.com", "jane@acme.com",
+                                            "New " + std::to_string(i)));
+  }
+  o.batch_size = 5;
+  FailingSink failing(*sink, 2);
+  {
+    imap::Account account(io.get_executor(), o, failing);
+    auto r = run_on(io, account.sync_once());
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error().code, imap::make_error_code(imap::SyncErrc::sink));
+  }
+  EXPECT_EQ(activities().size(), 6u);  // the first sync and the first batch
+  auto r = sync(o);
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_FALSE(folder(*r, "INBOX")->skipped_unchanged);
+  EXPECT_EQ(folder(*r, "INBOX")->handed_over, 7u);
+  EXPECT_EQ(activities().size(), 13u);
+  auto again = sync(o);
+  ASSERT_TRUE(again) << again.error().message;
+  EXPECT_TRUE(folder(*again, "INBOX")->skipped_unchanged);
+}
+
 // Records the thread of every sink call, then hands it on.
 class ThreadRecordingSink final : public imap::MailSink {
  public:

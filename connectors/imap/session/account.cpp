@@ -626,6 +626,10 @@ struct Account::Impl {
       const bool last = k + 1 == count;
       state.highest_uid = last ? std::max(final_mark, part.back()) : part.back();
       state.backfilling = !last && plan.kind == PlanKind::backfill;
+      // UIDNEXT only with the last batch: the pre-check takes a folder whose
+      // UIDNEXT is the stored one as unchanged, so a pass that stops after a
+      // middle batch must leave one that tells it otherwise (0: not known).
+      state.uidnext = last ? plan.start.uidnext : 0;
       rep.handed_over += static_cast<std::uint32_t>(msgs.size());
       for (const auto& m : msgs) rep.known += m.known ? 1 : 0;
       if (!next) {
