@@ -620,6 +620,29 @@ TEST_F(ImapSync, NewMailArrivesThroughIdle) {
               static_cast<long long>(latency.count()));
 }
 
+// Mail that lands after a pass read INBOX but before IDLE starts is reported
+// by the EXAMINE before IDLE, and never again by IDLE: it is synced at once,
+// not at the next poll.
+TEST_F(ImapSync, MailBetweenAPassAndIdleIsNotLeftForThePoll) {
+  auto o = options();
+  o.folders = {"INBOX"};
+  o.poll_interval = std::chrono::seconds(600);
+  imap::Account account(io.get_executor(), o, *sink);
+  int passes = 0;
+  account.on_synced = [&](const imap::SyncReport&) {
+    if (++passes == 1) {
+      // Synchronously: the account goes on (EXAMINE, then IDLE) only after this.
+      dovecot->deliver_doveadm("INBOX", dated("gap@acme.com", "jane@acme.com", "In the gap"));
+    } else if (!activities().empty()) {
+      account.stop();
+    }
+  };
+  account.on_failure = [&](const imap::SyncError& e) { ADD_FAILURE() << e.message; };
+  run_until_stopped(io, account, std::chrono::seconds(20), "mail of the gap not synced in 20 s");
+  ASSERT_EQ(activities().size(), 1u);
+  EXPECT_EQ(activities()[0].message_id, "gap@acme.com");
+}
+
 // With QRESYNC, IDLE hears of an expunge too (VANISHED), and the place is
 // marked gone without waiting for the next poll.
 TEST_F(ImapSync, AnExpungeArrivesThroughIdle) {

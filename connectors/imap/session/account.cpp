@@ -732,29 +732,42 @@ Awaitable<SyncError> Account::run() {
         if (can_idle) {
           // Named, not a temporary, in co_await (GCC 12).
           const std::string inbox_name = "INBOX";
-          if (auto e = co_await s.examine(inbox_name); !e) {
+          auto e = co_await s.examine(inbox_name);
+          if (!e) {
             failure = e.error();
             failed = true;
             break;
           }
+          // Mail that came (or, with QRESYNC, went) after the last pass read
+          // INBOX was reported by this EXAMINE, and IDLE would not report it
+          // again: sync first. Never for a paused folder, which waits for the
+          // next poll to confirm its count.
+          const auto stored = co_await s.on_sink([&] { return s.sink.folder_state(inbox_name); });
+          const bool behind =
+              stored && stored->suspect_messages == 0 &&
+              (e->uidvalidity != stored->uidvalidity || e->uidnext > stored->highest_uid + 1 ||
+               (s.conn->qresync() && stored->highest_modseq != 0 && e->highest_modseq &&
+                *e->highest_modseq != stored->highest_modseq));
           const auto now = std::chrono::steady_clock::now();
           const auto until_poll =
               std::chrono::duration_cast<std::chrono::milliseconds>(next_poll - now);
           const auto wait = std::clamp<std::chrono::milliseconds>(
               until_poll, std::chrono::milliseconds(100),
               std::chrono::duration_cast<std::chrono::milliseconds>(s.options.idle_reissue));
-          bool new_mail = false;
+          bool new_mail = behind;
           const std::function<bool(const Response&)> wake = [&](const Response& r) {
             // New mail, or (with QRESYNC) mail gone: sync INBOX now.
             if (std::holds_alternative<Exists>(r)) new_mail = true;
             if (s.conn->qresync() && std::holds_alternative<Vanished>(r)) new_mail = true;
             return new_mail;
           };
-          auto idled = co_await s.conn->idle(wait, wake);
-          if (!idled) {
-            failure = idled.error();
-            failed = true;
-            break;
+          if (!behind) {
+            auto idled = co_await s.conn->idle(wait, wake);
+            if (!idled) {
+              failure = idled.error();
+              failed = true;
+              break;
+            }
           }
           if (new_mail) {
             auto r = co_await s.sync_folder(inbox_name, false);
