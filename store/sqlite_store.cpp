@@ -482,10 +482,16 @@ class SqliteStore final : public Store {
       run(again, s.mailbox, s.folder, s.uidvalidity, s.uid, s.path, now, s.remote_id,
           seen.source_key);
     }
+    if ((!batch.removed_uids.empty() || batch.retire_other_uidvalidities) && !batch.cursor) {
+      return make_error(Errc::bad_input, "removed UIDs given without the cursor of their folder");
+    }
+    if (batch.retire_other_uidvalidities) {
+      const SyncCursor& c = *batch.cursor;
+      run(stmt("UPDATE activity_sources SET removed_at = ? WHERE mailbox = ? AND folder = ? AND "
+               "uidvalidity <> ? AND path = '' AND removed_at = ''"),
+          now, c.mailbox, c.folder, c.uidvalidity);
+    }
     if (!batch.removed_uids.empty()) {
-      if (!batch.cursor) {
-        return make_error(Errc::bad_input, "removed UIDs given without the cursor of their folder");
-      }
       const SyncCursor& c = *batch.cursor;
       // "path = ''": IMAP places only. Only the first report counts.
       auto& gone = stmt(

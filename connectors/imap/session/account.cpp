@@ -240,7 +240,9 @@ struct Account::Impl {
   Awaitable<SyncResult<FolderObservation>> status(const std::string& folder) {
     StatusItems items;
     items.messages = items.uidnext = items.uidvalidity = true;
-    items.highestmodseq = conn->capabilities().has("CONDSTORE");
+    // QRESYNC implies CONDSTORE (RFC 7162), even when only QRESYNC is named.
+    items.highestmodseq =
+        conn->capabilities().has("CONDSTORE") || conn->capabilities().has("QRESYNC");
     auto cmd = conn->builder().status(folder, items);
     if (!cmd) {
       co_return make_sync_error(SyncErrc::protocol, "cannot name folder " + folder,
