@@ -243,10 +243,19 @@ void Pipeline::clear_pending() {
 }
 
 Outcome Pipeline::process(std::string_view raw, const MessageSource& source) {
+  return finish(raw, parse(raw, source), source);
+}
+
+mail::Result<mail::MailMessage> Pipeline::parse(std::string_view raw,
+                                                const MessageSource& source) const {
   mail::ParseOptions opt;
   opt.received_at = source.received_at;
   opt.snippet_chars = settings_.snippet_chars;
-  auto parsed = mail::parse(raw, opt);
+  return mail::parse(raw, opt);
+}
+
+Outcome Pipeline::finish(std::string_view raw, mail::Result<mail::MailMessage> parsed,
+                         const MessageSource& source) {
   if (!parsed) {
     Outcome out;
     store::Activity& a = out.activity;

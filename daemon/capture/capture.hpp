@@ -83,6 +83,14 @@ class Pipeline {
   // once and by tests).
   Outcome decide(mail::MailMessage message, const MessageSource& source);
 
+  // process() in two steps, for a caller that parses on several threads.
+  // parse() reads only the settings: calls may run at once, on any thread,
+  // with each other and with the rest of the pipeline. finish() does with its
+  // result what process() does.
+  mail::Result<mail::MailMessage> parse(std::string_view raw, const MessageSource& source) const;
+  Outcome finish(std::string_view raw, mail::Result<mail::MailMessage> parsed,
+                 const MessageSource& source);
+
   // Tells the pipeline that `activity` will be committed: later messages of the
   // same thread in this batch then see its opportunity before the commit.
   void remember(const store::Activity& activity);

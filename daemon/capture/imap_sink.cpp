@@ -4,9 +4,16 @@
 #include <algorithm>
 #include <charconv>
 #include <iostream>
+#include <optional>
+#include <thread>
 #include <unordered_set>
 
 namespace crmcap::capture {
+
+namespace {
+// Below this many new messages a batch is parsed on one thread.
+constexpr std::size_t kParallelParseMin = 16;
+}  // namespace
 
 std::string bare_message_id(std::string_view id) {
   auto b = id.find_first_not_of(" \t\r\n");
@@ -174,6 +181,25 @@ imap::SyncResult<void> ImapSink::decide_batch(const imap::FolderState& state,
       known_keys[i] = mid;
     }
   }
+  // The new messages are parsed first, half of them on a second thread
+  // (parsing touches nothing shared); then each is decided, in order, here.
+  std::vector<std::size_t> fresh;
+  for (std::size_t i = 0; i < messages.size(); ++i) {
+    if (!messages[i].known) fresh.push_back(i);
+  }
+  std::vector<std::optional<mail::Result<mail::MailMessage>>> parsed(messages.size());
+  auto parse_range = [&](std::size_t from, std::size_t to) {
+    for (std::size_t k = from; k < to; ++k) {
+      const imap::FetchedMessage& m = messages[fresh[k]];
+      parsed[fresh[k]].emplace(pipeline_.parse(m.raw, MessageSource{{}, m.internaldate}));
+    }
+  };
+  const std::size_t half = fresh.size() >= kParallelParseMin ? fresh.size() / 2 : fresh.size();
+  {
+    std::jthread helper;
+    if (half < fresh.size()) helper = std::jthread([&] { parse_range(half, fresh.size()); });
+    parse_range(0, half);
+  }
   for (std::size_t i = 0; i < messages.size(); ++i) {
     imap::FetchedMessage& m = messages[i];
     store::SourceRef ref{mailbox_, state.folder, state.uidvalidity,
@@ -187,7 +213,7 @@ imap::SyncResult<void> ImapSink::decide_batch(const imap::FolderState& state,
       batch.seen_again.push_back({std::move(key), ref});
       continue;
     }
-    Outcome o = pipeline_.process(m.raw, MessageSource{ref, m.internaldate});
+    Outcome o = pipeline_.finish(m.raw, std::move(*parsed[i]), MessageSource{ref, m.internaldate});
     switch (o.activity.status) {
       case store::DecisionStatus::captured:
         ++counters_.captured;

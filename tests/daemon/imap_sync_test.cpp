@@ -342,6 +342,51 @@ TEST_F(ImapSync, AMessageGoneFromTheServerKeepsItsActivityAndItsPlaceIsMarked) {
   EXPECT_EQ(activities().size(), before.size() + 1);
 }
 
+// A batch of many new messages is parsed on two threads: every message must
+// still get its own decision, in its own place, and one that cannot be parsed
+// (here in the second thread's half) a failed row with the reason.
+TEST_F(ImapSync, ALargeBatchIsParsedOnTwoThreadsWithEveryMessageInItsPlace) {
+  constexpr int kCount = 40;
+  constexpr int kCopy = 10;    // a second copy of message 5 (a list's re-send): known, not parsed
+  constexpr int kBroken = 30;  // no header block: in the second thread's half
+  auto mid = [](int i) { return "p" + std::to_string(i) + "@acme.com"; };
+  for (int i = 0; i < kCount; ++i) {
+    if (i == kBroken) {
+      dovecot->deliver_doveadm("INBOX", "no header block, only text\r\n");
+      continue;
+    }
+    const int n = i == kCopy ? 5 : i;
+    dovecot->deliver_doveadm("INBOX", dated(mid(n), n % 2 ? "jane@acme.com" : "hank@globex.com",
+                                            "Parallel " + std::to_string(n)));
+  }
+  auto o = options();
+  o.folders = {"INBOX"};
+  o.batch_size = 100;  // one batch
+  auto r = sync(o);
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(folder(*r, "INBOX")->handed_over, static_cast<std::uint32_t>(kCount));
+  const auto acts = activities();
+  ASSERT_EQ(acts.size(), static_cast<std::size_t>(kCount - 1));
+  int checked = 0;
+  for (const auto& a : acts) {
+    ASSERT_FALSE(a.sources.empty());
+    const int i = static_cast<int>(a.sources[0].uid) - 1;  // UIDs 1..kCount, in delivery order
+    if (i == kBroken) {
+      EXPECT_EQ(a.status, store::DecisionStatus::failed);
+      EXPECT_EQ(a.rule, "parse");
+      EXPECT_NE(a.reason.find("cannot parse the message"), std::string::npos) << a.reason;
+    } else {
+      EXPECT_EQ(a.message_id, mid(i));
+      EXPECT_EQ(a.subject, "Parallel " + std::to_string(i));
+      EXPECT_EQ(a.status, store::DecisionStatus::captured) << a.message_id << ": " << a.reason;
+      EXPECT_EQ(a.contact_ids.size(), 1u) << a.message_id;
+      EXPECT_EQ(a.sources.size(), i == 5 ? 2u : 1u) << a.message_id;
+    }
+    ++checked;
+  }
+  EXPECT_EQ(checked, kCount - 1);
+}
+
 namespace {
 // A sink that fails the n-th commit, as a full disk would.
 class FailingSink final : public imap::MailSink {
