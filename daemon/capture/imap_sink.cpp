@@ -5,6 +5,7 @@
 #include <charconv>
 #include <iostream>
 #include <optional>
+#include <system_error>
 #include <thread>
 #include <unordered_set>
 
@@ -194,11 +195,17 @@ imap::SyncResult<void> ImapSink::decide_batch(const imap::FolderState& state,
       parsed[fresh[k]].emplace(pipeline_.parse(m.raw, MessageSource{{}, m.internaldate}));
     }
   };
-  const std::size_t half = fresh.size() >= kParallelParseMin ? fresh.size() / 2 : fresh.size();
+  std::size_t split = fresh.size() >= kParallelParseMin ? fresh.size() / 2 : fresh.size();
   {
     std::jthread helper;
-    if (half < fresh.size()) helper = std::jthread([&] { parse_range(half, fresh.size()); });
-    parse_range(0, half);
+    if (split < fresh.size()) {
+      try {
+        helper = std::jthread([&parse_range, split, n = fresh.size()] { parse_range(split, n); });
+      } catch (const std::system_error&) {
+        split = fresh.size();  // no thread to be had (a process limit): all of it here
+      }
+    }
+    parse_range(0, split);
   }
   for (std::size_t i = 0; i < messages.size(); ++i) {
     imap::FetchedMessage& m = messages[i];
