@@ -62,6 +62,18 @@ TEST(ImapPlan, AnInterruptedBackfillResumesAsABackfill) {
   EXPECT_EQ(p.start.highest_uid, 40u);
 }
 
+// A state whose UIDNEXT is above its mark (an incremental pass stopped after
+// a middle batch, as written before UIDNEXT was stored with the last batch
+// only) still has UIDs to fetch when UIDNEXT has not moved since.
+TEST(ImapPlan, AStoredUidNextAboveTheMarkIsNotTakenAsUnchanged) {
+  const auto p = plan_folder("INBOX", stored(7, 6, 14, 13), seen(7, 14, 13), 0.5);
+  EXPECT_EQ(p.kind, PlanKind::incremental);
+  EXPECT_EQ(p.start.highest_uid, 6u);
+  // Once the mark reached it, the same UIDNEXT is unchanged again.
+  EXPECT_EQ(plan_folder("INBOX", stored(7, 13, 14, 13), seen(7, 14, 13), 0.5).kind,
+            PlanKind::unchanged);
+}
+
 TEST(ImapPlan, ASuddenDropPausesOnceThenIsAccepted) {
   const auto s = stored(7, 99, 100, 99);
   const auto p = plan_folder("INBOX", s, seen(7, 100, 0), 0.5);

@@ -49,7 +49,11 @@ FolderPlan plan_folder(const std::string& folder, const std::optional<FolderStat
     return p;
   }
   const bool no_new_uid = now.uidnext != 0 && now.uidnext <= s.highest_uid + 1;
-  const bool same_uidnext = now.uidnext != 0 && now.uidnext == s.uidnext;
+  // The stored UIDNEXT counts only when the mark reached it: a pass that
+  // stopped after a middle batch (and older versions stored UIDNEXT with
+  // every batch) left UIDs between the two still to fetch.
+  const bool same_uidnext =
+      now.uidnext != 0 && now.uidnext == s.uidnext && s.uidnext <= s.highest_uid + 1;
   if (no_new_uid || same_uidnext) {
     p.kind = PlanKind::unchanged;
     p.reason = folder + ": nothing new";

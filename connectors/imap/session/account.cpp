@@ -492,16 +492,18 @@ struct Account::Impl {
     co_return out;
   }
 
+  // With QRESYNC, a folder whose HIGHESTMODSEQ moved may have lost messages
+  // even when nothing new came (a flag change moves it too).
+  bool modseq_moved(const std::optional<FolderState>& stored, const FolderObservation& o) const {
+    return conn->qresync() && stored && stored->highest_modseq != 0 && o.highest_modseq &&
+           *o.highest_modseq != stored->highest_modseq;
+  }
+
   Awaitable<SyncResult<FolderReport>> sync_folder(const std::string& folder, bool precheck) {
     FolderReport rep;
     rep.folder = folder;
     const auto stored = co_await on_sink([&] { return sink.folder_state(folder); });
-    // With QRESYNC, a folder whose HIGHESTMODSEQ moved may have lost
-    // messages even when nothing new came (a flag change moves it too).
-    auto modseq_moved = [&](const FolderObservation& o) {
-      return conn->qresync() && stored && stored->highest_modseq != 0 && o.highest_modseq &&
-             *o.highest_modseq != stored->highest_modseq;
-    };
+    auto modseq_moved = [&](const FolderObservation& o) { return this->modseq_moved(stored, o); };
     if (precheck && stored) {
       auto st = co_await status(folder);
       if (!st) co_return st.error();
@@ -745,11 +747,14 @@ Awaitable<SyncError> Account::run() {
           // again: sync first. Never for a paused folder, which waits for the
           // next poll to confirm its count.
           const auto stored = co_await s.on_sink([&] { return s.sink.folder_state(inbox_name); });
-          const bool behind =
-              stored && stored->suspect_messages == 0 &&
-              (e->uidvalidity != stored->uidvalidity || e->uidnext > stored->highest_uid + 1 ||
-               (s.conn->qresync() && stored->highest_modseq != 0 && e->highest_modseq &&
-                *e->highest_modseq != stored->highest_modseq));
+          // The test is sync_folder()'s own, so that the pass it starts
+          // ends what made it start (no loop of EXAMINE and sync).
+          bool behind = false;
+          if (stored && stored->suspect_messages == 0) {
+            const FolderPlan p = plan_folder(inbox_name, stored, *e, s.options.min_keep_fraction);
+            behind = p.kind == PlanKind::backfill || p.kind == PlanKind::incremental ||
+                     (p.kind == PlanKind::unchanged && s.modseq_moved(stored, *e));
+          }
           const auto now = std::chrono::steady_clock::now();
           const auto until_poll =
               std::chrono::duration_cast<std::chrono::milliseconds>(next_poll - now);
