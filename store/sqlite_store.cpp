@@ -426,7 +426,7 @@ class SqliteStore final : public Store {
     auto& ins_s = stmt(
         "INSERT INTO activity_sources (activity_seq, mailbox, folder, uidvalidity, uid, path, "
         "seen_at, remote_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET "
-        "activity_seq = excluded.activity_seq, remote_id = excluded.remote_id");
+        "activity_seq = excluded.activity_seq, remote_id = excluded.remote_id, removed_at = ''");
     for (const auto& item : batch.items) {
       const Activity& a = item.activity;
       const std::string kind(to_string(a.kind)), direction(to_string(a.direction)),
@@ -476,20 +476,14 @@ class SqliteStore final : public Store {
         "INSERT INTO activity_sources (activity_seq, mailbox, folder, uidvalidity, uid, path, "
         "seen_at, remote_id) SELECT seq, ?, ?, ?, ?, ?, ?, ? FROM activities WHERE source_key = ? "
         "ON CONFLICT DO UPDATE SET activity_seq = excluded.activity_seq, "
-        "remote_id = excluded.remote_id");
+        "remote_id = excluded.remote_id, removed_at = ''");
     for (const auto& seen : batch.seen_again) {
       const SourceRef& s = seen.source;
       run(again, s.mailbox, s.folder, s.uidvalidity, s.uid, s.path, now, s.remote_id,
           seen.source_key);
     }
-    if ((!batch.removed_uids.empty() || batch.retire_other_uidvalidities) && !batch.cursor) {
+    if (!batch.removed_uids.empty() && !batch.cursor) {
       return make_error(Errc::bad_input, "removed UIDs given without the cursor of their folder");
-    }
-    if (batch.retire_other_uidvalidities) {
-      const SyncCursor& c = *batch.cursor;
-      run(stmt("UPDATE activity_sources SET removed_at = ? WHERE mailbox = ? AND folder = ? AND "
-               "uidvalidity <> ? AND path = '' AND removed_at = ''"),
-          now, c.mailbox, c.folder, c.uidvalidity);
     }
     if (!batch.removed_uids.empty()) {
       const SyncCursor& c = *batch.cursor;

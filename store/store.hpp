@@ -217,10 +217,6 @@ struct Batch {
   // the cursor's UIDVALIDITY (needs `cursor`): the sources there are marked
   // removed; their activities stay.
   std::vector<std::pair<std::int64_t, std::int64_t>> removed_uids;
-  // The cursor's folder has a new UIDVALIDITY (needs `cursor`): the folder's
-  // places at any other UIDVALIDITY name nothing any more and are marked
-  // removed; the messages still there gain new places in this or later batches.
-  bool retire_other_uidvalidities = false;
 };
 
 // A read transaction held around a run of look-ups: they see one snapshot and

@@ -130,14 +130,6 @@ imap::SyncResult<void> ImapSink::commit(const imap::FolderState& state,
   // seen earlier in this batch, is known too. Only its place is new, and a
   // later copy (a list's re-send) never overwrites the decision on the first.
   store::Batch batch;
-  // The first commit at a new UIDVALIDITY retires the places at the old one.
-  auto before = sync_state_.cursor(mailbox_, state.folder);
-  if (!before) {
-    return imap::SyncError{imap::make_error_code(imap::SyncErrc::sink),
-                           mailbox_ + ": cannot read the store: " + before.error().message,
-                           imap::RetryClass::retry_later};
-  }
-  batch.retire_other_uidvalidities = *before && (*before)->uidvalidity != state.uidvalidity;
   {
     // Every look-up of the batch (known keys, and each message's contacts,
     // companies and thread) in one read transaction. Without one, each takes
