@@ -20,6 +20,7 @@
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include <cstdio>
 #include <filesystem>
 #include <iostream>
 #include <memory>
@@ -129,6 +130,13 @@ imap::AccountOptions account_options(const config::Config& cfg, const config::Ma
   return o;
 }
 
+// One line to standard error in one write: the capture thread's warnings and
+// the network thread's reports never cut into each other's lines.
+void say_line(std::string line) {
+  line += '\n';
+  std::fwrite(line.data(), 1, line.size(), stderr);
+}
+
 std::string describe(const imap::SyncReport& r, const capture::SinkCounters& c) {
   std::string out;
   for (const auto& f : r.folders) {
@@ -206,7 +214,7 @@ int main(int argc, char** argv) {
     rt->sink = std::make_unique<capture::ImapSink>(mb.name, *rt->pipeline, db, db);
     const std::string name = mb.name;
     rt->sink->on_warning = [name](const std::string& m) {
-      std::cerr << "crm-captured: warning: " << m << "\n";
+      say_line("crm-captured: warning: " + m);
     };
     imap::AccountOptions options = account_options(*cfg, mb, env);
     options.sink_executor = &capture;
@@ -257,14 +265,12 @@ int main(int argc, char** argv) {
   for (auto& b : boxes) {
     MailboxRuntime* rt = b.get();
     rt->account->on_synced = [rt](const imap::SyncReport& r) {
-      std::cerr << "crm-captured: " << rt->name << ": " << describe(r, rt->sink->counters())
-                << "\n";
+      say_line("crm-captured: " + rt->name + ": " + describe(r, rt->sink->counters()));
     };
     rt->account->on_failure = [rt](const imap::SyncError& e) {
-      std::cerr << "crm-captured: " << rt->name << ": " << e.message
-                << (e.retry == imap::RetryClass::needs_user ? " (needs attention; not retrying)"
-                                                            : " (will retry)")
-                << "\n";
+      say_line("crm-captured: " + rt->name + ": " + e.message +
+               (e.retry == imap::RetryClass::needs_user ? " (needs attention; not retrying)"
+                                                        : " (will retry)"));
     };
     asio::co_spawn(
         io,

@@ -249,7 +249,8 @@ void ImapSink::warn(const std::string& message) {
   if (on_warning) {
     on_warning(message);
   } else {
-    std::cerr << "crm-captured: warning: " << message << "\n";
+    // One write, so that a line from another thread cannot cut into it.
+    std::cerr << ("crm-captured: warning: " + message + "\n");
   }
 }
 
