@@ -2,6 +2,7 @@
 // Folder sync over one connection: which folders, what changed (core/plan), what
 // to fetch (headers, structure, then only the text parts), and handing batches to
 // the sink that commits them with the folder's new state.
+#include "connectors/imap/core/detail.hpp"
 #include "connectors/imap/core/plan.hpp"
 #include "connectors/imap/imap.hpp"
 #include "connectors/imap/session/connection.hpp"
@@ -43,13 +44,8 @@ namespace {
 // backslash).
 bool is_gmail_draft(const FetchItem& f) {
   if (!f.gm_labels) return false;
-  return std::any_of(f.gm_labels->begin(), f.gm_labels->end(), [](const std::string& l) {
-    static constexpr std::string_view draft = "\\draft";
-    return l.size() == draft.size() &&
-           std::equal(l.begin(), l.end(), draft.begin(), [](char a, char b) {
-             return (a >= 'A' && a <= 'Z' ? static_cast<char>(a + 32) : a) == b;
-           });
-  });
+  return std::any_of(f.gm_labels->begin(), f.gm_labels->end(),
+                     [](const std::string& l) { return detail::iequals(l, "\\Draft"); });
 }
 
 bool is_excluded_special(SpecialUse u) {
@@ -499,16 +495,22 @@ struct Account::Impl {
            *o.highest_modseq != stored->highest_modseq;
   }
 
+  // Whether a pass over the folder has anything to do: what the plan says
+  // (a paused plan warns), or record what vanished.
+  bool has_work(const FolderPlan& p, const std::optional<FolderState>& stored,
+                const FolderObservation& o) const {
+    return p.kind != PlanKind::unchanged || modseq_moved(stored, o);
+  }
+
   Awaitable<SyncResult<FolderReport>> sync_folder(const std::string& folder, bool precheck) {
     FolderReport rep;
     rep.folder = folder;
     const auto stored = co_await on_sink([&] { return sink.folder_state(folder); });
-    auto modseq_moved = [&](const FolderObservation& o) { return this->modseq_moved(stored, o); };
     if (precheck && stored) {
       auto st = co_await status(folder);
       if (!st) co_return st.error();
       const FolderPlan quick = plan_folder(folder, stored, *st, options.min_keep_fraction);
-      if (quick.kind == PlanKind::unchanged && !modseq_moved(*st)) {
+      if (!has_work(quick, stored, *st)) {
         rep.skipped_unchanged = true;
         co_return rep;
       }
@@ -518,7 +520,7 @@ struct Account::Impl {
     if (!ex) co_return ex.error();
     const FolderPlan plan = plan_folder(folder, stored, *ex, options.min_keep_fraction);
     rep.uidvalidity_changed = plan.uidvalidity_changed;
-    if (plan.kind != PlanKind::paused && !plan.uidvalidity_changed && modseq_moved(*ex)) {
+    if (plan.kind != PlanKind::paused && !plan.uidvalidity_changed && modseq_moved(stored, *ex)) {
       // What vanished, with the new HIGHESTMODSEQ, before any batch: a
       // batch's state carries the new HIGHESTMODSEQ too, and after it the
       // server would no longer report these. The mark and UIDNEXT stay until
@@ -752,8 +754,7 @@ Awaitable<SyncError> Account::run() {
           bool behind = false;
           if (stored && stored->suspect_messages == 0) {
             const FolderPlan p = plan_folder(inbox_name, stored, *e, s.options.min_keep_fraction);
-            behind = p.kind == PlanKind::backfill || p.kind == PlanKind::incremental ||
-                     (p.kind == PlanKind::unchanged && s.modseq_moved(stored, *e));
+            behind = p.kind != PlanKind::paused && s.has_work(p, stored, *e);
           }
           const auto now = std::chrono::steady_clock::now();
           const auto until_poll =
