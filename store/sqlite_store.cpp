@@ -400,6 +400,9 @@ class SqliteStore final : public Store {
   // Activities --------------------------------------------------------------
 
   Result<void> commit(const Batch& batch) override try {
+    if (!batch.removed_uids.empty() && !batch.cursor) {
+      return make_error(Errc::bad_input, "removed UIDs given without the cursor of their folder");
+    }
     // IMMEDIATE: the write lock is taken first, so the look-ups below cannot
     // be overtaken by another writer before this transaction writes.
     SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
@@ -482,11 +485,8 @@ class SqliteStore final : public Store {
       run(again, s.mailbox, s.folder, s.uidvalidity, s.uid, s.path, now, s.remote_id,
           seen.source_key);
     }
-    if (!batch.removed_uids.empty() && !batch.cursor) {
-      return make_error(Errc::bad_input, "removed UIDs given without the cursor of their folder");
-    }
     if (!batch.removed_uids.empty()) {
-      const SyncCursor& c = *batch.cursor;
+      const SyncCursor& c = *batch.cursor;  // checked above
       // "path = ''": IMAP places only. Only the first report counts.
       auto& gone = stmt(
           "UPDATE activity_sources SET removed_at = ? WHERE mailbox = ? AND folder = ? AND "

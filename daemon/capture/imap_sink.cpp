@@ -85,6 +85,12 @@ std::string mid_key(std::string_view message_id) {
   return bare.empty() ? std::string() : "mid:" + bare;
 }
 
+// The store failed; the account retries the folder later.
+imap::SyncError store_failure(std::string message) {
+  return imap::SyncError{imap::make_error_code(imap::SyncErrc::sink), std::move(message),
+                         imap::RetryClass::retry_later};
+}
+
 }  // namespace
 
 store::Result<std::vector<std::string>> ImapSink::stored_keys(
@@ -141,10 +147,8 @@ imap::SyncResult<void> ImapSink::commit(const imap::FolderState& state,
   auto r = activities_.commit(batch);
   pipeline_.clear_pending();
   if (!r) {
-    return imap::SyncError{
-        imap::make_error_code(imap::SyncErrc::sink),
-        mailbox_ + ": cannot store a batch of " + state.folder + ": " + r.error().message,
-        imap::RetryClass::retry_later};
+    return store_failure(mailbox_ + ": cannot store a batch of " + state.folder + ": " +
+                         r.error().message);
   }
   return {};
 }
@@ -156,11 +160,8 @@ imap::SyncResult<void> ImapSink::decide_batch(const imap::FolderState& state,
   keys.reserve(messages.size());
   for (const auto& m : messages) keys.push_back({m.message_id, m.gm_msgid});
   auto stored = stored_keys(keys);
-  if (!stored) {
-    return imap::SyncError{imap::make_error_code(imap::SyncErrc::sink),
-                           mailbox_ + ": cannot read the store: " + stored.error().message,
-                           imap::RetryClass::retry_later};
-  }
+  if (!stored)
+    return store_failure(mailbox_ + ": cannot read the store: " + stored.error().message);
   std::vector<std::string>& known_keys = *stored;
   std::unordered_set<std::string> in_batch;
   for (std::size_t i = 0; i < messages.size(); ++i) {
@@ -237,10 +238,8 @@ imap::SyncResult<void> ImapSink::removed(const imap::FolderState& state,
   batch.removed_uids.reserve(uids.size());
   for (const auto& [first, last] : uids) batch.removed_uids.emplace_back(first, last);
   if (auto r = activities_.commit(batch); !r) {
-    return imap::SyncError{
-        imap::make_error_code(imap::SyncErrc::sink),
-        mailbox_ + ": cannot record messages gone from " + state.folder + ": " + r.error().message,
-        imap::RetryClass::retry_later};
+    return store_failure(mailbox_ + ": cannot record messages gone from " + state.folder + ": " +
+                         r.error().message);
   }
   return {};
 }
