@@ -112,6 +112,10 @@ class ImapSync : public ::testing::Test {
 
   std::vector<store::Activity> activities() { return st->list({}).value(); }
 
+  // Syncs once through a sink whose commit number `fail_at` fails, as a full
+  // disk would: the sync must end in that sink error (defined below FailingSink).
+  void sync_failing_at_commit(const imap::AccountOptions& o, int fail_at);
+
   const imap::FolderReport* folder(const imap::SyncReport& r, const std::string& name) {
     for (const auto& f : r.folders) {
       if (f.folder == name) return &f;
@@ -411,6 +415,14 @@ class FailingSink final : public imap::MailSink {
   int fail_at_;
   int commits_ = 0;
 };
+
+void ImapSync::sync_failing_at_commit(const imap::AccountOptions& o, int fail_at) {
+  FailingSink failing(*sink, fail_at);
+  imap::Account account(io.get_executor(), o, failing);
+  auto r = run_on(io, account.sync_once());
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, imap::make_error_code(imap::SyncErrc::sink)) << r.error().message;
+}
 }  // namespace
 
 TEST_F(ImapSync, AFailedBatchIsResumedWithoutLossOrDuplicates) {
@@ -421,13 +433,7 @@ TEST_F(ImapSync, AFailedBatchIsResumedWithoutLossOrDuplicates) {
   auto o = options();
   o.folders = {"INBOX"};
   o.batch_size = 5;
-  FailingSink failing(*sink, 2);
-  {
-    imap::Account account(io.get_executor(), o, failing);
-    auto r = run_on(io, account.sync_once());
-    ASSERT_FALSE(r);
-    EXPECT_EQ(r.error().code, imap::make_error_code(imap::SyncErrc::sink));
-  }
+  ASSERT_NO_FATAL_FAILURE(sync_failing_at_commit(o, 2));
   EXPECT_EQ(activities().size(), 5u);  // the first batch only
   const auto mid = st->cursor("work", "INBOX").value();
   ASSERT_TRUE(mid);
@@ -450,13 +456,7 @@ TEST_F(ImapSync, AFailedIncrementalBatchIsResumedByTheNextPass) {
                                             "New " + std::to_string(i)));
   }
   o.batch_size = 5;
-  FailingSink failing(*sink, 2);
-  {
-    imap::Account account(io.get_executor(), o, failing);
-    auto r = run_on(io, account.sync_once());
-    ASSERT_FALSE(r);
-    EXPECT_EQ(r.error().code, imap::make_error_code(imap::SyncErrc::sink));
-  }
+  ASSERT_NO_FATAL_FAILURE(sync_failing_at_commit(o, 2));
   EXPECT_EQ(activities().size(), 6u);  // the first sync and the first batch
   auto r = sync(o);
   ASSERT_TRUE(r) << r.error().message;
@@ -564,13 +564,8 @@ TEST_F(ImapSync, WithASinkExecutorAFailedCommitStopsAtTheLastGoodBatch) {
   o.folders = {"INBOX"};
   o.batch_size = 4;
   o.sink_executor = &ex;
-  FailingSink failing(*sink, 3);  // the third commit fails while batch 4 is being read
-  {
-    imap::Account account(io.get_executor(), o, failing);
-    auto r = run_on(io, account.sync_once());
-    ASSERT_FALSE(r);
-    EXPECT_EQ(r.error().code, imap::make_error_code(imap::SyncErrc::sink)) << r.error().message;
-  }
+  // The third commit fails while batch 4 is being read.
+  ASSERT_NO_FATAL_FAILURE(sync_failing_at_commit(o, 3));
   EXPECT_EQ(activities().size(), 8u);
   EXPECT_EQ(st->cursor("work", "INBOX").value()->highest_uid, 8);
   auto r = sync(o);
