@@ -266,6 +266,9 @@ class SyncState {
 
 // The SQLite store: one file, WAL, foreign keys on, busy_timeout set; schema made
 // and upgraded by numbered migrations in PRAGMA user_version.
+// One thread at a time: a Store may move between threads, but two threads must
+// never call it at once (its connection takes no locks of its own; each thread
+// that needs the store at the same time opens its own).
 class Store : public Directory, public DirectoryWriter, public Activities, public SyncState {
  public:
   // Opens (creating if absent) and migrates. Fails with Errc::newer_schema when

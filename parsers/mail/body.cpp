@@ -43,20 +43,13 @@ std::string_view trim(std::string_view s) {
   return s;
 }
 
-// Case-insensitive count of (possibly overlapping) occurrences of a lowercase
-// ASCII needle.
-std::size_t count_ci(std::string_view hay, std::string_view needle) {
-  std::size_t n = 0;
-  if (needle.empty() || hay.size() < needle.size()) return 0;
-  const char first = needle[0];
-  const char first_upper = static_cast<char>(first - 'a' + 'A');
-  for (std::size_t i = 0; i + needle.size() <= hay.size(); ++i) {
-    if (hay[i] != first && hay[i] != first_upper) continue;
-    std::size_t k = 1;
-    while (k < needle.size() && lower(hay[i + k]) == needle[k]) ++k;
-    if (k == needle.size()) ++n;
+// Whether `hay` starts with the lowercase ASCII `needle`, ignoring case.
+bool starts_with_ci(std::string_view hay, std::string_view needle) {
+  if (hay.size() < needle.size()) return false;
+  for (std::size_t k = 0; k < needle.size(); ++k) {
+    if (lower(hay[k]) != needle[k]) return false;
   }
-  return n;
+  return true;
 }
 
 constexpr std::array<signed char, 256> make_b64_table() {
@@ -347,21 +340,31 @@ class Walker {
 }  // namespace
 
 MimeBounds mime_bounds(std::string_view buf) noexcept {
-  MimeBounds b;
-  b.containers = count_ci(buf, "multipart") + count_ci(buf, "rfc822");
-  std::size_t dashes = 0;
-  for (std::size_t i = 0; i + 1 < buf.size();) {
-    const void* p = std::memchr(buf.data() + i, '-', buf.size() - i - 1);
-    if (p == nullptr) break;
-    i = static_cast<std::size_t>(static_cast<const char*>(p) - buf.data());
-    if (buf[i + 1] == '-') {
-      ++dashes;
-      i += 2;
-    } else {
-      i += 1;
+  // One pass over the bytes (this runs on every message of any size):
+  // "multipart" and "rfc822" anywhere, in any case, and "--" pairs, each dash
+  // in at most one pair.
+  std::size_t multipart = 0, rfc822 = 0, dashes = 0;
+  const std::size_t n = buf.size();
+  for (std::size_t i = 0; i < n; ++i) {
+    const char c = buf[i];
+    if (c == '-') {
+      if (i + 1 < n && buf[i + 1] == '-') {
+        ++dashes;
+        ++i;
+      }
+      continue;
+    }
+    // c | 0x20 is 'm' or 'r' only for those letters in either case.
+    const char folded = static_cast<char>(c | 0x20);
+    if (folded == 'm') {
+      multipart += starts_with_ci(buf.substr(i), "multipart") ? 1 : 0;
+    } else if (folded == 'r') {
+      rfc822 += starts_with_ci(buf.substr(i), "rfc822") ? 1 : 0;
     }
   }
-  b.entities = 1 + dashes + count_ci(buf, "rfc822");
+  MimeBounds b;
+  b.containers = multipart + rfc822;
+  b.entities = 1 + dashes + rfc822;
   return b;
 }
 

@@ -197,13 +197,31 @@ std::vector<std::string_view> split_lines(std::string_view body) {
   return lines;
 }
 
+// A lower bound of the code points `line` adds to the folded text: its bytes
+// that start one, leaving out spaces and controls (folded away), the bytes
+// after a lead byte, and a no-break space (U+00A0 folds like a space).
+std::size_t kept_chars(std::string_view line) {
+  std::size_t n = 0;
+  for (std::size_t i = 0; i < line.size(); ++i) {
+    const auto c = static_cast<unsigned char>(line[i]);
+    if (c <= 0x20 || (c >= 0x80 && c <= 0xBF)) continue;
+    if (c == 0xC2 && i + 1 < line.size() && static_cast<unsigned char>(line[i + 1]) == 0xA0) {
+      ++i;
+      continue;
+    }
+    ++n;
+  }
+  return n;
+}
+
 }  // namespace
 
-std::string strip_quotes_and_signature(std::string_view body) {
+std::string strip_quotes_and_signature(std::string_view body, std::size_t enough) {
   const std::vector<std::string_view> lines = split_lines(body);
   std::string out;
   out.reserve(std::min<std::size_t>(body.size(), 1u << 16));
   bool have_content = false;
+  std::size_t kept = 0;
   std::string l, next_lowered;
   for (std::size_t i = 0; i < lines.size(); ++i) {
     const std::string_view raw = lines[i];
@@ -256,12 +274,19 @@ std::string strip_quotes_and_signature(std::string_view body) {
     if (!t.empty()) have_content = true;
     out.append(raw);
     out.push_back('\n');
+    if (enough != std::string::npos) {
+      kept += kept_chars(raw);
+      if (kept > enough) break;
+    }
   }
   return out;
 }
 
 std::string make_snippet(std::string_view body, std::size_t max_chars) {
-  return text::truncate_utf8(text::fold_whitespace(strip_quotes_and_signature(body)), max_chars);
+  // Past max_chars kept characters the cut is known: truncate_utf8 looks only
+  // at the first max_chars + 1 of them.
+  return text::truncate_utf8(text::fold_whitespace(strip_quotes_and_signature(body, max_chars)),
+                             max_chars);
 }
 
 }  // namespace crmcap::mail::detail

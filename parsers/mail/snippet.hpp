@@ -21,7 +21,10 @@ namespace crmcap::mail::detail {
 std::string make_snippet(std::string_view body, std::size_t max_chars);
 
 // The same cut without folding or truncation: the kept lines joined by '\n'.
-// Exposed for tests.
-std::string strip_quotes_and_signature(std::string_view body);
+// With `enough`, it stops after the first line that brings the kept text past
+// `enough` characters that folding keeps (make_snippet cuts there anyway, so
+// the rest of a long body is not read). Exposed for tests.
+std::string strip_quotes_and_signature(std::string_view body,
+                                       std::size_t enough = std::string::npos);
 
 }  // namespace crmcap::mail::detail

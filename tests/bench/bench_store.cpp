@@ -15,6 +15,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <ctime>
 #include <filesystem>
 #include <memory>
 #include <random>
@@ -250,6 +251,100 @@ void BM_CompaniesByDomain(benchmark::State& state, Kind kind) {
 }
 BENCHMARK_CAPTURE(BM_CompaniesByDomain, hit, Kind::hit);
 BENCHMARK_CAPTURE(BM_CompaniesByDomain, miss, Kind::miss);
+
+// A mailbox backfill as the IMAP sink commits it: 20,000 activities shaped
+// like the loopback benchmark's (tests/servers/loopback_mailbox.py: about 2.25
+// participants, four in five captured, half of those with an opportunity),
+// newest first, 500 to a batch with the folder's cursor, into a fresh store.
+constexpr std::size_t k_backfill = 20'000;
+constexpr std::size_t k_backfill_batch = 500;
+
+std::vector<crmcap::store::Batch> make_backfill() {
+  using namespace crmcap::store;
+  std::mt19937_64 rng(k_seed + 7);
+  auto hex = [&](std::size_t n) {
+    static constexpr char digits[] = "0123456789abcdef";
+    std::string s(n, '0');
+    for (auto& c : s) c = digits[rng() & 15];
+    return s;
+  };
+  auto text = [&](std::size_t n) {
+    std::string s;
+    while (s.size() < n) s += std::to_string(rng() % 100000) + " words of text ";
+    s.resize(n);
+    return s;
+  };
+  std::vector<Batch> out;
+  for (std::size_t i = 0; i < k_backfill; ++i) {
+    if (i % k_backfill_batch == 0) out.emplace_back();
+    Batch& b = out.back();
+    const std::int64_t uid = static_cast<std::int64_t>(k_backfill - i);
+    const std::string mid =
+        hex(12) + "." + std::to_string(uid) + "@company" + std::to_string(rng() % 2000) + ".com";
+    Activity a;
+    a.source_key = "mid:" + mid;
+    a.id = "a-" + hex(32);
+    const bool captured = rng() % 5 != 0;
+    a.status = captured ? DecisionStatus::captured : DecisionStatus::skipped;
+    a.rule = captured ? "" : "bulk";
+    const std::int64_t t = 1'790'000'000 - static_cast<std::int64_t>(i) * 300;
+    char when[32];
+    const std::time_t tt = t;
+    std::tm tm{};
+    gmtime_r(&tt, &tm);
+    std::strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    a.occurred_at = when;
+    a.subject = text(25);
+    a.snippet = text(250);
+    a.message_id = mid;
+    a.thread_key = mid;
+    if (captured && rng() % 2 == 0) a.opportunity_id = "O-" + std::to_string(rng() % 500);
+    a.reason = text(captured ? 128 : 70);
+    const std::size_t people = 2 + (rng() % 4 == 0 ? 1 : 0);
+    for (std::size_t p = 0; p < people; ++p) {
+      Participant part;
+      part.address = "person" + std::to_string(rng() % 100000) + "@company.com";
+      part.name = text(14);
+      part.role = p == 0 ? "from" : "to";
+      if (p == 0 && rng() % 16 != 0) {
+        part.contact_id = "P-" + std::to_string(rng() % 100000);
+        part.company_id = "C-" + std::to_string(rng() % 20000);
+      }
+      a.participants.push_back(std::move(part));
+    }
+    SourceRef src;
+    src.mailbox = "alice";
+    src.folder = "INBOX";
+    src.uidvalidity = 1'795'815'027;
+    src.uid = uid;
+    b.items.push_back({std::move(a), std::move(src)});
+    b.cursor =
+        SyncCursor{"alice", "INBOX", 1'795'815'027, static_cast<std::int64_t>(k_backfill), 0, ""};
+  }
+  return out;
+}
+
+void BM_CommitBackfill(benchmark::State& state) {
+  const std::vector<crmcap::store::Batch> batches = make_backfill();
+  int n = 0;
+  for (auto _ : state) {
+    state.PauseTiming();
+    auto st = open_fresh("backfill-" + std::to_string(n++) + ".db");
+    state.ResumeTiming();
+    for (const auto& b : batches) {
+      if (auto r = st->commit(b); !r) {
+        state.SkipWithError(r.error().message.c_str());
+        return;
+      }
+    }
+    state.PauseTiming();
+    st.reset();
+    state.ResumeTiming();
+  }
+  state.counters["activities_per_s"] = benchmark::Counter(
+      static_cast<double>(k_backfill), benchmark::Counter::kIsIterationInvariantRate);
+}
+BENCHMARK(BM_CommitBackfill)->Iterations(5)->UseRealTime()->Unit(benchmark::kMillisecond);
 
 }  // namespace
 

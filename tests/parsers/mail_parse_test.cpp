@@ -260,6 +260,13 @@ TEST(MimeBounds, CountsCandidates) {
   EXPECT_EQ(b.entities, 1u + 4u + 1u);  // "--", "--"(of ---), "--","--"(of ----), rfc822
 }
 
+TEST(MimeBounds, AnyCaseRightAfterDashesAndNothingCutOffAtTheEnd) {
+  const auto b = detail::mime_bounds("--MULTIPART--Message/RFC822 mUlTiPaRt\n-rfc822-multipar");
+  EXPECT_EQ(b.containers, 2u + 2u);     // two multipart, two rfc822; "multipar" is cut off
+  EXPECT_EQ(b.entities, 1u + 2u + 2u);  // two "--" pairs, two rfc822
+  EXPECT_EQ(detail::mime_bounds("").entities, 1u);
+}
+
 TEST(Ical, PropertyScan) {
   const std::string ics =
       "BEGIN:VCALENDAR\r\nMETHOD:request\r\nUID:not-this-one\r\nBEGIN:VEVENT\r\n"
@@ -303,6 +310,27 @@ TEST(Snippet, Signatures) {
   EXPECT_EQ(make_snippet("Thanks, that works for us.\nJane\n", 280),
             "Thanks, that works for us. Jane");
   EXPECT_EQ(make_snippet("", 280), "");
+}
+
+// make_snippet stops reading a long body once the cut is known; what it
+// returns must be the cut of the whole body, at every length, with spaces,
+// no-break spaces, multi-byte and broken UTF-8 on the lines around the cut.
+TEST(Snippet, StoppingEarlyCutsWhereTheWholeBodyWouldBeCut) {
+  std::string body;
+  for (int i = 0; i < 40; ++i) {
+    body +=
+        "line " + std::to_string(i) + " caf\xC3\xA9\xC2\xA0\xC2\xA0 na\xC3\xAFve \xF0\x9F\x98\x80";
+    body += i % 7 == 3 ? "\xFF\x80 broken\n" : "   \t\n\n";
+  }
+  body += "\nBest regards,\nJane\n-- \nsignature\n";
+  for (const std::string& b : {body, std::string(600, ' ') + body, body.substr(0, 900)}) {
+    for (std::size_t n = 1; n <= 400; n += 7) {
+      const std::string whole = crmcap::text::truncate_utf8(
+          crmcap::text::fold_whitespace(detail::strip_quotes_and_signature(b)), n);
+      EXPECT_EQ(detail::make_snippet(b, n), whole) << "max_chars " << n;
+    }
+  }
+  EXPECT_LT(detail::strip_quotes_and_signature(body, 20).size(), 100u);  // it did stop early
 }
 
 }  // namespace
