@@ -105,7 +105,7 @@ struct FolderState {
 // One message handed to the sink.
 struct FetchedMessage {
   std::uint32_t uid = 0;
-  std::string message_id;         // from ENVELOPE, as sent (with angle brackets); may be empty
+  std::string message_id;  // the Message-ID field, unfolded (with angle brackets); may be empty
   std::int64_t internaldate = 0;  // Unix seconds; the receive time
   // The message as capture needs it: the header block and the text parts
   // (each cut at max_part_bytes), in the original MIME structure; attachment
@@ -121,7 +121,7 @@ using UidRanges = std::vector<std::pair<std::uint32_t, std::uint32_t>>;
 
 // What the account knows of a message before it fetches the bytes.
 struct MessageKey {
-  std::string message_id;                 // from ENVELOPE, as sent (with brackets); may be empty
+  std::string message_id;                 // the Message-ID field, unfolded; may be empty
   std::optional<std::uint64_t> gm_msgid;  // Gmail's X-GM-MSGID, which outlives UIDVALIDITY
 };
 

@@ -629,6 +629,23 @@ TEST(ImapMutf7, RoundTrips) {
   EXPECT_EQ(mutf7_decode("&-").value(), "&");
 }
 
+TEST(ImapHeaderField, FirstFieldOfThatNameUnfoldedAndTrimmed) {
+  using crmcap::imap::header_field_value;
+  EXPECT_EQ(header_field_value("Message-ID: <a@b>\r\n\r\n", "Message-ID"), "<a@b>");
+  EXPECT_EQ(header_field_value("message-id:<a@b>  \r\n", "MESSAGE-ID"), "<a@b>");
+  EXPECT_EQ(header_field_value("Message-ID:\r\n <long.id@\r\n\texample.com>\r\n\r\n", "Message-ID"),
+            "<long.id@\texample.com>");
+  EXPECT_EQ(header_field_value("X-Message-ID: <x@y>\r\nMessage-ID: <a@b>\r\n"
+                               "Message-ID: <second@b>\r\n",
+                               "Message-ID"),
+            "<a@b>");
+  EXPECT_EQ(header_field_value("Message-ID: <a@b>\n", "Message-ID"), "<a@b>");  // bare LF
+  EXPECT_EQ(header_field_value("\r\n", "Message-ID"), "");                      // no such field
+  EXPECT_EQ(header_field_value("Message-ID:\r\n", "Message-ID"), "");
+  EXPECT_EQ(header_field_value("Message-ID <a@b>\r\n", "Message-ID"), "");  // no colon
+  EXPECT_EQ(header_field_value("", "Message-ID"), "");
+}
+
 TEST(ImapInternaldate, ParsesToUnixSeconds) {
   EXPECT_EQ(internaldate_to_unix("17-Jul-1996 02:44:25 -0700"), 837596665);
   EXPECT_EQ(internaldate_to_unix(" 1-Jan-1970 00:00:00 +0000"), 0);

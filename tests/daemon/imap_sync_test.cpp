@@ -25,6 +25,7 @@
 #include <utime.h>
 
 #include <chrono>
+#include <map>
 #include <set>
 #include <thread>
 
@@ -503,6 +504,84 @@ class ThreadRecordingSink final : public imap::MailSink {
   }
   imap::MailSink& inner_;
 };
+
+// Keeps what the account hands over for each message, then hands it on.
+class HandedOverSink final : public imap::MailSink {
+ public:
+  explicit HandedOverSink(imap::MailSink& inner) : inner_(inner) {}
+  std::optional<imap::FolderState> folder_state(const std::string& f) override {
+    return inner_.folder_state(f);
+  }
+  std::vector<bool> known_messages(const std::vector<imap::MessageKey>& keys) override {
+    return inner_.known_messages(keys);
+  }
+  imap::SyncResult<void> commit(const imap::FolderState& s,
+                                std::vector<imap::FetchedMessage> m) override {
+    for (const auto& x : m) by_message_id[x.message_id] = x;
+    return inner_.commit(s, std::move(m));
+  }
+  imap::SyncResult<void> removed(const imap::FolderState& s, const imap::UidRanges& u) override {
+    return inner_.removed(s, u);
+  }
+  void warn(const std::string& w) override { inner_.warn(w); }
+  std::map<std::string, imap::FetchedMessage> by_message_id;
+
+ private:
+  imap::MailSink& inner_;
+};
+
+TEST_F(ImapSync, ALargeMessageComesPartByPartWithoutItsAttachment) {
+  // 300 KB of attachment after a short text part and a small invitation;
+  // with parts cut at 16 KiB the message is fetched by its structure.
+  std::string pdf;
+  for (int i = 0; pdf.size() < 300'000; ++i)
+    pdf += "QVRUQUNITUVOVC1CWVRFUw" + std::to_string(i % 10) + "\n";
+  const std::string big =
+      "From: jane@acme.com\nTo: user1@example.com\nSubject: Contract\n"
+      "Date: Mon, 23 Nov 2026 09:00:00 +0000\nMessage-ID:\n <big@acme.com>\n"
+      "MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=\"b1\"\n\n"
+      "--b1\nContent-Type: text/plain; charset=utf-8\n\n"
+      "Let us renew the contract for 2027.\n"
+      "--b1\nContent-Type: text/calendar; method=REQUEST; charset=utf-8\n\n"
+      "BEGIN:VCALENDAR\nMETHOD:REQUEST\nBEGIN:VEVENT\nSUMMARY:Signing\nEND:VEVENT\n"
+      "END:VCALENDAR\n"
+      "--b1\nContent-Type: application/pdf; name=\"contract.pdf\"\n"
+      "Content-Disposition: attachment; filename=\"contract.pdf\"\n"
+      "Content-Transfer-Encoding: base64\n\n" +
+      pdf + "--b1--\n";
+  dovecot->deliver_doveadm("INBOX", big);
+  dovecot->deliver_doveadm("INBOX", dated("small@acme.com", "jane@acme.com", "Small"));
+  HandedOverSink handed(*sink);
+  auto o = options();
+  o.max_part_bytes = 16384;
+  {
+    imap::Account account(io.get_executor(), o, handed);
+    auto r = run_on(io, account.sync_once());
+    ASSERT_TRUE(r) << r.error().message;
+    EXPECT_EQ(folder(*r, "INBOX")->handed_over, 2u);
+  }
+  // The Message-ID came from the first fetch, unfolded, before any body.
+  ASSERT_TRUE(handed.by_message_id.contains("<big@acme.com>"));
+  const imap::FetchedMessage& m = handed.by_message_id.at("<big@acme.com>");
+  EXPECT_TRUE(m.partial);
+  EXPECT_LT(m.raw.size(), 4096u);  // the header, the MIME headers and the two text parts
+  EXPECT_EQ(m.raw.find("QVRUQUNITUVOVC1CWVRFUw"), std::string::npos);  // no attachment bytes
+  EXPECT_NE(m.raw.find("renew the contract"), std::string::npos);
+  EXPECT_NE(m.raw.find("SUMMARY:Signing"), std::string::npos);  // a small calendar part comes
+  EXPECT_NE(m.raw.find("contract.pdf"), std::string::npos);     // the attachment's headers stay
+  const imap::FetchedMessage& small = handed.by_message_id.at("<small@acme.com>");
+  EXPECT_FALSE(small.partial);
+  EXPECT_NE(small.raw.find("See below."), std::string::npos);
+
+  bool found = false;
+  for (const auto& a : activities()) {
+    if (a.message_id != "big@acme.com") continue;
+    found = true;
+    EXPECT_EQ(a.status, store::DecisionStatus::captured) << a.reason;
+    EXPECT_NE(a.snippet.find("renew the contract"), std::string::npos) << a.snippet;
+  }
+  EXPECT_TRUE(found);
+}
 
 // An io_context on a thread of its own, as crm-captured runs capture.
 class SinkThread {

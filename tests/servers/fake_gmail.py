@@ -7,7 +7,8 @@ folders ("INBOX", "[Gmail]/Sent Mail") holding the same messages again. It
 offers X-GM-EXT-1 (X-GM-MSGID, X-GM-LABELS). This server speaks just enough
 IMAP4rev1 for crm-captured's sync over plain TCP on 127.0.0.1: CAPABILITY,
 LOGIN, LIST, STATUS, EXAMINE, UID SEARCH, UID FETCH (RFC822.SIZE, INTERNALDATE,
-ENVELOPE, BODYSTRUCTURE, X-GM-MSGID, X-GM-LABELS, BODY.PEEK[]), NOOP, LOGOUT.
+ENVELOPE, BODYSTRUCTURE, X-GM-MSGID, X-GM-LABELS, BODY.PEEK[HEADER.FIELDS
+(MESSAGE-ID)], BODY.PEEK[]), NOOP, LOGOUT.
 Every command line it receives is appended to LOG (one per line) so a test
 can check which folders were opened, and so is "SERVED <X-GM-MSGID>" for every
 message whose bytes it sent.
@@ -153,14 +154,28 @@ def serve(conn, log):
                         send(f"* {seq} FETCH (UID {u} BODY[] {{{len(data)}}}\r\n".encode() + data +
                              b")\r\n")
                     else:
-                        gl = ""
+                        # The items asked for, in Gmail's order.
+                        items = f"UID {u}"
+                        if "RFC822.SIZE" in arg:
+                            items += f" RFC822.SIZE {len(raw)}"
+                        if "INTERNALDATE" in arg:
+                            items += ' INTERNALDATE "23-Nov-2026 09:00:00 +0000"'
+                        if "X-GM-MSGID" in arg:
+                            items += f" X-GM-MSGID {gm}"
                         if "X-GM-LABELS" in arg:
                             # As Gmail sends them: system labels as flags.
-                            gl = " X-GM-LABELS (" + " ".join(
+                            items += " X-GM-LABELS (" + " ".join(
                                 x if x.startswith("\\") else quote(x) for x in labels) + ")"
-                        send(f'* {seq} FETCH (UID {u} RFC822.SIZE {len(raw)} INTERNALDATE '
-                             f'"23-Nov-2026 09:00:00 +0000" X-GM-MSGID {gm}{gl} ENVELOPE '
-                             f"{envelope(raw)} BODYSTRUCTURE {bodystructure(raw)})\r\n")
+                        if "ENVELOPE" in arg:
+                            items += f" ENVELOPE {envelope(raw)}"
+                        if "BODYSTRUCTURE" in arg:
+                            items += f" BODYSTRUCTURE {bodystructure(raw)}"
+                        data = b""
+                        if "HEADER.FIELDS (MESSAGE-ID)" in arg.upper():
+                            field = re.search(r"^Message-ID:.*\r\n", raw, re.M | re.I)
+                            data = ((field.group(0) if field else "") + "\r\n").encode()
+                            items += f" BODY[HEADER.FIELDS (MESSAGE-ID)] {{{len(data)}}}\r\n"
+                        send(f"* {seq} FETCH ({items}".encode() + data + b")\r\n")
                 send(f"{tag} OK Success\r\n")
             else:
                 send(f"{tag} BAD unknown UID command\r\n")

@@ -286,6 +286,37 @@ Result<std::string> mutf7_decode(std::string_view in) {
 }
 
 // ---------------------------------------------------------------------------
+// Header fields
+
+std::string header_field_value(std::string_view block, std::string_view name) {
+  const auto is_wsp = [](char c) { return c == ' ' || c == '\t'; };
+  std::size_t pos = 0;
+  while (pos < block.size()) {
+    std::size_t eol = block.find('\n', pos);
+    if (eol == std::string_view::npos) eol = block.size();
+    const std::string_view line = block.substr(pos, eol - pos);
+    pos = eol + 1;
+    if (line.size() <= name.size() || line[name.size()] != ':' ||
+        !detail::iequals(line.substr(0, name.size()), name)) {
+      continue;
+    }
+    std::string value(line.substr(name.size() + 1));
+    // Continuation lines start with a space or a tab; the line break goes.
+    while (pos < block.size() && is_wsp(block[pos])) {
+      eol = block.find('\n', pos);
+      if (eol == std::string_view::npos) eol = block.size();
+      if (!value.empty() && value.back() == '\r') value.pop_back();
+      value += block.substr(pos, eol - pos);
+      pos = eol + 1;
+    }
+    const auto first = value.find_first_not_of(" \t\r");
+    if (first == std::string::npos) return {};
+    return value.substr(first, value.find_last_not_of(" \t\r") - first + 1);
+  }
+  return {};
+}
+
+// ---------------------------------------------------------------------------
 // INTERNALDATE
 
 std::optional<std::int64_t> internaldate_to_unix(std::string_view t) {

@@ -108,6 +108,11 @@ Result<std::string> mutf7_decode(std::string_view mutf7);
 // day) as Unix seconds (UTC); nullopt when it does not follow RFC 3501.
 std::optional<std::int64_t> internaldate_to_unix(std::string_view text);
 
+// The value of the first `name` field (any case) in a header block, such as
+// BODY[HEADER.FIELDS (MESSAGE-ID)] returns: unfolded, with the whitespace
+// around it trimmed; empty when the block has no such field.
+std::string header_field_value(std::string_view header_block, std::string_view name);
+
 // ---------------------------------------------------------------------------
 // Shared by FETCH requests and FETCH responses
 

@@ -327,13 +327,22 @@ struct Account::Impl {
     co_return uids;
   }
 
-  // The first fetch of a batch: sizes, dates, envelopes and structure.
+  // The first fetch of a batch: sizes, dates and Message-IDs. Not ENVELOPE
+  // or BODYSTRUCTURE: only the Message-ID of an envelope is used, and only a
+  // message too large to fetch whole needs its structure, which it gets next
+  // (plan_bodies). Building both cost Dovecot 1.8 s of CPU for 20,000
+  // messages with a cold cache, against 1.2 s for this (0.55 s against 0.26 s
+  // warm).
+  static Section message_id_section() {
+    return Section{"", SectionText::header_fields, {"MESSAGE-ID"}};
+  }
+
   SyncResult<Command> meta_command(const std::vector<std::uint32_t>& uids) {
     UidSet set;
     for (auto u : uids) set.add(u);
-    std::vector<FetchAttr> attrs = {
-        FetchAttr::of(FetchAttr::Kind::rfc822_size), FetchAttr::of(FetchAttr::Kind::internaldate),
-        FetchAttr::of(FetchAttr::Kind::envelope), FetchAttr::of(FetchAttr::Kind::bodystructure)};
+    std::vector<FetchAttr> attrs = {FetchAttr::of(FetchAttr::Kind::rfc822_size),
+                                    FetchAttr::of(FetchAttr::Kind::internaldate),
+                                    FetchAttr::body_peek(message_id_section())};
     const bool gmail = conn->capabilities().has("X-GM-EXT-1");
     if (gmail) {
       attrs.push_back(FetchAttr::of(FetchAttr::Kind::gm_msgid));
@@ -408,7 +417,11 @@ struct Account::Impl {
       }
       FetchedMessage m;
       m.uid = uid;
-      if (f.envelope && f.envelope->message_id) m.message_id = *f.envelope->message_id;
+      if (const std::string* h = find_section(f, "", SectionText::header_fields)) {
+        m.message_id = header_field_value(*h, "Message-ID");
+      } else if (f.envelope && f.envelope->message_id) {
+        m.message_id = *f.envelope->message_id;
+      }
       if (f.internaldate) m.internaldate = internaldate_to_unix(*f.internaldate).value_or(0);
       m.gm_msgid = f.gm_msgid;
       keys.push_back({m.message_id, m.gm_msgid});
@@ -416,17 +429,31 @@ struct Account::Impl {
     }
     const std::vector<bool> known = co_await on_sink([&] { return sink.known_messages(keys); });
 
-    // Small messages come whole in one command; larger ones part by part.
-    UidSet small;
+    // Small messages come whole in one command; larger ones part by part,
+    // after their structure.
+    UidSet small, large;
     for (std::size_t i = 0; i < b.messages.size(); ++i) {
       FetchedMessage& m = b.messages[i];
       if (i < known.size() && known[i]) {
         m.known = true;
         continue;
       }
+      (fetched[m.uid].size.value_or(0) <= max_part ? small : large).add(m.uid);
+    }
+    if (!large.empty()) {
+      const std::array<FetchAttr, 1> structure{FetchAttr::of(FetchAttr::Kind::bodystructure)};
+      auto c = conn->builder().uid_fetch(large, structure);
+      if (!c) {
+        co_return make_sync_error(SyncErrc::protocol, "cannot build UID FETCH",
+                                  RetryClass::retry_later);
+      }
+      if (auto s = co_await conn->run(*c, collect, what); !s) co_return s.error();
+    }
+    for (const FetchedMessage& m : b.messages) {
+      if (m.known || small.contains(m.uid)) continue;
       const FetchItem& f = fetched[m.uid];
-      if (f.size.value_or(0) <= max_part || !f.body) {
-        small.add(m.uid);
+      if (!f.body) {
+        small.add(m.uid);  // no structure to go by (expunged meanwhile, or refused): whole
         continue;
       }
       UidSet one;
