@@ -67,7 +67,7 @@ struct AccountOptions {
   std::vector<std::string> folders = {"INBOX", "\\Sent"};
   std::uint32_t backfill_days = 90;      // first sync: only mail SINCE this window
   std::uint32_t max_part_bytes = 65536;  // each fetched text part is cut here
-  std::uint32_t batch_size = 500;        // messages per UID FETCH and per commit
+  std::uint32_t batch_size = 500;        // most messages per UID FETCH and per commit
   std::chrono::seconds idle_reissue{25 * 60};
   std::chrono::seconds poll_interval{60};  // other folders while idling on INBOX
   // COMPRESS=DEFLATE (RFC 4978) when offered: automatic compresses except to

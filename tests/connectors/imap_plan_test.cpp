@@ -4,6 +4,9 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <vector>
+
 using namespace crmcap::imap;
 
 namespace {
@@ -89,4 +92,38 @@ TEST(ImapPlan, ASuddenDropPausesOnceThenIsAccepted) {
   EXPECT_EQ(plan_folder("INBOX", s, seen(9, 1, 0), 0.5).kind, PlanKind::paused);
   // A small drop is normal.
   EXPECT_EQ(plan_folder("INBOX", s, seen(7, 100, 60), 0.5).kind, PlanKind::unchanged);
+}
+
+TEST(ImapBatches, AddUpToEveryMessageInBatchesNoLargerThanAsked) {
+  for (std::size_t batch : {1u, 2u, 7u, 8u, 9u, 64u, 500u}) {
+    for (std::size_t n = 0; n <= 3 * batch + 40; ++n) {
+      const auto sizes = batch_sizes(n, batch);
+      std::size_t total = 0;
+      for (const auto s : sizes) {
+        EXPECT_GT(s, 0u) << n << "/" << batch;
+        EXPECT_LE(s, batch) << n << "/" << batch;
+        total += s;
+      }
+      EXPECT_EQ(total, n) << n << "/" << batch;
+    }
+  }
+  EXPECT_TRUE(batch_sizes(0, 500).empty());
+  EXPECT_EQ(batch_sizes(5, 0), (std::vector<std::size_t>{1, 1, 1, 1, 1}));  // 0 taken as 1
+}
+
+TEST(ImapBatches, SmallFirstAndLastAroundFullOnes) {
+  EXPECT_EQ(batch_sizes(1, 500), std::vector<std::size_t>{1});  // new mail: one batch
+  EXPECT_EQ(batch_sizes(250, 500), std::vector<std::size_t>{250});
+  EXPECT_EQ(batch_sizes(300, 500), (std::vector<std::size_t>{62, 125, 113}));
+  const auto sizes = batch_sizes(10'000, 500);
+  ASSERT_GE(sizes.size(), 6u);
+  EXPECT_EQ(std::vector<std::size_t>(sizes.begin(), sizes.begin() + 3),
+            (std::vector<std::size_t>{62, 125, 250}));
+  EXPECT_EQ(std::vector<std::size_t>(sizes.end() - 2, sizes.end()),
+            (std::vector<std::size_t>{125, 62}));
+  // Between them, full batches and at most one that is not.
+  const auto partial =
+      std::count_if(sizes.begin() + 3, sizes.end() - 2, [](std::size_t s) { return s != 500; });
+  EXPECT_LE(partial, 1);
+  EXPECT_EQ(sizes.size(), 3u + 19u + 2u);  // 10,000 - 437 - 187 = 9,376: 18 full, one of 376
 }

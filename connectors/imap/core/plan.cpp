@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "connectors/imap/core/plan.hpp"
 
+#include <algorithm>
+
 namespace crmcap::imap {
 
 FolderPlan plan_folder(const std::string& folder, const std::optional<FolderState>& stored,
@@ -62,6 +64,42 @@ FolderPlan plan_folder(const std::string& folder, const std::optional<FolderStat
   p.kind = PlanKind::incremental;
   p.reason = folder + ": new mail above UID " + std::to_string(s.highest_uid);
   return p;
+}
+
+std::vector<std::size_t> batch_sizes(std::size_t n, std::size_t batch) {
+  std::vector<std::size_t> out;
+  if (n == 0) return out;
+  batch = std::max<std::size_t>(batch, 1);
+  if (n <= batch / 2 || batch < 8) {
+    for (std::size_t done = 0; done < n; done += batch) out.push_back(std::min(batch, n - done));
+    return out;
+  }
+  const std::size_t head[] = {batch / 8, batch / 4, batch / 2};
+  const std::size_t tail[] = {batch / 4, batch / 8};
+  const std::size_t tail_total = tail[0] + tail[1];
+  std::size_t rest = n;
+  for (const std::size_t h : head) {
+    if (rest <= h) {
+      out.push_back(rest);
+      return out;
+    }
+    out.push_back(h);
+    rest -= h;
+  }
+  while (rest > batch + tail_total) {
+    out.push_back(batch);
+    rest -= batch;
+  }
+  if (rest > tail_total) {
+    out.push_back(rest - tail_total);
+    rest = tail_total;
+  }
+  for (const std::size_t t : tail) {
+    const std::size_t take = std::min(t, rest);
+    if (take > 0) out.push_back(take);
+    rest -= take;
+  }
+  return out;
 }
 
 }  // namespace crmcap::imap

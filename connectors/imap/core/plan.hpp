@@ -7,6 +7,7 @@
 
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace crmcap::imap {
 
@@ -35,5 +36,13 @@ struct FolderPlan {
 
 FolderPlan plan_folder(const std::string& folder, const std::optional<FolderState>& stored,
                        const FolderObservation& now, double min_keep_fraction);
+
+// How a pass splits `n` messages into batches (each one UID FETCH and one
+// commit) of at most `batch`, in order; they add up to n. The first batches
+// are smaller (batch/8, /4, /2), so capture starts on one while the server
+// prepares the next, and so are the last two (batch/4, /8), so the folder's
+// final commit, which nothing overlaps, is short. Up to batch/2 messages are
+// one batch.
+std::vector<std::size_t> batch_sizes(std::size_t n, std::size_t batch);
 
 }  // namespace crmcap::imap

@@ -602,11 +602,14 @@ struct Account::Impl {
     // or outside the window: the high-water mark can move up to it.
     const std::uint32_t final_mark =
         std::max(state.highest_uid, ex->uidnext > 0 ? ex->uidnext - 1 : 0u);
-    const std::size_t batch = std::max<std::uint32_t>(1, options.batch_size);
-    auto slice = [&](std::size_t i) {
-      return std::vector<std::uint32_t>(
-          uids.begin() + static_cast<std::ptrdiff_t>(i),
-          uids.begin() + static_cast<std::ptrdiff_t>(std::min(uids.size(), i + batch)));
+    // Batch k holds uids[starts[k], starts[k + 1]).
+    std::vector<std::size_t> starts{0};
+    for (const std::size_t n : batch_sizes(uids.size(), options.batch_size)) {
+      starts.push_back(starts.back() + n);
+    }
+    auto slice = [&](std::size_t k) {
+      return std::vector<std::uint32_t>(uids.begin() + static_cast<std::ptrdiff_t>(starts[k]),
+                                        uids.begin() + static_cast<std::ptrdiff_t>(starts[k + 1]));
     };
     // Batches overlap: while batch k is captured and committed (on the sink's
     // executor), the bytes of batch k + 1 are read and the server prepares
@@ -614,10 +617,10 @@ struct Account::Impl {
     // folder's mark, so a crash at any point loses nothing.
     fetched.clear();
     drafts = 0;
-    const std::size_t count = (uids.size() + batch - 1) / batch;
+    const std::size_t count = starts.size() - 1;
     auto begin = [&](std::size_t k) -> SyncResult<std::optional<InFlight>> {
       if (k >= count) return std::optional<InFlight>{};
-      auto b = start_batch(slice(k * batch));
+      auto b = start_batch(slice(k));
       if (!b) return b.error();
       return std::optional<InFlight>(std::move(*b));
     };
@@ -655,7 +658,7 @@ struct Account::Impl {
       if (stopped) {
         co_return make_sync_error(SyncErrc::cancelled, "stopped", RetryClass::retry_later);
       }
-      const std::vector<std::uint32_t> part = slice(k * batch);
+      const std::vector<std::uint32_t> part = slice(k);
       const bool last = k + 1 == count;
       state.highest_uid = last ? std::max(final_mark, part.back()) : part.back();
       state.backfilling = !last && plan.kind == PlanKind::backfill;
