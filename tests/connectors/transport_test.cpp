@@ -22,7 +22,9 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <exception>
+#include <filesystem>
 #include <memory>
 #include <optional>
 #include <string>
@@ -534,6 +536,40 @@ TEST_F(TransportDovecot, CertificateForAnotherHostIsRejected) {
     EXPECT_NE(r.error().message.find("does not name host 127.1"), std::string::npos)
         << r.error().message;
   });
+}
+
+TEST_F(TransportDovecot, ACaFileChangedOnDiskIsReadAgain) {
+  // Trust is loaded once per process and CA file; a file rewritten in place
+  // (a renewed CA) is read again, in both directions.
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::temp_directory_path() / ("crmcap-ca-" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  const std::string other = (dir / "other.pem").string(), ca = (dir / "ca.pem").string();
+  const std::string make_other =
+      "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 "
+      "-subj '/CN=an unrelated authority of another length' -keyout " +
+      (dir / "other.key").string() + " -out " + other + " >/dev/null 2>&1";
+  ASSERT_EQ(std::system(make_other.c_str()), 0);
+  // "connected", "rejected" (the certificate), or the error's message.
+  auto connect_with = [&](const std::string& from) {
+    fs::copy_file(from, ca, fs::copy_options::overwrite_existing);
+    std::string outcome;
+    run([&](asio::any_io_executor ex) -> Awaitable<void> {
+      auto o = options("localhost", TlsMode::implicit, false);
+      o.ca_file = ca;
+      Transport t(ex, o);
+      auto r = co_await t.async_connect();
+      outcome = r                                                       ? "connected"
+                : r.error().code == TransportErrc::certificate_rejected ? "rejected"
+                                                                        : r.error().message;
+      co_await t.async_close();
+    });
+    return outcome;
+  };
+  EXPECT_EQ(connect_with(other), "rejected");
+  EXPECT_EQ(connect_with(server_->ca_file()), "connected");
+  EXPECT_EQ(connect_with(other), "rejected");
+  fs::remove_all(dir);
 }
 
 // ---------------------------------------------------------------- the fixture
