@@ -24,9 +24,7 @@
 #include <unistd.h>
 #include <utime.h>
 
-#include <algorithm>
 #include <chrono>
-#include <fstream>
 #include <map>
 #include <set>
 #include <thread>
@@ -583,100 +581,6 @@ TEST_F(ImapSync, ALargeMessageComesPartByPartWithoutItsAttachment) {
     EXPECT_NE(a.snippet.find("renew the contract"), std::string::npos) << a.snippet;
   }
   EXPECT_TRUE(found);
-}
-
-// Records the folder of every commit, then hands it on.
-class CommitOrderSink final : public imap::MailSink {
- public:
-  explicit CommitOrderSink(imap::MailSink& inner) : inner_(inner) {}
-  std::optional<imap::FolderState> folder_state(const std::string& f) override {
-    return inner_.folder_state(f);
-  }
-  std::vector<bool> known_messages(const std::vector<imap::MessageKey>& keys) override {
-    return inner_.known_messages(keys);
-  }
-  imap::SyncResult<void> commit(const imap::FolderState& s,
-                                std::vector<imap::FetchedMessage> m) override {
-    folders.push_back(s.folder);
-    return inner_.commit(s, std::move(m));
-  }
-  imap::SyncResult<void> removed(const imap::FolderState& s, const imap::UidRanges& u) override {
-    return inner_.removed(s, u);
-  }
-  void warn(const std::string& w) override { inner_.warn(w); }
-  std::vector<std::string> folders;
-
- private:
-  imap::MailSink& inner_;
-};
-
-// Successful IMAP logins in the fixture's log so far.
-std::size_t logins(const test::DovecotServer& d) {
-  std::ifstream in(d.dir() + "/dovecot.log");
-  std::size_t n = 0;
-  for (std::string line; std::getline(in, line);) {
-    n += line.find("imap-login: Info: Login: user=<") != std::string::npos ? 1 : 0;
-  }
-  return n;
-}
-
-TEST_F(ImapSync, TwoFoldersToBackfillGoOverTwoConnectionsAndCommitInOrder) {
-  for (int i = 0; i < 20; ++i) {
-    dovecot->deliver_doveadm("INBOX", dated("in" + std::to_string(i) + "@acme.com", "jane@acme.com",
-                                            "In " + std::to_string(i)));
-  }
-  for (int i = 0; i < 12; ++i) {
-    dovecot->deliver_doveadm(
-        "Sent", test::message("From: user1@example.com\nTo: jane@acme.com\nSubject: Out " +
-                              std::to_string(i) +
-                              "\nDate: Mon, 23 Nov 2026 10:00:00 +0000\nMessage-ID: <out" +
-                              std::to_string(i) + "@example.com>\n"));
-  }
-  auto o = options();
-  o.batch_size = 8;  // several batches in each folder, smaller ones first and last
-  CommitOrderSink order(*sink);
-  const std::size_t before = logins(*dovecot);
-  {
-    imap::Account account(io.get_executor(), o, order);
-    auto r = run_on(io, account.sync_once());
-    ASSERT_TRUE(r) << r.error().message;
-    ASSERT_EQ(r->folders.size(), 2u);          // Trash is never synced
-    EXPECT_EQ(r->folders[0].folder, "INBOX");  // the report keeps the configured order
-    EXPECT_EQ(r->folders[0].handed_over, 20u);
-    EXPECT_EQ(r->folders[1].handed_over, 12u);
-  }
-  EXPECT_EQ(logins(*dovecot), before + 2);
-  // Every INBOX commit before the first of Sent, although Sent's messages
-  // were fetched meanwhile over the other connection.
-  ASSERT_GE(order.folders.size(), 4u);
-  EXPECT_TRUE(std::is_partitioned(order.folders.begin(), order.folders.end(),
-                                  [](const std::string& f) { return f == "INBOX"; }));
-  EXPECT_EQ(order.folders.front(), "INBOX");
-  EXPECT_EQ(order.folders.back(), "Sent");
-  EXPECT_EQ(activities().size(), 32u);
-
-  // Nothing left to backfill: one connection.
-  const std::size_t second = logins(*dovecot);
-  auto again = sync(o);
-  ASSERT_TRUE(again) << again.error().message;
-  EXPECT_EQ(logins(*dovecot), second + 1);
-}
-
-TEST_F(ImapSync, ASecondConnectionRefusedLeavesEveryFolderToTheFirst) {
-  {
-    std::ofstream conf(dovecot->conf(), std::ios::app);
-    conf << "protocol imap {\n  mail_max_userip_connections = 1\n}\n";
-  }
-  dovecot->doveadm({"reload"});
-  std::this_thread::sleep_for(std::chrono::milliseconds(500));  // the reload is asynchronous
-  fill_basic();
-  const std::size_t before = logins(*dovecot);
-  auto r = sync(options());
-  ASSERT_TRUE(r) << r.error().message;
-  EXPECT_EQ(folder(*r, "INBOX")->handed_over, 3u);
-  EXPECT_EQ(folder(*r, "Sent")->handed_over, 1u);
-  EXPECT_EQ(activities().size(), 4u);
-  EXPECT_EQ(logins(*dovecot), before + 1);
 }
 
 // An io_context on a thread of its own, as crm-captured runs capture.

@@ -160,14 +160,6 @@ struct Account::Impl {
 
   Awaitable<SyncResult<void>> commit(const FolderState& state,
                                      std::vector<FetchedMessage> messages) {
-    if (Finished* before = wait_before_commit) {
-      if (!before->is_open) co_await before->timer.async_wait(asio::as_tuple(asio::use_awaitable));
-      if (!before->ok) {
-        co_return make_sync_error(SyncErrc::cancelled,
-                                  "the folder before " + state.folder + " failed",
-                                  RetryClass::retry_later);
-      }
-    }
     co_return co_await on_sink([&] { return sink.commit(state, std::move(messages)); });
   }
 
@@ -709,115 +701,16 @@ struct Account::Impl {
     co_return rep;
   }
 
-  Awaitable<SyncResult<std::vector<FolderReport>>> sync_folders(
-      const std::vector<std::string>& list, bool precheck) {
-    std::vector<FolderReport> out;
-    for (const auto& f : list) {
-      auto r = co_await sync_folder(f, precheck);
-      if (!r) co_return r.error();
-      out.push_back(std::move(*r));
-    }
-    co_return out;
-  }
-
-  // A folder's end (done or failed), which the next folder's commits wait
-  // for when two connections share a pass (see sync_all).
-  struct Finished {
-    explicit Finished(const asio::any_io_executor& ex)
-        : timer(ex, asio::steady_timer::time_point::max()) {}
-    void open(bool ok) {
-      if (is_open) return;
-      is_open = true;
-      this->ok = ok;
-      timer.cancel();
-    }
-    asio::steady_timer timer;
-    bool is_open = false;
-    bool ok = false;
-  };
-  Finished* wait_before_commit = nullptr;  // set on a connection whose folder must wait
-
-  // The second connection of a pass, while one is open: stop() closes it too.
-  Impl* lane = nullptr;
-
   Awaitable<SyncResult<SyncReport>> sync_all(bool precheck) {
     SyncReport report;
     report.capabilities = conn->capabilities().names;
     report.compressed = conn->compressed();
-    // Folders with a backfill to do (no state yet, or one stopped half-way)
-    // are a pass's heavy work. With two or more, the folders go over two
-    // connections in turn (the two an account may have): while one folder is
-    // captured, the server prepares the next one's messages on the other.
-    // Commits keep the configured order (a folder's wait for the one before
-    // it to end): capture's decisions (a reply inheriting its thread's
-    // opportunity) depend on what is stored already, so the outcome is that
-    // of one connection, and the same after a crash and a resumed pass.
-    std::size_t heavy = 0;
     for (const auto& f : folders) {
-      const auto stored = co_await on_sink([&] { return sink.folder_state(f); });
-      heavy += !stored || stored->backfilling ? 1 : 0;
+      auto r = co_await sync_folder(f, precheck);
+      if (!r) co_return r.error();
+      report.folders.push_back(std::move(*r));
     }
-    std::vector<FolderReport> done;
-    if (heavy >= 2 && !stopped) {
-      Impl second(executor, options, sink);
-      lane = &second;
-      if (auto opened = co_await second.connect(); opened) {
-        auto r = co_await sync_on_two(second, precheck);
-        if (r) co_await second.conn->logout();
-        second.conn->close();
-        lane = nullptr;
-        if (!r) co_return r.error();
-        report.folders = std::move(*r);
-        co_return report;
-      }
-      // Refused (a server allowing one connection, or no more for now):
-      // every folder over this one.
-      second.conn->close();
-      lane = nullptr;
-    }
-    auto r = co_await sync_folders(folders, precheck);
-    if (!r) co_return r.error();
-    report.folders = std::move(*r);
     co_return report;
-  }
-
-  // Folder i on connection i % 2 (this one, then `second`); the commits of
-  // folder i wait for folder i - 1 to end. The first failure stops both.
-  Awaitable<SyncResult<std::vector<FolderReport>>> sync_on_two(Impl& second, bool precheck) {
-    std::vector<std::unique_ptr<Finished>> ended;
-    for (std::size_t i = 0; i < folders.size(); ++i) {
-      ended.push_back(std::make_unique<Finished>(executor));
-    }
-    std::vector<std::optional<FolderReport>> reports(folders.size());
-    std::optional<SyncError> failure;
-    auto turn = [&](Impl& on, std::size_t parity) -> Awaitable<void> {
-      for (std::size_t i = parity; i < folders.size() && !failure; i += 2) {
-        on.wait_before_commit = i > 0 ? ended[i - 1].get() : nullptr;
-        auto r = co_await on.sync_folder(folders[i], precheck);
-        on.wait_before_commit = nullptr;
-        if (!r) {
-          // The first failure is the pass's; the other connection's work is
-          // cut short (its reads fail, its waiting commit gives up).
-          if (!failure) failure = r.error();
-          for (auto& e : ended) e->open(false);
-          conn->close();
-          second.conn->close();
-          co_return;
-        }
-        reports[i] = std::move(*r);
-        ended[i]->open(true);
-      }
-    };
-    using namespace asio::experimental::awaitable_operators;
-    auto mine = turn(*this, 0);
-    auto theirs = turn(second, 1);
-    co_await (std::move(mine) && std::move(theirs));
-    if (failure) co_return *failure;
-    std::vector<FolderReport> out;
-    for (auto& r : reports) {
-      if (r) out.push_back(std::move(*r));
-    }
-    co_return out;
   }
 };
 
@@ -838,10 +731,6 @@ Awaitable<SyncResult<SyncReport>> Account::sync_once() {
 void Account::stop() {
   impl_->stopped = true;
   if (impl_->conn) impl_->conn->close();
-  if (Impl* lane = impl_->lane) {
-    lane->stopped = true;
-    if (lane->conn) lane->conn->close();
-  }
 }
 
 Awaitable<SyncError> Account::run() {
