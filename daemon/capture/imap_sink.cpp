@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "daemon/capture/imap_sink.hpp"
 
+#include "parsers/mail/mail.hpp"
+
 #include <algorithm>
 #include <charconv>
 #include <iostream>
@@ -15,14 +17,6 @@ namespace {
 // Below this many new messages a batch is parsed on one thread.
 constexpr std::size_t kParallelParseMin = 16;
 }  // namespace
-
-std::string bare_message_id(std::string_view id) {
-  auto b = id.find_first_not_of(" \t\r\n");
-  if (b == std::string_view::npos) return {};
-  id = id.substr(b, id.find_last_not_of(" \t\r\n") - b + 1);
-  if (id.size() >= 2 && id.front() == '<' && id.back() == '>') id = id.substr(1, id.size() - 2);
-  return std::string(id);
-}
 
 store::SyncCursor to_cursor(const std::string& mailbox, const imap::FolderState& s) {
   store::SyncCursor c;
@@ -80,9 +74,13 @@ std::string remote_id_of(const std::optional<std::uint64_t>& gm_msgid) {
   return gm_msgid ? "gm:" + std::to_string(*gm_msgid) : std::string();
 }
 
+// The source key capture gives a message with this Message-ID field (the
+// server's text, brackets, comments and folding whitespace included): the
+// mail parser's own reading of it, so that a known message is known by the
+// key its activity was stored under.
 std::string mid_key(std::string_view message_id) {
-  const std::string bare = bare_message_id(message_id);
-  return bare.empty() ? std::string() : "mid:" + bare;
+  const std::string id = mail::message_id_of(message_id);
+  return id.empty() ? std::string() : "mid:" + id;
 }
 
 // The store failed; the account retries the folder later.

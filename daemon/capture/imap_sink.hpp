@@ -58,7 +58,4 @@ class ImapSink final : public imap::MailSink {
 store::SyncCursor to_cursor(const std::string& mailbox, const imap::FolderState& s);
 imap::FolderState from_cursor(const store::SyncCursor& c);
 
-// "<a@b>" -> "a@b": the form the mail parser gives Message-IDs.
-std::string bare_message_id(std::string_view id);
-
 }  // namespace crmcap::capture

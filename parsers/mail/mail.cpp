@@ -146,10 +146,8 @@ Result<MailMessage> parse_impl(std::string_view raw, const ParseOptions& options
   m.subject = text::decode_words(raw_value(block, "Subject"), fallback_charset);
 
   if (const detail::HeaderField* f = detail::find_field(block, "Message-ID")) {
-    std::vector<std::string> ids = detail::parse_msg_ids(f->value);
-    if (!ids.empty()) {
-      m.message_id = text::repair_utf8(ids.front());
-    } else {
+    m.message_id = message_id_of(f->value);
+    if (m.message_id.empty()) {
       add_warning(m, "message-id: unreadable '" + text::repair_utf8(f->value.substr(0, 80)) +
                          "'; using a synthetic key");
     }
@@ -219,6 +217,11 @@ Result<MailMessage> parse(std::string_view raw, const ParseOptions& options) {
   } catch (...) {
     return ParseError{make_error_code(Errc::bad_structure), "internal: unknown failure"};
   }
+}
+
+std::string message_id_of(std::string_view field_value) {
+  std::vector<std::string> ids = detail::parse_msg_ids(field_value);
+  return ids.empty() ? std::string() : text::repair_utf8(ids.front());
 }
 
 }  // namespace crmcap::mail

@@ -102,6 +102,11 @@ struct ParseOptions {
 // is empty or over max_bytes); a broken body gives a message with body_error set.
 Result<MailMessage> parse(std::string_view raw, const ParseOptions& options = {});
 
+// The Message-ID parse() reads from a Message-ID field's value: its first
+// msg-id, without angle brackets, comments or whitespace; empty when the value
+// holds none (parse() then makes a synthetic one).
+std::string message_id_of(std::string_view field_value);
+
 }  // namespace crmcap::mail
 
 template <>

@@ -642,7 +642,9 @@ TEST(ImapHeaderField, FirstFieldOfThatNameUnfoldedAndTrimmed) {
   EXPECT_EQ(header_field_value("Message-ID: <a@b>\n", "Message-ID"), "<a@b>");  // bare LF
   EXPECT_EQ(header_field_value("\r\n", "Message-ID"), "");                      // no such field
   EXPECT_EQ(header_field_value("Message-ID:\r\n", "Message-ID"), "");
-  EXPECT_EQ(header_field_value("Message-ID <a@b>\r\n", "Message-ID"), "");  // no colon
+  EXPECT_EQ(header_field_value("Message-ID <a@b>\r\n", "Message-ID"), "");           // no colon
+  EXPECT_EQ(header_field_value("Message-ID \t: <a@b>\r\n", "Message-ID"), "<a@b>");  // obsolete
+  EXPECT_EQ(header_field_value("Message-IDs: <a@b>\r\n", "Message-ID"), "");
   EXPECT_EQ(header_field_value("", "Message-ID"), "");
 }
 

@@ -676,6 +676,27 @@ TEST_F(ImapSync, ACopyInTheNextBatchIsANewPlaceNotANewDecision) {
   EXPECT_EQ(dup->sources.size(), 2u);
 }
 
+TEST_F(ImapSync, ACopyWhoseMessageIdHasACommentAndFoldingIsKnownByTheParsersKey) {
+  // The same message in INBOX and in Sent, its Message-ID folded and with a
+  // comment. The first fetch reads the field's text; the copy must be known
+  // by the key its activity was stored under ("mid:" + the parser's id), so
+  // its bytes are not fetched again and the first decision stays.
+  const std::string raw = test::message(
+      "From: jane@acme.com\nTo: user1@example.com\nSubject: Renewal\n"
+      "Date: Mon, 23 Nov 2026 09:00:00 +0000\nMessage-ID:\n <odd.id@acme.com> (sent by Acme)\n");
+  dovecot->deliver_doveadm("INBOX", raw);
+  dovecot->deliver_doveadm("Sent", raw);
+  auto r = sync(options());
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(folder(*r, "INBOX")->handed_over, 1u);
+  EXPECT_EQ(folder(*r, "INBOX")->known, 0u);
+  EXPECT_EQ(folder(*r, "Sent")->known, 1u);
+  const auto a = st->by_source_key("mid:odd.id@acme.com").value();
+  ASSERT_TRUE(a);
+  EXPECT_EQ(a->sources.size(), 2u);
+  EXPECT_EQ(activities().size(), 1u);
+}
+
 TEST_F(ImapSync, ServerKilledMidSyncEndsInACleanRetryableError) {
   for (int i = 0; i < 12; ++i) {
     dovecot->deliver_doveadm("INBOX", dated("k" + std::to_string(i) + "@acme.com", "jane@acme.com",

@@ -296,11 +296,15 @@ std::string header_field_value(std::string_view block, std::string_view name) {
     if (eol == std::string_view::npos) eol = block.size();
     const std::string_view line = block.substr(pos, eol - pos);
     pos = eol + 1;
-    if (line.size() <= name.size() || line[name.size()] != ':' ||
-        !detail::iequals(line.substr(0, name.size()), name)) {
+    // The name, then the colon (RFC 5322's obsolete syntax allows blanks
+    // between them).
+    if (line.size() <= name.size() || !detail::iequals(line.substr(0, name.size()), name)) {
       continue;
     }
-    std::string value(line.substr(name.size() + 1));
+    std::size_t colon = name.size();
+    while (colon < line.size() && is_wsp(line[colon])) ++colon;
+    if (colon == line.size() || line[colon] != ':') continue;
+    std::string value(line.substr(colon + 1));
     // Continuation lines start with a space or a tab; the line break goes.
     while (pos < block.size() && is_wsp(block[pos])) {
       eol = block.find('\n', pos);
