@@ -453,7 +453,7 @@ struct Account::Impl {
       if (m.known || small.contains(m.uid)) continue;
       const FetchItem& f = fetched[m.uid];
       if (!f.body) {
-        small.add(m.uid);  // no structure to go by (expunged meanwhile, or refused): whole
+        small.add(m.uid);  // no structure given (expunged meanwhile): asked for whole
         continue;
       }
       UidSet one;
