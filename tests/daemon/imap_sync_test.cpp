@@ -386,10 +386,10 @@ TEST_F(ImapSync, ALargeBatchIsParsedOnTwoThreadsWithEveryMessageInItsPlace) {
 }
 
 namespace {
-// A sink that fails the n-th commit, as a full disk would.
-class FailingSink final : public imap::MailSink {
+// Hands every call on to another sink; the test sinks below change one or two.
+class ForwardingSink : public imap::MailSink {
  public:
-  FailingSink(imap::MailSink& inner, int fail_at) : inner_(inner), fail_at_(fail_at) {}
+  explicit ForwardingSink(imap::MailSink& inner) : inner_(inner) {}
   std::optional<imap::FolderState> folder_state(const std::string& f) override {
     return inner_.folder_state(f);
   }
@@ -398,21 +398,33 @@ class FailingSink final : public imap::MailSink {
   }
   imap::SyncResult<void> commit(const imap::FolderState& s,
                                 std::vector<imap::FetchedMessage> m) override {
-    if (++commits_ == fail_at_) {
-      return imap::SyncError{imap::make_error_code(imap::SyncErrc::sink), "disk full",
-                             imap::RetryClass::retry_later};
-    }
-    if (on_commit) on_commit(commits_);
     return inner_.commit(s, std::move(m));
   }
   imap::SyncResult<void> removed(const imap::FolderState& s, const imap::UidRanges& u) override {
     return inner_.removed(s, u);
   }
   void warn(const std::string& w) override { inner_.warn(w); }
-  std::function<void(int)> on_commit;
 
  private:
   imap::MailSink& inner_;
+};
+
+// A sink that fails the n-th commit, as a full disk would.
+class FailingSink final : public ForwardingSink {
+ public:
+  FailingSink(imap::MailSink& inner, int fail_at) : ForwardingSink(inner), fail_at_(fail_at) {}
+  imap::SyncResult<void> commit(const imap::FolderState& s,
+                                std::vector<imap::FetchedMessage> m) override {
+    if (++commits_ == fail_at_) {
+      return imap::SyncError{imap::make_error_code(imap::SyncErrc::sink), "disk full",
+                             imap::RetryClass::retry_later};
+    }
+    if (on_commit) on_commit(commits_);
+    return ForwardingSink::commit(s, std::move(m));
+  }
+  std::function<void(int)> on_commit;
+
+ private:
   int fail_at_;
   int commits_ = 0;
 };
@@ -470,29 +482,29 @@ TEST_F(ImapSync, AFailedIncrementalBatchIsResumedByTheNextPass) {
 }
 
 // Records the thread of every sink call, then hands it on.
-class ThreadRecordingSink final : public imap::MailSink {
+class ThreadRecordingSink final : public ForwardingSink {
  public:
-  explicit ThreadRecordingSink(imap::MailSink& inner) : inner_(inner) {}
+  using ForwardingSink::ForwardingSink;
   std::optional<imap::FolderState> folder_state(const std::string& f) override {
     note();
-    return inner_.folder_state(f);
+    return ForwardingSink::folder_state(f);
   }
   std::vector<bool> known_messages(const std::vector<imap::MessageKey>& keys) override {
     note();
-    return inner_.known_messages(keys);
+    return ForwardingSink::known_messages(keys);
   }
   imap::SyncResult<void> commit(const imap::FolderState& s,
                                 std::vector<imap::FetchedMessage> m) override {
     note();
-    return inner_.commit(s, std::move(m));
+    return ForwardingSink::commit(s, std::move(m));
   }
   imap::SyncResult<void> removed(const imap::FolderState& s, const imap::UidRanges& u) override {
     note();
-    return inner_.removed(s, u);
+    return ForwardingSink::removed(s, u);
   }
   void warn(const std::string& w) override {
     note();
-    inner_.warn(w);
+    ForwardingSink::warn(w);
   }
   std::set<std::thread::id> threads;
   int calls = 0;
@@ -502,32 +514,18 @@ class ThreadRecordingSink final : public imap::MailSink {
     threads.insert(std::this_thread::get_id());
     ++calls;
   }
-  imap::MailSink& inner_;
 };
 
 // Keeps what the account hands over for each message, then hands it on.
-class HandedOverSink final : public imap::MailSink {
+class HandedOverSink final : public ForwardingSink {
  public:
-  explicit HandedOverSink(imap::MailSink& inner) : inner_(inner) {}
-  std::optional<imap::FolderState> folder_state(const std::string& f) override {
-    return inner_.folder_state(f);
-  }
-  std::vector<bool> known_messages(const std::vector<imap::MessageKey>& keys) override {
-    return inner_.known_messages(keys);
-  }
+  using ForwardingSink::ForwardingSink;
   imap::SyncResult<void> commit(const imap::FolderState& s,
                                 std::vector<imap::FetchedMessage> m) override {
     for (const auto& x : m) by_message_id[x.message_id] = x;
-    return inner_.commit(s, std::move(m));
+    return ForwardingSink::commit(s, std::move(m));
   }
-  imap::SyncResult<void> removed(const imap::FolderState& s, const imap::UidRanges& u) override {
-    return inner_.removed(s, u);
-  }
-  void warn(const std::string& w) override { inner_.warn(w); }
   std::map<std::string, imap::FetchedMessage> by_message_id;
-
- private:
-  imap::MailSink& inner_;
 };
 
 TEST_F(ImapSync, ALargeMessageComesPartByPartWithoutItsAttachment) {
