@@ -146,4 +146,8 @@ for prefix, label in [("BM_ContactByEmail/hit", "contact_by_email, hit"),
                       ("BM_CompaniesByDomain/miss", "companies_by_domain, miss")]:
     b = bench(store, prefix)
     print(f"{label:44} {seconds(b, 'real_time') * 1e6:10.2f}us {seconds(b, 'cpu_time') * 1e6:8.2f}us")
+commit = bench(store, "BM_CommitBackfill")
+print(f"{'commit of a 20,000-message backfill (500/batch)':44} "
+      f"{seconds(commit, 'real_time'):11.2f}s {seconds(commit, 'cpu_time'):9.2f}s   "
+      f"({commit['activities_per_s']:,.0f} activities/s wall)")
 EOF
