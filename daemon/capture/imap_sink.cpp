@@ -198,13 +198,14 @@ imap::SyncResult<void> ImapSink::decide_batch(const imap::FolderState& state,
     }
     parse_range(0, split);
   }
+  SinkCounters counted;  // added to counters_ at the end, under its lock
   for (std::size_t i = 0; i < messages.size(); ++i) {
     imap::FetchedMessage& m = messages[i];
     store::SourceRef ref{mailbox_, state.folder, state.uidvalidity,
                          m.uid,    "",           remote_id_of(m.gm_msgid)};
-    ++counters_.seen;
+    ++counted.seen;
     if (m.known) {
-      ++counters_.known;
+      ++counted.known;
       // A key the store cannot find (the message was known when the account
       // asked by a key it no longer has) is ignored by the store.
       std::string key = known_keys[i].empty() ? mid_key(m.message_id) : known_keys[i];
@@ -214,18 +215,24 @@ imap::SyncResult<void> ImapSink::decide_batch(const imap::FolderState& state,
     Outcome o = pipeline_.finish(m.raw, std::move(*parsed[i]), MessageSource{ref, m.internaldate});
     switch (o.activity.status) {
       case store::DecisionStatus::captured:
-        ++counters_.captured;
+        ++counted.captured;
         break;
       case store::DecisionStatus::skipped:
-        ++counters_.skipped;
+        ++counted.skipped;
         break;
       case store::DecisionStatus::failed:
-        ++counters_.failed;
+        ++counted.failed;
         break;
     }
     pipeline_.remember(o.activity);
     batch.items.push_back({std::move(o.activity), ref});
   }
+  const std::lock_guard<std::mutex> lock(counters_mutex_);
+  counters_.seen += counted.seen;
+  counters_.known += counted.known;
+  counters_.captured += counted.captured;
+  counters_.skipped += counted.skipped;
+  counters_.failed += counted.failed;
   return {};
 }
 

@@ -10,6 +10,7 @@
 
 #include <functional>
 #include <map>
+#include <mutex>
 #include <string>
 
 namespace crmcap::capture {
@@ -32,7 +33,12 @@ class ImapSink final : public imap::MailSink {
                                  const imap::UidRanges& uids) override;
   void warn(const std::string& message) override;
 
-  const SinkCounters& counters() const { return counters_; }
+  // A copy: the counters move on the sink's thread while another (the
+  // daemon's network thread, reporting a pass) reads them.
+  SinkCounters counters() const {
+    const std::lock_guard<std::mutex> lock(counters_mutex_);
+    return counters_;
+  }
   // Receives warnings (default: standard error).
   std::function<void(const std::string&)> on_warning;
 
@@ -50,7 +56,8 @@ class ImapSink final : public imap::MailSink {
   Pipeline& pipeline_;
   store::Activities& activities_;
   store::SyncState& sync_state_;
-  SinkCounters counters_;
+  mutable std::mutex counters_mutex_;
+  SinkCounters counters_;  // under counters_mutex_
 };
 
 // FolderState <-> stored cursor (the connector's extra fields go to `extra` as
