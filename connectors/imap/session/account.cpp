@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 // Folder sync over one connection: which folders, what changed (core/plan), what
-// to fetch (headers, structure, then only the text parts), and handing batches to
-// the sink that commits them with the folder's new state.
+// to fetch (sizes and Message-IDs, the structure of large messages, then only
+// the text parts), and handing batches to the sink that commits them with the
+// folder's new state.
 #include "connectors/imap/core/detail.hpp"
 #include "connectors/imap/core/plan.hpp"
 #include "connectors/imap/imap.hpp"
@@ -333,16 +334,12 @@ struct Account::Impl {
   // (plan_bodies). Building both cost Dovecot 1.8 s of CPU for 20,000
   // messages with a cold cache, against 1.2 s for this (0.55 s against 0.26 s
   // warm).
-  static Section message_id_section() {
-    return Section{"", SectionText::header_fields, {"MESSAGE-ID"}};
-  }
-
   SyncResult<Command> meta_command(const std::vector<std::uint32_t>& uids) {
     UidSet set;
     for (auto u : uids) set.add(u);
-    std::vector<FetchAttr> attrs = {FetchAttr::of(FetchAttr::Kind::rfc822_size),
-                                    FetchAttr::of(FetchAttr::Kind::internaldate),
-                                    FetchAttr::body_peek(message_id_section())};
+    std::vector<FetchAttr> attrs = {
+        FetchAttr::of(FetchAttr::Kind::rfc822_size), FetchAttr::of(FetchAttr::Kind::internaldate),
+        FetchAttr::body_peek(Section{"", SectionText::header_fields, {"MESSAGE-ID"}})};
     const bool gmail = conn->capabilities().has("X-GM-EXT-1");
     if (gmail) {
       attrs.push_back(FetchAttr::of(FetchAttr::Kind::gm_msgid));
@@ -419,8 +416,6 @@ struct Account::Impl {
       m.uid = uid;
       if (const std::string* h = find_section(f, "", SectionText::header_fields)) {
         m.message_id = header_field_value(*h, "Message-ID");
-      } else if (f.envelope && f.envelope->message_id) {
-        m.message_id = *f.envelope->message_id;
       }
       if (f.internaldate) m.internaldate = internaldate_to_unix(*f.internaldate).value_or(0);
       m.gm_msgid = f.gm_msgid;
@@ -431,33 +426,36 @@ struct Account::Impl {
 
     // Small messages come whole in one command; larger ones part by part,
     // after their structure.
-    UidSet small, large;
+    UidSet small, large_set;
+    std::vector<std::uint32_t> large;  // in the batch's order
     for (std::size_t i = 0; i < b.messages.size(); ++i) {
       FetchedMessage& m = b.messages[i];
       if (i < known.size() && known[i]) {
         m.known = true;
-        continue;
+      } else if (fetched[m.uid].size.value_or(0) <= max_part) {
+        small.add(m.uid);
+      } else {
+        large.push_back(m.uid);
+        large_set.add(m.uid);
       }
-      (fetched[m.uid].size.value_or(0) <= max_part ? small : large).add(m.uid);
     }
     if (!large.empty()) {
       const std::array<FetchAttr, 1> structure{FetchAttr::of(FetchAttr::Kind::bodystructure)};
-      auto c = conn->builder().uid_fetch(large, structure);
+      auto c = conn->builder().uid_fetch(large_set, structure);
       if (!c) {
         co_return make_sync_error(SyncErrc::protocol, "cannot build UID FETCH",
                                   RetryClass::retry_later);
       }
       if (auto s = co_await conn->run(*c, collect, what); !s) co_return s.error();
     }
-    for (const FetchedMessage& m : b.messages) {
-      if (m.known || small.contains(m.uid)) continue;
-      const FetchItem& f = fetched[m.uid];
+    for (const std::uint32_t uid : large) {
+      const FetchItem& f = fetched[uid];
       if (!f.body) {
-        small.add(m.uid);  // no structure given (expunged meanwhile): asked for whole
+        small.add(uid);  // no structure given (expunged meanwhile): asked for whole
         continue;
       }
       UidSet one;
-      one.add(m.uid);
+      one.add(uid);
       std::vector<FetchAttr> a = {FetchAttr::body_peek(Section{"", SectionText::header, {}})};
       if (f.body->is_multipart()) {
         collect_sections(*f.body, true, max_part, a);

@@ -119,7 +119,7 @@ std::string subject_of(X509* cert) {
 // A TLS client context that trusts the system store and, when given, a CA
 // file. One per CA file for the whole process, shared by every connection:
 // OpenSSL 3 takes about 0.1 s of CPU to read the system bundle, which each
-// connection (a reconnect, the second connection of a pass) paid again. A
+// connection (every reconnect of the daemon) paid again. A
 // context is built anew when either file has changed since (size or
 // modification time), so a renewed trust store is read without a restart.
 struct TrustedContext {
