@@ -43,15 +43,6 @@ std::string_view trim(std::string_view s) {
   return s;
 }
 
-// Whether `hay` starts with the lowercase ASCII `needle`, ignoring case.
-bool starts_with_ci(std::string_view hay, std::string_view needle) {
-  if (hay.size() < needle.size()) return false;
-  for (std::size_t k = 0; k < needle.size(); ++k) {
-    if (lower(hay[k]) != needle[k]) return false;
-  }
-  return true;
-}
-
 constexpr std::array<signed char, 256> make_b64_table() {
   std::array<signed char, 256> t{};
   for (auto& v : t) v = -1;
@@ -357,9 +348,9 @@ MimeBounds mime_bounds(std::string_view buf) noexcept {
     // c | 0x20 is 'm' or 'r' only for those letters in either case.
     const char folded = static_cast<char>(c | 0x20);
     if (folded == 'm') {
-      multipart += starts_with_ci(buf.substr(i), "multipart") ? 1 : 0;
+      multipart += iequals(buf.substr(i, 9), "multipart") ? 1 : 0;
     } else if (folded == 'r') {
-      rfc822 += starts_with_ci(buf.substr(i), "rfc822") ? 1 : 0;
+      rfc822 += iequals(buf.substr(i, 6), "rfc822") ? 1 : 0;
     }
   }
   MimeBounds b;

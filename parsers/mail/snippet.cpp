@@ -274,10 +274,8 @@ std::string strip_quotes_and_signature(std::string_view body, std::size_t enough
     if (!t.empty()) have_content = true;
     out.append(raw);
     out.push_back('\n');
-    if (enough != std::string::npos) {
-      kept += kept_chars(raw);
-      if (kept > enough) break;
-    }
+    kept += kept_chars(raw);
+    if (kept > enough) break;
   }
   return out;
 }
