@@ -228,11 +228,7 @@ imap::SyncResult<void> ImapSink::decide_batch(const imap::FolderState& state,
     batch.items.push_back({std::move(o.activity), ref});
   }
   const std::lock_guard<std::mutex> lock(counters_mutex_);
-  counters_.seen += counted.seen;
-  counters_.known += counted.known;
-  counters_.captured += counted.captured;
-  counters_.skipped += counted.skipped;
-  counters_.failed += counted.failed;
+  counters_ += counted;
   return {};
 }
 

@@ -17,6 +17,14 @@ namespace crmcap::capture {
 
 struct SinkCounters {
   std::size_t seen = 0, captured = 0, skipped = 0, failed = 0, known = 0;
+  SinkCounters& operator+=(const SinkCounters& o) {
+    seen += o.seen;
+    captured += o.captured;
+    skipped += o.skipped;
+    failed += o.failed;
+    known += o.known;
+    return *this;
+  }
 };
 
 class ImapSink final : public imap::MailSink {
