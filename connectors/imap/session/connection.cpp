@@ -99,7 +99,10 @@ void Connection::ZlibDeleter::operator()(Zlib* z) const noexcept {
 }
 
 Connection::Connection(const asio::any_io_executor& ex, const AccountOptions& options)
-    : options_(options), transport_(ex, options.transport), builder_("C") {}
+    : options_(options),
+      read_buf_(std::make_unique_for_overwrite<char[]>(kReadBytes)),
+      transport_(ex, options.transport),
+      builder_("C") {}
 
 Awaitable<SyncResult<void>> Connection::write(std::string_view bytes) {
   if (!zlib_) {
@@ -199,16 +202,16 @@ Awaitable<SyncResult<Response>> Connection::next(std::chrono::milliseconds timeo
     }
     in_.clear();
     pending_ = {};
+    auto n =
+        co_await transport_.async_read_some(std::span<char>(read_buf_.get(), kReadBytes), timeout);
+    if (!n) co_return from_transport(n.error());
+    const std::string_view got(read_buf_.get(), *n);
     if (zlib_) {
-      raw_.clear();
-      auto n = co_await transport_.async_read_some(raw_, timeout);
-      if (!n) co_return from_transport(n.error());
-      if (auto r = inflate_into_input(raw_); !r) co_return r.error();
+      if (auto r = inflate_into_input(got); !r) co_return r.error();
+      pending_ = in_;
     } else {
-      auto n = co_await transport_.async_read_some(in_, timeout);
-      if (!n) co_return from_transport(n.error());
+      pending_ = got;
     }
-    pending_ = in_;
   }
 }
 

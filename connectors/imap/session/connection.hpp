@@ -12,6 +12,7 @@
 
 #include <functional>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -83,14 +84,18 @@ class Connection {
 
   const AccountOptions& options_;
   std::unique_ptr<Zlib, ZlibDeleter> zlib_;
-  std::string raw_;  // compressed bytes as read
+  // What one read returns: the parser reads it in place, or it is inflated
+  // into in_. Allocated once and never zeroed (a string growing for each
+  // read would zero 64 KiB every time).
+  static constexpr std::size_t kReadBytes = 64 * 1024;
+  std::unique_ptr<char[]> read_buf_;
   Transport transport_;
   ResponseParser parser_;
   CommandBuilder builder_;
   Capabilities caps_;
   bool qresync_ = false;
-  std::string in_;
-  std::string_view pending_;
+  std::string in_;            // inflated bytes (with COMPRESS), or bytes kept across a switch
+  std::string_view pending_;  // not yet parsed: in read_buf_ or in_
   // Completions read while finishing another command, by tag.
   std::map<std::string, TaggedStatus, std::less<>> completed_;
 };

@@ -467,21 +467,27 @@ Awaitable<TransportResult<std::size_t>> Transport::async_read_some(std::string& 
 Awaitable<TransportResult<std::size_t>> Transport::async_read_some(std::string& buffer,
                                                                    milliseconds timeout,
                                                                    std::size_t max_bytes) {
-  Impl* s = impl_.get();
-  if (!s->open()) co_return s->not_connected("read from");
   max_bytes = std::max<std::size_t>(max_bytes, 1);
   const std::size_t old = buffer.size();
   buffer.resize(old + max_bytes);
-  auto buf = asio::buffer(buffer.data() + old, max_bytes);
+  auto n = co_await async_read_some(std::span<char>(buffer.data() + old, max_bytes), timeout);
+  buffer.resize(n ? old + *n : old);
+  co_return n;
+}
+
+Awaitable<TransportResult<std::size_t>> Transport::async_read_some(std::span<char> into,
+                                                                   milliseconds timeout) {
+  Impl* s = impl_.get();
+  if (!s->open()) co_return s->not_connected("read from");
+  if (into.empty()) co_return std::size_t{0};
+  auto buf = asio::buffer(into.data(), into.size());
   s->arm(s->read_dog, timeout);
   auto [ec, n] = s->tls ? co_await s->stream->async_read_some(buf, tuple_awaitable)
                         : co_await s->socket().async_read_some(buf, tuple_awaitable);
   if (Impl::disarm(s->read_dog)) {
-    buffer.resize(old);
     co_return s->timed_out(s->read_dog, TransportErrc::read_timeout, "read from");
   }
   if (ec) {
-    buffer.resize(old);
     if (s->failed) co_return s->not_connected("read from");
     // A server that closes TCP without a TLS close_notify (stream_truncated) is
     // common after BYE; the IMAP layer decides whether the close was expected.
@@ -491,7 +497,6 @@ Awaitable<TransportResult<std::size_t>> Transport::async_read_some(std::string& 
     co_return s->fail(TransportErrc::read_failed, ec,
                       "read from " + s->peer() + " failed: " + ec.message());
   }
-  buffer.resize(old + n);
   co_return n;
 }
 

@@ -31,6 +31,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -139,10 +140,17 @@ class Transport {
   Awaitable<TransportResult<void>> async_write(std::string_view bytes,
                                                std::chrono::milliseconds timeout);
 
-  // Waits for bytes and appends what one read returns (at least 1, at most
-  // `max_bytes`) to `buffer`; returns how many were appended. EOF is an error
-  // (closed_by_peer); on any error `buffer` keeps its old contents. Deadline:
-  // options.io_timeout, or `timeout` (e.g. longer while in IDLE).
+  // Waits for bytes and puts what one read returns (at least 1, at most
+  // `into.size()`; none for an empty `into`) at the start of `into`; returns
+  // how many. EOF is an error
+  // (closed_by_peer). Deadline: `timeout`.
+  Awaitable<TransportResult<std::size_t>> async_read_some(std::span<char> into,
+                                                          std::chrono::milliseconds timeout);
+  // The same, appended to `buffer` (at most `max_bytes`); on any error
+  // `buffer` keeps its old contents. Deadline: options.io_timeout, or
+  // `timeout` (e.g. longer while in IDLE). The bytes past the old contents
+  // are zeroed first, as any std::string growth does: a caller that reads
+  // often keeps a buffer of its own and uses the overload above.
   Awaitable<TransportResult<std::size_t>> async_read_some(std::string& buffer,
                                                           std::size_t max_bytes = 64 * 1024);
   Awaitable<TransportResult<std::size_t>> async_read_some(std::string& buffer,
