@@ -648,6 +648,22 @@ TEST(ImapHeaderField, FirstFieldOfThatNameUnfoldedAndTrimmed) {
   EXPECT_EQ(header_field_value("", "Message-ID"), "");
 }
 
+TEST(ImapHeaderBlock, EndsAtTheFirstEmptyLineSoTheBodyIsNeverReadAsHeader) {
+  using crmcap::imap::header_block;
+  using crmcap::imap::header_field_value;
+  EXPECT_EQ(header_block("A: 1\r\nB: 2\r\n\r\nbody\r\n\r\nmore"), "A: 1\r\nB: 2\r\n\r\n");
+  EXPECT_EQ(header_block("A: 1\nB: 2\n\nbody"), "A: 1\nB: 2\n\n");  // bare LF
+  EXPECT_EQ(header_block("A: 1\r\n folded\r\n\r\nbody"), "A: 1\r\n folded\r\n\r\n");
+  EXPECT_EQ(header_block("A: 1\r\nB: 2\r\n"), "A: 1\r\nB: 2\r\n");  // a header only
+  EXPECT_EQ(header_block("\r\nMessage-ID: <in@body>\r\n"), "");     // no header at all
+  EXPECT_EQ(header_block("\nMessage-ID: <in@body>\n"), "");
+  EXPECT_EQ(header_block(""), "");
+  // A Message-ID line in the body is not the message's.
+  const std::string_view raw = "Subject: x\r\n\r\nMessage-ID: <in@body>\r\n";
+  EXPECT_EQ(header_field_value(header_block(raw), "Message-ID"), "");
+  EXPECT_EQ(header_field_value(raw, "Message-ID"), "<in@body>");  // what the cut prevents
+}
+
 TEST(ImapInternaldate, ParsesToUnixSeconds) {
   EXPECT_EQ(internaldate_to_unix("17-Jul-1996 02:44:25 -0700"), 837596665);
   EXPECT_EQ(internaldate_to_unix(" 1-Jan-1970 00:00:00 +0000"), 0);

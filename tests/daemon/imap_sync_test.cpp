@@ -675,24 +675,50 @@ TEST_F(ImapSync, ACopyInTheNextBatchIsANewPlaceNotANewDecision) {
 }
 
 TEST_F(ImapSync, ACopyWhoseMessageIdHasACommentAndFoldingIsKnownByTheParsersKey) {
-  // The same message in INBOX and in Sent, its Message-ID folded and with a
-  // comment. The first fetch reads the field's text; the copy must be known
-  // by the key its activity was stored under ("mid:" + the parser's id), so
-  // its bytes are not fetched again and the first decision stays.
+  // The same message in INBOX and, later, in Sent, its Message-ID folded and
+  // with a comment. Sent was synced before, so the first fetch reads the
+  // field's text; the copy must be known by the key its activity was stored
+  // under ("mid:" + the parser's id), so its bytes are not fetched again and
+  // the first decision stays.
   const std::string raw = test::message(
       "From: jane@acme.com\nTo: user1@example.com\nSubject: Renewal\n"
       "Date: Mon, 23 Nov 2026 09:00:00 +0000\nMessage-ID:\n <odd.id@acme.com> (sent by Acme)\n");
   dovecot->deliver_doveadm("INBOX", raw);
+  auto first = sync(options());
+  ASSERT_TRUE(first) << first.error().message;
+  EXPECT_EQ(folder(*first, "INBOX")->handed_over, 1u);
+  EXPECT_EQ(folder(*first, "INBOX")->known, 0u);
   dovecot->deliver_doveadm("Sent", raw);
   auto r = sync(options());
   ASSERT_TRUE(r) << r.error().message;
-  EXPECT_EQ(folder(*r, "INBOX")->handed_over, 1u);
-  EXPECT_EQ(folder(*r, "INBOX")->known, 0u);
+  EXPECT_EQ(folder(*r, "Sent")->handed_over, 1u);
   EXPECT_EQ(folder(*r, "Sent")->known, 1u);
   const auto a = st->by_source_key("mid:odd.id@acme.com").value();
   ASSERT_TRUE(a);
   EXPECT_EQ(a->sources.size(), 2u);
   EXPECT_EQ(activities().size(), 1u);
+}
+
+// On a folder's first pass the first fetch asks no Message-IDs (the server
+// would read every message's header for it): a copy of a message of a folder
+// synced just before comes whole, and is known by the Message-ID in its own
+// header. Here the copy is a mailing list's re-send: decided again, it would
+// be skipped as bulk and overwrite the first decision.
+TEST_F(ImapSync, OnAFoldersFirstPassACopyComesWholeAndIsStillOnlyANewPlace) {
+  dovecot->deliver_doveadm("INBOX", dated("dup@acme.com", "jane@acme.com", "Renewal"));
+  dovecot->deliver_doveadm("Sent", dated("dup@acme.com", "jane@acme.com", "[list] Renewal",
+                                         "List-Id: <sales.acme.com>\n"));
+  auto r = sync(options());
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(folder(*r, "INBOX")->handed_over, 1u);
+  EXPECT_EQ(folder(*r, "Sent")->handed_over, 1u);
+  EXPECT_EQ(folder(*r, "Sent")->known, 0u);  // its bytes came
+  ASSERT_EQ(activities().size(), 1u);
+  const auto dup = st->by_source_key("mid:dup@acme.com").value();
+  ASSERT_TRUE(dup);
+  EXPECT_EQ(dup->status, store::DecisionStatus::captured) << dup->reason;
+  EXPECT_EQ(dup->subject, "Renewal");
+  EXPECT_EQ(dup->sources.size(), 2u);
 }
 
 TEST_F(ImapSync, ServerKilledMidSyncEndsInACleanRetryableError) {

@@ -320,6 +320,21 @@ std::string header_field_value(std::string_view block, std::string_view name) {
   return {};
 }
 
+std::string_view header_block(std::string_view message) {
+  // An empty first line: no header at all.
+  if (message.starts_with("\n") || message.starts_with("\r\n")) return message.substr(0, 0);
+  // The first line break followed at once by another (with or without CR).
+  std::size_t pos = 0;
+  while ((pos = message.find('\n', pos)) != std::string_view::npos) {
+    ++pos;
+    if (pos < message.size() && message[pos] == '\n') return message.substr(0, pos + 1);
+    if (pos + 1 < message.size() && message[pos] == '\r' && message[pos + 1] == '\n') {
+      return message.substr(0, pos + 2);
+    }
+  }
+  return message;
+}
+
 // ---------------------------------------------------------------------------
 // INTERNALDATE
 

@@ -113,6 +113,10 @@ std::optional<std::int64_t> internaldate_to_unix(std::string_view text);
 // around it trimmed; empty when the block has no such field.
 std::string header_field_value(std::string_view header_block, std::string_view name);
 
+// The header block a message starts with: up to and with the empty line
+// that ends it (CRLF or LF), or the whole text when there is none.
+std::string_view header_block(std::string_view message);
+
 // ---------------------------------------------------------------------------
 // Shared by FETCH requests and FETCH responses
 
