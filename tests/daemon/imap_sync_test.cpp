@@ -516,17 +516,52 @@ class ThreadRecordingSink final : public ForwardingSink {
   }
 };
 
-// Keeps what the account hands over for each message, then hands it on.
+// Keeps what the account hands over for each message, and the keys it asks
+// about, then hands them on.
 class HandedOverSink final : public ForwardingSink {
  public:
   using ForwardingSink::ForwardingSink;
+  std::vector<bool> known_messages(const std::vector<imap::MessageKey>& keys) override {
+    for (const auto& k : keys) asked.push_back(k.message_id);
+    return ForwardingSink::known_messages(keys);
+  }
   imap::SyncResult<void> commit(const imap::FolderState& s,
                                 std::vector<imap::FetchedMessage> m) override {
     for (const auto& x : m) by_message_id[x.message_id] = x;
     return ForwardingSink::commit(s, std::move(m));
   }
   std::map<std::string, imap::FetchedMessage> by_message_id;
+  std::vector<std::string> asked;  // the Message-IDs known_messages() was asked about
 };
+
+// A folder's first pass asks the server for no Message-IDs and the sink for
+// no known messages (there is nothing to go by); each message's id comes
+// from its own header. A later pass asks both, to skip known messages' bytes.
+TEST_F(ImapSync, OnlyAFolderSyncedBeforeIsAskedForMessageIdsFirst) {
+  dovecot->deliver_doveadm("INBOX", dated("a1@acme.com", "jane@acme.com", "One"));
+  dovecot->deliver_doveadm("INBOX", dated("a2@acme.com", "jane@acme.com", "Two"));
+  HandedOverSink handed(*sink);
+  auto o = options();
+  o.folders = {"INBOX"};
+  {
+    imap::Account account(io.get_executor(), o, handed);
+    auto r = run_on(io, account.sync_once());
+    ASSERT_TRUE(r) << r.error().message;
+    EXPECT_EQ(folder(*r, "INBOX")->handed_over, 2u);
+  }
+  EXPECT_TRUE(handed.asked.empty());
+  EXPECT_TRUE(handed.by_message_id.contains("<a1@acme.com>"));
+  EXPECT_TRUE(handed.by_message_id.contains("<a2@acme.com>"));
+  dovecot->deliver_doveadm("INBOX", dated("a3@acme.com", "jane@acme.com", "Three"));
+  {
+    imap::Account account(io.get_executor(), o, handed);
+    auto r = run_on(io, account.sync_once());
+    ASSERT_TRUE(r) << r.error().message;
+    EXPECT_EQ(folder(*r, "INBOX")->handed_over, 1u);
+  }
+  EXPECT_EQ(handed.asked, std::vector<std::string>{"<a3@acme.com>"});
+  EXPECT_EQ(activities().size(), 3u);
+}
 
 TEST_F(ImapSync, ALargeMessageComesPartByPartWithoutItsAttachment) {
   // 300 KB of attachment after a short text part and a small invitation;
@@ -558,7 +593,8 @@ TEST_F(ImapSync, ALargeMessageComesPartByPartWithoutItsAttachment) {
     ASSERT_TRUE(r) << r.error().message;
     EXPECT_EQ(folder(*r, "INBOX")->handed_over, 2u);
   }
-  // The Message-ID came from the first fetch, unfolded, before any body.
+  // The Message-ID, unfolded (on a folder's first pass, from the header the
+  // message's bytes start with).
   ASSERT_TRUE(handed.by_message_id.contains("<big@acme.com>"));
   const imap::FetchedMessage& m = handed.by_message_id.at("<big@acme.com>");
   EXPECT_TRUE(m.partial);
@@ -619,15 +655,32 @@ TEST_F(ImapSync, WithASinkExecutorEverySinkCallRunsThereAndNothingIsLostOrDouble
   EXPECT_EQ(activities().size(), 30u);
   EXPECT_EQ(st->cursor("work", "INBOX").value()->highest_uid, 30);
   EXPECT_EQ(recording.threads, std::set<std::thread::id>{worker.id()});
-  EXPECT_GE(recording.calls, 1 + 8 + 8 + 1);  // state, 8 look-ups, 8 commits, a warning
+  // The state, 8 commits and a warning; a first pass looks up no known
+  // messages (it has no Message-IDs to go by).
+  EXPECT_GE(recording.calls, 1 + 8 + 1);
   ASSERT_EQ(warnings.size(), 1u);
   EXPECT_NE(warnings[0].find("Missing"), std::string::npos);
-  // A second pass finds nothing new.
-  imap::Account again(io.get_executor(), o, recording);
-  auto r = run_on(io, again.sync_once());
+  {
+    // A second pass finds nothing new.
+    imap::Account again(io.get_executor(), o, recording);
+    auto r = run_on(io, again.sync_once());
+    ASSERT_TRUE(r) << r.error().message;
+    EXPECT_TRUE(folder(*r, "INBOX")->skipped_unchanged);
+    EXPECT_EQ(activities().size(), 30u);
+  }
+  // A third, after new mail, looks its batches up, there too.
+  for (int i = 30; i < 38; ++i) {
+    dovecot->deliver_doveadm("INBOX", dated("x" + std::to_string(i) + "@acme.com", "jane@acme.com",
+                                            "Overlap " + std::to_string(i)));
+  }
+  const int before = recording.calls;
+  imap::Account third(io.get_executor(), o, recording);
+  auto r = run_on(io, third.sync_once());
   ASSERT_TRUE(r) << r.error().message;
-  EXPECT_TRUE(folder(*r, "INBOX")->skipped_unchanged);
-  EXPECT_EQ(activities().size(), 30u);
+  EXPECT_EQ(folder(*r, "INBOX")->handed_over, 8u);
+  EXPECT_GE(recording.calls - before, 1 + 2 + 2);  // the state, 2 look-ups, 2 commits
+  EXPECT_EQ(recording.threads, std::set<std::thread::id>{worker.id()});
+  EXPECT_EQ(activities().size(), 38u);
 }
 
 TEST_F(ImapSync, WithASinkExecutorAFailedCommitStopsAtTheLastGoodBatch) {

@@ -435,7 +435,17 @@ struct Account::Impl {
       keys.push_back({m.message_id, m.gm_msgid});
       b.messages.push_back(std::move(m));
     }
-    const std::vector<bool> known = co_await on_sink([&] { return sink.known_messages(keys); });
+    // Without a Message-ID or a server id to go by (a folder's first pass
+    // asks none), nothing is known, and the sink, busy committing an earlier
+    // batch, need not be waited for.
+    const bool keyless = std::all_of(keys.begin(), keys.end(), [](const MessageKey& k) {
+      return k.message_id.empty() && !k.gm_msgid;
+    });
+    std::vector<bool> known(keys.size(), false);
+    if (!keyless) {
+      auto asked = co_await on_sink([&] { return sink.known_messages(keys); });
+      known = std::move(asked);
+    }
 
     // Small messages come whole in one command; larger ones part by part,
     // after their structure.
