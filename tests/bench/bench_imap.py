@@ -10,12 +10,15 @@ Fills a throwaway Dovecot on 127.0.0.1 with a generated mailbox (INBOX and Sent,
   2. mbsync pulling the same folders into a local Maildir: first and second run,
      once into a Maildir on the store's disk and once into one on tmpfs
      (/dev/shm: no disk at all, the peer's best case);
+  the server-warm first runs (crm-captured into a new store, and both mbsync
+  runs) are repeated --rounds times in turns, and summed up as median, least
+  and most: this machine's speed varies by more than the gap between them;
   3. new mail to stored activity with IDLE: crm-captured running as a daemon,
      a message delivered with doveadm, the time until its row is in the store
      (--idle-samples times; median and max).
 Prints wall time and peak RSS of each run and one JSON line with every figure.
 
-  bench_imap.py --build BUILD_DIR [--count 20000] [--idle-samples 5]
+  bench_imap.py --build BUILD_DIR [--count 20000] [--idle-samples 5] [--rounds 3]
 """
 import argparse
 import json
@@ -72,8 +75,10 @@ def shm_dir():
 
 
 def run_mbsync(label, base, env, pw, results):
-    """First and second run of mbsync into a new Maildir under `base`."""
+    """First and second run of mbsync into a new Maildir in a new directory
+    under `base` (removed afterwards)."""
     mbsync = shutil.which("mbsync")
+    base = tempfile.mkdtemp(prefix="mbsync-", dir=base)
     local = os.path.join(base, "mbsync-local")
     os.makedirs(local)
     rc = os.path.join(base, "mbsyncrc")
@@ -110,12 +115,30 @@ SyncState *
 """)
         for run_name in ("first", "second"):
             t, rss, _ = timed_rss([mbsync, "-c", rc, "-q", "bench"])
-            results.update({f"{label}_{run_name}_s": round(t, 3),
-                            f"{label}_{run_name}_rss_mb": round(rss, 1)})
+            record(results, f"{label}_{run_name}", t, rss)
             print(f"{label + ', ' + run_name + ' run:':33s}{t:7.2f} s  peak RSS {rss:6.1f} MiB")
     finally:
-        if base.startswith("/dev/shm/"):
-            shutil.rmtree(base, ignore_errors=True)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def record(results, name, seconds, rss_mb):
+    """Adds one run's figures to `results[name + "_runs"]`."""
+    results.setdefault(name + "_runs", []).append((round(seconds, 3), round(rss_mb, 1)))
+
+
+def summarize(results):
+    """Median, least and most of every figure recorded more than once, and
+    the median wall time and peak RSS of each in the flat keys."""
+    lines = []
+    for key in sorted(k for k in results if k.endswith("_runs")):
+        name = key[:-len("_runs")]
+        secs = [t for t, _ in results[key]]
+        results[name + "_s"] = statistics.median(secs)
+        results[name + "_rss_mb"] = max(r for _, r in results[key])
+        if len(secs) > 1:
+            lines.append(f"  {name:28s} median {statistics.median(secs):6.2f} s  "
+                         f"(least {min(secs):.2f}, most {max(secs):.2f}, {len(secs)} runs)")
+    return lines
 
 
 def main():
@@ -123,6 +146,7 @@ def main():
     ap.add_argument("--build", default=os.path.join(ROOT, "build"))
     ap.add_argument("--count", type=int, default=20000)
     ap.add_argument("--idle-samples", type=int, default=5)
+    ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
     daemon = os.path.join(args.build, "daemon", "crm-captured")
     client = os.path.join(args.build, "daemon", "crm-capture")
@@ -158,30 +182,44 @@ def main():
         os.sync()
         time.sleep(2.0)
         t, rss, out = timed_rss([daemon, "--config", conf, "--once"])
-        results.update(crm_first_s=round(t, 3), crm_first_rss_mb=round(rss, 1))
+        record(results, "crm_first", t, rss)
         print(f"crm-captured --once, first run:  {t:7.2f} s  peak RSS {rss:6.1f} MiB  ({out.strip()})")
         t, rss, out = timed_rss([daemon, "--config", conf, "--once"])
-        results.update(crm_second_s=round(t, 3), crm_second_rss_mb=round(rss, 1))
+        record(results, "crm_second", t, rss)
         print(f"crm-captured --once, second run: {t:7.2f} s  peak RSS {rss:6.1f} MiB  ({out.strip()})")
 
-        # mbsync writes one file per message: on this machine's ext4, after many
-        # files were created and deleted (filling the test server does that),
-        # its inode allocation can cost seconds. It runs twice: into a Maildir
-        # beside the store (same disk) and into one on tmpfs (/dev/shm, no
-        # disk at all: the peer's best case).
-        for label, base in (("mbsync", work), ("mbsync_tmpfs", shm_dir())):
-            if base is None:
-                continue
-            run_mbsync(label, base, env, pw, results)
+        # Then, --rounds times, each contender's first run against the warm
+        # server, in turns (the order reversed every other round), so that a
+        # slow spell of this shared machine falls on all of them alike:
+        #  - crm-captured into a new store (the server has seen every message
+        #    once, as it had for mbsync: its first reads and index building
+        #    are out of the figure);
+        #  - mbsync into a new Maildir beside the store (same disk), and into
+        #    one on tmpfs (/dev/shm, no disk at all: the peer's best case).
+        # mbsync writes one file per message: on this machine's ext4, after
+        # many files were created and deleted (filling the test server does
+        # that), its inode allocation can cost seconds.
+        def crm_warm(r):
+            warm_db, warm_conf = new_store(f"capture-warm-{r}")
+            t, rss, _ = timed_rss([daemon, "--config", warm_conf, "--once"])
+            record(results, "crm_first_warm", t, rss)
+            for suffix in ("", "-wal", "-shm"):
+                if os.path.exists(warm_db + suffix):
+                    os.remove(warm_db + suffix)
+            print(f"crm-captured --once, first run, new store, server warm: {t:7.2f} s  "
+                  f"peak RSS {rss:6.1f} MiB")
 
-        # The first run again, into a new store, now that the server has seen
-        # every message once (as it had for mbsync): the server's first reads
-        # and index building are then out of the figure.
-        _, warm_conf = new_store("capture-warm")
-        t, rss, out = timed_rss([daemon, "--config", warm_conf, "--once"])
-        results.update(crm_first_warm_s=round(t, 3), crm_first_warm_rss_mb=round(rss, 1))
-        print(f"crm-captured --once, first run, new store, server warm: {t:7.2f} s  "
-              f"peak RSS {rss:6.1f} MiB")
+        contenders = [crm_warm, lambda r: run_mbsync("mbsync", work, env, pw, results)]
+        shm = shm_dir()
+        if shm is not None:
+            contenders.append(lambda r: run_mbsync("mbsync_tmpfs", shm, env, pw, results))
+        try:
+            for r in range(args.rounds):
+                for c in contenders if r % 2 == 0 else reversed(contenders):
+                    c(r)
+        finally:
+            if shm is not None:
+                shutil.rmtree(shm, ignore_errors=True)
 
         # New mail to stored activity, with IDLE.
         daemon_proc = subprocess.Popen([daemon, "--config", conf], stdout=subprocess.DEVNULL,
@@ -213,6 +251,8 @@ def main():
                        idle_max_ms=round(max(latencies) * 1000, 1))
         print(f"new mail -> stored activity (IDLE): median {results['idle_median_ms']} ms, "
               f"max {results['idle_max_ms']} ms over {len(latencies)} samples")
+        for line in summarize(results):
+            print(line)
         print(json.dumps(results))
         return 0
     finally:
