@@ -189,26 +189,27 @@ std::string unfold(std::string_view value) {
 std::string fold_whitespace(std::string_view s) {
   std::string out;
   out.reserve(s.size());
-  bool pending_space = false;
+  // Runs of other bytes are copied whole; a run of whitespace (U+00A0, the
+  // no-break space of HTML mail's indents, included) becomes one space
+  // between two runs, and none at either end.
+  const auto space_at = [&](std::size_t i) -> std::size_t {  // its width, or 0
+    if (detail::is_space(s[i])) return 1;
+    return static_cast<unsigned char>(s[i]) == 0xC2 && i + 1 < s.size() &&
+                   static_cast<unsigned char>(s[i + 1]) == 0xA0
+               ? 2
+               : 0;
+  };
   std::size_t i = 0;
   while (i < s.size()) {
-    const char c = s[i];
-    bool space = detail::is_space(c);
-    std::size_t width = 1;
-    // U+00A0 (no-break space) folds like a space: it is how HTML mail indents.
-    if (!space && static_cast<unsigned char>(c) == 0xC2 && i + 1 < s.size() &&
-        static_cast<unsigned char>(s[i + 1]) == 0xA0) {
-      space = true;
-      width = 2;
+    if (const std::size_t w = space_at(i)) {
+      i += w;
+      continue;
     }
-    if (space) {
-      pending_space = !out.empty();
-    } else {
-      if (pending_space) out.push_back(' ');
-      pending_space = false;
-      out.push_back(c);
-    }
-    i += width;
+    std::size_t end = i + 1;
+    while (end < s.size() && space_at(end) == 0) ++end;
+    if (!out.empty()) out.push_back(' ');
+    out.append(s.data() + i, end - i);
+    i = end;
   }
   if (!is_valid_utf8(out)) return repair_utf8(out);
   return out;

@@ -376,6 +376,39 @@ TEST(TextFold, FoldsAllWhitespace) {
   EXPECT_EQ(fold_whitespace("a\xFF"), "a" + fffd);
 }
 
+// fold_whitespace against the plain byte-at-a-time reading of its rule: any
+// run of whitespace (U+00A0 included) is one space between two other
+// characters and none at either end, then invalid UTF-8 is repaired.
+TEST(TextFold, AgreesWithTheByteAtATimeRuleOnRandomText) {
+  const auto reference = [](std::string_view s) {
+    std::string out;
+    bool pending = false;
+    for (std::size_t i = 0; i < s.size(); ++i) {
+      const auto c = static_cast<unsigned char>(s[i]);
+      const bool nbsp =
+          c == 0xC2 && i + 1 < s.size() && static_cast<unsigned char>(s[i + 1]) == 0xA0;
+      if (c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\f' || c == '\v' || nbsp) {
+        pending = !out.empty();
+        i += nbsp ? 1 : 0;
+        continue;
+      }
+      if (pending) out.push_back(' ');
+      pending = false;
+      out.push_back(s[i]);
+    }
+    return repair_utf8(out);
+  };
+  const std::string alphabet[] = {"a",        "Z",    " ",    "\t",       "\r\n", "\v",
+                                  "\xC2\xA0", "\xC2", "\xA0", "\xC3\xA9", "\xFF", "\xE2\x82"};
+  std::mt19937 rng(7);
+  for (int round = 0; round < 5000; ++round) {
+    std::string s;
+    const int parts = static_cast<int>(rng() % 24);
+    for (int k = 0; k < parts; ++k) s += alphabet[rng() % std::size(alphabet)];
+    ASSERT_EQ(fold_whitespace(s), reference(s)) << testing::PrintToString(s);
+  }
+}
+
 TEST(TextTruncate, CutsAtWordsAndCountsCodePoints) {
   EXPECT_EQ(truncate_utf8("short", 10), "short");
   EXPECT_EQ(truncate_utf8("exactly10!", 10), "exactly10!");
