@@ -925,23 +925,33 @@ Result<std::unique_ptr<Store>> open_at_version(const std::string& path, int targ
                       detail::cat(path, ": not a crm-capture store: ", e.what()));
   }
   const int latest = Store::latest_schema_version();
-  if (version > latest) {
+  const auto newer = [&](int v) {
     return make_error(Errc::newer_schema,
-                      detail::cat(path, ": store schema version ", version,
+                      detail::cat(path, ": store schema version ", v,
                                   " is newer than this crm-capture supports (", latest,
                                   "); upgrade crm-capture or use another store"));
-  }
+  };
+  if (version > latest) return newer(version);
   const auto steps = migrations();
-  for (int v = version; v < target && v < latest; ++v) {
+  while (version < target && version < latest) {
     try {
-      SQLite::Transaction tx(*db);
-      db->exec(steps[static_cast<std::size_t>(v)]);
-      db->exec(detail::cat("PRAGMA user_version = ", v + 1));
+      // The write lock first, then the version again: another process (the
+      // daemon and the command-line tool starting together) may have run
+      // this step while this one waited for the lock.
+      SQLite::Transaction tx(*db, SQLite::TransactionBehavior::IMMEDIATE);
+      const int now = db->execAndGet("PRAGMA user_version").getInt();
+      if (now != version) {
+        if (now > latest) return newer(now);
+        version = now;
+        continue;
+      }
+      db->exec(steps[static_cast<std::size_t>(version)]);
+      db->exec(detail::cat("PRAGMA user_version = ", version + 1));
       tx.commit();
-      version = v + 1;
+      ++version;
     } catch (const std::exception& e) {
-      return make_error(Errc::sql_failed, detail::cat(path, ": migration to schema version ", v + 1,
-                                                      " failed: ", e.what()));
+      return make_error(Errc::sql_failed, detail::cat(path, ": migration to schema version ",
+                                                      version + 1, " failed: ", e.what()));
     }
   }
   return std::unique_ptr<Store>(new SqliteStore(std::move(*db), version));

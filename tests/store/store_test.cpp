@@ -6,9 +6,12 @@
 #include <gtest/gtest.h>
 #include <sqlite3.h>
 
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <optional>
+#include <thread>
 
 namespace fs = std::filesystem;
 using namespace crmcap::store;
@@ -106,6 +109,37 @@ TEST(StoreMigrations, UpgradesAnOlderStoreKeepingItsRows) {
   EXPECT_EQ(s->stats().value().companies, 3);
   EXPECT_EQ(query_int(dir / "old.db", "SELECT count(*) FROM sqlite_master WHERE name='activities'"),
             1);
+}
+
+// The daemon and the command-line tool may open an old store at the same
+// moment. Both read its version, then wait for the write lock (held here by a
+// third connection until both are waiting); the one that gets it second must
+// find the schema upgraded already and not run the same migration again.
+TEST(StoreMigrations, TwoProcessesUpgradingOneStoreAtOnceBothSucceed) {
+  TempDir dir;
+  const std::string path = (dir / "old.db").string();
+  {
+    auto s = detail::open_at_version(path, 1).value();
+    ASSERT_TRUE(import_csv_text(*s, ImportKind::companies, k_companies, "c.csv", false));
+  }
+  sqlite3* lock = nullptr;
+  ASSERT_EQ(sqlite3_open(path.c_str(), &lock), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(lock, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr), SQLITE_OK);
+  std::optional<Result<std::unique_ptr<Store>>> first, second;
+  std::thread a([&] { first.emplace(Store::open(path)); });
+  std::thread b([&] { second.emplace(Store::open(path)); });
+  // Both have read version 1 and wait (busy timeout 5 s) for the lock.
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  ASSERT_EQ(sqlite3_exec(lock, "COMMIT", nullptr, nullptr, nullptr), SQLITE_OK);
+  a.join();
+  b.join();
+  sqlite3_close(lock);
+  ASSERT_TRUE(*first) << first->error().message;
+  ASSERT_TRUE(*second) << second->error().message;
+  EXPECT_EQ((**first)->schema_version(), Store::latest_schema_version());
+  EXPECT_EQ((**second)->schema_version(), Store::latest_schema_version());
+  EXPECT_EQ((**second)->stats().value().companies, 3);
+  EXPECT_EQ(query_int(dir / "old.db", "PRAGMA user_version"), Store::latest_schema_version());
 }
 
 TEST(StoreMigrations, RefusesAStoreFromANewerVersion) {
