@@ -148,7 +148,7 @@ std::string describe(const imap::SyncReport& r, const capture::SinkCounters& c) 
       out += "unchanged";
     } else {
       out += std::to_string(f.handed_over) + " new";
-      if (f.known) out += " (" + std::to_string(f.known) + " already known)";
+      if (f.known) out += " (" + std::to_string(f.known) + " known, not fetched again)";
       if (f.uidvalidity_changed) out += " after a UIDVALIDITY change";
     }
   }

@@ -154,8 +154,11 @@ class MailSink {
 struct FolderReport {
   std::string folder;
   std::uint32_t handed_over = 0;  // messages committed to the sink
-  std::uint32_t known = 0;        // of which the sink had already
-  std::uint32_t drafts = 0;       // Gmail messages labelled \Draft: never handed over
+  // Of which the sink had already when the account asked, before fetching
+  // their bytes (not fetched again). A folder's first pass asks nothing: a
+  // copy there is found by the sink when it commits, and not counted here.
+  std::uint32_t known = 0;
+  std::uint32_t drafts = 0;  // Gmail messages labelled \Draft: never handed over
   // UIDs the server reported gone since the last sync (QRESYNC); they may
   // include UIDs that were never captured (outside the window, or skipped).
   std::uint32_t vanished = 0;

@@ -128,11 +128,13 @@ std::vector<bool> ImapSink::known_messages(const std::vector<imap::MessageKey>& 
 
 imap::SyncResult<void> ImapSink::commit(const imap::FolderState& state,
                                         std::vector<imap::FetchedMessage> messages) {
-  // The stored source key of every message. The account asks what is known a
-  // batch ahead, before the batch in front of it is committed, and one batch
-  // may hold two copies of a message: a message stored since it asked, or
-  // seen earlier in this batch, is known too. Only its place is new, and a
-  // later copy (a list's re-send) never overwrites the decision on the first.
+  // The stored source key of every message. In a folder synced before, the
+  // account asks what is known a batch ahead, before the batch in front of
+  // it is committed; on a folder's first pass it asks nothing. And one batch
+  // may hold two copies of a message. So a message stored since it asked (or
+  // not asked), or seen earlier in this batch, is known too. Only its place
+  // is new, and a later copy (a list's re-send) never overwrites the
+  // decision on the first.
   store::Batch batch;
   {
     // Every look-up of the batch (known keys, and each message's contacts,

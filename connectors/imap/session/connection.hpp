@@ -94,7 +94,7 @@ class Connection {
   CommandBuilder builder_;
   Capabilities caps_;
   bool qresync_ = false;
-  std::string in_;            // inflated bytes (with COMPRESS), or bytes kept across a switch
+  std::string in_;            // inflated bytes (with COMPRESS)
   std::string_view pending_;  // not yet parsed: in read_buf_ or in_
   // Completions read while finishing another command, by tag.
   std::map<std::string, TaggedStatus, std::less<>> completed_;
