@@ -114,6 +114,11 @@ struct FetchedMessage {
   bool known = false;                     // the sink already has this message: not fetched again
   bool partial = false;                   // some part was cut or left out
   std::optional<std::uint64_t> gm_msgid;  // Gmail's X-GM-MSGID
+  // Set when the server refused to send the bytes (NO or BAD to the fetch,
+  // such as Gmail's "Some messages could not be FETCHed"): its words. `raw`
+  // is then empty; the sink records the message as failed, and the folder's
+  // mark moves on past it instead of stopping there at every pass.
+  std::string refused;
 };
 
 // Inclusive UID ranges, ascending.

@@ -273,6 +273,21 @@ Outcome Pipeline::finish(std::string_view raw, mail::Result<mail::MailMessage> p
   return decide(std::move(*parsed), source);
 }
 
+Outcome Pipeline::unfetched(std::string_view why, const MessageSource& source) const {
+  Outcome out;
+  store::Activity& a = out.activity;
+  const store::SourceRef& r = source.ref;
+  a.source_key = "unfetched:" + r.mailbox + "/" + r.folder + "/" + std::to_string(r.uidvalidity) +
+                 "/" + std::to_string(r.uid);
+  a.id = activity_id_for(a.source_key);
+  a.status = store::DecisionStatus::failed;
+  a.rule = "fetch";
+  a.occurred_at = iso_utc(source.received_at);
+  a.reason = "failed: the server would not send the message: " + std::string(why);
+  out.steps.push_back(a.reason);
+  return out;
+}
+
 Outcome Pipeline::decide(mail::MailMessage m, const MessageSource& source) {
   Outcome out;
   store::Activity& a = out.activity;

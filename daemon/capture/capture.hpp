@@ -90,6 +90,9 @@ class Pipeline {
   mail::Result<mail::MailMessage> parse(std::string_view raw, const MessageSource& source) const;
   Outcome finish(std::string_view raw, mail::Result<mail::MailMessage> parsed,
                  const MessageSource& source);
+  // A message the server would not send (`why`: its words): a failed row
+  // keyed by its place, so that it is listed and never silently dropped.
+  Outcome unfetched(std::string_view why, const MessageSource& source) const;
 
   // Tells the pipeline that `activity` will be committed: later messages of the
   // same thread in this batch then see its opportunity before the commit.

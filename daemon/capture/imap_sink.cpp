@@ -169,6 +169,8 @@ imap::SyncResult<void> ImapSink::decide_batch(const imap::FolderState& state,
       messages[i].known = true;
       continue;
     }
+    // Not stored under its Message-ID (below): no copy may be known by it.
+    if (!messages[i].refused.empty()) continue;
     const std::string mid = mid_key(messages[i].message_id);
     if (!mid.empty() && !in_batch.insert(mid).second) {
       messages[i].known = true;
@@ -179,7 +181,7 @@ imap::SyncResult<void> ImapSink::decide_batch(const imap::FolderState& state,
   // (parsing touches nothing shared); then each is decided, in order, here.
   std::vector<std::size_t> fresh;
   for (std::size_t i = 0; i < messages.size(); ++i) {
-    if (!messages[i].known) fresh.push_back(i);
+    if (!messages[i].known && messages[i].refused.empty()) fresh.push_back(i);
   }
   std::vector<std::optional<mail::Result<mail::MailMessage>>> parsed(messages.size());
   auto parse_range = [&](std::size_t from, std::size_t to) {
@@ -214,7 +216,10 @@ imap::SyncResult<void> ImapSink::decide_batch(const imap::FolderState& state,
       batch.seen_again.push_back({std::move(key), ref});
       continue;
     }
-    Outcome o = pipeline_.finish(m.raw, std::move(*parsed[i]), MessageSource{ref, m.internaldate});
+    Outcome o =
+        m.refused.empty()
+            ? pipeline_.finish(m.raw, std::move(*parsed[i]), MessageSource{ref, m.internaldate})
+            : pipeline_.unfetched(m.refused, MessageSource{ref, m.internaldate});
     switch (o.activity.status) {
       case store::DecisionStatus::captured:
         ++counted.captured;

@@ -959,9 +959,12 @@ namespace {
 // tests/servers/fake_gmail.py on 127.0.0.1, killed at the end of the test.
 class FakeGmail {
  public:
-  // `uidvalidity` and `uid_offset` (added to every UID) play a renumbered mailbox.
-  explicit FakeGmail(const std::string& log, int uidvalidity = 11, int uid_offset = 0) {
-    const std::string validity = std::to_string(uidvalidity), offset = std::to_string(uid_offset);
+  // `uidvalidity` and `uid_offset` (added to every UID) play a renumbered
+  // mailbox; the bytes of the message with X-GM-MSGID `refuse` are never sent.
+  explicit FakeGmail(const std::string& log, int uidvalidity = 11, int uid_offset = 0,
+                     int refuse = 0) {
+    const std::string validity = std::to_string(uidvalidity), offset = std::to_string(uid_offset),
+                      refused = std::to_string(refuse);
     int out[2];
     if (pipe(out) != 0) throw std::runtime_error("pipe");
     const pid_t parent = getpid();
@@ -977,7 +980,7 @@ class FakeGmail {
       close(out[1]);
       const std::string script = std::string(CRMCAP_SOURCE_DIR) + "/tests/servers/fake_gmail.py";
       execlp("python3", "python3", script.c_str(), log.c_str(), validity.c_str(), offset.c_str(),
-             static_cast<char*>(nullptr));
+             refused.c_str(), static_cast<char*>(nullptr));
       _exit(127);
     }
     close(out[1]);
@@ -1068,6 +1071,46 @@ TEST(ImapGmail, SyncsAllMailOnlyAndStoresEachMessageOnce) {
   EXPECT_NE(commands.find("X-GM-LABELS"), std::string::npos) << commands;
   EXPECT_EQ(count_of(commands, "SERVED "), 4u) << commands;
   EXPECT_EQ(commands.find("SERVED 1005"), std::string::npos) << commands;  // the draft
+}
+
+// A message the server will never send (Gmail answers the fetch with the
+// others, then "NO Some messages could not be FETCHed") is recorded as failed
+// with the server's words, and the folder moves on: the pass succeeds, and
+// the next one does not stop at the same batch again.
+TEST(ImapGmail, AMessageTheServerWillNotSendIsRecordedAsFailedAndTheFolderMovesOn) {
+  test::TempDir dir;
+  GmailCapture c(dir.path());
+  asio::io_context io;
+  const std::string log = (dir.path() / "commands.log").string();
+  FakeGmail gmail(log, 11, 0, 1002);  // "Pilot", UID 2
+  for (int pass = 0; pass < 2; ++pass) {
+    imap::Account account(io.get_executor(), c.options(gmail.port()), *c.sink);
+    auto r = run_on(io, account.sync_once());
+    ASSERT_TRUE(r) << r.error().message;
+    if (pass == 0) {
+      EXPECT_EQ(r->folders.at(0).handed_over, 4u);
+    } else {
+      EXPECT_TRUE(r->folders.at(0).skipped_unchanged);
+    }
+  }
+  EXPECT_EQ(c.st->cursor("gmail", "[Gmail]/All Mail").value()->highest_uid, 5);
+  const auto acts = c.st->list({}).value();
+  ASSERT_EQ(acts.size(), 4u);
+  int failed = 0;
+  for (const auto& a : acts) {
+    if (a.status != store::DecisionStatus::failed) {
+      EXPECT_NE(a.subject, "Pilot");
+      continue;
+    }
+    ++failed;
+    EXPECT_EQ(a.rule, "fetch");
+    EXPECT_NE(a.reason.find("Some messages could not be FETCHed"), std::string::npos) << a.reason;
+    ASSERT_EQ(a.sources.size(), 1u);
+    EXPECT_EQ(a.sources[0].uid, 2);
+    EXPECT_EQ(a.sources[0].remote_id, "gm:1002");
+  }
+  EXPECT_EQ(failed, 1);
+  EXPECT_EQ(count_of(test::read_file(log), "SERVED "), 3u);  // 1001, 1003, 1004
 }
 
 // Messages are keyed by X-GM-MSGID: after a UIDVALIDITY change every message

@@ -13,10 +13,12 @@ Every command line it receives is appended to LOG (one per line) so a test
 can check which folders were opened, and so is "SERVED <X-GM-MSGID>" for every
 message whose bytes it sent.
 
-  fake_gmail.py LOG [UIDVALIDITY [UID_OFFSET]]
+  fake_gmail.py LOG [UIDVALIDITY [UID_OFFSET [REFUSE]]]
       prints "PORT=n" once listening; serves until killed. UIDVALIDITY
       (default 11) and UID_OFFSET (default 0, added to every UID) let a test
-      play a mailbox whose UIDs were renumbered.
+      play a mailbox whose UIDs were renumbered. REFUSE, an X-GM-MSGID (default
+      0, none), is a message whose bytes it never sends: a fetch of them gets
+      the others, then Gmail's "NO Some messages could not be FETCHed".
 """
 import re
 import socket
@@ -52,6 +54,7 @@ FOLDERS = {
 }
 UIDVALIDITY = 11
 UID_OFFSET = 0
+REFUSE = 0
 CAPS = "IMAP4rev1 X-GM-EXT-1 UIDPLUS SPECIAL-USE"
 
 
@@ -144,10 +147,13 @@ def serve(conn, log):
                 send(f"* SEARCH {' '.join(map(str, found))}\r\n{tag} OK done\r\n")
             elif sub == "FETCH":
                 spec = arg.split(" ")[1]
+                refused = False
                 for u in uids_of(spec, uids) if uids else []:
                     gm, labels, raw = MESSAGES[u - UID_OFFSET]
                     seq = uids.index(u) + 1
-                    if "BODY.PEEK[]" in arg:
+                    if "BODY.PEEK[]" in arg and gm == REFUSE:
+                        refused = True
+                    elif "BODY.PEEK[]" in arg:
                         data = raw.encode()
                         with open(log, "a") as lf:
                             lf.write(f"SERVED {gm}\n")
@@ -176,7 +182,10 @@ def serve(conn, log):
                             data = ((field.group(0) if field else "") + "\r\n").encode()
                             items += f" BODY[HEADER.FIELDS (MESSAGE-ID)] {{{len(data)}}}\r\n"
                         send(f"* {seq} FETCH ({items}".encode() + data + b")\r\n")
-                send(f"{tag} OK Success\r\n")
+                if refused:
+                    send(f"{tag} NO Some messages could not be FETCHed (Failure)\r\n")
+                else:
+                    send(f"{tag} OK Success\r\n")
             else:
                 send(f"{tag} BAD unknown UID command\r\n")
         else:
@@ -184,12 +193,14 @@ def serve(conn, log):
 
 
 def main():
-    global UIDVALIDITY, UID_OFFSET
+    global UIDVALIDITY, UID_OFFSET, REFUSE
     log = sys.argv[1]
     if len(sys.argv) > 2:
         UIDVALIDITY = int(sys.argv[2])
     if len(sys.argv) > 3:
         UID_OFFSET = int(sys.argv[3])
+    if len(sys.argv) > 4:
+        REFUSE = int(sys.argv[4])
     srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     srv.bind(("127.0.0.1", 0))

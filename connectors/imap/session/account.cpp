@@ -509,13 +509,30 @@ struct Account::Impl {
   Awaitable<SyncResult<std::vector<FetchedMessage>>> finish_batch(InFlight& b) {
     const Connection::Handler collect = collector();
     const std::string what = "UID FETCH";
-    if (auto p = co_await conn->finish(b.bodies, collect, what); !p) co_return p.error();
+    // A refusal of the fetch (NO or BAD; every command of the batch still
+    // completes) keeps what the server sent; each message it did not send is
+    // handed over as refused. A busy server or a lost connection fails the
+    // pass instead, to be retried.
+    std::string refusal;
+    if (auto p = co_await conn->finish(b.bodies, collect, what); !p) {
+      if (p.error().code != make_error_code(SyncErrc::server_refused)) co_return p.error();
+      refusal = p.error().message;
+    }
+    // A message with no bytes: refused, or else expunged since the first
+    // fetch (nothing to hand over).
+    auto missing = [&](FetchedMessage& m) {
+      if (refusal.empty()) {
+        m.uid = 0;
+      } else {
+        m.refused = refusal;
+      }
+    };
     std::vector<FetchedMessage> out = std::move(b.messages);
     for (auto& m : out) {
       auto node = fetched.extract(m.uid);
       if (m.known) continue;
       if (node.empty()) {
-        m.uid = 0;
+        missing(m);
         continue;
       }
       FetchItem& f = node.mapped();
@@ -527,8 +544,7 @@ struct Account::Impl {
       }
       const std::string* header = find_section(f, "", SectionText::header);
       if (!header) {
-        // Expunged between the two fetches: nothing to hand over.
-        m.uid = 0;
+        missing(m);
         continue;
       }
       m.raw = *header;
