@@ -1113,6 +1113,29 @@ TEST(ImapGmail, AMessageTheServerWillNotSendIsRecordedAsFailedAndTheFolderMovesO
   EXPECT_EQ(count_of(test::read_file(log), "SERVED "), 3u);  // 1001, 1003, 1004
 }
 
+// A refusal with nothing of the batch sent may be the server failing as a
+// whole, for a while: the pass fails, to be retried, and nothing is recorded
+// as failed. (Here each batch holds one message; the batch before the
+// refused one is committed.)
+TEST(ImapGmail, ARefusalOfAWholeBatchFailsThePassToBeRetried) {
+  test::TempDir dir;
+  GmailCapture c(dir.path());
+  asio::io_context io;
+  const std::string log = (dir.path() / "commands.log").string();
+  FakeGmail gmail(log, 11, 0, 1002);  // UID 2
+  auto o = c.options(gmail.port());
+  o.batch_size = 1;
+  imap::Account account(io.get_executor(), o, *c.sink);
+  auto r = run_on(io, account.sync_once());
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, imap::make_error_code(imap::SyncErrc::server_refused));
+  EXPECT_NE(r.error().message.find("could not be FETCHed"), std::string::npos) << r.error().message;
+  EXPECT_EQ(c.st->cursor("gmail", "[Gmail]/All Mail").value()->highest_uid, 1);
+  const auto acts = c.st->list({}).value();
+  ASSERT_EQ(acts.size(), 1u);
+  EXPECT_EQ(acts[0].subject, "Renewal");
+}
+
 // Messages are keyed by X-GM-MSGID: after a UIDVALIDITY change every message
 // is known again without its bytes, the one without a Message-ID included,
 // and each activity gains its new place instead of a twin.

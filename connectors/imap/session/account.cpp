@@ -510,12 +510,17 @@ struct Account::Impl {
     const Connection::Handler collect = collector();
     const std::string what = "UID FETCH";
     // A refusal of the fetch (NO or BAD; every command of the batch still
-    // completes) keeps what the server sent; each message it did not send is
-    // handed over as refused. A busy server or a lost connection fails the
-    // pass instead, to be retried.
+    // completes) that the server made while sending other messages of the
+    // batch is about the messages it left out (Gmail: "Some messages could
+    // not be FETCHed"; Dovecot, a file it cannot read): they are handed over
+    // as refused. A refusal with nothing sent, a busy server or a lost
+    // connection fails the pass instead, to be retried: the server may be
+    // failing as a whole, for a while.
+    std::optional<SyncError> refused;
     std::string refusal;
     if (auto p = co_await conn->finish(b.bodies, collect, what); !p) {
       if (p.error().code != make_error_code(SyncErrc::server_refused)) co_return p.error();
+      refused = p.error();
       refusal = p.error().message;
     }
     // A message with no bytes: refused, or else expunged since the first
@@ -557,6 +562,10 @@ struct Account::Impl {
       id_from_bytes(m);
     }
     for (const std::uint32_t uid : b.uids) fetched.erase(uid);
+    if (refused && std::none_of(out.begin(), out.end(),
+                                [](const FetchedMessage& m) { return !m.raw.empty(); })) {
+      co_return *refused;
+    }
     std::erase_if(out, [](const FetchedMessage& m) { return m.uid == 0; });
     co_return out;
   }
