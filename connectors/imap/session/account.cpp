@@ -512,10 +512,10 @@ struct Account::Impl {
     // A refusal of the fetch (NO or BAD; every command of the batch still
     // completes) that the server made while sending other messages of the
     // batch is about the messages it left out (Gmail: "Some messages could
-    // not be FETCHed"; Dovecot, a file it cannot read): they are handed over
-    // as refused. A refusal with nothing sent, a busy server or a lost
-    // connection fails the pass instead, to be retried: the server may be
-    // failing as a whole, for a while.
+    // not be FETCHed"): they are handed over as refused. A refusal with
+    // nothing sent, a busy server or a lost connection fails the pass
+    // instead, to be retried: the server may be failing as a whole, for a
+    // while.
     std::optional<SyncError> refused;
     std::string refusal;
     if (auto p = co_await conn->finish(b.bodies, collect, what); !p) {
