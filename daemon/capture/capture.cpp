@@ -139,6 +139,26 @@ std::string iso_utc(std::int64_t t) {
   return buf;
 }
 
+namespace {
+
+// A message capture could not decide on: a failed row under `source_key`,
+// with `rule` and the reason, so that it is listed and never dropped.
+Outcome failed_outcome(std::string source_key, const char* rule, const std::string& why,
+                       const MessageSource& source) {
+  Outcome out;
+  store::Activity& a = out.activity;
+  a.source_key = std::move(source_key);
+  a.id = activity_id_for(a.source_key);
+  a.status = store::DecisionStatus::failed;
+  a.rule = rule;
+  a.occurred_at = iso_utc(source.received_at);
+  a.reason = "failed: " + why;
+  out.steps.push_back(a.reason);
+  return out;
+}
+
+}  // namespace
+
 // ---- pipeline ----------------------------------------------------------------------
 
 Pipeline::Pipeline(store::Directory& directory, store::Activities& activities, Settings settings,
@@ -256,36 +276,21 @@ mail::Result<mail::MailMessage> Pipeline::parse(std::string_view raw,
 
 Outcome Pipeline::finish(std::string_view raw, mail::Result<mail::MailMessage> parsed,
                          const MessageSource& source) {
+  // A message that cannot be parsed still gets a row, keyed by its bytes, so
+  // it is listed as failed and never silently dropped.
   if (!parsed) {
-    Outcome out;
-    store::Activity& a = out.activity;
-    // A message that cannot be parsed still gets a row, keyed by its bytes, so
-    // it is listed as failed and never silently dropped.
-    a.source_key = "raw:" + sha256_prefix_hex(raw);
-    a.id = activity_id_for(a.source_key);
-    a.status = store::DecisionStatus::failed;
-    a.rule = "parse";
-    a.occurred_at = iso_utc(source.received_at);
-    a.reason = "failed: cannot parse the message: " + parsed.error().message;
-    out.steps.push_back(a.reason);
-    return out;
+    return failed_outcome("raw:" + sha256_prefix_hex(raw), "parse",
+                          "cannot parse the message: " + parsed.error().message, source);
   }
   return decide(std::move(*parsed), source);
 }
 
 Outcome Pipeline::unfetched(std::string_view why, const MessageSource& source) const {
-  Outcome out;
-  store::Activity& a = out.activity;
   const store::SourceRef& r = source.ref;
-  a.source_key = "unfetched:" + r.mailbox + "/" + r.folder + "/" + std::to_string(r.uidvalidity) +
-                 "/" + std::to_string(r.uid);
-  a.id = activity_id_for(a.source_key);
-  a.status = store::DecisionStatus::failed;
-  a.rule = "fetch";
-  a.occurred_at = iso_utc(source.received_at);
-  a.reason = "failed: the server would not send the message: " + std::string(why);
-  out.steps.push_back(a.reason);
-  return out;
+  return failed_outcome("unfetched:" + r.mailbox + "/" + r.folder + "/" +
+                            std::to_string(r.uidvalidity) + "/" + std::to_string(r.uid),
+                        "fetch", "the server would not send the message: " + std::string(why),
+                        source);
 }
 
 Outcome Pipeline::decide(mail::MailMessage m, const MessageSource& source) {
