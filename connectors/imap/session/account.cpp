@@ -450,7 +450,7 @@ struct Account::Impl {
 
     // Small messages come whole in one command; larger ones part by part,
     // after their structure.
-    UidSet small, large_set;
+    UidSet small;
     std::vector<std::uint32_t> large;  // in the batch's order
     for (std::size_t i = 0; i < b.messages.size(); ++i) {
       FetchedMessage& m = b.messages[i];
@@ -460,10 +460,11 @@ struct Account::Impl {
         small.add(m.uid);
       } else {
         large.push_back(m.uid);
-        large_set.add(m.uid);
       }
     }
     if (!large.empty()) {
+      UidSet large_set;
+      for (const std::uint32_t uid : large) large_set.add(uid);
       const std::array<FetchAttr, 1> structure{FetchAttr::of(FetchAttr::Kind::bodystructure)};
       auto c = conn->builder().uid_fetch(large_set, structure);
       if (!c) {
@@ -517,19 +518,17 @@ struct Account::Impl {
     // instead, to be retried: the server may be failing as a whole, for a
     // while.
     std::optional<SyncError> refused;
-    std::string refusal;
     if (auto p = co_await conn->finish(b.bodies, collect, what); !p) {
       if (p.error().code != make_error_code(SyncErrc::server_refused)) co_return p.error();
       refused = p.error();
-      refusal = p.error().message;
     }
     // A message with no bytes: refused, or else expunged since the first
     // fetch (nothing to hand over).
     auto missing = [&](FetchedMessage& m) {
-      if (refusal.empty()) {
-        m.uid = 0;
+      if (refused) {
+        m.refused = refused->message;
       } else {
-        m.refused = refusal;
+        m.uid = 0;
       }
     };
     std::vector<FetchedMessage> out = std::move(b.messages);
