@@ -23,7 +23,8 @@ std::string make_snippet(std::string_view body, std::size_t max_chars);
 // The same cut without folding or truncation: the kept lines joined by '\n'.
 // With `enough`, it stops after the first line that brings the kept text past
 // `enough` characters that folding keeps (make_snippet cuts there anyway, so
-// the rest of a long body is not read). Exposed for tests.
+// the rest of a long body is not checked line by line; it is still split into
+// lines first). Exposed for tests.
 std::string strip_quotes_and_signature(std::string_view body,
                                        std::size_t enough = std::string::npos);
 
