@@ -619,6 +619,60 @@ TEST_F(ImapSync, ALargeMessageComesPartByPartWithoutItsAttachment) {
   EXPECT_TRUE(found);
 }
 
+TEST_F(ImapSync, ASmallMessageComesWithoutItsAttachmentAndAllTextComesWhole) {
+  // Far below the 64 KiB cut, yet with an attachment: its structure, not its
+  // size, decides. Only the text and the attachment's MIME header come.
+  const std::string small_pdf =
+      "From: jane@acme.com\nTo: user1@example.com\nSubject: NDA\n"
+      "Date: Mon, 23 Nov 2026 09:00:00 +0000\nMessage-ID: <nda@acme.com>\n"
+      "MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=\"b1\"\n\n"
+      "--b1\nContent-Type: text/plain; charset=utf-8\n\n"
+      "Please find the signed NDA attached.\n"
+      "--b1\nContent-Type: application/pdf; name=\"nda.pdf\"\n"
+      "Content-Disposition: attachment; filename=\"nda.pdf\"\n"
+      "Content-Transfer-Encoding: base64\n\n"
+      "JVBERi0xLjQKTkRBLUJZVEVTLU5EQS1CWVRFUwo=\n"
+      "--b1--\n";
+  // Text only, in two forms: nothing to leave out, so one whole fetch.
+  const std::string alternative =
+      "From: jane@acme.com\nTo: user1@example.com\nSubject: Pricing\n"
+      "Date: Mon, 23 Nov 2026 09:00:00 +0000\nMessage-ID: <alt@acme.com>\n"
+      "MIME-Version: 1.0\nContent-Type: multipart/alternative; boundary=\"a1\"\n\n"
+      "This is a preamble.\n"
+      "--a1\nContent-Type: text/plain; charset=utf-8\n\nThe price is 40 EUR a seat.\n"
+      "--a1\nContent-Type: text/html; charset=utf-8\n\n<p>The price is 40 EUR a seat.</p>\n"
+      "--a1--\n";
+  dovecot->deliver_doveadm("INBOX", small_pdf);
+  dovecot->deliver_doveadm("INBOX", alternative);
+  HandedOverSink handed(*sink);
+  {
+    imap::Account account(io.get_executor(), options(), handed);
+    auto r = run_on(io, account.sync_once());
+    ASSERT_TRUE(r) << r.error().message;
+    EXPECT_EQ(folder(*r, "INBOX")->handed_over, 2u);
+  }
+  ASSERT_TRUE(handed.by_message_id.contains("<nda@acme.com>"));
+  const imap::FetchedMessage& nda = handed.by_message_id.at("<nda@acme.com>");
+  EXPECT_TRUE(nda.partial);
+  EXPECT_EQ(nda.raw.find("JVBERi0xLjQ"), std::string::npos) << nda.raw;  // no attachment bytes
+  EXPECT_NE(nda.raw.find("signed NDA attached"), std::string::npos) << nda.raw;
+  EXPECT_NE(nda.raw.find("filename=\"nda.pdf\""), std::string::npos) << nda.raw;
+  ASSERT_TRUE(handed.by_message_id.contains("<alt@acme.com>"));
+  const imap::FetchedMessage& alt = handed.by_message_id.at("<alt@acme.com>");
+  EXPECT_FALSE(alt.partial);
+  EXPECT_NE(alt.raw.find("This is a preamble."), std::string::npos) << alt.raw;  // byte for byte
+  EXPECT_NE(alt.raw.find("<p>The price is 40 EUR a seat.</p>"), std::string::npos) << alt.raw;
+
+  bool found = false;
+  for (const auto& a : activities()) {
+    if (a.message_id != "nda@acme.com") continue;
+    found = true;
+    EXPECT_EQ(a.status, store::DecisionStatus::captured) << a.reason;
+    EXPECT_NE(a.snippet.find("signed NDA attached"), std::string::npos) << a.snippet;
+  }
+  EXPECT_TRUE(found);
+}
+
 // An io_context on a thread of its own, as crm-captured runs capture.
 class SinkThread {
  public:
