@@ -77,6 +77,17 @@ struct AccountOptions {
   // A folder whose message count drops below this fraction of the last seen
   // count is paused with a warning instead of being synced.
   double min_keep_fraction = 0.5;
+  // A message fetched alone (a batch of one: new mail, mostly) whose bytes
+  // the server refuses, with nothing else to tell a refusal of that message
+  // from a server failing as a whole, fails its pass, to be retried. Once
+  // refused on this many passes of one Account, over at least
+  // `refusals_span` (counted in memory, not in the store), the refusal is
+  // taken as that message's: it is recorded as failed, and its folder moves
+  // on instead of stopping there for good. (A server failing for a while
+  // costs no message then, only a wait; the daemon's passes back off from
+  // 1 s to 5 min.)
+  unsigned refusals_before_failed = 3;
+  std::chrono::seconds refusals_span{10 * 60};
   // Where the sink's calls run; the caller owns it, and it outlives the
   // account. Null: inline, on the account's executor, which then waits for
   // each. Set: every sink call runs there (one at a time when that executor

@@ -1180,14 +1180,61 @@ TEST(ImapGmail, ARefusalOfAWholeBatchFailsThePassToBeRetried) {
   auto o = c.options(gmail.port());
   o.batch_size = 1;
   imap::Account account(io.get_executor(), o, *c.sink);
+  // Three passes in a row, within the default span of ten minutes: each
+  // fails, and nothing is recorded as failed.
+  for (int pass = 1; pass <= 3; ++pass) {
+    auto r = run_on(io, account.sync_once());
+    ASSERT_FALSE(r) << "pass " << pass;
+    EXPECT_EQ(r.error().code, imap::make_error_code(imap::SyncErrc::server_refused));
+    EXPECT_NE(r.error().message.find("could not be FETCHed"), std::string::npos)
+        << r.error().message;
+    EXPECT_EQ(c.st->cursor("gmail", "[Gmail]/All Mail").value()->highest_uid, 1);
+    const auto acts = c.st->list({}).value();
+    ASSERT_EQ(acts.size(), 1u);
+    EXPECT_EQ(acts[0].subject, "Renewal");
+  }
+}
+
+// A message fetched alone whose bytes are refused pass after pass is that
+// message's (Gmail refuses some for good): on the third pass (here with no
+// least span of time between the first and the last) it is recorded as
+// failed and the folder moves on, instead of stopping there for good (and
+// every folder after it with it).
+TEST(ImapGmail, AMessageRefusedAloneOnThreePassesIsRecordedAsFailedAndTheFolderMovesOn) {
+  test::TempDir dir;
+  GmailCapture c(dir.path());
+  asio::io_context io;
+  const std::string log = (dir.path() / "commands.log").string();
+  FakeGmail gmail(log, 11, 0, 1002);  // "Pilot", UID 2
+  auto o = c.options(gmail.port());
+  o.batch_size = 1;
+  o.refusals_span = std::chrono::seconds(0);
+  imap::Account account(io.get_executor(), o, *c.sink);
+  for (int pass = 1; pass <= 2; ++pass) {
+    auto r = run_on(io, account.sync_once());
+    ASSERT_FALSE(r) << "pass " << pass;
+    EXPECT_EQ(r.error().code, imap::make_error_code(imap::SyncErrc::server_refused));
+    EXPECT_EQ(c.st->cursor("gmail", "[Gmail]/All Mail").value()->highest_uid, 1);
+    EXPECT_EQ(c.st->list({}).value().size(), 1u);
+  }
   auto r = run_on(io, account.sync_once());
-  ASSERT_FALSE(r);
-  EXPECT_EQ(r.error().code, imap::make_error_code(imap::SyncErrc::server_refused));
-  EXPECT_NE(r.error().message.find("could not be FETCHed"), std::string::npos) << r.error().message;
-  EXPECT_EQ(c.st->cursor("gmail", "[Gmail]/All Mail").value()->highest_uid, 1);
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(c.st->cursor("gmail", "[Gmail]/All Mail").value()->highest_uid, 5);
   const auto acts = c.st->list({}).value();
-  ASSERT_EQ(acts.size(), 1u);
-  EXPECT_EQ(acts[0].subject, "Renewal");
+  ASSERT_EQ(acts.size(), 4u);
+  int failed = 0;
+  for (const auto& a : acts) {
+    if (a.status != store::DecisionStatus::failed) continue;
+    ++failed;
+    EXPECT_EQ(a.rule, "fetch");
+    EXPECT_NE(a.reason.find("Some messages could not be FETCHed"), std::string::npos) << a.reason;
+    ASSERT_EQ(a.sources.size(), 1u);
+    EXPECT_EQ(a.sources[0].uid, 2);
+  }
+  EXPECT_EQ(failed, 1);
+  // Three passes, three refusals: a fourth is never asked for.
+  EXPECT_EQ(count_of(test::read_file(log), "SERVED 1002"), 0u);
+  EXPECT_EQ(count_of(test::read_file(log), "SERVED "), 3u);  // 1001, 1003, 1004
 }
 
 // Messages are keyed by X-GM-MSGID: after a UIDVALIDITY change every message

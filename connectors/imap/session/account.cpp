@@ -415,6 +415,13 @@ struct Account::Impl {
   // with its bytes (whole, or part by part: either way they start with its
   // header), and the sink knows it by the Message-ID in them.
   bool ids_first = true;
+  // Refusals of the bytes of a message fetched alone (finish_batch), by
+  // "folder/UIDVALIDITY/UID": on how many passes, and when first.
+  struct Refusals {
+    unsigned passes = 0;
+    std::chrono::steady_clock::time_point first;
+  };
+  std::map<std::string, Refusals> refused_alone;
 
   static void merge(FetchItem& into, FetchItem&& from) {
     into.uid = from.uid;
@@ -522,9 +529,10 @@ struct Account::Impl {
     if (!ids_first) m.message_id = header_field_value(header_block(m.raw), "Message-ID");
   }
 
-  // Reads the bodies of `b` and assembles its messages (taking their
-  // responses out of `fetched`).
-  Awaitable<SyncResult<std::vector<FetchedMessage>>> finish_batch(InFlight& b) {
+  // Reads the bodies of `b`, a batch of the folder at `where`, and assembles
+  // its messages (taking their responses out of `fetched`).
+  Awaitable<SyncResult<std::vector<FetchedMessage>>> finish_batch(InFlight& b,
+                                                                  const FolderState& where) {
     const Connection::Handler collect = collector();
     const std::string what = "UID FETCH";
     // A refusal of the fetch (NO or BAD; every command of the batch still
@@ -533,7 +541,9 @@ struct Account::Impl {
     // not be FETCHed"): they are handed over as refused. A refusal with
     // nothing sent, a busy server or a lost connection fails the pass
     // instead, to be retried: the server may be failing as a whole, for a
-    // while.
+    // while. Unless the batch asked for one message only, refused on
+    // refusals_before_failed passes over refusals_span: then the refusal is
+    // that message's.
     std::optional<SyncError> refused;
     if (auto p = co_await conn->finish(b.bodies, collect, what); !p) {
       if (p.error().code != make_error_code(SyncErrc::server_refused)) co_return p.error();
@@ -580,7 +590,21 @@ struct Account::Impl {
     for (const std::uint32_t uid : b.uids) fetched.erase(uid);
     if (refused && std::none_of(out.begin(), out.end(),
                                 [](const FetchedMessage& m) { return !m.raw.empty(); })) {
-      co_return *refused;
+      const auto asked =
+          std::count_if(out.begin(), out.end(), [](const FetchedMessage& m) { return !m.known; });
+      const auto alone = std::find_if(out.begin(), out.end(),
+                                      [](const FetchedMessage& m) { return !m.refused.empty(); });
+      if (asked != 1 || alone == out.end()) co_return *refused;
+      const std::string place =
+          where.folder + "/" + std::to_string(where.uidvalidity) + "/" + std::to_string(alone->uid);
+      const auto now = std::chrono::steady_clock::now();
+      Refusals& seen = refused_alone[place];
+      if (seen.passes++ == 0) seen.first = now;
+      if (seen.passes < options.refusals_before_failed ||
+          now - seen.first < options.refusals_span) {
+        co_return *refused;
+      }
+      refused_alone.erase(place);
     }
     std::erase_if(out, [](const FetchedMessage& m) { return m.uid == 0; });
     co_return out;
@@ -716,7 +740,7 @@ struct Account::Impl {
       if (!second) co_return second.error();
       next = std::move(*second);
       if (auto r = co_await request(current, next); !r) co_return r.error();
-      auto read = co_await finish_batch(current);
+      auto read = co_await finish_batch(current, state);
       if (!read) co_return read.error();
       msgs = std::move(*read);
       if (next) {
@@ -747,7 +771,7 @@ struct Account::Impl {
       {
         using namespace asio::experimental::awaitable_operators;
         auto committing = commit(state, std::move(msgs));
-        auto reading = finish_batch(*next);
+        auto reading = finish_batch(*next, state);
         auto [committed, read] = co_await (std::move(committing) && std::move(reading));
         // The commit's failure first: it says why the mark did not move.
         if (!committed) co_return committed.error();
