@@ -122,7 +122,11 @@ struct FetchedMessage {
   // (each cut at max_part_bytes), in the original MIME structure; attachment
   // parts keep their MIME headers and lose their bytes. Empty when `known`.
   std::string raw;
-  bool known = false;                     // the sink already has this message: not fetched again
+  bool known = false;  // the sink already has this message: not fetched again
+  // The mailbox keeps it as sent mail: found in the \Sent special-use folder,
+  // or (Gmail) labelled \Sent. The owner sent it, whatever its From says (an
+  // alias, a shared address).
+  bool sent = false;
   bool partial = false;                   // some part was cut or left out
   std::optional<std::uint64_t> gm_msgid;  // Gmail's X-GM-MSGID
   // Set when the server refused to send the bytes (NO or BAD to the fetch,

@@ -340,8 +340,8 @@ Outcome Pipeline::decide(mail::MailMessage m, const MessageSource& source) {
   add(m.cc, "cc");
   add(m.bcc, "bcc");
 
-  const bool outbound =
-      !people.empty() && people.front().role == "from" && is_owner(people.front().address);
+  const bool outbound = source.sent || (!people.empty() && people.front().role == "from" &&
+                                        is_owner(people.front().address));
   a.direction = outbound ? store::Direction::outbound : store::Direction::inbound;
   for (const auto& p : people) {
     a.participants.push_back({p.address, p.name, p.role, "", ""});

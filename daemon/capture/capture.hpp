@@ -60,6 +60,9 @@ std::string activity_id_for(std::string_view source_key);
 struct MessageSource {
   store::SourceRef ref;
   std::int64_t received_at = 0;  // Unix seconds; the date used when Date is unreadable
+  // The mailbox keeps the message as sent mail (an IMAP \Sent folder, a
+  // Gmail \Sent label): outbound even when its From is not an owner address.
+  bool sent = false;
 };
 
 // What `explain` shows: the parse result and each decision with its reason.

@@ -216,10 +216,10 @@ imap::SyncResult<void> ImapSink::decide_batch(const imap::FolderState& state,
       batch.seen_again.push_back({std::move(key), ref});
       continue;
     }
-    Outcome o =
-        m.refused.empty()
-            ? pipeline_.finish(m.raw, std::move(*parsed[i]), MessageSource{ref, m.internaldate})
-            : pipeline_.unfetched(m.refused, MessageSource{ref, m.internaldate});
+    Outcome o = m.refused.empty()
+                    ? pipeline_.finish(m.raw, std::move(*parsed[i]),
+                                       MessageSource{ref, m.internaldate, m.sent})
+                    : pipeline_.unfetched(m.refused, MessageSource{ref, m.internaldate, m.sent});
     switch (o.activity.status) {
       case store::DecisionStatus::captured:
         ++counted.captured;

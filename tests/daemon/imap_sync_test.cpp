@@ -619,6 +619,23 @@ TEST_F(ImapSync, ALargeMessageComesPartByPartWithoutItsAttachment) {
   EXPECT_TRUE(found);
 }
 
+// Mail in the \Sent folder went out, whatever its From says (an alias, a
+// shared address); the same From in INBOX is mail coming in.
+TEST_F(ImapSync, MailInTheSentFolderIsOutboundWhateverItsFrom) {
+  dovecot->deliver_doveadm("Sent", dated("alias-out@example.com", "Sales <sales@example.com>",
+                                         "Offer", "Cc: jane@acme.com\n"));
+  dovecot->deliver_doveadm("INBOX", dated("alias-in@example.com", "Sales <sales@example.com>",
+                                          "Offer too", "Cc: jane@acme.com\n"));
+  auto r = sync(options());
+  ASSERT_TRUE(r) << r.error().message;
+  std::map<std::string, store::Activity> by;
+  for (auto& a : activities()) by[a.message_id] = a;
+  ASSERT_TRUE(by.contains("alias-out@example.com"));
+  ASSERT_TRUE(by.contains("alias-in@example.com"));
+  EXPECT_EQ(by.at("alias-out@example.com").direction, store::Direction::outbound);
+  EXPECT_EQ(by.at("alias-in@example.com").direction, store::Direction::inbound);
+}
+
 TEST_F(ImapSync, ASmallMessageComesWithoutItsAttachmentAndAllTextComesWhole) {
   // Far below the 64 KiB cut, yet with an attachment: its structure, not its
   // size, decides. Only the text and the attachment's MIME header come.
@@ -1112,6 +1129,10 @@ TEST(ImapGmail, SyncsAllMailOnlyAndStoresEachMessageOnce) {
   const auto acts = c.st->list({}).value();
   ASSERT_EQ(acts.size(), 4u);
   for (const auto& a : acts) {
+    // Labelled \Sent: outbound, though sent from a shared address.
+    EXPECT_EQ(a.direction,
+              a.subject == "Quote" ? store::Direction::outbound : store::Direction::inbound)
+        << a.subject;
     EXPECT_NE(a.subject, "Draft offer");
     ASSERT_EQ(a.sources.size(), 1u);
     EXPECT_EQ(a.sources[0].folder, "[Gmail]/All Mail");

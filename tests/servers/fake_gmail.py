@@ -33,7 +33,9 @@ MESSAGES = {
     2: (1002, ["\\Inbox"], "From: Hank <hank@globex.com>\r\nTo: user@gmail-test.example\r\n"
         "Subject: Pilot\r\nDate: Mon, 23 Nov 2026 10:00:00 +0000\r\n"
         "Message-ID: <g2@globex.com>\r\n\r\nHello from Globex.\r\n"),
-    3: (1003, ["\\Sent"], "From: user@gmail-test.example\r\nTo: peter@initech.com\r\n"
+    # Sent from a shared address, not the owner's: the \Sent label says it
+    # is the owner's mail going out.
+    3: (1003, ["\\Sent"], "From: Sales <sales@gmail-test.example>\r\nTo: peter@initech.com\r\n"
         "Subject: Quote\r\nDate: Mon, 23 Nov 2026 11:00:00 +0000\r\n"
         "Message-ID: <g3@gmail-test.example>\r\n\r\nThe quote.\r\n"),
     # No Message-ID: only X-GM-MSGID tells it apart after a renumbering.

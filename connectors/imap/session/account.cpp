@@ -42,12 +42,12 @@ std::chrono::milliseconds backoff_delay(unsigned attempt, std::uint64_t random_b
 
 namespace {
 
-// Gmail labels a draft "\\Draft" (X-GM-LABELS; system labels start with a
-// backslash).
-bool is_gmail_draft(const FetchItem& f) {
+// Whether Gmail gave the message this system label (X-GM-LABELS; system
+// labels start with a backslash): "\\Draft", "\\Sent".
+bool has_gmail_label(const FetchItem& f, std::string_view label) {
   if (!f.gm_labels) return false;
   return std::any_of(f.gm_labels->begin(), f.gm_labels->end(),
-                     [](const std::string& l) { return detail::iequals(l, "\\Draft"); });
+                     [&](const std::string& l) { return detail::iequals(l, label); });
 }
 
 bool is_excluded_special(SpecialUse u) {
@@ -223,6 +223,10 @@ struct Account::Impl {
     auto r = co_await conn->run(*cmd, on_response, what);
     if (!r) co_return r.error();
     folders.clear();
+    sent_folders.clear();
+    for (const auto& e : entries) {
+      if (e.special_use() == SpecialUse::sent) sent_folders.push_back(e.mailbox);
+    }
     std::vector<std::string> warnings;
     auto add = [&](const std::string& name) {
       if (std::find(folders.begin(), folders.end(), name) == folders.end()) folders.push_back(name);
@@ -415,6 +419,10 @@ struct Account::Impl {
   // with its bytes (whole, or part by part: either way they start with its
   // header), and the sink knows it by the Message-ID in them.
   bool ids_first = true;
+  // Folders with the \Sent special use (resolve_folders), and whether this
+  // folder's pass is in one: its messages are sent mail (FetchedMessage::sent).
+  std::vector<std::string> sent_folders;
+  bool in_sent_folder = false;
   // Refusals of the bytes of a message fetched alone (finish_batch), by
   // "folder/UIDVALIDITY/UID": on how many passes, and when first.
   struct Refusals {
@@ -461,7 +469,7 @@ struct Account::Impl {
       auto it = fetched.find(uid);
       if (it == fetched.end()) continue;  // expunged meanwhile
       const FetchItem& f = it->second;
-      if (is_gmail_draft(f)) {
+      if (has_gmail_label(f, "\\Draft")) {
         // All Mail holds drafts too; a draft is no activity (the Drafts
         // folder of any other server is never synced either).
         ++drafts;
@@ -475,6 +483,7 @@ struct Account::Impl {
       }
       if (f.internaldate) m.internaldate = internaldate_to_unix(*f.internaldate).value_or(0);
       m.gm_msgid = f.gm_msgid;
+      m.sent = in_sent_folder || has_gmail_label(f, "\\Sent");
       keys.push_back({m.message_id, m.gm_msgid});
       b.messages.push_back(std::move(m));
     }
@@ -638,6 +647,8 @@ struct Account::Impl {
       }
     }
     ids_first = stored.has_value();
+    in_sent_folder =
+        std::find(sent_folders.begin(), sent_folders.end(), folder) != sent_folders.end();
     UidSet vanished;
     auto ex = co_await examine(folder, stored ? &*stored : nullptr, &vanished);
     if (!ex) co_return ex.error();
