@@ -1031,9 +1031,10 @@ namespace {
 class FakeGmail {
  public:
   // `uidvalidity` and `uid_offset` (added to every UID) play a renumbered
-  // mailbox; the bytes of the message with X-GM-MSGID `refuse` are never sent.
+  // mailbox; the bytes of the message with X-GM-MSGID `refuse` are never sent
+  // (with `refuse_at` "meta", nothing of it: its first fetch is refused too).
   explicit FakeGmail(const std::string& log, int uidvalidity = 11, int uid_offset = 0,
-                     int refuse = 0) {
+                     int refuse = 0, const std::string& refuse_at = "body") {
     const std::string validity = std::to_string(uidvalidity), offset = std::to_string(uid_offset),
                       refused = std::to_string(refuse);
     int out[2];
@@ -1051,7 +1052,7 @@ class FakeGmail {
       close(out[1]);
       const std::string script = std::string(CRMCAP_SOURCE_DIR) + "/tests/servers/fake_gmail.py";
       execlp("python3", "python3", script.c_str(), log.c_str(), validity.c_str(), offset.c_str(),
-             refused.c_str(), static_cast<char*>(nullptr));
+             refused.c_str(), refuse_at.c_str(), static_cast<char*>(nullptr));
       _exit(127);
     }
     close(out[1]);
@@ -1256,6 +1257,50 @@ TEST(ImapGmail, AMessageRefusedAloneOnThreePassesIsRecordedAsFailedAndTheFolderM
   // Three passes, three refusals: a fourth is never asked for.
   EXPECT_EQ(count_of(test::read_file(log), "SERVED 1002"), 0u);
   EXPECT_EQ(count_of(test::read_file(log), "SERVED "), 3u);  // 1001, 1003, 1004
+}
+
+// Gmail may refuse the first fetch of a message it cannot read (its
+// BODYSTRUCTURE), while it answers it for the others: that message is
+// recorded as failed, its bytes never asked for, and the folder moves on.
+// Fetched alone, the refusal counts as the refusal of its bytes does.
+TEST(ImapGmail, AMessageWhoseStructureTheServerWillNotSendIsRecordedAsFailed) {
+  for (const std::uint32_t batch : {500u, 1u}) {
+    SCOPED_TRACE("batch_size " + std::to_string(batch));
+    test::TempDir dir;
+    GmailCapture c(dir.path());
+    asio::io_context io;
+    const std::string log = (dir.path() / "commands.log").string();
+    FakeGmail gmail(log, 11, 0, 1002, "meta");  // "Pilot", UID 2
+    auto o = c.options(gmail.port());
+    o.batch_size = batch;
+    o.refusals_span = std::chrono::seconds(0);
+    imap::Account account(io.get_executor(), o, *c.sink);
+    const int failing_passes = batch == 1 ? 2 : 0;
+    for (int pass = 1; pass <= failing_passes; ++pass) {
+      auto r = run_on(io, account.sync_once());
+      ASSERT_FALSE(r) << "pass " << pass;
+      EXPECT_EQ(r.error().code, imap::make_error_code(imap::SyncErrc::server_refused));
+    }
+    auto r = run_on(io, account.sync_once());
+    ASSERT_TRUE(r) << r.error().message;
+    EXPECT_EQ(c.st->cursor("gmail", "[Gmail]/All Mail").value()->highest_uid, 5);
+    const auto acts = c.st->list({}).value();
+    ASSERT_EQ(acts.size(), 4u);
+    int failed = 0;
+    for (const auto& a : acts) {
+      if (a.status != store::DecisionStatus::failed) continue;
+      ++failed;
+      EXPECT_EQ(a.rule, "fetch");
+      EXPECT_NE(a.reason.find("Some messages could not be FETCHed"), std::string::npos) << a.reason;
+      ASSERT_EQ(a.sources.size(), 1u);
+      EXPECT_EQ(a.sources[0].uid, 2);
+    }
+    EXPECT_EQ(failed, 1);
+    EXPECT_EQ(count_of(test::read_file(log), "SERVED 1002"), 0u);
+    // One to a batch, the batch before the refused one is read but not yet
+    // committed when a pass fails: its bytes come again on the next pass.
+    EXPECT_EQ(count_of(test::read_file(log), "SERVED "), batch == 1 ? 5u : 3u);
+  }
 }
 
 // Messages are keyed by X-GM-MSGID: after a UIDVALIDITY change every message

@@ -13,12 +13,14 @@ Every command line it receives is appended to LOG (one per line) so a test
 can check which folders were opened, and so is "SERVED <X-GM-MSGID>" for every
 message whose bytes it sent.
 
-  fake_gmail.py LOG [UIDVALIDITY [UID_OFFSET [REFUSE]]]
+  fake_gmail.py LOG [UIDVALIDITY [UID_OFFSET [REFUSE [REFUSE_AT]]]]
       prints "PORT=n" once listening; serves until killed. UIDVALIDITY
       (default 11) and UID_OFFSET (default 0, added to every UID) let a test
       play a mailbox whose UIDs were renumbered. REFUSE, an X-GM-MSGID (default
       0, none), is a message whose bytes it never sends: a fetch of them gets
       the others, then Gmail's "NO Some messages could not be FETCHed".
+      REFUSE_AT "meta" refuses it in any fetch instead (its BODYSTRUCTURE too,
+      as for a message Gmail cannot read); "body" (default), its bytes only.
 """
 import re
 import socket
@@ -57,6 +59,7 @@ FOLDERS = {
 UIDVALIDITY = 11
 UID_OFFSET = 0
 REFUSE = 0
+REFUSE_AT = "body"
 CAPS = "IMAP4rev1 X-GM-EXT-1 UIDPLUS SPECIAL-USE"
 
 
@@ -153,7 +156,7 @@ def serve(conn, log):
                 for u in uids_of(spec, uids) if uids else []:
                     gm, labels, raw = MESSAGES[u - UID_OFFSET]
                     seq = uids.index(u) + 1
-                    if "BODY.PEEK[]" in arg and gm == REFUSE:
+                    if gm == REFUSE and (REFUSE_AT == "meta" or "BODY.PEEK[]" in arg):
                         refused = True
                     elif "BODY.PEEK[]" in arg:
                         data = raw.encode()
@@ -195,7 +198,7 @@ def serve(conn, log):
 
 
 def main():
-    global UIDVALIDITY, UID_OFFSET, REFUSE
+    global UIDVALIDITY, UID_OFFSET, REFUSE, REFUSE_AT
     log = sys.argv[1]
     if len(sys.argv) > 2:
         UIDVALIDITY = int(sys.argv[2])
@@ -203,6 +206,8 @@ def main():
         UID_OFFSET = int(sys.argv[3])
     if len(sys.argv) > 4:
         REFUSE = int(sys.argv[4])
+    if len(sys.argv) > 5:
+        REFUSE_AT = sys.argv[5]
     srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     srv.bind(("127.0.0.1", 0))

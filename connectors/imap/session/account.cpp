@@ -455,19 +455,57 @@ struct Account::Impl {
     return InFlight{std::move(uids), std::move(*cmd), {}, {}};
   }
 
-  // Reads the first fetch of `b` and decides what to fetch next: known
-  // messages nothing, the others by their structure.
-  Awaitable<SyncResult<void>> plan_bodies(InFlight& b) {
+  // Whether a refusal with nothing else of its batch sent is taken as the
+  // message's own: only for a batch that asked for one message (`uid`),
+  // refused on refusals_before_failed passes over refusals_span.
+  bool refused_for_good(const FolderState& where, std::uint32_t uid) {
+    const std::string place =
+        where.folder + "/" + std::to_string(where.uidvalidity) + "/" + std::to_string(uid);
+    const auto now = std::chrono::steady_clock::now();
+    Refusals& seen = refused_alone[place];
+    if (seen.passes++ == 0) seen.first = now;
+    if (seen.passes < options.refusals_before_failed || now - seen.first < options.refusals_span) {
+      return false;
+    }
+    refused_alone.erase(place);
+    return true;
+  }
+
+  // Reads the first fetch of `b`, a batch of the folder at `where`, and
+  // decides what to fetch next: known messages nothing, the others by their
+  // structure. A refusal of the first fetch (the structure of a message the
+  // server cannot read) counts as a refusal of their bytes does (see
+  // finish_batch): the messages it left out are handed over as refused.
+  Awaitable<SyncResult<void>> plan_bodies(InFlight& b, const FolderState& where) {
     const std::uint32_t max_part = options.max_part_bytes;
     const Connection::Handler collect = collector();
     const std::string what = "UID FETCH";
-    auto r = co_await conn->finish(b.meta, collect, what);
-    if (!r) co_return r.error();
+    std::optional<SyncError> refused;
+    if (auto r = co_await conn->finish(b.meta, collect, what); !r) {
+      if (r.error().code != make_error_code(SyncErrc::server_refused)) co_return r.error();
+      refused = r.error();
+      const bool none_sent = std::none_of(b.uids.begin(), b.uids.end(),
+                                          [&](std::uint32_t u) { return fetched.contains(u); });
+      if (none_sent && (b.uids.size() != 1 || !refused_for_good(where, b.uids.front()))) {
+        co_return *refused;
+      }
+    }
 
     std::vector<MessageKey> keys;
     for (const std::uint32_t uid : b.uids) {
       auto it = fetched.find(uid);
-      if (it == fetched.end()) continue;  // expunged meanwhile
+      if (it == fetched.end()) {
+        // Refused (handed over as such, not fetched), or else expunged
+        // meanwhile.
+        if (refused) {
+          FetchedMessage m;
+          m.uid = uid;
+          m.refused = refused->message;
+          keys.emplace_back();
+          b.messages.push_back(std::move(m));
+        }
+        continue;
+      }
       const FetchItem& f = it->second;
       if (has_gmail_label(f, "\\Draft")) {
         // All Mail holds drafts too; a draft is no activity (the Drafts
@@ -510,6 +548,7 @@ struct Account::Impl {
         m.known = true;
         continue;
       }
+      if (!m.refused.empty()) continue;
       const FetchItem& f = fetched[m.uid];
       if (f.body && wants_every_byte(*f.body, max_part)) {
         whole.add(m.uid);
@@ -570,7 +609,7 @@ struct Account::Impl {
     std::vector<FetchedMessage> out = std::move(b.messages);
     for (auto& m : out) {
       auto node = fetched.extract(m.uid);
-      if (m.known) continue;
+      if (m.known || !m.refused.empty()) continue;
       if (node.empty()) {
         missing(m);
         continue;
@@ -603,17 +642,9 @@ struct Account::Impl {
           std::count_if(out.begin(), out.end(), [](const FetchedMessage& m) { return !m.known; });
       const auto alone = std::find_if(out.begin(), out.end(),
                                       [](const FetchedMessage& m) { return !m.refused.empty(); });
-      if (asked != 1 || alone == out.end()) co_return *refused;
-      const std::string place =
-          where.folder + "/" + std::to_string(where.uidvalidity) + "/" + std::to_string(alone->uid);
-      const auto now = std::chrono::steady_clock::now();
-      Refusals& seen = refused_alone[place];
-      if (seen.passes++ == 0) seen.first = now;
-      if (seen.passes < options.refusals_before_failed ||
-          now - seen.first < options.refusals_span) {
+      if (asked != 1 || alone == out.end() || !refused_for_good(where, alone->uid)) {
         co_return *refused;
       }
-      refused_alone.erase(place);
     }
     std::erase_if(out, [](const FetchedMessage& m) { return m.uid == 0; });
     co_return out;
@@ -734,7 +765,7 @@ struct Account::Impl {
     // Reads the first fetch of `b`, then asks for its bytes and for the first
     // fetch of the batch after it (`then`), in one write.
     auto request = [&](InFlight& b, std::optional<InFlight>& then) -> Awaitable<SyncResult<void>> {
-      if (auto p = co_await plan_bodies(b); !p) co_return p.error();
+      if (auto p = co_await plan_bodies(b, state); !p) co_return p.error();
       std::vector<Command> out = b.bodies;
       if (then) out.push_back(then->meta);
       co_return co_await conn->send(out);
