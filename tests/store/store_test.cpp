@@ -426,6 +426,49 @@ TEST(StoreMigrations, UpgradesActivitiesTheirParticipantsAndSources) {
   EXPECT_TRUE(one.sources[1].removed_at.empty());  // Sent
 }
 
+// A backfill's commits do not wait for whole checkpoints: from half the
+// checkpoint length (5,000 WAL frames) on, a thread of the store copies the
+// WAL into the database while commits go on, so the database file grows
+// before the writer's own checkpoint at 10,000 frames; and that checkpoint
+// keeps the WAL from growing without bound.
+TEST(StoreActivities, TheWalIsCopiedInTheBackgroundAndStaysBounded) {
+  TempDir d;
+  const std::string path = (d / "wal.db").string();
+  auto s = Store::open(path).value();
+  const auto size_of = [](const std::string& p) {
+    std::error_code ec;
+    const auto n = fs::file_size(p, ec);
+    return ec ? std::uintmax_t{0} : n;
+  };
+  constexpr std::uintmax_t frame = 4096 + 24;  // a page and its frame header
+  const std::uintmax_t start = size_of(path);
+  int n = 0;
+  std::uintmax_t written = 0, most = 0;
+  const auto commit_some = [&] {
+    Batch b;
+    for (int i = 0; i < 50; ++i, ++n) {
+      auto a = make_activity("mid:" + std::to_string(n) + "@x", "2026-11-01T10:00:00Z", "");
+      a.snippet = std::string(16000, static_cast<char>('a' + n % 26));
+      b.items.push_back({a, SourceRef{"alice", "INBOX", 1, n + 1}});
+    }
+    const auto before = size_of(path + "-wal");
+    ASSERT_TRUE(s->commit(b));
+    const auto after = size_of(path + "-wal");
+    written += after > before ? after - before : after;  // the WAL starts over
+    most = std::max(most, after);
+  };
+  while (size_of(path + "-wal") < 5000 * frame) commit_some();
+  ASSERT_LT(size_of(path + "-wal"), 10000 * frame);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (size_of(path) <= start && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_GT(size_of(path), start) << "nothing was copied into the database";
+  while (written < 30000 * frame) commit_some();
+  EXPECT_LT(most, 20000 * frame) << "the WAL grew to " << most << " bytes";
+  EXPECT_EQ(s->list({}).value().size(), static_cast<std::size_t>(n));
+}
+
 TEST(StoreActivities, FiltersByContactCompanyOpportunityAndTime) {
   Loaded l;
   Batch b;
