@@ -938,24 +938,22 @@ class SqliteStore final : public Store {
     company_cache_.clear();
   }
 
-  // After each commit, with the WAL's length in frames (pages). Once the WAL
-  // passes half the checkpoint length, the checkpointer copies it into the
-  // database in the background (once per round of the WAL); at the full
-  // length the writer checkpoints itself, as SQLite's automatic checkpoint
-  // (which this hook replaces) did. Mostly copied by then, that takes
-  // little, and, the writer being idle, it reaches the WAL's end, so that the
-  // next commit starts the WAL over. (The checkpointer alone never catches
-  // up while commits go on: the WAL grew to 102 MB in a 20,000-message
-  // backfill.) Should the checkpointer still be copying, the writer's try
-  // waits for a later commit.
+  // After each commit, with the WAL's length in frames (pages). While the
+  // WAL is between half the checkpoint length and the full length, each
+  // commit asks the checkpointer to copy it into the database, so that it
+  // keeps up in the background; at the full length the writer checkpoints
+  // itself, as SQLite's automatic checkpoint (which this hook replaces) did,
+  // and finds little left to copy. The writer being idle then, that
+  // checkpoint reaches the WAL's end, so that the next commit starts the WAL
+  // over. (The checkpointer alone never catches up while commits go on: the
+  // WAL grew to 102 MB in a 20,000-message backfill.) While a copy of the
+  // checkpointer's is still running, the writer's try waits for a later
+  // commit; none asks the checkpointer again by then.
   static int on_wal_commit(void* self, sqlite3* db, const char*, int frames) {
-    auto* store = static_cast<SqliteStore*>(self);
-    if (frames < store->asked_at_) store->asked_at_ = 0;  // the WAL started over
     if (frames >= k_checkpoint_frames) {
       sqlite3_wal_checkpoint_v2(db, nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
-    } else if (frames >= k_checkpoint_frames / 2 && store->asked_at_ == 0) {
-      store->asked_at_ = frames;
-      store->checkpointer_.request();
+    } else if (frames >= k_checkpoint_frames / 2) {
+      static_cast<SqliteStore*>(self)->checkpointer_.request();
     }
     return SQLITE_OK;
   }
@@ -965,7 +963,6 @@ class SqliteStore final : public Store {
   SQLite::Database db_;
   int version_;
   Checkpointer checkpointer_;  // after db_: closed before it, so db_ closes last
-  int asked_at_ = 0;           // WAL frames when the checkpointer was last asked
   std::unordered_map<std::string, std::optional<Contact>> contact_cache_;
   std::unordered_map<std::string, std::vector<Company>> domain_cache_;
   std::unordered_map<std::string, std::vector<Opportunity>> opp_of_company_cache_;
