@@ -128,6 +128,7 @@ struct FetchAttr {
                                std::optional<std::pair<std::uint32_t, std::uint32_t>> p = {}) {
     return FetchAttr{Kind::binary_peek, std::move(s), p};
   }
+  bool operator==(const FetchAttr&) const = default;
 };
 
 struct FetchModifiers {

@@ -101,17 +101,6 @@ std::vector<FetchAttr> part_by_part(const BodyStructure* b, std::uint32_t max_pa
   return a;
 }
 
-// The attributes' IMAP form, to group messages that ask the same parts.
-std::string attrs_key(const std::vector<FetchAttr>& attrs) {
-  std::string key;
-  for (const FetchAttr& a : attrs) {
-    key += a.section.to_string();
-    if (a.partial) key += "<" + std::to_string(a.partial->second) + ">";
-    key += ' ';
-  }
-  return key;
-}
-
 const std::string* find_section(const FetchItem& f, const std::string& part, SectionText text) {
   for (const auto& s : f.sections) {
     if (s.section.part == part && s.section.text == text && s.data) return &*s.data;
@@ -541,7 +530,7 @@ struct Account::Impl {
     // of its batch in one command; any other part by part (part_by_part),
     // in one command per set of parts asked. Known messages not at all.
     UidSet whole;
-    std::map<std::string, std::pair<std::vector<FetchAttr>, UidSet>> by_parts;
+    std::vector<std::pair<std::vector<FetchAttr>, UidSet>> by_parts;  // few: shapes of mail
     for (std::size_t i = 0; i < b.messages.size(); ++i) {
       FetchedMessage& m = b.messages[i];
       if (i < known.size() && known[i]) {
@@ -555,17 +544,18 @@ struct Account::Impl {
         continue;
       }
       std::vector<FetchAttr> a = part_by_part(f.body ? &*f.body : nullptr, max_part);
-      auto& [attrs, uids] = by_parts[attrs_key(a)];
-      if (attrs.empty()) attrs = std::move(a);
-      uids.add(m.uid);
+      auto group = std::find_if(by_parts.begin(), by_parts.end(),
+                                [&](const auto& g) { return g.first == a; });
+      if (group == by_parts.end()) group = by_parts.insert(by_parts.end(), {std::move(a), {}});
+      group->second.add(m.uid);
     }
     if (!whole.empty()) {
       const std::array<FetchAttr, 1> all{FetchAttr::body_peek(Section{})};
       auto c = conn->builder().uid_fetch(whole, all);
       if (c) b.bodies.push_back(std::move(*c));
     }
-    for (const auto& [key, group] : by_parts) {
-      auto c = conn->builder().uid_fetch(group.second, group.first);
+    for (const auto& [attrs, uids] : by_parts) {
+      auto c = conn->builder().uid_fetch(uids, attrs);
       if (c) b.bodies.push_back(std::move(*c));
     }
     co_return SyncResult<void>{};
