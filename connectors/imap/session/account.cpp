@@ -408,10 +408,9 @@ struct Account::Impl {
   // with its bytes (whole, or part by part: either way they start with its
   // header), and the sink knows it by the Message-ID in them.
   bool ids_first = true;
-  // Folders with the \Sent special use (resolve_folders), and whether this
-  // folder's pass is in one: its messages are sent mail (FetchedMessage::sent).
+  // Folders with the \Sent special use (resolve_folders): their messages are
+  // sent mail (FetchedMessage::sent).
   std::vector<std::string> sent_folders;
-  bool in_sent_folder = false;
   // Refusals of the bytes of a message fetched alone (finish_batch), by
   // "folder/UIDVALIDITY/UID": on how many passes, and when first.
   struct Refusals {
@@ -480,6 +479,8 @@ struct Account::Impl {
       }
     }
 
+    const bool sent_folder =
+        std::find(sent_folders.begin(), sent_folders.end(), where.folder) != sent_folders.end();
     std::vector<MessageKey> keys;
     for (const std::uint32_t uid : b.uids) {
       auto it = fetched.find(uid);
@@ -510,7 +511,7 @@ struct Account::Impl {
       }
       if (f.internaldate) m.internaldate = internaldate_to_unix(*f.internaldate).value_or(0);
       m.gm_msgid = f.gm_msgid;
-      m.sent = in_sent_folder || has_gmail_label(f, "\\Sent");
+      m.sent = sent_folder || has_gmail_label(f, "\\Sent");
       keys.push_back({m.message_id, m.gm_msgid});
       b.messages.push_back(std::move(m));
     }
@@ -668,8 +669,6 @@ struct Account::Impl {
       }
     }
     ids_first = stored.has_value();
-    in_sent_folder =
-        std::find(sent_folders.begin(), sent_folders.end(), folder) != sent_folders.end();
     UidSet vanished;
     auto ex = co_await examine(folder, stored ? &*stored : nullptr, &vanished);
     if (!ex) co_return ex.error();
