@@ -443,12 +443,14 @@ struct Account::Impl {
     return InFlight{std::move(uids), std::move(*cmd), {}, {}};
   }
 
-  // Whether a refusal with nothing else of its batch sent is taken as the
-  // message's own: only for a batch that asked for one message (`uid`),
-  // refused on refusals_before_failed passes over refusals_span.
-  bool refused_for_good(const FolderState& where, std::uint32_t uid) {
-    const std::string place =
-        where.folder + "/" + std::to_string(where.uidvalidity) + "/" + std::to_string(uid);
+  // Whether a refusal with nothing of its batch sent, which fails the pass,
+  // is taken as the message's own instead: only when the batch asked for one
+  // message (`asked`), refused on refusals_before_failed passes over
+  // refusals_span.
+  bool refused_for_good(const FolderState& where, const std::vector<std::uint32_t>& asked) {
+    if (asked.size() != 1) return false;
+    const std::string place = where.folder + "/" + std::to_string(where.uidvalidity) + "/" +
+                              std::to_string(asked.front());
     const auto now = std::chrono::steady_clock::now();
     Refusals& seen = refused_alone[place];
     if (seen.passes++ == 0) seen.first = now;
@@ -474,9 +476,7 @@ struct Account::Impl {
       refused = r.error();
       const bool none_sent = std::none_of(b.uids.begin(), b.uids.end(),
                                           [&](std::uint32_t u) { return fetched.contains(u); });
-      if (none_sent && (b.uids.size() != 1 || !refused_for_good(where, b.uids.front()))) {
-        co_return *refused;
-      }
+      if (none_sent && !refused_for_good(where, b.uids)) co_return *refused;
     }
 
     const bool sent_folder =
@@ -629,13 +629,11 @@ struct Account::Impl {
     for (const std::uint32_t uid : b.uids) fetched.erase(uid);
     if (refused && std::none_of(out.begin(), out.end(),
                                 [](const FetchedMessage& m) { return !m.raw.empty(); })) {
-      const auto asked =
-          std::count_if(out.begin(), out.end(), [](const FetchedMessage& m) { return !m.known; });
-      const auto alone = std::find_if(out.begin(), out.end(),
-                                      [](const FetchedMessage& m) { return !m.refused.empty(); });
-      if (asked != 1 || alone == out.end() || !refused_for_good(where, alone->uid)) {
-        co_return *refused;
+      std::vector<std::uint32_t> asked;
+      for (const auto& m : out) {
+        if (!m.known) asked.push_back(m.uid);
       }
+      if (!refused_for_good(where, asked)) co_return *refused;
     }
     std::erase_if(out, [](const FetchedMessage& m) { return m.uid == 0; });
     co_return out;
