@@ -133,6 +133,13 @@ std::string now_iso() {
   return buf;
 }
 
+// The WAL's length, in frames (pages), at which it is copied into the
+// database: ~40 MiB instead of SQLite's 4 MiB, so that a page many batches
+// touch (an index leaf) is copied once per checkpoint, not once per few
+// commits. SQLite's automatic checkpoint keeps it during the migrations,
+// SqliteStore::on_wal_commit after them.
+constexpr int k_checkpoint_frames = 10000;
+
 Error sql_error(std::string_view what, const std::exception& e) {
   return make_error(Errc::sql_failed, detail::cat(what, ": ", e.what()));
 }
@@ -957,7 +964,6 @@ class SqliteStore final : public Store {
     }
     return SQLITE_OK;
   }
-  static constexpr int k_checkpoint_frames = 10000;  // ~40 MiB: see open_at_version
 
   static constexpr std::size_t k_cache_limit = 100000;
   SQLite::Database db_;
@@ -1006,13 +1012,9 @@ Result<std::unique_ptr<Store>> open_at_version(const std::string& path, int targ
     // 64 MiB of page cache (the default 2 MiB is smaller than a CRM directory:
     // pages would go out to the kernel and come back on every batch).
     db->exec("PRAGMA cache_size = -65536");
-    // Checkpoint every ~40 MiB of WAL instead of 4 MiB: a page that many
-    // batches touch (an index leaf) is copied into the database once per
-    // checkpoint, not once per few commits. (This holds for the migrations;
-    // the store then checkpoints by SqliteStore::on_wal_commit, at the same
-    // length, k_checkpoint_frames.)
+    // Checkpoint at k_checkpoint_frames (until the store's own hook takes over).
     {
-      SQLite::Statement ckpt(*db, "PRAGMA wal_autocheckpoint = 10000");
+      SQLite::Statement ckpt(*db, detail::cat("PRAGMA wal_autocheckpoint = ", k_checkpoint_frames));
       ckpt.executeStep();
     }
   } catch (const std::exception& e) {
