@@ -216,10 +216,9 @@ imap::SyncResult<void> ImapSink::decide_batch(const imap::FolderState& state,
       batch.seen_again.push_back({std::move(key), ref});
       continue;
     }
-    Outcome o = m.refused.empty()
-                    ? pipeline_.finish(m.raw, std::move(*parsed[i]),
-                                       MessageSource{ref, m.internaldate, m.sent})
-                    : pipeline_.unfetched(m.refused, MessageSource{ref, m.internaldate, m.sent});
+    const MessageSource source{ref, m.internaldate, m.sent};
+    Outcome o = m.refused.empty() ? pipeline_.finish(m.raw, std::move(*parsed[i]), source)
+                                  : pipeline_.unfetched(m.refused, source);
     switch (o.activity.status) {
       case store::DecisionStatus::captured:
         ++counted.captured;
