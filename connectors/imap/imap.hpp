@@ -90,10 +90,12 @@ struct AccountOptions {
   std::chrono::seconds refusals_span{10 * 60};
   // Where the sink's calls run; the caller owns it, and it outlives the
   // account. Null: inline, on the account's executor, which then waits for
-  // each. Set: every sink call runs there (one at a time when that executor
-  // runs on one thread, so a sink shared by several accounts needs no locks),
-  // and the account goes on reading the next batch from the server while a
-  // batch is captured and committed.
+  // each. Set: every sink call runs there, in the order the account makes
+  // them and one at a time for the account (a strand; calls of several
+  // accounts run one at a time only when that executor runs on one thread,
+  // so a sink shared by them then needs no locks), and the account goes on
+  // reading the next batch, or starting the next folder, while a batch is
+  // captured and committed.
   const boost::asio::any_io_executor* sink_executor = nullptr;
 };
 

@@ -17,16 +17,25 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <utime.h>
 
+#include <atomic>
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <map>
+#include <mutex>
 #include <set>
+#include <stdexcept>
 #include <thread>
 
 namespace asio = boost::asio;
@@ -772,6 +781,214 @@ TEST_F(ImapSync, WithASinkExecutorAFailedCommitStopsAtTheLastGoodBatch) {
   ASSERT_TRUE(r) << r.error().message;
   EXPECT_EQ(folder(*r, "INBOX")->handed_over, 12u);
   EXPECT_EQ(activities().size(), 20u);
+}
+
+namespace {
+
+// A loopback TCP relay to a server that keeps every byte its clients send:
+// what an account asked the server, and when. (Plain text only.)
+class Relay {
+ public:
+  explicit Relay(std::uint16_t target) : target_(target) {
+    listener_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a = loopback(0);
+    if (listener_ < 0 || ::bind(listener_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
+        ::listen(listener_, 4) != 0) {
+      throw std::runtime_error(std::string("relay: ") + std::strerror(errno));
+    }
+    socklen_t len = sizeof a;
+    ::getsockname(listener_, reinterpret_cast<sockaddr*>(&a), &len);
+    port_ = ntohs(a.sin_port);
+    thread_ = std::thread([this] { serve(); });
+  }
+  ~Relay() {
+    stop_ = true;
+    thread_.join();
+    ::close(listener_);
+  }
+  std::uint16_t port() const { return port_; }
+  bool client_sent(std::string_view what) const {
+    const std::lock_guard<std::mutex> lock(mutex_);
+    return sent_.find(what) != std::string::npos;
+  }
+
+ private:
+  static sockaddr_in loopback(std::uint16_t port) {
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = htons(port);
+    return a;
+  }
+
+  void serve() {
+    struct Pair {
+      int client, server;
+    };
+    std::vector<Pair> pairs;
+    while (!stop_) {
+      std::vector<pollfd> fds{{listener_, POLLIN, 0}};
+      for (const auto& p : pairs) {
+        fds.push_back({p.client, POLLIN, 0});
+        fds.push_back({p.server, POLLIN, 0});
+      }
+      if (::poll(fds.data(), fds.size(), 20) <= 0) continue;
+      for (std::size_t i = 0; i < pairs.size(); ++i) {
+        Pair& p = pairs[i];
+        for (const bool from_client : {true, false}) {
+          if (p.client < 0 ||
+              !(fds[1 + 2 * i + (from_client ? 0 : 1)].revents & (POLLIN | POLLHUP)))
+            continue;
+          char buf[65536];
+          const ssize_t n = ::read(from_client ? p.client : p.server, buf, sizeof buf);
+          if (n <= 0 || !write_all(from_client ? p.server : p.client, buf, n)) {
+            ::close(p.client);
+            ::close(p.server);
+            p.client = p.server = -1;
+            continue;
+          }
+          if (from_client) {
+            const std::lock_guard<std::mutex> lock(mutex_);
+            sent_.append(buf, static_cast<std::size_t>(n));
+          }
+        }
+      }
+      std::erase_if(pairs, [](const Pair& p) { return p.client < 0; });
+      if (fds[0].revents & POLLIN) {
+        const int c = ::accept4(listener_, nullptr, nullptr, SOCK_CLOEXEC);
+        const int u = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        sockaddr_in a = loopback(target_);
+        if (c >= 0 && u >= 0 && ::connect(u, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0) {
+          pairs.push_back({c, u});
+        } else {
+          if (c >= 0) ::close(c);
+          if (u >= 0) ::close(u);
+        }
+      }
+    }
+    for (const auto& p : pairs) {
+      ::close(p.client);
+      ::close(p.server);
+    }
+  }
+
+  static bool write_all(int fd, const char* p, ssize_t n) {
+    while (n > 0) {
+      const ssize_t w = ::write(fd, p, static_cast<std::size_t>(n));
+      if (w <= 0) return false;
+      p += w;
+      n -= w;
+    }
+    return true;
+  }
+
+  std::uint16_t target_;
+  std::uint16_t port_ = 0;
+  int listener_ = -1;
+  std::atomic<bool> stop_{false};
+  mutable std::mutex mutex_;
+  std::string sent_;  // under mutex_
+  std::thread thread_;
+};
+
+// Holds the commit of INBOX's last batch until the relay has seen the account
+// ask the server for the next folder (or 10 s have passed), and records the
+// order of the commits.
+class HoldingSink final : public ForwardingSink {
+ public:
+  HoldingSink(imap::MailSink& inner, const Relay& relay) : ForwardingSink(inner), relay_(relay) {}
+  imap::SyncResult<void> commit(const imap::FolderState& s,
+                                std::vector<imap::FetchedMessage> m) override {
+    if (s.folder == "INBOX" && s.uidnext != 0) {
+      const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+      while (!relay_.client_sent("EXAMINE Sent") && std::chrono::steady_clock::now() < until) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      }
+      next_folder_asked_first = relay_.client_sent("EXAMINE Sent");
+    }
+    commits.emplace_back(s.folder, s.highest_uid);
+    return ForwardingSink::commit(s, std::move(m));
+  }
+  bool next_folder_asked_first = false;
+  std::vector<std::pair<std::string, std::uint32_t>> commits;  // folder, new mark
+
+ private:
+  const Relay& relay_;
+};
+
+}  // namespace
+
+// Between folders neither side waits for the other: the account asks the
+// server for the next folder while the sink still commits the last batches
+// of the one before. Each folder's commits still come in order, and the
+// next folder's only after them.
+TEST_F(ImapSync, TheNextFolderStartsWhileTheFolderBeforeIsStillBeingCommitted) {
+  for (int i = 0; i < 12; ++i) {
+    dovecot->deliver_doveadm("INBOX", dated("z" + std::to_string(i) + "@acme.com", "jane@acme.com",
+                                            "Folder " + std::to_string(i)));
+  }
+  for (int i = 0; i < 3; ++i) {
+    dovecot->deliver_doveadm(
+        "Sent", test::message("From: user1@example.com\nTo: peter@initech.com\nSubject: Quote " +
+                              std::to_string(i) +
+                              "\nDate: Mon, 23 Nov 2026 10:00:00 +0000\nMessage-ID: <zs" +
+                              std::to_string(i) + "@example.com>\n"));
+  }
+  Relay relay(dovecot->imap_port());
+  SinkThread worker;
+  const asio::any_io_executor ex = worker.executor();
+  auto o = options(imap::TlsMode::none);
+  o.transport.port = relay.port();
+  o.folders = {"INBOX", "\\Sent"};
+  o.batch_size = 4;  // 3 batches in INBOX
+  o.sink_executor = &ex;
+  HoldingSink holding(*sink, relay);
+  {
+    imap::Account account(io.get_executor(), o, holding);
+    auto r = run_on(io, account.sync_once());
+    ASSERT_TRUE(r) << r.error().message;
+    EXPECT_EQ(folder(*r, "INBOX")->handed_over, 12u);
+    EXPECT_EQ(folder(*r, "Sent")->handed_over, 3u);
+  }
+  EXPECT_TRUE(holding.next_folder_asked_first);
+  using Commit = std::pair<std::string, std::uint32_t>;
+  EXPECT_EQ(holding.commits,
+            (std::vector<Commit>{{"INBOX", 4}, {"INBOX", 8}, {"INBOX", 12}, {"Sent", 3}}));
+  EXPECT_EQ(activities().size(), 15u);
+  EXPECT_EQ(st->cursor("work", "INBOX").value()->highest_uid, 12);
+  EXPECT_EQ(st->cursor("work", "Sent").value()->highest_uid, 3);
+}
+
+// A failure of a folder's last commits, while the next folder has started,
+// fails the pass with the sink's error; the folder's mark stays at its last
+// good batch, the next folder's last batch is left uncommitted, and the
+// next pass stores the rest, each message once.
+TEST_F(ImapSync, AFailedLastCommitOfAFolderFailsThePassAndTheNextPassLosesNothing) {
+  for (int i = 0; i < 12; ++i) {
+    dovecot->deliver_doveadm("INBOX", dated("w" + std::to_string(i) + "@acme.com", "jane@acme.com",
+                                            "Tail " + std::to_string(i)));
+  }
+  dovecot->deliver_doveadm(
+      "Sent",
+      test::message("From: user1@example.com\nTo: peter@initech.com\nSubject: Quote\n"
+                    "Date: Mon, 23 Nov 2026 10:00:00 +0000\nMessage-ID: <ws@example.com>\n"));
+  SinkThread worker;
+  const asio::any_io_executor ex = worker.executor();
+  auto o = options();
+  o.folders = {"INBOX", "\\Sent"};
+  o.batch_size = 4;
+  o.sink_executor = &ex;
+  // Commit 2 is INBOX's second batch, the first of the two left to commit
+  // while Sent starts.
+  ASSERT_NO_FATAL_FAILURE(sync_failing_at_commit(o, 2));
+  EXPECT_EQ(activities().size(), 4u);
+  EXPECT_EQ(st->cursor("work", "INBOX").value()->highest_uid, 4);
+  EXPECT_FALSE(st->cursor("work", "Sent").value());
+  auto r = sync(o);
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(folder(*r, "INBOX")->handed_over, 8u);
+  EXPECT_EQ(folder(*r, "Sent")->handed_over, 1u);
+  EXPECT_EQ(activities().size(), 13u);
 }
 
 // A copy of a message in the next batch (here a mailing list's re-send of

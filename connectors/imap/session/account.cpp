@@ -13,6 +13,7 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
@@ -146,11 +147,17 @@ void emit_part(const BodyStructure& b, const FetchItem& f, std::string& out, boo
 
 struct Account::Impl {
   Impl(const asio::any_io_executor& ex, AccountOptions o, MailSink& s)
-      : executor(ex), options(std::move(o)), sink(s) {}
+      : executor(ex), options(std::move(o)), sink(s) {
+    if (options.sink_executor) sink_strand.emplace(*options.sink_executor);
+  }
 
   asio::any_io_executor executor;
   AccountOptions options;
   MailSink& sink;
+  // The sink's calls, in the order they are made and never two at once, even
+  // on an executor of several threads: a folder's last commit runs while the
+  // next folder starts (sync_all), which may call the sink too.
+  std::optional<asio::strand<asio::any_io_executor>> sink_strand;
   std::unique_ptr<Connection> conn;
   bool stopped = false;
   // Resolved folder names (configured "\\Sent" -> "Sent"), in configured order.
@@ -174,11 +181,11 @@ struct Account::Impl {
       }
     };
     // Named, not temporaries, in the co_await (GCC 12, see connection.cpp).
-    if (!options.sink_executor) {
+    if (!sink_strand) {
       auto here = task();
       co_return co_await std::move(here);
     }
-    auto there = asio::co_spawn(*options.sink_executor, std::move(task), asio::use_awaitable);
+    auto there = asio::co_spawn(*sink_strand, std::move(task), asio::use_awaitable);
     co_return co_await std::move(there);
   }
 
@@ -186,9 +193,18 @@ struct Account::Impl {
     co_await on_sink([&] { sink.warn(message); });
   }
 
-  Awaitable<SyncResult<void>> commit(const FolderState& state,
-                                     std::vector<FetchedMessage> messages) {
+  // `state` by value: a folder's last commit may still run after the folder's
+  // sync returned (sync_all).
+  Awaitable<SyncResult<void>> commit(FolderState state, std::vector<FetchedMessage> messages) {
     co_return co_await on_sink([&] { return sink.commit(state, std::move(messages)); });
+  }
+
+  // Two batches of one folder, in order: the second only once the first is
+  // stored, so that the folder's mark never passes a batch that failed.
+  Awaitable<SyncResult<void>> commit_both(FolderState first, std::vector<FetchedMessage> a,
+                                          FolderState second, std::vector<FetchedMessage> b) {
+    if (auto c = co_await commit(std::move(first), std::move(a)); !c) co_return c;
+    co_return co_await commit(std::move(second), std::move(b));
   }
 
   Awaitable<SyncResult<void>> connect() {
@@ -653,10 +669,15 @@ struct Account::Impl {
     return p.kind != PlanKind::unchanged || modseq_moved(stored, o);
   }
 
-  Awaitable<SyncResult<FolderReport>> sync_folder(const std::string& folder, bool precheck) {
+  // Syncs `folder`, whose stored state is `stored`. With `last_commit`, the
+  // commit of the folder's last batch is left there, not yet started, for
+  // the caller to await while the next folder starts; without it, awaited
+  // here.
+  Awaitable<SyncResult<FolderReport>> sync_folder(
+      const std::string& folder, std::optional<FolderState> stored, bool precheck,
+      std::optional<Awaitable<SyncResult<void>>>* last_commit = nullptr) {
     FolderReport rep;
     rep.folder = folder;
-    const auto stored = co_await on_sink([&] { return sink.folder_state(folder); });
     if (precheck && stored) {
       auto st = co_await status(folder);
       if (!st) co_return st.error();
@@ -779,28 +800,55 @@ struct Account::Impl {
         if (auto r = co_await request(*next, after); !r) co_return r.error();
       }
     }
+    // The folder's state once batch k is committed.
+    auto state_after = [&](std::size_t k) {
+      FolderState s = plan.start;
+      const bool last = k + 1 == count;
+      s.highest_uid =
+          last ? std::max(final_mark, uids[starts[k + 1] - 1]) : uids[starts[k + 1] - 1];
+      s.backfilling = !last && plan.kind == PlanKind::backfill;
+      // UIDNEXT only with the last batch: the pre-check takes a folder whose
+      // UIDNEXT is the stored one as unchanged, so a pass that stops after a
+      // middle batch must leave one that tells it otherwise (0: not known).
+      s.uidnext = last ? plan.start.uidnext : 0;
+      return s;
+    };
+    auto count_in = [&](const std::vector<FetchedMessage>& batch) {
+      rep.handed_over += static_cast<std::uint32_t>(batch.size());
+      for (const auto& m : batch) rep.known += m.known ? 1 : 0;
+    };
     for (std::size_t k = 0; k < count; ++k) {
       if (stopped) {
         co_return make_sync_error(SyncErrc::cancelled, "stopped", RetryClass::retry_later);
       }
-      const std::vector<std::uint32_t> part = slice(k);
-      const bool last = k + 1 == count;
-      state.highest_uid = last ? std::max(final_mark, part.back()) : part.back();
-      state.backfilling = !last && plan.kind == PlanKind::backfill;
-      // UIDNEXT only with the last batch: the pre-check takes a folder whose
-      // UIDNEXT is the stored one as unchanged, so a pass that stops after a
-      // middle batch must leave one that tells it otherwise (0: not known).
-      state.uidnext = last ? plan.start.uidnext : 0;
-      rep.handed_over += static_cast<std::uint32_t>(msgs.size());
-      for (const auto& m : msgs) rep.known += m.known ? 1 : 0;
+      FolderState at = state_after(k);
+      count_in(msgs);
       if (!next) {
-        if (auto c = co_await commit(state, std::move(msgs)); !c) co_return c.error();
+        auto committing = commit(std::move(at), std::move(msgs));
+        if (last_commit) {
+          last_commit->emplace(std::move(committing));
+        } else if (auto c = co_await std::move(committing); !c) {
+          co_return c.error();
+        }
+        break;
+      }
+      if (last_commit && !after) {
+        // Batch k + 1 is the folder's last: it is read before batch k is
+        // committed, and both commits are left to the caller, so that the
+        // server starts on the next folder while the sink still works on
+        // this one. (The sink waits for that read; the last batch is small,
+        // see batch_sizes, and was asked for a batch ago.)
+        auto read = co_await finish_batch(*next, at);
+        if (!read) co_return read.error();
+        count_in(*read);
+        last_commit->emplace(
+            commit_both(std::move(at), std::move(msgs), state_after(k + 1), std::move(*read)));
         break;
       }
       {
         using namespace asio::experimental::awaitable_operators;
-        auto committing = commit(state, std::move(msgs));
-        auto reading = finish_batch(*next, state);
+        auto committing = commit(at, std::move(msgs));
+        auto reading = finish_batch(*next, at);
         auto [committed, read] = co_await (std::move(committing) && std::move(reading));
         // The commit's failure first: it says why the mark did not move.
         if (!committed) co_return committed.error();
@@ -826,14 +874,43 @@ struct Account::Impl {
     co_return rep;
   }
 
+  // Syncs every folder in order, each folder's last commit running while the
+  // next folder starts (its EXAMINE, SEARCH and first fetches), so that
+  // neither the server nor the sink waits for the other between folders.
+  // The stored states are read first, all at once: a sink call queues behind
+  // the commit running on the sink, and no folder's sync writes another's.
   Awaitable<SyncResult<SyncReport>> sync_all(bool precheck) {
     SyncReport report;
     report.capabilities = conn->capabilities().names;
     report.compressed = conn->compressed();
-    for (const auto& f : folders) {
-      auto r = co_await sync_folder(f, precheck);
+    auto states = co_await on_sink([&] {
+      std::vector<std::optional<FolderState>> out;
+      for (const auto& f : folders) out.push_back(sink.folder_state(f));
+      return out;
+    });
+    std::optional<Awaitable<SyncResult<void>>> pending;  // the folder before's last commit
+    for (std::size_t i = 0; i < folders.size(); ++i) {
+      std::optional<Awaitable<SyncResult<void>>> last;
+      auto syncing = sync_folder(folders[i], std::move(states[i]), precheck, &last);
+      SyncResult<FolderReport> r;
+      if (pending) {
+        using namespace asio::experimental::awaitable_operators;
+        auto [committed, synced] = co_await (std::move(*pending) && std::move(syncing));
+        pending.reset();
+        // The commit's failure first: it says why that folder's mark did not
+        // move (this folder's last commit, if any, is dropped unstarted).
+        if (!committed) co_return committed.error();
+        r = std::move(synced);
+      } else {
+        r = co_await std::move(syncing);
+      }
       if (!r) co_return r.error();
       report.folders.push_back(std::move(*r));
+      pending = std::move(last);
+    }
+    if (pending) {
+      auto committed = co_await std::move(*pending);
+      if (!committed) co_return committed.error();
     }
     co_return report;
   }
@@ -933,7 +1010,7 @@ Awaitable<SyncError> Account::run() {
             }
           }
           if (new_mail) {
-            auto r = co_await s.sync_folder(inbox_name, false);
+            auto r = co_await s.sync_folder(inbox_name, stored, false);
             if (!r) {
               failure = r.error();
               failed = true;
