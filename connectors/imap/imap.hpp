@@ -80,8 +80,8 @@ struct AccountOptions {
   // A message fetched alone (a batch of one: new mail, mostly) whose bytes
   // the server refuses, with nothing else to tell a refusal of that message
   // from a server failing as a whole, fails its pass, to be retried. Once
-  // refused on this many passes of one Account, over at least
-  // `refusals_span` (counted in memory, not in the store), the refusal is
+  // refused on this many passes, over at least `refusals_span` (counted with
+  // the folder's state, so that separate runs count too), the refusal is
   // taken as that message's: it is recorded as failed, and its folder moves
   // on instead of stopping there for good. (A server failing for a while
   // costs no message then, only a wait; the daemon's passes back off from
@@ -99,6 +99,17 @@ struct AccountOptions {
   const boost::asio::any_io_executor* sink_executor = nullptr;
 };
 
+// A message fetched alone (a batch of one) whose bytes the server refused,
+// with nothing else to tell that from a server failing as a whole (see
+// AccountOptions::refusals_before_failed). Kept with its folder's state, so
+// that the passes of separate runs (crm-captured --once) count too.
+struct Refusal {
+  std::uint32_t uid = 0;     // 0: none
+  std::uint32_t passes = 0;  // passes that saw it refused
+  std::int64_t since = 0;    // the first of them, Unix seconds
+  bool operator==(const Refusal&) const = default;
+};
+
 // Where a folder's sync stands; the sink stores it with the batch it covers.
 struct FolderState {
   std::string folder;  // the folder's name (UTF-8)
@@ -113,6 +124,8 @@ struct FolderState {
   // The low message count seen by a pass that paused; a next pass that sees it
   // again takes it as real.
   std::uint32_t suspect_messages = 0;
+  // A refusal being counted, of the message above highest_uid.
+  Refusal refused;
 };
 
 // One message handed to the sink.
@@ -169,6 +182,10 @@ class MailSink {
   // `state` in one transaction; an error leaves the state as it was. The
   // activities stay: mail moved or deleted was still sent or received.
   virtual SyncResult<void> removed(const FolderState& state, const UidRanges& uids) = 0;
+  // Stores `state.refused` (a message refused again, counted) and nothing
+  // else: the stored state keeps its mark. A folder with no stored state at
+  // `state.uidvalidity` gets `state` as it is. An error loses only the count.
+  virtual SyncResult<void> note_refusal(const FolderState& state) = 0;
   // A condition worth telling the user (folder paused, capability missing).
   virtual void warn(const std::string& message) = 0;
 };

@@ -28,6 +28,10 @@ store::SyncCursor to_cursor(const std::string& mailbox, const imap::FolderState&
   c.extra = "uidnext=" + std::to_string(s.uidnext) + " messages=" + std::to_string(s.messages) +
             " backfilling=" + (s.backfilling ? "1" : "0") +
             " suspect=" + std::to_string(s.suspect_messages);
+  if (s.refused.uid != 0) {
+    c.extra += " refused=" + std::to_string(s.refused.uid) + "," +
+               std::to_string(s.refused.passes) + "," + std::to_string(s.refused.since);
+  }
   return c;
 }
 
@@ -45,6 +49,21 @@ imap::FolderState from_cursor(const store::SyncCursor& c) {
     const auto eq = item.find('=');
     if (eq == std::string_view::npos) continue;
     const std::string_view key = item.substr(0, eq), val = item.substr(eq + 1);
+    if (key == "refused") {
+      // uid,passes,since; anything else counts afresh.
+      imap::Refusal r;
+      const char* p = val.data();
+      const char* end = val.data() + val.size();
+      auto a = std::from_chars(p, end, r.uid);
+      if (a.ec == std::errc{} && a.ptr != end && *a.ptr == ',') {
+        auto b = std::from_chars(a.ptr + 1, end, r.passes);
+        if (b.ec == std::errc{} && b.ptr != end && *b.ptr == ',') {
+          auto t = std::from_chars(b.ptr + 1, end, r.since);
+          if (t.ec == std::errc{} && t.ptr == end) s.refused = r;
+        }
+      }
+      continue;
+    }
     std::uint32_t n = 0;
     std::from_chars(val.data(), val.data() + val.size(), n);
     if (key == "uidnext") s.uidnext = n;
@@ -246,6 +265,26 @@ imap::SyncResult<void> ImapSink::removed(const imap::FolderState& state,
   for (const auto& [first, last] : uids) batch.removed_uids.emplace_back(first, last);
   if (auto r = activities_.commit(batch); !r) {
     return store_failure(mailbox_ + ": cannot record messages gone from " + state.folder + ": " +
+                         r.error().message);
+  }
+  return {};
+}
+
+imap::SyncResult<void> ImapSink::note_refusal(const imap::FolderState& state) {
+  auto stored = sync_state_.cursor(mailbox_, state.folder);
+  if (!stored) {
+    return store_failure(mailbox_ + ": cannot read the state of " + state.folder + ": " +
+                         stored.error().message);
+  }
+  imap::FolderState s = state;
+  if (*stored && static_cast<std::uint32_t>((*stored)->uidvalidity) == state.uidvalidity) {
+    s = from_cursor(**stored);
+    s.refused = state.refused;
+  }
+  store::Batch batch;
+  batch.cursor = to_cursor(mailbox_, s);
+  if (auto r = activities_.commit(batch); !r) {
+    return store_failure(mailbox_ + ": cannot record a refusal in " + state.folder + ": " +
                          r.error().message);
   }
   return {};

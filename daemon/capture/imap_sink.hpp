@@ -39,6 +39,7 @@ class ImapSink final : public imap::MailSink {
                                 std::vector<imap::FetchedMessage> messages) override;
   imap::SyncResult<void> removed(const imap::FolderState& state,
                                  const imap::UidRanges& uids) override;
+  imap::SyncResult<void> note_refusal(const imap::FolderState& state) override;
   void warn(const std::string& message) override;
 
   // A copy: the counters move on the sink's thread while another (the

@@ -394,6 +394,39 @@ TEST_F(ImapSync, ALargeBatchIsParsedOnTwoThreadsWithEveryMessageInItsPlace) {
   EXPECT_EQ(checked, kCount - 1);
 }
 
+// Every field of a folder's state survives the store's cursor, and a count
+// of refusals the cursor cannot read is dropped (counted afresh), never
+// misread.
+TEST(ImapCursor, EveryFieldOfAFolderStateSurvivesTheStore) {
+  imap::FolderState s;
+  s.folder = "Sent";
+  s.uidvalidity = 4'000'000'000u;
+  s.highest_uid = 77;
+  s.highest_modseq = 123456789012ull;
+  s.uidnext = 80;
+  s.messages = 70;
+  s.backfilling = true;
+  s.suspect_messages = 3;
+  s.refused = {78, 2, 1'795'000'000};
+  const imap::FolderState back = capture::from_cursor(capture::to_cursor("work", s));
+  EXPECT_EQ(back.folder, s.folder);
+  EXPECT_EQ(back.uidvalidity, s.uidvalidity);
+  EXPECT_EQ(back.highest_uid, s.highest_uid);
+  EXPECT_EQ(back.highest_modseq, s.highest_modseq);
+  EXPECT_EQ(back.uidnext, s.uidnext);
+  EXPECT_EQ(back.messages, s.messages);
+  EXPECT_EQ(back.backfilling, s.backfilling);
+  EXPECT_EQ(back.suspect_messages, s.suspect_messages);
+  EXPECT_EQ(back.refused, s.refused);
+  s.refused = {};
+  EXPECT_EQ(capture::to_cursor("work", s).extra.find("refused"), std::string::npos);
+  for (const char* bad : {"refused=78,2", "refused=78,x,5", "refused=78,2,5,", "refused="}) {
+    store::SyncCursor c = capture::to_cursor("work", s);
+    c.extra += std::string(" ") + bad;
+    EXPECT_EQ(capture::from_cursor(c).refused, imap::Refusal{}) << bad;
+  }
+}
+
 namespace {
 // Hands every call on to another sink; the test sinks below change one or two.
 class ForwardingSink : public imap::MailSink {
@@ -411,6 +444,9 @@ class ForwardingSink : public imap::MailSink {
   }
   imap::SyncResult<void> removed(const imap::FolderState& s, const imap::UidRanges& u) override {
     return inner_.removed(s, u);
+  }
+  imap::SyncResult<void> note_refusal(const imap::FolderState& s) override {
+    return inner_.note_refusal(s);
   }
   void warn(const std::string& w) override { inner_.warn(w); }
 
@@ -1467,6 +1503,81 @@ TEST(ImapGmail, AMessageRefusedAloneOnThreePassesIsRecordedAsFailedAndTheFolderM
   // Three passes, three refusals: a fourth is never asked for.
   EXPECT_EQ(count_of(test::read_file(log), "SERVED 1002"), 0u);
   EXPECT_EQ(count_of(test::read_file(log), "SERVED "), 3u);  // 1001, 1003, 1004
+}
+
+// The same count across separate runs, as crm-captured --once makes them
+// (an Account each): it is kept with the folder's state, so a message the
+// server refuses for good cannot stop its folder there for good either.
+TEST(ImapGmail, RefusalsAreCountedAcrossSeparateRuns) {
+  test::TempDir dir;
+  GmailCapture c(dir.path());
+  asio::io_context io;
+  const std::string log = (dir.path() / "commands.log").string();
+  FakeGmail gmail(log, 11, 0, 1002);  // "Pilot", UID 2
+  auto o = c.options(gmail.port());
+  o.batch_size = 1;
+  auto extra = [&] { return c.st->cursor("gmail", "[Gmail]/All Mail").value()->extra; };
+  // Inside the default span (10 minutes), even a third refusal fails its run.
+  for (int run = 1; run <= 3; ++run) {
+    imap::Account account(io.get_executor(), o, *c.sink);
+    auto r = run_on(io, account.sync_once());
+    ASSERT_FALSE(r) << "run " << run;
+    EXPECT_EQ(r.error().code, imap::make_error_code(imap::SyncErrc::server_refused));
+    EXPECT_EQ(c.st->cursor("gmail", "[Gmail]/All Mail").value()->highest_uid, 1);
+    EXPECT_NE(extra().find("refused=2," + std::to_string(run) + ","), std::string::npos) << extra();
+  }
+  EXPECT_EQ(c.st->list({}).value().size(), 1u);
+  // Once the span has passed (0 here), the next run takes the refusal as the
+  // message's, and the count goes with the mark past it.
+  o.refusals_span = std::chrono::seconds(0);
+  imap::Account account(io.get_executor(), o, *c.sink);
+  auto r = run_on(io, account.sync_once());
+  ASSERT_TRUE(r) << r.error().message;
+  expect_pilot_recorded_as_failed(c);
+  EXPECT_EQ(extra().find("refused="), std::string::npos) << extra();
+}
+
+// A refusal of a folder's very first message is counted too, though the
+// folder has no state yet: the count is stored with a mark at 0, and the
+// first sync goes on from there.
+TEST(ImapGmail, ARefusalOfAFoldersFirstMessageIsCountedBeforeTheFolderHasAState) {
+  test::TempDir dir;
+  GmailCapture c(dir.path());
+  asio::io_context io;
+  const std::string log = (dir.path() / "commands.log").string();
+  FakeGmail gmail(log, 11, 0, 1001);  // UID 1
+  auto o = c.options(gmail.port());
+  o.batch_size = 1;
+  for (int run = 1; run <= 3; ++run) {
+    imap::Account account(io.get_executor(), o, *c.sink);
+    auto r = run_on(io, account.sync_once());
+    ASSERT_FALSE(r) << "run " << run;
+    const auto cur = c.st->cursor("gmail", "[Gmail]/All Mail").value();
+    ASSERT_TRUE(cur);
+    EXPECT_EQ(cur->highest_uid, 0);
+    EXPECT_NE(cur->extra.find("backfilling=1"), std::string::npos) << cur->extra;
+    EXPECT_NE(cur->extra.find("refused=1," + std::to_string(run) + ","), std::string::npos)
+        << cur->extra;
+  }
+  EXPECT_TRUE(c.st->list({}).value().empty());
+  o.refusals_span = std::chrono::seconds(0);
+  imap::Account account(io.get_executor(), o, *c.sink);
+  auto r = run_on(io, account.sync_once());
+  ASSERT_TRUE(r) << r.error().message;
+  const auto cur = c.st->cursor("gmail", "[Gmail]/All Mail").value();
+  EXPECT_EQ(cur->highest_uid, 5);
+  EXPECT_NE(cur->extra.find("backfilling=0"), std::string::npos) << cur->extra;
+  const auto acts = c.st->list({}).value();
+  ASSERT_EQ(acts.size(), 4u);
+  int failed = 0;
+  for (const auto& a : acts) {
+    if (a.status != store::DecisionStatus::failed) continue;
+    ++failed;
+    EXPECT_EQ(a.rule, "fetch");
+    ASSERT_EQ(a.sources.size(), 1u);
+    EXPECT_EQ(a.sources[0].uid, 1);
+  }
+  EXPECT_EQ(failed, 1);
 }
 
 // Gmail may refuse the first fetch of a message it cannot read (its

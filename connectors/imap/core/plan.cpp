@@ -44,6 +44,7 @@ FolderPlan plan_folder(const std::string& folder, const std::optional<FolderStat
     return p;
   }
   p.start.highest_uid = s.highest_uid;
+  p.start.refused = s.refused;
   if (s.backfilling) {
     p.kind = PlanKind::backfill;
     p.start.backfilling = true;

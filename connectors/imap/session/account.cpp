@@ -196,6 +196,8 @@ struct Account::Impl {
   // `state` by value: a folder's last commit may still run after the folder's
   // sync returned (sync_all).
   Awaitable<SyncResult<void>> commit(FolderState state, std::vector<FetchedMessage> messages) {
+    // A refusal counted for a message the mark now passes is settled.
+    if (state.refused.uid <= state.highest_uid) state.refused = {};
     co_return co_await on_sink([&] { return sink.commit(state, std::move(messages)); });
   }
 
@@ -427,14 +429,6 @@ struct Account::Impl {
   // Folders with the \Sent special use (resolve_folders): their messages are
   // sent mail (FetchedMessage::sent).
   std::vector<std::string> sent_folders;
-  // Refusals of the bytes of a message fetched alone (finish_batch), by
-  // "folder/UIDVALIDITY/UID": on how many passes, and when first.
-  struct Refusals {
-    unsigned passes = 0;
-    std::chrono::steady_clock::time_point first;
-  };
-  std::map<std::string, Refusals> refused_alone;
-
   static void merge(FetchItem& into, FetchItem&& from) {
     into.uid = from.uid;
     if (from.size) into.size = from.size;
@@ -462,19 +456,28 @@ struct Account::Impl {
   // Whether a refusal with nothing of its batch sent, which fails the pass,
   // is taken as the message's own instead: only when the batch asked for one
   // message (`asked`), refused on refusals_before_failed passes over
-  // refusals_span.
-  bool refused_for_good(const FolderState& where, const std::vector<std::uint32_t>& asked) {
-    if (asked.size() != 1) return false;
-    const std::string place = where.folder + "/" + std::to_string(where.uidvalidity) + "/" +
-                              std::to_string(asked.front());
-    const auto now = std::chrono::steady_clock::now();
-    Refusals& seen = refused_alone[place];
-    if (seen.passes++ == 0) seen.first = now;
-    if (seen.passes < options.refusals_before_failed || now - seen.first < options.refusals_span) {
-      return false;
+  // refusals_span. Otherwise that refusal is counted with the folder's
+  // state (`where.refused`, from the stored state), and the pass fails.
+  Awaitable<bool> refused_for_good(const FolderState& where, std::vector<std::uint32_t> asked) {
+    if (asked.size() != 1) co_return false;
+    const std::int64_t now = std::chrono::duration_cast<std::chrono::seconds>(
+                                 std::chrono::system_clock::now().time_since_epoch())
+                                 .count();
+    Refusal r = where.refused.uid == asked.front() ? where.refused : Refusal{asked.front(), 0, now};
+    ++r.passes;
+    if (r.passes >= options.refusals_before_failed &&
+        now - r.since >= options.refusals_span.count()) {
+      co_return true;
     }
-    refused_alone.erase(place);
-    return true;
+    FolderState noted = where;
+    noted.refused = r;
+    noted.uidnext = 0;  // stored only where the folder had no state: a mark that did not move
+    if (auto n = co_await on_sink([&] { return sink.note_refusal(noted); }); !n) {
+      std::string why =
+          options.name + ": " + where.folder + ": cannot count a refusal: " + n.error().message;
+      co_await warn(std::move(why));
+    }
+    co_return false;
   }
 
   // Reads the first fetch of `b`, a batch of the folder at `where`, and
@@ -492,7 +495,10 @@ struct Account::Impl {
       refused = r.error();
       const bool none_sent = std::none_of(b.uids.begin(), b.uids.end(),
                                           [&](std::uint32_t u) { return fetched.contains(u); });
-      if (none_sent && !refused_for_good(where, b.uids)) co_return *refused;
+      if (none_sent) {
+        const bool for_good = co_await refused_for_good(where, b.uids);
+        if (!for_good) co_return *refused;
+      }
     }
 
     const bool sent_folder =
@@ -649,7 +655,8 @@ struct Account::Impl {
       for (const auto& m : out) {
         if (!m.known) asked.push_back(m.uid);
       }
-      if (!refused_for_good(where, asked)) co_return *refused;
+      const bool for_good = co_await refused_for_good(where, std::move(asked));
+      if (!for_good) co_return *refused;
     }
     std::erase_if(out, [](const FetchedMessage& m) { return m.uid == 0; });
     co_return out;
