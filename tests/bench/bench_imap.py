@@ -12,7 +12,9 @@ Fills a throwaway Dovecot on 127.0.0.1 with a generated mailbox (INBOX and Sent,
      (/dev/shm: no disk at all, the peer's best case);
   the server-warm first runs (crm-captured into a new store, and both mbsync
   runs) are repeated --rounds times in turns, and summed up as median, least
-  and most: this machine's speed varies by more than the gap between them;
+  and most, and as crm-captured's round-by-round difference to each mbsync
+  run (median, and rounds won): this machine's speed varies by more than the
+  gap between them;
   3. new mail to stored activity with IDLE: crm-captured running as a daemon,
      a message delivered with doveadm, the time until its row is in the store
      (--idle-samples times; median and max).
@@ -141,6 +143,27 @@ def summarize(results):
     return lines
 
 
+def paired(results, ours, peers):
+    """Round by round (the same round ran both, minutes apart at most), how
+    much faster `ours` was than each peer: the median of those differences
+    and how many rounds it won, in the flat keys `<ours>_minus_<peer>_s` and
+    `<ours>_won_against_<peer>`. Such pairs see less of the machine's drift
+    than two medians taken apart."""
+    lines = []
+    mine = [t for t, _ in results.get(ours + "_runs", [])]
+    for peer in peers:
+        theirs = [t for t, _ in results.get(peer + "_runs", [])]
+        diffs = [a - b for a, b in zip(mine, theirs)]
+        if not diffs:
+            continue
+        won = sum(1 for d in diffs if d < 0)
+        results[f"{ours}_minus_{peer}_s"] = round(statistics.median(diffs), 3)
+        results[f"{ours}_won_against_{peer}"] = f"{won}/{len(diffs)}"
+        lines.append(f"  {ours} - {peer}: median {statistics.median(diffs):+.2f} s per round, "
+                     f"faster in {won} of {len(diffs)} rounds")
+    return lines
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--build", default=os.path.join(ROOT, "build"))
@@ -252,6 +275,8 @@ def main():
         print(f"new mail -> stored activity (IDLE): median {results['idle_median_ms']} ms, "
               f"max {results['idle_max_ms']} ms over {len(latencies)} samples")
         for line in summarize(results):
+            print(line)
+        for line in paired(results, "crm_first_warm", ["mbsync_first", "mbsync_tmpfs_first"]):
             print(line)
         print(json.dumps(results))
         return 0
