@@ -7,6 +7,7 @@
 #include "connectors/imap/imap.hpp"
 #include "daemon/capture/capture.hpp"
 #include "daemon/capture/imap_sink.hpp"
+#include "parsers/mail/mail.hpp"
 #include "tests/daemon/test_support.hpp"
 #include "tests/servers/dovecot_fixture.hpp"
 
@@ -695,17 +696,17 @@ TEST_F(ImapSync, ASmallMessageComesWithoutItsAttachmentAndAllTextComesWhole) {
       "Content-Transfer-Encoding: base64\n\n"
       "JVBERi0xLjQKTkRBLUJZVEVTLU5EQS1CWVRFUwo=\n"
       "--b1--\n";
-  // Text only, in two forms: nothing to leave out, so one whole fetch.
-  const std::string alternative =
+  // Text only, all of it read: nothing to leave out, so one whole fetch.
+  const std::string two_texts =
       "From: jane@acme.com\nTo: user1@example.com\nSubject: Pricing\n"
-      "Date: Mon, 23 Nov 2026 09:00:00 +0000\nMessage-ID: <alt@acme.com>\n"
-      "MIME-Version: 1.0\nContent-Type: multipart/alternative; boundary=\"a1\"\n\n"
+      "Date: Mon, 23 Nov 2026 09:00:00 +0000\nMessage-ID: <two@acme.com>\n"
+      "MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=\"m1\"\n\n"
       "This is a preamble.\n"
-      "--a1\nContent-Type: text/plain; charset=utf-8\n\nThe price is 40 EUR a seat.\n"
-      "--a1\nContent-Type: text/html; charset=utf-8\n\n<p>The price is 40 EUR a seat.</p>\n"
-      "--a1--\n";
+      "--m1\nContent-Type: text/plain; charset=utf-8\n\nThe price is 40 EUR a seat.\n"
+      "--m1\nContent-Type: text/plain; charset=utf-8\n\nIt holds until June.\n"
+      "--m1--\n";
   dovecot->deliver_doveadm("INBOX", small_pdf);
-  dovecot->deliver_doveadm("INBOX", alternative);
+  dovecot->deliver_doveadm("INBOX", two_texts);
   HandedOverSink handed(*sink);
   {
     imap::Account account(io.get_executor(), options(), handed);
@@ -719,16 +720,100 @@ TEST_F(ImapSync, ASmallMessageComesWithoutItsAttachmentAndAllTextComesWhole) {
   EXPECT_EQ(nda.raw.find("JVBERi0xLjQ"), std::string::npos) << nda.raw;  // no attachment bytes
   EXPECT_NE(nda.raw.find("signed NDA attached"), std::string::npos) << nda.raw;
   EXPECT_NE(nda.raw.find("filename=\"nda.pdf\""), std::string::npos) << nda.raw;
-  ASSERT_TRUE(handed.by_message_id.contains("<alt@acme.com>"));
-  const imap::FetchedMessage& alt = handed.by_message_id.at("<alt@acme.com>");
-  EXPECT_FALSE(alt.partial);
-  EXPECT_NE(alt.raw.find("This is a preamble."), std::string::npos) << alt.raw;  // byte for byte
-  EXPECT_NE(alt.raw.find("<p>The price is 40 EUR a seat.</p>"), std::string::npos) << alt.raw;
+  ASSERT_TRUE(handed.by_message_id.contains("<two@acme.com>"));
+  const imap::FetchedMessage& two = handed.by_message_id.at("<two@acme.com>");
+  EXPECT_FALSE(two.partial);
+  EXPECT_NE(two.raw.find("This is a preamble."), std::string::npos) << two.raw;  // byte for byte
+  EXPECT_NE(two.raw.find("It holds until June."), std::string::npos) << two.raw;
 
   const auto stored = st->by_source_key("mid:nda@acme.com").value();
   ASSERT_TRUE(stored.has_value());
   EXPECT_EQ(stored->status, store::DecisionStatus::captured) << stored->reason;
   EXPECT_NE(stored->snippet.find("signed NDA attached"), std::string::npos) << stored->snippet;
+}
+
+// Of a multipart/alternative with a large unread alternative, only the one
+// capture takes its text from comes (text/plain before HTML, as the parser
+// chooses), and calendar parts wherever they are: the HTML beside a
+// text/plain is not fetched, and capture reads what it reads of the whole.
+// A small one still comes whole (k_whole_despite_alternatives).
+TEST_F(ImapSync, TheHtmlBesideATextPlainIsNotFetchedAndCaptureReadsTheSame) {
+  std::string html_bytes = "<p style=\"color:#123456\">HTML-ONLY-BYTES</p>\n";
+  while (html_bytes.size() < 20000) html_bytes += "<p>Our newsletter, in full colour.</p>\n";
+  const std::string invite =
+      "From: jane@acme.com\nTo: user1@example.com\nSubject: Pricing call\n"
+      "Date: Mon, 23 Nov 2026 09:00:00 +0000\nMessage-ID: <inv@acme.com>\n"
+      "MIME-Version: 1.0\nContent-Type: multipart/alternative; boundary=\"a1\"\n\n"
+      "--a1\nContent-Type: text/plain; charset=utf-8\n\nThe price is 40 EUR a seat.\n"
+      "--a1\nContent-Type: text/html; charset=utf-8\n\n" +
+      html_bytes +
+      "--a1\nContent-Type: text/calendar; charset=utf-8; method=REQUEST\n\n"
+      "BEGIN:VCALENDAR\nMETHOD:REQUEST\nBEGIN:VEVENT\nUID:call-1@acme.com\n"
+      "DTSTART:20261124T100000Z\nDTEND:20261124T103000Z\nSUMMARY:Pricing call\n"
+      "END:VEVENT\nEND:VCALENDAR\n"
+      "--a1--\n";
+  // HTML only: then it is the text, and it comes.
+  const std::string html_only =
+      "From: jane@acme.com\nTo: user1@example.com\nSubject: Pricing\n"
+      "Date: Mon, 23 Nov 2026 09:00:00 +0000\nMessage-ID: <html@acme.com>\n"
+      "MIME-Version: 1.0\nContent-Type: multipart/alternative; boundary=\"a2\"\n\n"
+      "--a2\nContent-Type: text/html; charset=utf-8\n\n<p>Only HTML here.</p>\n"
+      "--a2--\n";
+  // A small HTML beside the text/plain: the message comes whole.
+  const std::string small_html =
+      "From: jane@acme.com\nTo: user1@example.com\nSubject: Pricing\n"
+      "Date: Mon, 23 Nov 2026 09:00:00 +0000\nMessage-ID: <small@acme.com>\n"
+      "MIME-Version: 1.0\nContent-Type: multipart/alternative; boundary=\"a3\"\n\n"
+      "--a3\nContent-Type: text/plain; charset=utf-8\n\nSee you Tuesday.\n"
+      "--a3\nContent-Type: text/html; charset=utf-8\n\n<p>See you <b>Tuesday</b>.</p>\n"
+      "--a3--\n";
+  dovecot->deliver_doveadm("INBOX", small_html);
+  dovecot->deliver_doveadm("INBOX", invite);
+  dovecot->deliver_doveadm("INBOX", html_only);
+  HandedOverSink handed(*sink);
+  {
+    imap::Account account(io.get_executor(), options(), handed);
+    auto r = run_on(io, account.sync_once());
+    ASSERT_TRUE(r) << r.error().message;
+    EXPECT_EQ(folder(*r, "INBOX")->handed_over, 3u);
+  }
+  ASSERT_TRUE(handed.by_message_id.contains("<small@acme.com>"));
+  const imap::FetchedMessage& small = handed.by_message_id.at("<small@acme.com>");
+  EXPECT_FALSE(small.partial);
+  EXPECT_NE(small.raw.find("<b>Tuesday</b>"), std::string::npos) << small.raw;
+  ASSERT_TRUE(handed.by_message_id.contains("<inv@acme.com>"));
+  const imap::FetchedMessage& inv = handed.by_message_id.at("<inv@acme.com>");
+  EXPECT_TRUE(inv.partial);
+  EXPECT_EQ(inv.raw.find("HTML-ONLY-BYTES"), std::string::npos) << inv.raw;
+  EXPECT_NE(inv.raw.find("Content-Type: text/html"), std::string::npos) << inv.raw;
+  EXPECT_NE(inv.raw.find("The price is 40 EUR a seat."), std::string::npos) << inv.raw;
+  EXPECT_NE(inv.raw.find("UID:call-1@acme.com"), std::string::npos) << inv.raw;
+  ASSERT_TRUE(handed.by_message_id.contains("<html@acme.com>"));
+  const imap::FetchedMessage& html = handed.by_message_id.at("<html@acme.com>");
+  EXPECT_FALSE(html.partial);
+  EXPECT_NE(html.raw.find("Only HTML here."), std::string::npos) << html.raw;
+
+  // What capture reads of the parts fetched is what it reads of the whole.
+  for (const auto& [whole_raw, fetched] :
+       {std::pair{test::message(invite), &inv}, std::pair{test::message(html_only), &html}}) {
+    SCOPED_TRACE(fetched->message_id);
+    const auto whole = mail::parse(whole_raw);
+    const auto parts = mail::parse(fetched->raw);
+    ASSERT_TRUE(whole && parts);
+    EXPECT_EQ(parts->text, whole->text);
+    EXPECT_EQ(parts->snippet, whole->snippet);
+    EXPECT_EQ(parts->attachments, whole->attachments);
+    EXPECT_EQ(parts->warnings, whole->warnings);
+    EXPECT_EQ(parts->body_error, whole->body_error);
+    ASSERT_EQ(parts->calendar_parts.size(), whole->calendar_parts.size());
+    for (std::size_t i = 0; i < whole->calendar_parts.size(); ++i) {
+      EXPECT_EQ(parts->calendar_parts[i].uid, whole->calendar_parts[i].uid);
+      EXPECT_EQ(parts->calendar_parts[i].text, whole->calendar_parts[i].text);
+    }
+  }
+  EXPECT_EQ(mail::parse(inv.raw)->calendar_parts.size(), 1u);
+  EXPECT_LT(inv.raw.size(), 2000u) << inv.raw;
+  EXPECT_EQ(activities().size(), 3u);
 }
 
 // An io_context on a thread of its own, as crm-captured runs capture.
