@@ -668,6 +668,22 @@ class SqliteStore final : public Store {
     return sql_error("looking up source keys", e);
   }
 
+  Result<std::vector<bool>> inbound_source_keys(const std::vector<std::string>& keys) override try {
+    std::vector<bool> out;
+    out.reserve(keys.size());
+    const ReadScope scope(db_);
+    auto& st = stmt("SELECT direction = 'inbound' FROM activities WHERE source_key = ?");
+    for (const auto& k : keys) {
+      st.bind(1, k);
+      out.push_back(first_row(st, [](SQLite::Statement& r) {
+                      return r.getColumn(0).getInt() != 0;
+                    }).value_or(false));
+    }
+    return out;
+  } catch (const std::exception& e) {
+    return sql_error("looking up the direction of source keys", e);
+  }
+
   Result<std::vector<std::string>> source_keys_by_remote_id(
       std::string_view mailbox, const std::vector<std::string>& remote_ids) override try {
     std::vector<std::string> out;

@@ -158,6 +158,7 @@ using UidRanges = std::vector<std::pair<std::uint32_t, std::uint32_t>>;
 struct MessageKey {
   std::string message_id;                 // the Message-ID field, unfolded; may be empty
   std::optional<std::uint64_t> gm_msgid;  // Gmail's X-GM-MSGID, which outlives UIDVALIDITY
+  bool sent = false;                      // kept as sent mail (FetchedMessage::sent)
 };
 
 // The receiving end of the connector (capture and the store). Its calls run
@@ -170,7 +171,10 @@ class MailSink {
   virtual std::optional<FolderState> folder_state(const std::string& folder) = 0;
   // For each message, whether the sink has it already: by X-GM-MSGID where
   // the server gives one, else by Message-ID. A known message is handed over
-  // without its bytes (`known`), so that only its new place is recorded.
+  // without its bytes (`known`), so that only its new place is recorded. A
+  // message kept as sent mail whose activity was decided inbound (its copy
+  // in INBOX came first: a Bcc to oneself, a shared address one is in) is
+  // not known: it comes again, to be decided as the sent mail it is.
   virtual std::vector<bool> known_messages(const std::vector<MessageKey>& keys) = 0;
   // Captures a batch and stores `state` in the same transaction. An error
   // leaves the state as it was; the account stops the folder's sync.

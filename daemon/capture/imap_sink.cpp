@@ -133,6 +133,23 @@ store::Result<std::vector<std::string>> ImapSink::stored_keys(
       if (!mids[i].empty() && (*have)[i]) out[i] = std::move(mids[i]);
     }
   }
+  // Sent mail whose activity was decided inbound (its copy in INBOX came
+  // first) is not known: it is decided again, as sent.
+  std::vector<std::string> sent_known;
+  std::vector<std::size_t> at;
+  for (std::size_t i = 0; i < keys.size(); ++i) {
+    if (keys[i].sent && !out[i].empty()) {
+      sent_known.push_back(out[i]);
+      at.push_back(i);
+    }
+  }
+  if (!sent_known.empty()) {
+    auto inbound = activities_.inbound_source_keys(sent_known);
+    if (!inbound) return inbound.error();
+    for (std::size_t j = 0; j < at.size(); ++j) {
+      if ((*inbound)[j]) out[at[j]].clear();
+    }
+  }
   return out;
 }
 
@@ -153,7 +170,8 @@ imap::SyncResult<void> ImapSink::commit(const imap::FolderState& state,
   // may hold two copies of a message. So a message stored since it asked (or
   // not asked), or seen earlier in this batch, is known too. Only its place
   // is new, and a later copy (a list's re-send) never overwrites the
-  // decision on the first.
+  // decision on the first; but for a copy kept as sent mail when the first
+  // was decided inbound (stored_keys): that decision is made again, as sent.
   store::Batch batch;
   {
     // Every look-up of the batch (known keys, and each message's contacts,
@@ -177,7 +195,7 @@ imap::SyncResult<void> ImapSink::decide_batch(const imap::FolderState& state,
                                               store::Batch& batch) {
   std::vector<imap::MessageKey> keys;
   keys.reserve(messages.size());
-  for (const auto& m : messages) keys.push_back({m.message_id, m.gm_msgid});
+  for (const auto& m : messages) keys.push_back({m.message_id, m.gm_msgid, m.sent});
   auto stored = stored_keys(keys);
   if (!stored)
     return store_failure(mailbox_ + ": cannot read the store: " + stored.error().message);

@@ -682,6 +682,52 @@ TEST_F(ImapSync, MailInTheSentFolderIsOutboundWhateverItsFrom) {
   EXPECT_EQ(by.at("alias-in@example.com").direction, store::Direction::inbound);
 }
 
+// A message first found in INBOX (sent from a shared address one is in, or
+// Bcc'd to oneself) is decided inbound; its copy in Sent then decides it
+// again, as sent, on the Sent folder's first pass and on a later one alike,
+// and it stays one activity with both places.
+TEST_F(ImapSync, ACopyInSentDecidesAsSentAMessageFirstSeenInInbox) {
+  const std::string first =
+      dated("shared-1@example.com", "Sales <sales@example.com>", "Offer", "Cc: jane@acme.com\n");
+  const std::string later = dated("shared-2@example.com", "Sales <sales@example.com>",
+                                  "Offer again", "Cc: jane@acme.com\n");
+  dovecot->deliver_doveadm("INBOX", first);
+  dovecot->deliver_doveadm("Sent", first);
+  auto o = options();
+  o.folders = {"INBOX", "\\Sent"};
+  auto r = sync(o);
+  ASSERT_TRUE(r) << r.error().message;
+  // Sent synced before now: its new message's Message-ID is asked first.
+  dovecot->deliver_doveadm("INBOX", later);
+  ASSERT_TRUE(sync(o));
+  {
+    const auto a = st->by_source_key("mid:shared-2@example.com").value();
+    ASSERT_TRUE(a);
+    EXPECT_EQ(a->direction, store::Direction::inbound);  // only the INBOX copy so far
+  }
+  dovecot->deliver_doveadm("Sent", later);
+  auto again = sync(o);
+  ASSERT_TRUE(again) << again.error().message;
+  EXPECT_EQ(folder(*again, "Sent")->known, 0u);  // its bytes came, to be decided
+  for (const char* key : {"mid:shared-1@example.com", "mid:shared-2@example.com"}) {
+    SCOPED_TRACE(key);
+    const auto a = st->by_source_key(key).value();
+    ASSERT_TRUE(a);
+    EXPECT_EQ(a->direction, store::Direction::outbound);
+    ASSERT_EQ(a->sources.size(), 2u);
+    EXPECT_EQ(a->sources[0].folder, "INBOX");
+    EXPECT_EQ(a->sources[1].folder, "Sent");
+  }
+  EXPECT_EQ(activities().size(), 2u);
+  // Decided as sent, it is known from then on.
+  dovecot->deliver_doveadm("Sent", test::message("From: user1@example.com\nTo: jane@acme.com\n"
+                                                 "Subject: Unrelated\nDate: Mon, 23 Nov 2026 "
+                                                 "11:00:00 +0000\nMessage-ID: <u@example.com>\n"));
+  auto third = sync(o);
+  ASSERT_TRUE(third) << third.error().message;
+  EXPECT_EQ(activities().size(), 3u);
+}
+
 TEST_F(ImapSync, ASmallMessageComesWithoutItsAttachmentAndAllTextComesWhole) {
   // Far below the 64 KiB cut, yet with an attachment: its structure, not its
   // size, decides. Only the text and the attachment's MIME header come.
@@ -1137,24 +1183,28 @@ TEST_F(ImapSync, ACopyInTheNextBatchIsANewPlaceNotANewDecision) {
 }
 
 TEST_F(ImapSync, ACopyWhoseMessageIdHasACommentAndFoldingIsKnownByTheParsersKey) {
-  // The same message in INBOX and, later, in Sent, its Message-ID folded and
-  // with a comment. Sent was synced before, so the first fetch reads the
-  // field's text; the copy must be known by the key its activity was stored
-  // under ("mid:" + the parser's id), so its bytes are not fetched again and
-  // the first decision stays.
+  // The same message in INBOX and, later, in Archive, its Message-ID folded
+  // and with a comment. Archive was synced before, so the first fetch reads
+  // the field's text; the copy must be known by the key its activity was
+  // stored under ("mid:" + the parser's id), so its bytes are not fetched
+  // again and the first decision stays. (A copy in Sent would be decided
+  // again, as sent: ACopyInSentDecidesAsSentAMessageFirstSeenInInbox.)
   const std::string raw = test::message(
       "From: jane@acme.com\nTo: user1@example.com\nSubject: Renewal\n"
       "Date: Mon, 23 Nov 2026 09:00:00 +0000\nMessage-ID:\n <odd.id@acme.com> (sent by Acme)\n");
+  dovecot->doveadm({"mailbox", "create", "-u", dovecot->user(), "Archive"});
+  auto o = options();
+  o.folders = {"INBOX", "Archive"};
   dovecot->deliver_doveadm("INBOX", raw);
-  auto first = sync(options());
+  auto first = sync(o);
   ASSERT_TRUE(first) << first.error().message;
   EXPECT_EQ(folder(*first, "INBOX")->handed_over, 1u);
   EXPECT_EQ(folder(*first, "INBOX")->known, 0u);
-  dovecot->deliver_doveadm("Sent", raw);
-  auto r = sync(options());
+  dovecot->deliver_doveadm("Archive", raw);
+  auto r = sync(o);
   ASSERT_TRUE(r) << r.error().message;
-  EXPECT_EQ(folder(*r, "Sent")->handed_over, 1u);
-  EXPECT_EQ(folder(*r, "Sent")->known, 1u);
+  EXPECT_EQ(folder(*r, "Archive")->handed_over, 1u);
+  EXPECT_EQ(folder(*r, "Archive")->known, 1u);
   const auto a = st->by_source_key("mid:odd.id@acme.com").value();
   ASSERT_TRUE(a);
   EXPECT_EQ(a->sources.size(), 2u);
@@ -1167,14 +1217,17 @@ TEST_F(ImapSync, ACopyWhoseMessageIdHasACommentAndFoldingIsKnownByTheParsersKey)
 // header. Here the copy is a mailing list's re-send: decided again, it would
 // be skipped as bulk and overwrite the first decision.
 TEST_F(ImapSync, OnAFoldersFirstPassACopyComesWholeAndIsStillOnlyANewPlace) {
+  dovecot->doveadm({"mailbox", "create", "-u", dovecot->user(), "Archive"});
   dovecot->deliver_doveadm("INBOX", dated("dup@acme.com", "jane@acme.com", "Renewal"));
-  dovecot->deliver_doveadm("Sent", dated("dup@acme.com", "jane@acme.com", "[list] Renewal",
-                                         "List-Id: <sales.acme.com>\n"));
-  auto r = sync(options());
+  dovecot->deliver_doveadm("Archive", dated("dup@acme.com", "jane@acme.com", "[list] Renewal",
+                                            "List-Id: <sales.acme.com>\n"));
+  auto o = options();
+  o.folders = {"INBOX", "Archive"};
+  auto r = sync(o);
   ASSERT_TRUE(r) << r.error().message;
   EXPECT_EQ(folder(*r, "INBOX")->handed_over, 1u);
-  EXPECT_EQ(folder(*r, "Sent")->handed_over, 1u);
-  EXPECT_EQ(folder(*r, "Sent")->known, 0u);  // its bytes came
+  EXPECT_EQ(folder(*r, "Archive")->handed_over, 1u);
+  EXPECT_EQ(folder(*r, "Archive")->known, 0u);  // its bytes came
   ASSERT_EQ(activities().size(), 1u);
   const auto dup = st->by_source_key("mid:dup@acme.com").value();
   ASSERT_TRUE(dup);

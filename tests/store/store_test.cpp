@@ -526,6 +526,16 @@ TEST(StoreActivities, SeenAgainAddsOnlyAPlaceAndKnowsKeys) {
   EXPECT_EQ(l.store->known_uids("alice", "Sent", 3).value().size(), 1u);
   EXPECT_EQ(l.store->have_source_keys({"mid:1@x", "mid:2@x"}).value(),
             (std::vector<bool>{true, false}));
+  // Stored inbound (make_activity's direction); unknown keys are not.
+  EXPECT_EQ(l.store->inbound_source_keys({"mid:1@x", "mid:2@x"}).value(),
+            (std::vector<bool>{true, false}));
+  Batch sent;
+  auto out = make_activity("mid:1@x", "2026-11-01T10:00:00Z", "");
+  out.direction = Direction::outbound;
+  sent.items.push_back({out, SourceRef{"alice", "Sent", 3, 9, ""}});
+  ASSERT_TRUE(l.store->commit(sent));
+  EXPECT_EQ(l.store->inbound_source_keys({"mid:1@x"}).value(), std::vector<bool>{false});
+  EXPECT_EQ(l.store->list({}).value().size(), 1u);
 }
 
 TEST(StoreActivities, RemovedUidsMarkOnlyTheirFolderAndUidValidityAndKeepTheActivity) {

@@ -577,6 +577,7 @@ struct Account::Impl {
           FetchedMessage m;
           m.uid = uid;
           m.refused = refused->message;
+          m.sent = sent_folder;
           keys.emplace_back();
           b.messages.push_back(std::move(m));
         }
@@ -598,7 +599,7 @@ struct Account::Impl {
       if (f.internaldate) m.internaldate = internaldate_to_unix(*f.internaldate).value_or(0);
       m.gm_msgid = f.gm_msgid;
       m.sent = sent_folder || has_gmail_label(f, "\\Sent");
-      keys.push_back({m.message_id, m.gm_msgid});
+      keys.push_back({m.message_id, m.gm_msgid, m.sent});
       b.messages.push_back(std::move(m));
     }
     // Without a Message-ID or a server id to go by (a folder's first pass
