@@ -123,6 +123,17 @@ class ImapSync : public ::testing::Test {
 
   std::vector<store::Activity> activities() { return st->list({}).value(); }
 
+  // Syncs once into `into` (a sink that keeps what it is handed), which must
+  // be handed `inbox` messages of INBOX.
+  void sync_into(imap::MailSink& into, const imap::AccountOptions& o, std::uint32_t inbox) {
+    imap::Account account(io.get_executor(), o, into);
+    auto r = run_on(io, account.sync_once());
+    ASSERT_TRUE(r) << r.error().message;
+    const imap::FolderReport* f = folder(*r, "INBOX");
+    ASSERT_NE(f, nullptr);
+    EXPECT_EQ(f->handed_over, inbox);
+  }
+
   // Syncs once through a sink whose commit number `fail_at` fails, as a full
   // disk would: the sync must end in that sink error (defined below FailingSink).
   void sync_failing_at_commit(const imap::AccountOptions& o, int fail_at);
@@ -591,22 +602,12 @@ TEST_F(ImapSync, OnlyAFolderSyncedBeforeIsAskedForMessageIdsFirst) {
   HandedOverSink handed(*sink);
   auto o = options();
   o.folders = {"INBOX"};
-  {
-    imap::Account account(io.get_executor(), o, handed);
-    auto r = run_on(io, account.sync_once());
-    ASSERT_TRUE(r) << r.error().message;
-    EXPECT_EQ(folder(*r, "INBOX")->handed_over, 2u);
-  }
+  ASSERT_NO_FATAL_FAILURE(sync_into(handed, o, 2));
   EXPECT_TRUE(handed.asked.empty());
   EXPECT_TRUE(handed.by_message_id.contains("<a1@acme.com>"));
   EXPECT_TRUE(handed.by_message_id.contains("<a2@acme.com>"));
   dovecot->deliver_doveadm("INBOX", dated("a3@acme.com", "jane@acme.com", "Three"));
-  {
-    imap::Account account(io.get_executor(), o, handed);
-    auto r = run_on(io, account.sync_once());
-    ASSERT_TRUE(r) << r.error().message;
-    EXPECT_EQ(folder(*r, "INBOX")->handed_over, 1u);
-  }
+  ASSERT_NO_FATAL_FAILURE(sync_into(handed, o, 1));
   EXPECT_EQ(handed.asked, std::vector<std::string>{"<a3@acme.com>"});
   EXPECT_EQ(activities().size(), 3u);
 }
@@ -635,12 +636,7 @@ TEST_F(ImapSync, ALargeMessageComesPartByPartWithoutItsAttachment) {
   HandedOverSink handed(*sink);
   auto o = options();
   o.max_part_bytes = 16384;
-  {
-    imap::Account account(io.get_executor(), o, handed);
-    auto r = run_on(io, account.sync_once());
-    ASSERT_TRUE(r) << r.error().message;
-    EXPECT_EQ(folder(*r, "INBOX")->handed_over, 2u);
-  }
+  ASSERT_NO_FATAL_FAILURE(sync_into(handed, o, 2));
   // The Message-ID, unfolded (on a folder's first pass, from the header the
   // message's bytes start with).
   ASSERT_TRUE(handed.by_message_id.contains("<big@acme.com>"));
@@ -754,12 +750,7 @@ TEST_F(ImapSync, ASmallMessageComesWithoutItsAttachmentAndAllTextComesWhole) {
   dovecot->deliver_doveadm("INBOX", small_pdf);
   dovecot->deliver_doveadm("INBOX", two_texts);
   HandedOverSink handed(*sink);
-  {
-    imap::Account account(io.get_executor(), options(), handed);
-    auto r = run_on(io, account.sync_once());
-    ASSERT_TRUE(r) << r.error().message;
-    EXPECT_EQ(folder(*r, "INBOX")->handed_over, 2u);
-  }
+  ASSERT_NO_FATAL_FAILURE(sync_into(handed, options(), 2));
   ASSERT_TRUE(handed.by_message_id.contains("<nda@acme.com>"));
   const imap::FetchedMessage& nda = handed.by_message_id.at("<nda@acme.com>");
   EXPECT_TRUE(nda.partial);
@@ -817,12 +808,7 @@ TEST_F(ImapSync, TheHtmlBesideATextPlainIsNotFetchedAndCaptureReadsTheSame) {
   dovecot->deliver_doveadm("INBOX", invite);
   dovecot->deliver_doveadm("INBOX", html_only);
   HandedOverSink handed(*sink);
-  {
-    imap::Account account(io.get_executor(), options(), handed);
-    auto r = run_on(io, account.sync_once());
-    ASSERT_TRUE(r) << r.error().message;
-    EXPECT_EQ(folder(*r, "INBOX")->handed_over, 3u);
-  }
+  ASSERT_NO_FATAL_FAILURE(sync_into(handed, options(), 3));
   ASSERT_TRUE(handed.by_message_id.contains("<small@acme.com>"));
   const imap::FetchedMessage& small = handed.by_message_id.at("<small@acme.com>");
   EXPECT_FALSE(small.partial);
@@ -1494,6 +1480,22 @@ std::size_t count_of(const std::string& text, const std::string& needle) {
   return n;
 }
 
+// A fake Gmail that refuses the message with X-GM-MSGID `refuse` (at `at`,
+// see FakeGmail), a store to capture into, and the options for it.
+struct RefusingGmail {
+  explicit RefusingGmail(int refuse, const std::string& at = "body")
+      : c(dir.path()),
+        log((dir.path() / "commands.log").string()),
+        gmail(log, 11, 0, refuse, at),
+        o(c.options(gmail.port())) {}
+  test::TempDir dir;
+  GmailCapture c;
+  asio::io_context io;
+  std::string log;
+  FakeGmail gmail;
+  imap::AccountOptions o;
+};
+
 // The end of a sync of the fake Gmail whose "Pilot" (UID 2) was refused for
 // good: the folder moved past it, and it is the one activity recorded as
 // failed, by the fetch rule, with the server's words. Known by its
@@ -1517,6 +1519,25 @@ void expect_pilot_recorded_as_failed(const GmailCapture& c,
     EXPECT_EQ(a.sources[0].remote_id, remote_id);
   }
   EXPECT_EQ(failed, 1);
+}
+
+// One pass of `account` that the server's refusal fails: the folder's mark
+// stays at `mark`. Returns the folder's stored state, in the store's words.
+store::SyncCursor expect_refused_pass(asio::io_context& io, imap::Account& account,
+                                      const GmailCapture& c, std::int64_t mark) {
+  auto r = run_on(io, account.sync_once());
+  EXPECT_FALSE(r);
+  if (!r) {
+    EXPECT_EQ(r.error().code, imap::make_error_code(imap::SyncErrc::server_refused))
+        << r.error().message;
+    EXPECT_NE(r.error().message.find("could not be FETCHed"), std::string::npos)
+        << r.error().message;
+  }
+  const auto cur = c.st->cursor("gmail", "[Gmail]/All Mail").value();
+  EXPECT_TRUE(cur);
+  if (!cur) return {};
+  EXPECT_EQ(cur->highest_uid, mark);
+  return *cur;
 }
 
 }  // namespace
@@ -1566,14 +1587,10 @@ TEST(ImapGmail, SyncsAllMailOnlyAndStoresEachMessageOnce) {
 // with the server's words, and the folder moves on: the pass succeeds, and
 // the next one does not stop at the same batch again.
 TEST(ImapGmail, AMessageTheServerWillNotSendIsRecordedAsFailedAndTheFolderMovesOn) {
-  test::TempDir dir;
-  GmailCapture c(dir.path());
-  asio::io_context io;
-  const std::string log = (dir.path() / "commands.log").string();
-  FakeGmail gmail(log, 11, 0, 1002);  // "Pilot", UID 2
+  RefusingGmail g(1002);  // "Pilot", UID 2
   for (int pass = 0; pass < 2; ++pass) {
-    imap::Account account(io.get_executor(), c.options(gmail.port()), *c.sink);
-    auto r = run_on(io, account.sync_once());
+    imap::Account account(g.io.get_executor(), g.o, *g.c.sink);
+    auto r = run_on(g.io, account.sync_once());
     ASSERT_TRUE(r) << r.error().message;
     if (pass == 0) {
       EXPECT_EQ(r->folders.at(0).handed_over, 4u);
@@ -1581,8 +1598,8 @@ TEST(ImapGmail, AMessageTheServerWillNotSendIsRecordedAsFailedAndTheFolderMovesO
       EXPECT_TRUE(r->folders.at(0).skipped_unchanged);
     }
   }
-  expect_pilot_recorded_as_failed(c);
-  EXPECT_EQ(count_of(test::read_file(log), "SERVED "), 3u);  // 1001, 1003, 1004
+  expect_pilot_recorded_as_failed(g.c);
+  EXPECT_EQ(count_of(test::read_file(g.log), "SERVED "), 3u);  // 1001, 1003, 1004
 }
 
 // A refusal with nothing of the batch sent may be the server failing as a
@@ -1590,24 +1607,15 @@ TEST(ImapGmail, AMessageTheServerWillNotSendIsRecordedAsFailedAndTheFolderMovesO
 // as failed. (Here each batch holds one message; the batch before the
 // refused one is committed.)
 TEST(ImapGmail, ARefusalOfAWholeBatchFailsThePassToBeRetried) {
-  test::TempDir dir;
-  GmailCapture c(dir.path());
-  asio::io_context io;
-  const std::string log = (dir.path() / "commands.log").string();
-  FakeGmail gmail(log, 11, 0, 1002);  // UID 2
-  auto o = c.options(gmail.port());
-  o.batch_size = 1;
-  imap::Account account(io.get_executor(), o, *c.sink);
+  RefusingGmail g(1002);  // UID 2
+  g.o.batch_size = 1;
+  imap::Account account(g.io.get_executor(), g.o, *g.c.sink);
   // Three passes in a row, within the default span of ten minutes: each
   // fails, and nothing is recorded as failed.
   for (int pass = 1; pass <= 3; ++pass) {
-    auto r = run_on(io, account.sync_once());
-    ASSERT_FALSE(r) << "pass " << pass;
-    EXPECT_EQ(r.error().code, imap::make_error_code(imap::SyncErrc::server_refused));
-    EXPECT_NE(r.error().message.find("could not be FETCHed"), std::string::npos)
-        << r.error().message;
-    EXPECT_EQ(c.st->cursor("gmail", "[Gmail]/All Mail").value()->highest_uid, 1);
-    const auto acts = c.st->list({}).value();
+    SCOPED_TRACE("pass " + std::to_string(pass));
+    expect_refused_pass(g.io, account, g.c, 1);
+    const auto acts = g.c.st->list({}).value();
     ASSERT_EQ(acts.size(), 1u);
     EXPECT_EQ(acts[0].subject, "Renewal");
   }
@@ -1619,59 +1627,46 @@ TEST(ImapGmail, ARefusalOfAWholeBatchFailsThePassToBeRetried) {
 // failed and the folder moves on, instead of stopping there for good (and
 // every folder after it with it).
 TEST(ImapGmail, AMessageRefusedAloneOnThreePassesIsRecordedAsFailedAndTheFolderMovesOn) {
-  test::TempDir dir;
-  GmailCapture c(dir.path());
-  asio::io_context io;
-  const std::string log = (dir.path() / "commands.log").string();
-  FakeGmail gmail(log, 11, 0, 1002);  // "Pilot", UID 2
-  auto o = c.options(gmail.port());
-  o.batch_size = 1;
-  o.refusals_span = std::chrono::seconds(0);
-  imap::Account account(io.get_executor(), o, *c.sink);
+  RefusingGmail g(1002);  // "Pilot", UID 2
+  g.o.batch_size = 1;
+  g.o.refusals_span = std::chrono::seconds(0);
+  imap::Account account(g.io.get_executor(), g.o, *g.c.sink);
   for (int pass = 1; pass <= 2; ++pass) {
-    auto r = run_on(io, account.sync_once());
-    ASSERT_FALSE(r) << "pass " << pass;
-    EXPECT_EQ(r.error().code, imap::make_error_code(imap::SyncErrc::server_refused));
-    EXPECT_EQ(c.st->cursor("gmail", "[Gmail]/All Mail").value()->highest_uid, 1);
-    EXPECT_EQ(c.st->list({}).value().size(), 1u);
+    SCOPED_TRACE("pass " + std::to_string(pass));
+    expect_refused_pass(g.io, account, g.c, 1);
+    EXPECT_EQ(g.c.st->list({}).value().size(), 1u);
   }
-  auto r = run_on(io, account.sync_once());
+  auto r = run_on(g.io, account.sync_once());
   ASSERT_TRUE(r) << r.error().message;
-  expect_pilot_recorded_as_failed(c);
+  expect_pilot_recorded_as_failed(g.c);
   // Three passes, three refusals: a fourth is never asked for.
-  EXPECT_EQ(count_of(test::read_file(log), "SERVED 1002"), 0u);
-  EXPECT_EQ(count_of(test::read_file(log), "SERVED "), 3u);  // 1001, 1003, 1004
+  EXPECT_EQ(count_of(test::read_file(g.log), "SERVED 1002"), 0u);
+  EXPECT_EQ(count_of(test::read_file(g.log), "SERVED "), 3u);  // 1001, 1003, 1004
 }
 
 // The same count across separate runs, as crm-captured --once makes them
 // (an Account each): it is kept with the folder's state, so a message the
 // server refuses for good cannot stop its folder there for good either.
 TEST(ImapGmail, RefusalsAreCountedAcrossSeparateRuns) {
-  test::TempDir dir;
-  GmailCapture c(dir.path());
-  asio::io_context io;
-  const std::string log = (dir.path() / "commands.log").string();
-  FakeGmail gmail(log, 11, 0, 1002);  // "Pilot", UID 2
-  auto o = c.options(gmail.port());
-  o.batch_size = 1;
-  auto extra = [&] { return c.st->cursor("gmail", "[Gmail]/All Mail").value()->extra; };
+  RefusingGmail g(1002);  // "Pilot", UID 2
+  g.o.batch_size = 1;
+  auto extra = [&] { return g.c.st->cursor("gmail", "[Gmail]/All Mail").value()->extra; };
   // Inside the default span (10 minutes), even a third refusal fails its run.
   for (int run = 1; run <= 3; ++run) {
-    imap::Account account(io.get_executor(), o, *c.sink);
-    auto r = run_on(io, account.sync_once());
-    ASSERT_FALSE(r) << "run " << run;
-    EXPECT_EQ(r.error().code, imap::make_error_code(imap::SyncErrc::server_refused));
-    EXPECT_EQ(c.st->cursor("gmail", "[Gmail]/All Mail").value()->highest_uid, 1);
-    EXPECT_NE(extra().find("refused=2," + std::to_string(run) + ","), std::string::npos) << extra();
+    SCOPED_TRACE("run " + std::to_string(run));
+    imap::Account account(g.io.get_executor(), g.o, *g.c.sink);
+    const auto cur = expect_refused_pass(g.io, account, g.c, 1);
+    EXPECT_NE(cur.extra.find("refused=2," + std::to_string(run) + ","), std::string::npos)
+        << cur.extra;
   }
-  EXPECT_EQ(c.st->list({}).value().size(), 1u);
+  EXPECT_EQ(g.c.st->list({}).value().size(), 1u);
   // Once the span has passed (0 here), the next run takes the refusal as the
   // message's, and the count goes with the mark past it.
-  o.refusals_span = std::chrono::seconds(0);
-  imap::Account account(io.get_executor(), o, *c.sink);
-  auto r = run_on(io, account.sync_once());
+  g.o.refusals_span = std::chrono::seconds(0);
+  imap::Account account(g.io.get_executor(), g.o, *g.c.sink);
+  auto r = run_on(g.io, account.sync_once());
   ASSERT_TRUE(r) << r.error().message;
-  expect_pilot_recorded_as_failed(c);
+  expect_pilot_recorded_as_failed(g.c);
   EXPECT_EQ(extra().find("refused="), std::string::npos) << extra();
 }
 
@@ -1679,33 +1674,25 @@ TEST(ImapGmail, RefusalsAreCountedAcrossSeparateRuns) {
 // folder has no state yet: the count is stored with a mark at 0, and the
 // first sync goes on from there.
 TEST(ImapGmail, ARefusalOfAFoldersFirstMessageIsCountedBeforeTheFolderHasAState) {
-  test::TempDir dir;
-  GmailCapture c(dir.path());
-  asio::io_context io;
-  const std::string log = (dir.path() / "commands.log").string();
-  FakeGmail gmail(log, 11, 0, 1001);  // UID 1
-  auto o = c.options(gmail.port());
-  o.batch_size = 1;
+  RefusingGmail g(1001);  // UID 1
+  g.o.batch_size = 1;
   for (int run = 1; run <= 3; ++run) {
-    imap::Account account(io.get_executor(), o, *c.sink);
-    auto r = run_on(io, account.sync_once());
-    ASSERT_FALSE(r) << "run " << run;
-    const auto cur = c.st->cursor("gmail", "[Gmail]/All Mail").value();
-    ASSERT_TRUE(cur);
-    EXPECT_EQ(cur->highest_uid, 0);
-    EXPECT_NE(cur->extra.find("backfilling=1"), std::string::npos) << cur->extra;
-    EXPECT_NE(cur->extra.find("refused=1," + std::to_string(run) + ","), std::string::npos)
-        << cur->extra;
+    SCOPED_TRACE("run " + std::to_string(run));
+    imap::Account account(g.io.get_executor(), g.o, *g.c.sink);
+    const auto cur = expect_refused_pass(g.io, account, g.c, 0);
+    EXPECT_NE(cur.extra.find("backfilling=1"), std::string::npos) << cur.extra;
+    EXPECT_NE(cur.extra.find("refused=1," + std::to_string(run) + ","), std::string::npos)
+        << cur.extra;
   }
-  EXPECT_TRUE(c.st->list({}).value().empty());
-  o.refusals_span = std::chrono::seconds(0);
-  imap::Account account(io.get_executor(), o, *c.sink);
-  auto r = run_on(io, account.sync_once());
+  EXPECT_TRUE(g.c.st->list({}).value().empty());
+  g.o.refusals_span = std::chrono::seconds(0);
+  imap::Account account(g.io.get_executor(), g.o, *g.c.sink);
+  auto r = run_on(g.io, account.sync_once());
   ASSERT_TRUE(r) << r.error().message;
-  const auto cur = c.st->cursor("gmail", "[Gmail]/All Mail").value();
+  const auto cur = g.c.st->cursor("gmail", "[Gmail]/All Mail").value();
   EXPECT_EQ(cur->highest_uid, 5);
   EXPECT_NE(cur->extra.find("backfilling=0"), std::string::npos) << cur->extra;
-  const auto acts = c.st->list({}).value();
+  const auto acts = g.c.st->list({}).value();
   ASSERT_EQ(acts.size(), 4u);
   int failed = 0;
   for (const auto& a : acts) {
@@ -1725,28 +1712,23 @@ TEST(ImapGmail, ARefusalOfAFoldersFirstMessageIsCountedBeforeTheFolderHasAState)
 TEST(ImapGmail, AMessageWhoseStructureTheServerWillNotSendIsRecordedAsFailed) {
   for (const std::uint32_t batch : {500u, 1u}) {
     SCOPED_TRACE("batch_size " + std::to_string(batch));
-    test::TempDir dir;
-    GmailCapture c(dir.path());
-    asio::io_context io;
-    const std::string log = (dir.path() / "commands.log").string();
-    FakeGmail gmail(log, 11, 0, 1002, "meta");  // "Pilot", UID 2
-    auto o = c.options(gmail.port());
-    o.batch_size = batch;
-    o.refusals_span = std::chrono::seconds(0);
-    imap::Account account(io.get_executor(), o, *c.sink);
+    RefusingGmail g(1002, "meta");  // "Pilot", UID 2
+    g.o.batch_size = batch;
+    g.o.refusals_span = std::chrono::seconds(0);
+    imap::Account account(g.io.get_executor(), g.o, *g.c.sink);
     const int failing_passes = batch == 1 ? 2 : 0;
     for (int pass = 1; pass <= failing_passes; ++pass) {
-      auto r = run_on(io, account.sync_once());
+      auto r = run_on(g.io, account.sync_once());
       ASSERT_FALSE(r) << "pass " << pass;
       EXPECT_EQ(r.error().code, imap::make_error_code(imap::SyncErrc::server_refused));
     }
-    auto r = run_on(io, account.sync_once());
+    auto r = run_on(g.io, account.sync_once());
     ASSERT_TRUE(r) << r.error().message;
-    expect_pilot_recorded_as_failed(c, "");  // its X-GM-MSGID was refused too
-    EXPECT_EQ(count_of(test::read_file(log), "SERVED 1002"), 0u);
+    expect_pilot_recorded_as_failed(g.c, "");  // its X-GM-MSGID was refused too
+    EXPECT_EQ(count_of(test::read_file(g.log), "SERVED 1002"), 0u);
     // One to a batch, the batch before the refused one is read but not yet
     // committed when a pass fails: its bytes come again on the next pass.
-    EXPECT_EQ(count_of(test::read_file(log), "SERVED "), batch == 1 ? 5u : 3u);
+    EXPECT_EQ(count_of(test::read_file(g.log), "SERVED "), batch == 1 ? 5u : 3u);
   }
 }
 
