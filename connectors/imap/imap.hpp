@@ -177,7 +177,9 @@ class MailSink {
   // not known: it comes again, to be decided as the sent mail it is.
   virtual std::vector<bool> known_messages(const std::vector<MessageKey>& keys) = 0;
   // Captures a batch and stores `state` in the same transaction. An error
-  // leaves the state as it was; the account stops the folder's sync.
+  // leaves the state as it was; the account stops the folder's sync. Of
+  // `state.refused`, what note_refusal stored is kept while it is of a
+  // message above the new mark, and dropped once the mark passes it.
   virtual SyncResult<void> commit(const FolderState& state,
                                   std::vector<FetchedMessage> messages) = 0;
   // Messages the server reports gone from the folder since the stored state

@@ -180,7 +180,7 @@ imap::SyncResult<void> ImapSink::commit(const imap::FolderState& state,
     auto hold = activities_.hold_reads();
     if (auto r = decide_batch(state, messages, batch); !r) return r;
   }
-  batch.cursor = to_cursor(mailbox_, state);
+  batch.cursor = to_cursor(mailbox_, with_stored_refusal(state));
   auto r = activities_.commit(batch);
   pipeline_.clear_pending();
   if (!r) {
@@ -195,7 +195,10 @@ imap::SyncResult<void> ImapSink::decide_batch(const imap::FolderState& state,
                                               store::Batch& batch) {
   std::vector<imap::MessageKey> keys;
   keys.reserve(messages.size());
-  for (const auto& m : messages) keys.push_back({m.message_id, m.gm_msgid, m.sent});
+  // A refused copy has no bytes to decide again from: it stays a new place.
+  for (const auto& m : messages) {
+    keys.push_back({m.message_id, m.gm_msgid, m.sent && m.refused.empty()});
+  }
   auto stored = stored_keys(keys);
   if (!stored)
     return store_failure(mailbox_ + ": cannot read the store: " + stored.error().message);
@@ -278,7 +281,7 @@ imap::SyncResult<void> ImapSink::decide_batch(const imap::FolderState& state,
 imap::SyncResult<void> ImapSink::removed(const imap::FolderState& state,
                                          const imap::UidRanges& uids) {
   store::Batch batch;
-  batch.cursor = to_cursor(mailbox_, state);
+  batch.cursor = to_cursor(mailbox_, with_stored_refusal(state));
   batch.removed_uids.reserve(uids.size());
   for (const auto& [first, last] : uids) batch.removed_uids.emplace_back(first, last);
   if (auto r = activities_.commit(batch); !r) {
@@ -286,6 +289,19 @@ imap::SyncResult<void> ImapSink::removed(const imap::FolderState& state,
                          r.error().message);
   }
   return {};
+}
+
+imap::FolderState ImapSink::with_stored_refusal(const imap::FolderState& state) {
+  imap::FolderState s = state;
+  s.refused = {};
+  auto stored = sync_state_.cursor(mailbox_, state.folder);
+  if (stored && *stored) {
+    const imap::FolderState was = from_cursor(**stored);
+    if (was.uidvalidity == state.uidvalidity && was.refused.uid > state.highest_uid) {
+      s.refused = was.refused;
+    }
+  }
+  return s;
 }
 
 imap::SyncResult<void> ImapSink::note_refusal(const imap::FolderState& state) {

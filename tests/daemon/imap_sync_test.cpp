@@ -724,6 +724,32 @@ TEST_F(ImapSync, ACopyInSentDecidesAsSentAMessageFirstSeenInInbox) {
   EXPECT_EQ(activities().size(), 3u);
 }
 
+// A copy in Sent that the server refused to send has no bytes to decide
+// again from: it stays a new place of the activity decided from INBOX,
+// never a second, failed activity.
+TEST_F(ImapSync, ARefusedCopyInSentIsOnlyANewPlace) {
+  imap::FetchedMessage in;
+  in.uid = 1;
+  in.message_id = "<refused-copy@example.com>";
+  in.raw = test::message(
+      "From: Sales <sales@example.com>\nTo: user1@example.com\nCc: jane@acme.com\n"
+      "Subject: Offer\nDate: Mon, 23 Nov 2026 09:00:00 +0000\n"
+      "Message-ID: <refused-copy@example.com>\n");
+  ASSERT_TRUE(sink->commit(imap::FolderState{"INBOX", 7, 1}, {in}));
+  imap::FetchedMessage copy;
+  copy.uid = 9;
+  copy.message_id = in.message_id;
+  copy.sent = true;
+  copy.refused = "Some messages could not be FETCHed (Failure)";
+  ASSERT_TRUE(sink->commit(imap::FolderState{"Sent", 3, 9}, {copy}));
+  const auto acts = activities();
+  ASSERT_EQ(acts.size(), 1u);
+  EXPECT_EQ(acts[0].direction, store::Direction::inbound);
+  EXPECT_NE(acts[0].status, store::DecisionStatus::failed);
+  ASSERT_EQ(acts[0].sources.size(), 2u);
+  EXPECT_EQ(acts[0].sources[1].folder, "Sent");
+}
+
 TEST_F(ImapSync, ASmallMessageComesWithoutItsAttachmentAndAllTextComesWhole) {
   // Far below the 64 KiB cut, yet with an attachment: its structure, not its
   // size, decides. Only the text and the attachment's MIME header come.
@@ -1703,6 +1729,36 @@ TEST(ImapGmail, ARefusalOfAFoldersFirstMessageIsCountedBeforeTheFolderHasAState)
     EXPECT_EQ(a.sources[0].uid, 1);
   }
   EXPECT_EQ(failed, 1);
+}
+
+// A refusal of a folder's last batch, read before the batch ahead of it is
+// committed: that batch is committed all the same, and the count, noted
+// before it on a folder that had no state yet, survives its commit. Nothing
+// is lost, and the third run records the refused message.
+TEST(ImapGmail, ARefusalCountSurvivesTheCommitOfTheBatchBeforeIt) {
+  RefusingGmail g(1004);  // UID 4; UID 5 is a draft
+  g.o.batch_size = 3;     // two batches: UIDs 1-3, then 4 (and the draft)
+  g.o.refusals_span = std::chrono::seconds(0);
+  for (int run = 1; run <= 2; ++run) {
+    SCOPED_TRACE("run " + std::to_string(run));
+    imap::Account account(g.io.get_executor(), g.o, *g.c.sink);
+    const auto cur = expect_refused_pass(g.io, account, g.c, 3);
+    EXPECT_NE(cur.extra.find("refused=4," + std::to_string(run) + ","), std::string::npos)
+        << cur.extra;
+    EXPECT_EQ(g.c.st->list({}).value().size(), 3u);
+  }
+  imap::Account account(g.io.get_executor(), g.o, *g.c.sink);
+  auto r = run_on(g.io, account.sync_once());
+  ASSERT_TRUE(r) << r.error().message;
+  const auto cur = g.c.st->cursor("gmail", "[Gmail]/All Mail").value();
+  EXPECT_EQ(cur->highest_uid, 5);
+  EXPECT_EQ(cur->extra.find("refused="), std::string::npos) << cur->extra;
+  const auto acts = g.c.st->list({}).value();
+  ASSERT_EQ(acts.size(), 4u);
+  EXPECT_EQ(std::count_if(
+                acts.begin(), acts.end(),
+                [](const store::Activity& a) { return a.status == store::DecisionStatus::failed; }),
+            1);
 }
 
 // Gmail may refuse the first fetch of a message it cannot read (its

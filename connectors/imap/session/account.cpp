@@ -260,8 +260,6 @@ struct Account::Impl {
   // `state` by value: a folder's last commit may still run after the folder's
   // sync returned (sync_all).
   Awaitable<SyncResult<void>> commit(FolderState state, std::vector<FetchedMessage> messages) {
-    // A refusal counted for a message the mark now passes is settled.
-    if (state.refused.uid <= state.highest_uid) state.refused = {};
     co_return co_await on_sink([&] { return sink.commit(state, std::move(messages)); });
   }
 
@@ -522,6 +520,9 @@ struct Account::Impl {
   // message (`asked`), refused on refusals_before_failed passes over
   // refusals_span. Otherwise that refusal is counted with the folder's
   // state (`where.refused`, from the stored state), and the pass fails.
+  // `where` is the folder's state at the start of the pass: where the folder
+  // has no stored state yet, it is stored as it is, and its mark must be one
+  // that no uncommitted batch has moved.
   Awaitable<bool> refused_for_good(const FolderState& where, std::vector<std::uint32_t> asked) {
     if (asked.size() != 1) co_return false;
     const std::int64_t now = std::chrono::duration_cast<std::chrono::seconds>(
@@ -535,7 +536,7 @@ struct Account::Impl {
     }
     FolderState noted = where;
     noted.refused = r;
-    noted.uidnext = 0;  // stored only where the folder had no state: a mark that did not move
+    noted.uidnext = 0;  // (only the last batch's commit stores UIDNEXT)
     if (auto n = co_await on_sink([&] { return sink.note_refusal(noted); }); !n) {
       std::string why =
           options.name + ": " + where.folder + ": cannot count a refusal: " + n.error().message;
@@ -544,7 +545,8 @@ struct Account::Impl {
     co_return false;
   }
 
-  // Reads the first fetch of `b`, a batch of the folder at `where`, and
+  // Reads the first fetch of `b`, a batch of the folder whose pass started at
+  // `where`, and
   // decides what to fetch next: known messages nothing, the others by their
   // structure. A refusal of the first fetch (the structure of a message the
   // server cannot read) counts as a refusal of their bytes does (see
@@ -656,8 +658,9 @@ struct Account::Impl {
     if (!ids_first) m.message_id = header_field_value(header_block(m.raw), "Message-ID");
   }
 
-  // Reads the bodies of `b`, a batch of the folder at `where`, and assembles
-  // its messages (taking their responses out of `fetched`).
+  // Reads the bodies of `b`, a batch of the folder whose pass started at
+  // `where`, and assembles its messages (taking their responses out of
+  // `fetched`).
   Awaitable<SyncResult<std::vector<FetchedMessage>>> finish_batch(InFlight& b,
                                                                   const FolderState& where) {
     const Connection::Handler collect = collector();
@@ -816,7 +819,7 @@ struct Account::Impl {
       if (u > plan.start.highest_uid) uids.push_back(u);
     }
 
-    FolderState state = plan.start;
+    FolderState state = plan.start;  // where the pass starts (its mark: see state_after)
     // After this pass every UID below the folder's UIDNEXT is either captured
     // or outside the window: the high-water mark can move up to it.
     const std::uint32_t final_mark =
@@ -911,8 +914,12 @@ struct Account::Impl {
         // server starts on the next folder while the sink still works on
         // this one. (The sink waits for that read; the last batch is small,
         // see batch_sizes, and was asked for a batch ago.)
-        auto read = co_await finish_batch(*next, at);
-        if (!read) co_return read.error();
+        auto read = co_await finish_batch(*next, state);
+        if (!read) {
+          // Batch k is stored all the same, as it would have been alongside.
+          if (auto c = co_await commit(std::move(at), std::move(msgs)); !c) co_return c.error();
+          co_return read.error();
+        }
         count_in(*read);
         last_commit->emplace(
             commit_both(std::move(at), std::move(msgs), state_after(k + 1), std::move(*read)));
@@ -921,7 +928,7 @@ struct Account::Impl {
       {
         using namespace asio::experimental::awaitable_operators;
         auto committing = commit(at, std::move(msgs));
-        auto reading = finish_batch(*next, at);
+        auto reading = finish_batch(*next, state);
         auto [committed, read] = co_await (std::move(committing) && std::move(reading));
         // The commit's failure first: it says why the mark did not move.
         if (!committed) co_return committed.error();
