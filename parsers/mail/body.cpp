@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "parsers/mail/body.hpp"
 
+#include "parsers/mail/alternative.hpp"
+
 #include "parsers/text/text.hpp"
 
 #include <mimetic/mimetic.h>
@@ -211,11 +213,7 @@ class Walker {
     if (info.media == "multipart/alternative") {
       int best = -1;
       for (std::size_t i = 0; i < infos.size(); ++i) {
-        const std::string& m = infos[i].media;
-        const int rank = m == "text/plain"             ? 3
-                         : m.starts_with("multipart/") ? 2
-                         : m == "text/html"            ? 1
-                                                       : 0;
+        const int rank = alternative_rank(infos[i].media);
         if (rank > best) {
           best = rank;
           chosen = i;

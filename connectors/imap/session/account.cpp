@@ -8,6 +8,7 @@
 #include "connectors/imap/core/plan.hpp"
 #include "connectors/imap/imap.hpp"
 #include "connectors/imap/session/connection.hpp"
+#include "parsers/mail/alternative.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -55,23 +56,18 @@ bool is_excluded_special(SpecialUse u) {
   return u == SpecialUse::junk || u == SpecialUse::trash || u == SpecialUse::drafts;
 }
 
-// Which part of a multipart/alternative capture takes its text from, as its
-// parser chooses (parsers/mail/body.cpp): the first of the highest rank,
-// text/plain, then a multipart, then text/html. The other alternatives it
-// reads for calendar parts (iMIP) only. npos: not an alternative.
+// Which part of a multipart/alternative capture takes its text from: the
+// first of the highest mail::alternative_rank(), the parser's own choice. The
+// other alternatives it reads for calendar parts (iMIP) only. npos: not an
+// alternative.
 std::size_t chosen_alternative(const BodyStructure& b) {
   if (!b.is_multipart() || b.subtype != "alternative") return std::string::npos;
-  auto rank = [](const BodyStructure& p) {
-    if (p.type == "text" && p.subtype == "plain") return 3;
-    if (p.is_multipart()) return 2;
-    if (p.type == "text" && p.subtype == "html") return 1;
-    return 0;
-  };
   std::size_t chosen = std::string::npos;
   int best = -1;
   for (std::size_t i = 0; i < b.parts.size(); ++i) {
-    if (rank(b.parts[i]) > best) {
-      best = rank(b.parts[i]);
+    const int rank = mail::alternative_rank(b.parts[i].type + "/" + b.parts[i].subtype);
+    if (rank > best) {
+      best = rank;
       chosen = i;
     }
   }
