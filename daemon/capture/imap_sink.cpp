@@ -53,15 +53,15 @@ imap::FolderState from_cursor(const store::SyncCursor& c) {
       // uid,passes,since; anything else counts afresh.
       imap::Refusal r;
       const char* p = val.data();
-      const char* end = val.data() + val.size();
-      auto a = std::from_chars(p, end, r.uid);
-      if (a.ec == std::errc{} && a.ptr != end && *a.ptr == ',') {
-        auto b = std::from_chars(a.ptr + 1, end, r.passes);
-        if (b.ec == std::errc{} && b.ptr != end && *b.ptr == ',') {
-          auto t = std::from_chars(b.ptr + 1, end, r.since);
-          if (t.ec == std::errc{} && t.ptr == end) s.refused = r;
-        }
-      }
+      const char* const end = p + val.size();
+      // Reads one number, then the comma after it (`last`: the end instead).
+      auto take = [&](auto& n, bool last) {
+        const auto [next, ec] = std::from_chars(p, end, n);
+        p = next;
+        if (ec != std::errc{} || p == end) return ec == std::errc{} && last;
+        return !last && *p++ == ',';
+      };
+      if (take(r.uid, false) && take(r.passes, false) && take(r.since, true)) s.refused = r;
       continue;
     }
     std::uint32_t n = 0;
@@ -294,12 +294,9 @@ imap::SyncResult<void> ImapSink::removed(const imap::FolderState& state,
 imap::FolderState ImapSink::with_stored_refusal(const imap::FolderState& state) {
   imap::FolderState s = state;
   s.refused = {};
-  auto stored = sync_state_.cursor(mailbox_, state.folder);
-  if (stored && *stored) {
-    const imap::FolderState was = from_cursor(**stored);
-    if (was.uidvalidity == state.uidvalidity && was.refused.uid > state.highest_uid) {
-      s.refused = was.refused;
-    }
+  const auto was = folder_state(state.folder);
+  if (was && was->uidvalidity == state.uidvalidity && was->refused.uid > state.highest_uid) {
+    s.refused = was->refused;
   }
   return s;
 }

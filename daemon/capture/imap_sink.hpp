@@ -64,7 +64,8 @@ class ImapSink final : public imap::MailSink {
   // `state` with the refusal count stored for its folder (note_refusal) if
   // that count is of a message above state.highest_uid, and none otherwise:
   // a commit never undoes a count noted since its pass began, and drops one
-  // its mark has passed. (A failed read of the store only costs the count.)
+  // its mark has passed. (A failed read of the store, which folder_state()
+  // takes as no state, only costs the count.)
   imap::FolderState with_stored_refusal(const imap::FolderState& state);
 
   std::string mailbox_;
