@@ -154,6 +154,9 @@ std::string describe(const imap::SyncReport& r, const capture::SinkCounters& c) 
   }
   out += "; captured " + std::to_string(c.captured) + ", skipped " + std::to_string(c.skipped) +
          ", failed " + std::to_string(c.failed);
+  if (c.decided_again) {
+    out += ", decided again from sent copies " + std::to_string(c.decided_again);
+  }
   return out;
 }
 

@@ -544,6 +544,9 @@ class SqliteStore final : public Store {
             find.getColumn(8).getString() != a.opportunity_id ||
             find.getColumn(9).getString() != a.reason || find.getColumn(10).getString() != a.rule;
         find.reset();
+        // Participants too: a copy kept as sent mail lists the Bcc its
+        // first copy lacked, and an updated invitation adds attendees.
+        if (!changed) changed = !same_participants(seq, a.participants);
         if (changed) {
           run(upd_a, kind, direction, status, a.occurred_at, a.subject, a.snippet, a.message_id,
               a.thread_key, a.opportunity_id, a.reason, a.rule, now, seq);
@@ -668,20 +671,23 @@ class SqliteStore final : public Store {
     return sql_error("looking up source keys", e);
   }
 
-  Result<std::vector<bool>> inbound_source_keys(const std::vector<std::string>& keys) override try {
+  Result<std::vector<bool>> seen_in_folder(std::string_view mailbox, std::string_view folder,
+                                           const std::vector<std::string>& keys) override try {
     std::vector<bool> out;
     out.reserve(keys.size());
     const ReadScope scope(db_);
-    auto& st = stmt("SELECT direction = 'inbound' FROM activities WHERE source_key = ?");
+    auto& st = stmt(
+        "SELECT 1 FROM activities a JOIN activity_sources s ON s.activity_seq = a.seq "
+        "WHERE a.source_key = ? AND s.mailbox = ? AND s.folder = ? LIMIT 1");
+    st.bind(2, std::string(mailbox));
+    st.bind(3, std::string(folder));
     for (const auto& k : keys) {
       st.bind(1, k);
-      out.push_back(first_row(st, [](SQLite::Statement& r) {
-                      return r.getColumn(0).getInt() != 0;
-                    }).value_or(false));
+      out.push_back(first_row(st, [](SQLite::Statement&) { return true; }).has_value());
     }
     return out;
   } catch (const std::exception& e) {
-    return sql_error("looking up the direction of source keys", e);
+    return sql_error("looking up where source keys were seen", e);
   }
 
   Result<std::vector<std::string>> source_keys_by_remote_id(
@@ -891,6 +897,27 @@ class SqliteStore final : public Store {
     a.rule = st.getColumn(12).getString();
     a.updated_at = st.getColumn(13).getString();
     return a;
+  }
+
+  // Whether the participants stored for the activity `seq` are `want`, in
+  // order and field for field.
+  bool same_participants(std::int64_t seq, const std::vector<Participant>& want) {
+    auto& p = stmt(
+        "SELECT address, name, role, contact_id, company_id FROM activity_participants "
+        "WHERE activity_seq = ? ORDER BY position");
+    p.bind(1, seq);
+    std::size_t i = 0;
+    bool same = true;
+    while (same && p.executeStep()) {
+      same = i < want.size() && p.getColumn(0).getString() == want[i].address &&
+             p.getColumn(1).getString() == want[i].name &&
+             p.getColumn(2).getString() == want[i].role &&
+             p.getColumn(3).getString() == want[i].contact_id &&
+             p.getColumn(4).getString() == want[i].company_id;
+      ++i;
+    }
+    p.reset();
+    return same && i == want.size();
   }
 
   // Adds participants and sources to `a`, whose row key is `seq`.

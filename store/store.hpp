@@ -240,9 +240,12 @@ class Activities {
   virtual Result<std::optional<Activity>> by_source_key(std::string_view source_key) = 0;
   // For each key, whether an activity with that source key is stored.
   virtual Result<std::vector<bool>> have_source_keys(const std::vector<std::string>& keys) = 0;
-  // For each key, whether an activity with that source key is stored as
-  // inbound.
-  virtual Result<std::vector<bool>> inbound_source_keys(const std::vector<std::string>& keys) = 0;
+  // For each key, whether the activity stored with that source key was seen
+  // in `folder` of `mailbox` (under any UIDVALIDITY, removed since or not).
+  // False for a key not stored.
+  virtual Result<std::vector<bool>> seen_in_folder(std::string_view mailbox,
+                                                   std::string_view folder,
+                                                   const std::vector<std::string>& keys) = 0;
   // For each remote id (SourceRef::remote_id), the source key of the activity
   // seen with it in `mailbox`, or an empty string when none was.
   virtual Result<std::vector<std::string>> source_keys_by_remote_id(

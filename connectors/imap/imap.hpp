@@ -172,10 +172,12 @@ class MailSink {
   // For each message, whether the sink has it already: by X-GM-MSGID where
   // the server gives one, else by Message-ID. A known message is handed over
   // without its bytes (`known`), so that only its new place is recorded. A
-  // message kept as sent mail whose activity was decided inbound (its copy
-  // in INBOX came first: a Bcc to oneself, a shared address one is in) is
-  // not known: it comes again, to be decided as the sent mail it is.
-  virtual std::vector<bool> known_messages(const std::vector<MessageKey>& keys) = 0;
+  // message kept as sent mail (in `folder`) whose activity was not yet seen
+  // in that folder (its copy in INBOX came first: a Bcc or Cc to oneself, a
+  // shared address one is in) is not known: it comes again, to be decided
+  // as the sent mail it is, with the Bcc only the sender's copy lists.
+  virtual std::vector<bool> known_messages(const std::string& folder,
+                                           const std::vector<MessageKey>& keys) = 0;
   // Captures a batch and stores `state` in the same transaction. An error
   // leaves the state as it was; the account stops the folder's sync. Of
   // `state.refused`, what note_refusal stored is kept while it is of a

@@ -111,7 +111,8 @@ imap::SyncError store_failure(std::string message) {
 }  // namespace
 
 store::Result<std::vector<std::string>> ImapSink::stored_keys(
-    const std::vector<imap::MessageKey>& keys) {
+    const std::string& folder, const std::vector<imap::MessageKey>& keys,
+    std::vector<bool>* again) {
   // First by the server's own id (Gmail), which also finds a message that has
   // no Message-ID; then by Message-ID.
   std::vector<std::string> out(keys.size());
@@ -133,8 +134,11 @@ store::Result<std::vector<std::string>> ImapSink::stored_keys(
       if (!mids[i].empty() && (*have)[i]) out[i] = std::move(mids[i]);
     }
   }
-  // Sent mail whose activity was decided inbound (its copy in INBOX came
-  // first) is not known: it is decided again, as sent.
+  // Sent mail whose activity was decided from another folder's copy (its
+  // copy in INBOX came first) is not known: it is decided again, as sent,
+  // from the sender's own copy (which alone lists the Bcc). Once decided
+  // from it, the activity has a place in this folder and is known.
+  if (again != nullptr) again->assign(keys.size(), false);
   std::vector<std::string> sent_known;
   std::vector<std::size_t> at;
   for (std::size_t i = 0; i < keys.size(); ++i) {
@@ -144,19 +148,22 @@ store::Result<std::vector<std::string>> ImapSink::stored_keys(
     }
   }
   if (!sent_known.empty()) {
-    auto inbound = activities_.inbound_source_keys(sent_known);
-    if (!inbound) return inbound.error();
+    auto seen = activities_.seen_in_folder(mailbox_, folder, sent_known);
+    if (!seen) return seen.error();
     for (std::size_t j = 0; j < at.size(); ++j) {
-      if ((*inbound)[j]) out[at[j]].clear();
+      if ((*seen)[j]) continue;
+      out[at[j]].clear();
+      if (again != nullptr) (*again)[at[j]] = true;
     }
   }
   return out;
 }
 
-std::vector<bool> ImapSink::known_messages(const std::vector<imap::MessageKey>& keys) {
+std::vector<bool> ImapSink::known_messages(const std::string& folder,
+                                           const std::vector<imap::MessageKey>& keys) {
   std::vector<bool> out(keys.size(), false);
   // A failed look-up answers "not known": fetching again is always safe.
-  if (auto stored = stored_keys(keys)) {
+  if (auto stored = stored_keys(folder, keys)) {
     for (std::size_t i = 0; i < keys.size(); ++i) out[i] = !(*stored)[i].empty();
   }
   return out;
@@ -171,7 +178,7 @@ imap::SyncResult<void> ImapSink::commit(const imap::FolderState& state,
   // not asked), or seen earlier in this batch, is known too. Only its place
   // is new, and a later copy (a list's re-send) never overwrites the
   // decision on the first; but for a copy kept as sent mail when the first
-  // was decided inbound (stored_keys): that decision is made again, as sent.
+  // was another folder's (stored_keys): that decision is made again, as sent.
   store::Batch batch;
   {
     // Every look-up of the batch (known keys, and each message's contacts,
@@ -199,7 +206,8 @@ imap::SyncResult<void> ImapSink::decide_batch(const imap::FolderState& state,
   for (const auto& m : messages) {
     keys.push_back({m.message_id, m.gm_msgid, m.sent && m.refused.empty()});
   }
-  auto stored = stored_keys(keys);
+  std::vector<bool> again;
+  auto stored = stored_keys(state.folder, keys, &again);
   if (!stored)
     return store_failure(mailbox_ + ": cannot read the store: " + stored.error().message);
   std::vector<std::string>& known_keys = *stored;
@@ -259,16 +267,21 @@ imap::SyncResult<void> ImapSink::decide_batch(const imap::FolderState& state,
     const MessageSource source{ref, m.internaldate, m.sent};
     Outcome o = m.refused.empty() ? pipeline_.finish(m.raw, std::move(*parsed[i]), source)
                                   : pipeline_.unfetched(m.refused, source);
-    switch (o.activity.status) {
-      case store::DecisionStatus::captured:
-        ++counted.captured;
-        break;
-      case store::DecisionStatus::skipped:
-        ++counted.skipped;
-        break;
-      case store::DecisionStatus::failed:
-        ++counted.failed;
-        break;
+    if (again[i]) {
+      // Counted once, when first decided; this only makes it again.
+      ++counted.decided_again;
+    } else {
+      switch (o.activity.status) {
+        case store::DecisionStatus::captured:
+          ++counted.captured;
+          break;
+        case store::DecisionStatus::skipped:
+          ++counted.skipped;
+          break;
+        case store::DecisionStatus::failed:
+          ++counted.failed;
+          break;
+      }
     }
     pipeline_.remember(o.activity);
     batch.items.push_back({std::move(o.activity), ref});

@@ -17,12 +17,16 @@ namespace crmcap::capture {
 
 struct SinkCounters {
   std::size_t seen = 0, captured = 0, skipped = 0, failed = 0, known = 0;
+  // Stored activities decided again from their copy kept as sent mail (not
+  // counted as captured, skipped or failed a second time).
+  std::size_t decided_again = 0;
   SinkCounters& operator+=(const SinkCounters& o) {
     seen += o.seen;
     captured += o.captured;
     skipped += o.skipped;
     failed += o.failed;
     known += o.known;
+    decided_again += o.decided_again;
     return *this;
   }
 };
@@ -34,7 +38,8 @@ class ImapSink final : public imap::MailSink {
            store::SyncState& sync_state);
 
   std::optional<imap::FolderState> folder_state(const std::string& folder) override;
-  std::vector<bool> known_messages(const std::vector<imap::MessageKey>& keys) override;
+  std::vector<bool> known_messages(const std::string& folder,
+                                   const std::vector<imap::MessageKey>& keys) override;
   imap::SyncResult<void> commit(const imap::FolderState& state,
                                 std::vector<imap::FetchedMessage> messages) override;
   imap::SyncResult<void> removed(const imap::FolderState& state,
@@ -52,9 +57,13 @@ class ImapSink final : public imap::MailSink {
   std::function<void(const std::string&)> on_warning;
 
  private:
-  // For each message, the source key of the activity stored for it (by the
-  // server's id first, then by Message-ID), or an empty string.
-  store::Result<std::vector<std::string>> stored_keys(const std::vector<imap::MessageKey>& keys);
+  // For each message of `folder`, the source key of the activity stored for
+  // it (by the server's id first, then by Message-ID), or an empty string;
+  // empty too for a copy kept as sent mail whose activity was not yet seen
+  // in `folder`, which is decided again. Those are marked in `again`.
+  store::Result<std::vector<std::string>> stored_keys(const std::string& folder,
+                                                      const std::vector<imap::MessageKey>& keys,
+                                                      std::vector<bool>* again = nullptr);
   // Runs the pipeline on a batch's new messages into `batch`, and marks the
   // ones the store has (or the batch holds twice) as seen again.
   imap::SyncResult<void> decide_batch(const imap::FolderState& state,

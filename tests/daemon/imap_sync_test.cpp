@@ -447,8 +447,9 @@ class ForwardingSink : public imap::MailSink {
   std::optional<imap::FolderState> folder_state(const std::string& f) override {
     return inner_.folder_state(f);
   }
-  std::vector<bool> known_messages(const std::vector<imap::MessageKey>& keys) override {
-    return inner_.known_messages(keys);
+  std::vector<bool> known_messages(const std::string& f,
+                                   const std::vector<imap::MessageKey>& keys) override {
+    return inner_.known_messages(f, keys);
   }
   imap::SyncResult<void> commit(const imap::FolderState& s,
                                 std::vector<imap::FetchedMessage> m) override {
@@ -546,10 +547,11 @@ class ThreadRecordingSink final : public ForwardingSink {
     note();
     return ForwardingSink::folder_state(f);
   }
-  std::vector<bool> known_messages(const std::vector<imap::MessageKey>& keys) override {
+  std::vector<bool> known_messages(const std::string& f,
+                                   const std::vector<imap::MessageKey>& keys) override {
     note();
     ++lookups;
-    return ForwardingSink::known_messages(keys);
+    return ForwardingSink::known_messages(f, keys);
   }
   imap::SyncResult<void> commit(const imap::FolderState& s,
                                 std::vector<imap::FetchedMessage> m) override {
@@ -580,9 +582,10 @@ class ThreadRecordingSink final : public ForwardingSink {
 class HandedOverSink final : public ForwardingSink {
  public:
   using ForwardingSink::ForwardingSink;
-  std::vector<bool> known_messages(const std::vector<imap::MessageKey>& keys) override {
+  std::vector<bool> known_messages(const std::string& f,
+                                   const std::vector<imap::MessageKey>& keys) override {
     for (const auto& k : keys) asked.push_back(k.message_id);
-    return ForwardingSink::known_messages(keys);
+    return ForwardingSink::known_messages(f, keys);
   }
   imap::SyncResult<void> commit(const imap::FolderState& s,
                                 std::vector<imap::FetchedMessage> m) override {
@@ -722,6 +725,40 @@ TEST_F(ImapSync, ACopyInSentDecidesAsSentAMessageFirstSeenInInbox) {
   auto third = sync(o);
   ASSERT_TRUE(third) << third.error().message;
   EXPECT_EQ(activities().size(), 3u);
+}
+
+// A Bcc to oneself: the copy in INBOX (delivered without the Bcc field)
+// comes first and is decided as sent (From is the owner), but only the
+// sender's copy in Sent lists whom else it went to. That copy decides again,
+// and the activity gains the Bcc; the pass counts it once, as captured.
+TEST_F(ImapSync, ASentCopyAddsTheBccThatOnlyItLists) {
+  const std::string head =
+      "From: user1@example.com\nTo: jane@acme.com\nSubject: Proposal\n"
+      "Date: Mon, 23 Nov 2026 09:00:00 +0000\nMessage-ID: <bcc-self@example.com>\n";
+  dovecot->deliver_doveadm("INBOX", test::message(head));
+  dovecot->deliver_doveadm("Sent",
+                           test::message(head + "Bcc: user1@example.com, Bob <bob@globex.com>\n"));
+  auto o = options();
+  o.folders = {"INBOX", "\\Sent"};
+  auto r = sync(o);
+  ASSERT_TRUE(r) << r.error().message;
+  const auto acts = activities();
+  ASSERT_EQ(acts.size(), 1u);
+  EXPECT_EQ(acts[0].direction, store::Direction::outbound);
+  std::vector<std::string> bcc;
+  for (const auto& p : acts[0].participants) {
+    if (p.role == "bcc") bcc.push_back(p.address);
+  }
+  EXPECT_NE(std::find(bcc.begin(), bcc.end(), "bob@globex.com"), bcc.end())
+      << "Bcc: " << testing::PrintToString(bcc);
+  ASSERT_EQ(acts[0].sources.size(), 2u);
+  EXPECT_EQ(sink->counters().captured, 1u);
+  EXPECT_EQ(sink->counters().decided_again, 1u);
+  // Decided from Sent, it is known there from then on.
+  auto second = sync(o);
+  ASSERT_TRUE(second) << second.error().message;
+  EXPECT_EQ(sink->counters().decided_again, 1u);
+  EXPECT_EQ(activities().size(), 1u);
 }
 
 // A copy in Sent that the server refused to send has no bytes to decide

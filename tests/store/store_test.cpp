@@ -526,16 +526,53 @@ TEST(StoreActivities, SeenAgainAddsOnlyAPlaceAndKnowsKeys) {
   EXPECT_EQ(l.store->known_uids("alice", "Sent", 3).value().size(), 1u);
   EXPECT_EQ(l.store->have_source_keys({"mid:1@x", "mid:2@x"}).value(),
             (std::vector<bool>{true, false}));
-  // Stored inbound (make_activity's direction); unknown keys are not.
-  EXPECT_EQ(l.store->inbound_source_keys({"mid:1@x", "mid:2@x"}).value(),
+  // Where each key was seen: by folder and mailbox, under any UIDVALIDITY;
+  // an unknown key nowhere.
+  EXPECT_EQ(l.store->seen_in_folder("alice", "Sent", {"mid:1@x", "mid:2@x"}).value(),
             (std::vector<bool>{true, false}));
-  Batch sent;
-  auto out = make_activity("mid:1@x", "2026-11-01T10:00:00Z", "");
-  out.direction = Direction::outbound;
-  sent.items.push_back({out, SourceRef{"alice", "Sent", 3, 9, ""}});
-  ASSERT_TRUE(l.store->commit(sent));
-  EXPECT_EQ(l.store->inbound_source_keys({"mid:1@x"}).value(), std::vector<bool>{false});
-  EXPECT_EQ(l.store->list({}).value().size(), 1u);
+  EXPECT_EQ(l.store->seen_in_folder("alice", "INBOX", {"mid:1@x"}).value(),
+            std::vector<bool>{true});
+  EXPECT_EQ(l.store->seen_in_folder("alice", "Archive", {"mid:1@x"}).value(),
+            std::vector<bool>{false});
+  EXPECT_EQ(l.store->seen_in_folder("bob", "Sent", {"mid:1@x"}).value(), std::vector<bool>{false});
+}
+
+TEST(StoreActivities, ADecisionThatChangesOnlyItsParticipantsReplacesThem) {
+  // The same decision, but for one more participant (a Bcc that only the
+  // copy kept as sent mail lists, an attendee an updated invitation adds).
+  Loaded l;
+  Batch b;
+  b.items.push_back({make_activity("mid:1@x", "2026-11-01T10:00:00Z", ""),
+                     SourceRef{"alice", "INBOX", 7, 1, ""}});
+  ASSERT_TRUE(l.store->commit(b));
+  auto more = make_activity("mid:1@x", "2026-11-01T10:00:00Z", "");
+  more.participants.push_back({"bob@acme.com", "Bob", "bcc", "C-2", "CO-1"});
+  Batch b2;
+  b2.items.push_back({more, SourceRef{"alice", "Sent", 3, 9, ""}});
+  ASSERT_TRUE(l.store->commit(b2));
+  auto got = l.store->by_source_key("mid:1@x").value().value();
+  ASSERT_EQ(got.participants.size(), 3u);
+  EXPECT_EQ(got.participants[2].address, "bob@acme.com");
+  EXPECT_EQ(got.participants[2].role, "bcc");
+  EXPECT_EQ(got.contact_ids, (std::vector<std::string>{"C-1", "C-2"}));
+  EXPECT_EQ(got.sources.size(), 2u);
+
+  // A participant's field changed (matched to a contact since): replaced too.
+  auto matched = more;
+  matched.participants[1].contact_id = "C-3";
+  Batch b3;
+  b3.items.push_back({matched, SourceRef{"alice", "Sent", 3, 9, ""}});
+  ASSERT_TRUE(l.store->commit(b3));
+  got = l.store->by_source_key("mid:1@x").value().value();
+  ASSERT_EQ(got.participants.size(), 3u);
+  EXPECT_EQ(got.participants[1].contact_id, "C-3");
+
+  // One fewer: the stored list is not kept longer than the decision's.
+  Batch b4;
+  b4.items.push_back(
+      {make_activity("mid:1@x", "2026-11-01T10:00:00Z", ""), SourceRef{"alice", "Sent", 3, 9, ""}});
+  ASSERT_TRUE(l.store->commit(b4));
+  EXPECT_EQ(l.store->by_source_key("mid:1@x").value().value().participants.size(), 2u);
 }
 
 TEST(StoreActivities, RemovedUidsMarkOnlyTheirFolderAndUidValidityAndKeepTheActivity) {

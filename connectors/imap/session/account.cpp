@@ -608,7 +608,7 @@ struct Account::Impl {
     });
     std::vector<bool> known(keys.size(), false);
     if (!keyless) {
-      auto asked = co_await on_sink([&] { return sink.known_messages(keys); });
+      auto asked = co_await on_sink([&] { return sink.known_messages(where.folder, keys); });
       known = std::move(asked);
     }
 
