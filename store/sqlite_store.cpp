@@ -545,7 +545,8 @@ class SqliteStore final : public Store {
             find.getColumn(9).getString() != a.reason || find.getColumn(10).getString() != a.rule;
         find.reset();
         // Participants too: a copy kept as sent mail lists the Bcc its
-        // first copy lacked, and an updated invitation adds attendees.
+        // first copy lacked, and a participant may match a contact
+        // imported since the first decision.
         if (!changed) changed = !same_participants(seq, a.participants);
         if (changed) {
           run(upd_a, kind, direction, status, a.occurred_at, a.subject, a.snippet, a.message_id,

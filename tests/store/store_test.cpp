@@ -539,7 +539,7 @@ TEST(StoreActivities, SeenAgainAddsOnlyAPlaceAndKnowsKeys) {
 
 TEST(StoreActivities, ADecisionThatChangesOnlyItsParticipantsReplacesThem) {
   // The same decision, but for one more participant (a Bcc that only the
-  // copy kept as sent mail lists, an attendee an updated invitation adds).
+  // copy kept as sent mail lists).
   Loaded l;
   Batch b;
   b.items.push_back({make_activity("mid:1@x", "2026-11-01T10:00:00Z", ""),
