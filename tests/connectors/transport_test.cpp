@@ -25,6 +25,7 @@
 #include <cstdlib>
 #include <exception>
 #include <filesystem>
+#include <fstream>
 #include <memory>
 #include <optional>
 #include <string>
@@ -569,6 +570,51 @@ TEST_F(TransportDovecot, ACaFileChangedOnDiskIsReadAgain) {
   EXPECT_EQ(connect_with(other), "rejected");
   EXPECT_EQ(connect_with(server_->ca_file()), "connected");
   EXPECT_EQ(connect_with(other), "rejected");
+  fs::remove_all(dir);
+}
+
+TEST_F(TransportDovecot, ACaTakenOutOfTheCertDirectoryIsNoLongerTrusted) {
+  // The system store's directory (SSL_CERT_DIR here), in OpenSSL's hashed
+  // layout: a CA's file is named by its subject's hash. Once a CA is
+  // trusted from it, the process's shared context knows it; taking the file
+  // out must still end that trust, without a restart.
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::temp_directory_path() / ("crmcap-certdir-" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  const fs::path hash_file = dir / "hash";
+  const std::string hash_cmd =
+      "openssl x509 -hash -noout -in " + server_->ca_file() + " > " + hash_file.string();
+  ASSERT_EQ(std::system(hash_cmd.c_str()), 0);
+  std::string hash;
+  std::ifstream(hash_file) >> hash;
+  ASSERT_FALSE(hash.empty());
+  const fs::path trusted = dir / (hash + ".0");
+  const char* was = std::getenv("SSL_CERT_DIR");
+  const std::optional<std::string> saved = was ? std::optional<std::string>(was) : std::nullopt;
+  ::setenv("SSL_CERT_DIR", dir.c_str(), 1);
+  auto connect = [&] {
+    std::string outcome;
+    run([&](asio::any_io_executor ex) -> Awaitable<void> {
+      auto o = options("localhost", TlsMode::implicit, false);  // no CA file: the system's
+      Transport t(ex, o);
+      auto r = co_await t.async_connect();
+      outcome = r                                                       ? "connected"
+                : r.error().code == TransportErrc::certificate_rejected ? "rejected"
+                                                                        : r.error().message;
+      co_await t.async_close();
+    });
+    return outcome;
+  };
+  EXPECT_EQ(connect(), "rejected");
+  fs::copy_file(server_->ca_file(), trusted);
+  EXPECT_EQ(connect(), "connected");
+  fs::remove(trusted);
+  EXPECT_EQ(connect(), "rejected");
+  if (saved) {
+    ::setenv("SSL_CERT_DIR", saved->c_str(), 1);
+  } else {
+    ::unsetenv("SSL_CERT_DIR");
+  }
   fs::remove_all(dir);
 }
 

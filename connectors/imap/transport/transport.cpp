@@ -26,6 +26,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <system_error>
 #include <tuple>
 #include <type_traits>
@@ -121,7 +122,10 @@ std::string subject_of(X509* cert) {
 // OpenSSL 3 takes about 0.1 s of CPU to read the system bundle, which each
 // connection (every reconnect of the daemon) paid again. A
 // context is built anew when either file has changed since (size or
-// modification time), so a renewed trust store is read without a restart.
+// modification time), or a certificate directory of the system store
+// (SSL_CERT_DIR, else OpenSSL's default) has had an entry added, removed or
+// renamed (its modification time), so a renewed trust store is read without
+// a restart, and a CA taken out of it is no longer trusted.
 struct TrustedContext {
   std::shared_ptr<ssl::context> context;
   std::string error;  // what failed, when context is null
@@ -135,12 +139,26 @@ std::string file_stamp(const char* path) {
          std::to_string(st.st_mtim.tv_nsec);
 }
 
+// The stamps of the system store's file and directories, then of `ca_file`.
+std::string trust_stamp(const std::string& ca_file) {
+  const char* file = std::getenv(X509_get_default_cert_file_env());
+  std::string stamp = file_stamp(file != nullptr ? file : X509_get_default_cert_file());
+  // SSL_CERT_DIR may list several directories, as OpenSSL reads it.
+  const char* dirs = std::getenv(X509_get_default_cert_dir_env());
+  const std::string_view list = dirs != nullptr ? dirs : X509_get_default_cert_dir();
+  for (std::size_t at = 0; at <= list.size();) {
+    std::size_t end = list.find(':', at);
+    if (end == std::string_view::npos) end = list.size();
+    if (end > at) stamp += " " + file_stamp(std::string(list.substr(at, end - at)).c_str());
+    at = end + 1;
+  }
+  return stamp + " " + (ca_file.empty() ? "" : file_stamp(ca_file.c_str()));
+}
+
 TrustedContext trusted_context(const std::string& ca_file) {
   static std::mutex mutex;
   static std::map<std::string, std::pair<std::string, std::shared_ptr<ssl::context>>> cache;
-  const char* env = std::getenv(X509_get_default_cert_file_env());
-  const std::string stamp = file_stamp(env != nullptr ? env : X509_get_default_cert_file()) + " " +
-                            (ca_file.empty() ? "" : file_stamp(ca_file.c_str()));
+  const std::string stamp = trust_stamp(ca_file);
   const std::lock_guard<std::mutex> lock(mutex);
   if (auto it = cache.find(ca_file); it != cache.end() && it->second.first == stamp) {
     return {it->second.second, {}, {}};
