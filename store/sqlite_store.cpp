@@ -677,23 +677,26 @@ class SqliteStore final : public Store {
     return sql_error("looking up source keys", e);
   }
 
-  Result<std::vector<bool>> seen_in_folder(std::string_view mailbox, std::string_view folder,
-                                           const std::vector<std::string>& keys) override try {
+  Result<std::vector<bool>> needs_sent_decision(std::string_view mailbox, std::string_view folder,
+                                                const std::vector<std::string>& keys) override try {
     std::vector<bool> out;
     out.reserve(keys.size());
     const ReadScope scope(db_);
     auto& st = stmt(
-        "SELECT 1 FROM activities a JOIN activity_sources s ON s.activity_seq = a.seq "
-        "WHERE a.source_key = ? AND s.mailbox = ? AND s.folder = ? LIMIT 1");
-    st.bind(2, std::string(mailbox));
-    st.bind(3, std::string(folder));
+        "SELECT a.direction = 'inbound' OR NOT EXISTS (SELECT 1 FROM activity_sources s "
+        "WHERE s.activity_seq = a.seq AND s.mailbox = ? AND s.folder = ?) "
+        "FROM activities a WHERE a.source_key = ?");
+    st.bind(1, std::string(mailbox));
+    st.bind(2, std::string(folder));
     for (const auto& k : keys) {
-      st.bind(1, k);
-      out.push_back(first_row(st, [](SQLite::Statement&) { return true; }).has_value());
+      st.bind(3, k);
+      out.push_back(first_row(st, [](SQLite::Statement& r) {
+                      return r.getColumn(0).getInt() != 0;
+                    }).value_or(false));
     }
     return out;
   } catch (const std::exception& e) {
-    return sql_error("looking up where source keys were seen", e);
+    return sql_error("looking up which activities a sent copy decides again", e);
   }
 
   Result<std::vector<std::string>> source_keys_by_remote_id(

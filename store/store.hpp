@@ -240,12 +240,14 @@ class Activities {
   virtual Result<std::optional<Activity>> by_source_key(std::string_view source_key) = 0;
   // For each key, whether an activity with that source key is stored.
   virtual Result<std::vector<bool>> have_source_keys(const std::vector<std::string>& keys) = 0;
-  // For each key, whether the activity stored with that source key was seen
-  // in `folder` of `mailbox` (under any UIDVALIDITY, removed since or not).
+  // For each key, whether a copy of its message kept as sent mail in
+  // `folder` of `mailbox` would decide the activity stored with it again:
+  // the activity is inbound, or has no place in that folder yet (under any
+  // UIDVALIDITY, removed since or not), so it was decided from another copy.
   // False for a key not stored.
-  virtual Result<std::vector<bool>> seen_in_folder(std::string_view mailbox,
-                                                   std::string_view folder,
-                                                   const std::vector<std::string>& keys) = 0;
+  virtual Result<std::vector<bool>> needs_sent_decision(std::string_view mailbox,
+                                                        std::string_view folder,
+                                                        const std::vector<std::string>& keys) = 0;
   // For each remote id (SourceRef::remote_id), the source key of the activity
   // seen with it in `mailbox`, or an empty string when none was.
   virtual Result<std::vector<std::string>> source_keys_by_remote_id(

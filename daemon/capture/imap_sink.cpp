@@ -112,7 +112,7 @@ imap::SyncError store_failure(std::string message) {
 
 store::Result<std::vector<std::string>> ImapSink::stored_keys(
     const std::string& folder, const std::vector<imap::MessageKey>& keys,
-    std::vector<bool>* again) {
+    std::vector<std::string>* again) {
   // First by the server's own id (Gmail), which also finds a message that has
   // no Message-ID; then by Message-ID.
   std::vector<std::string> out(keys.size());
@@ -134,11 +134,12 @@ store::Result<std::vector<std::string>> ImapSink::stored_keys(
       if (!mids[i].empty() && (*have)[i]) out[i] = std::move(mids[i]);
     }
   }
-  // Sent mail whose activity was decided from another folder's copy (its
-  // copy in INBOX came first) is not known: it is decided again, as sent,
-  // from the sender's own copy (which alone lists the Bcc). Once decided
-  // from it, the activity has a place in this folder and is known.
-  if (again != nullptr) again->assign(keys.size(), false);
+  // Sent mail whose activity was decided inbound, or from another folder's
+  // copy (its copy in INBOX came first), is not known: it is decided again,
+  // as sent, from the sender's own copy (which alone lists the Bcc). Once
+  // decided from it, the activity is outbound with a place in this folder,
+  // and known.
+  if (again != nullptr) again->assign(keys.size(), std::string());
   std::vector<std::string> sent_known;
   std::vector<std::size_t> at;
   for (std::size_t i = 0; i < keys.size(); ++i) {
@@ -148,12 +149,12 @@ store::Result<std::vector<std::string>> ImapSink::stored_keys(
     }
   }
   if (!sent_known.empty()) {
-    auto seen = activities_.seen_in_folder(mailbox_, folder, sent_known);
-    if (!seen) return seen.error();
+    auto redo = activities_.needs_sent_decision(mailbox_, folder, sent_known);
+    if (!redo) return redo.error();
     for (std::size_t j = 0; j < at.size(); ++j) {
-      if ((*seen)[j]) continue;
+      if (!(*redo)[j]) continue;
+      if (again != nullptr) (*again)[at[j]] = std::move(out[at[j]]);
       out[at[j]].clear();
-      if (again != nullptr) (*again)[at[j]] = true;
     }
   }
   return out;
@@ -206,7 +207,7 @@ imap::SyncResult<void> ImapSink::decide_batch(const imap::FolderState& state,
   for (const auto& m : messages) {
     keys.push_back({m.message_id, m.gm_msgid, m.sent && m.refused.empty()});
   }
-  std::vector<bool> again;
+  std::vector<std::string> again;
   auto stored = stored_keys(state.folder, keys, &again);
   if (!stored)
     return store_failure(mailbox_ + ": cannot read the store: " + stored.error().message);
@@ -267,8 +268,9 @@ imap::SyncResult<void> ImapSink::decide_batch(const imap::FolderState& state,
     const MessageSource source{ref, m.internaldate, m.sent};
     Outcome o = m.refused.empty() ? pipeline_.finish(m.raw, std::move(*parsed[i]), source)
                                   : pipeline_.unfetched(m.refused, source);
-    if (again[i]) {
-      // Counted once, when first decided; this only makes it again.
+    if (!again[i].empty() && o.activity.source_key == again[i]) {
+      // Counted once, when first decided; this only makes it again. (A copy
+      // that fails to parse is a failed activity of its own, counted so.)
       ++counted.decided_again;
     } else {
       switch (o.activity.status) {

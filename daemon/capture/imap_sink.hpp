@@ -59,11 +59,11 @@ class ImapSink final : public imap::MailSink {
  private:
   // For each message of `folder`, the source key of the activity stored for
   // it (by the server's id first, then by Message-ID), or an empty string;
-  // empty too for a copy kept as sent mail whose activity was not yet seen
-  // in `folder`, which is decided again. Those are marked in `again`.
+  // empty too for a copy kept as sent mail that decides its activity again
+  // (store's needs_sent_decision), whose stored key goes to `again` instead.
   store::Result<std::vector<std::string>> stored_keys(const std::string& folder,
                                                       const std::vector<imap::MessageKey>& keys,
-                                                      std::vector<bool>* again = nullptr);
+                                                      std::vector<std::string>* again = nullptr);
   // Runs the pipeline on a batch's new messages into `batch`, and marks the
   // ones the store has (or the batch holds twice) as seen again.
   imap::SyncResult<void> decide_batch(const imap::FolderState& state,

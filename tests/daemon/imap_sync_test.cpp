@@ -754,11 +754,47 @@ TEST_F(ImapSync, ASentCopyAddsTheBccThatOnlyItLists) {
   ASSERT_EQ(acts[0].sources.size(), 2u);
   EXPECT_EQ(sink->counters().captured, 1u);
   EXPECT_EQ(sink->counters().decided_again, 1u);
-  // Decided from Sent, it is known there from then on.
+  // Decided from Sent, it is known there from then on (as a copy found
+  // again after a UIDVALIDITY change would ask), and in INBOX.
+  const imap::MessageKey key{"<bcc-self@example.com>", std::nullopt, true};
+  EXPECT_EQ(sink->known_messages("Sent", {key}), std::vector<bool>{true});
+  EXPECT_EQ(sink->known_messages("INBOX", {{key.message_id, std::nullopt, false}}),
+            std::vector<bool>{true});
   auto second = sync(o);
   ASSERT_TRUE(second) << second.error().message;
   EXPECT_EQ(sink->counters().decided_again, 1u);
   EXPECT_EQ(activities().size(), 1u);
+}
+
+// Gmail keeps one folder, All Mail: a copy received (a Bcc to oneself that
+// Gmail did not merge) and the sent copy, each with its own X-GM-MSGID, both
+// have their place there. The sent copy still decides the inbound activity
+// again, as sent; then it is known.
+TEST_F(ImapSync, OnGmailTheSentCopyInAllMailDecidesAgainAnInboundActivity) {
+  const std::string all = "[Gmail]/All Mail";
+  imap::FetchedMessage in;
+  in.uid = 1;
+  in.gm_msgid = 1001;
+  in.message_id = "<gm-copy@example.com>";
+  in.raw = test::message(
+      "From: Sales <sales@example.com>\nTo: user1@example.com\nCc: jane@acme.com\n"
+      "Subject: Offer\nDate: Mon, 23 Nov 2026 09:00:00 +0000\n"
+      "Message-ID: <gm-copy@example.com>\n");
+  ASSERT_TRUE(sink->commit(imap::FolderState{all, 7, 1}, {in}));
+  ASSERT_EQ(activities().at(0).direction, store::Direction::inbound);
+  imap::FetchedMessage sent = in;
+  sent.uid = 2;
+  sent.gm_msgid = 1002;
+  sent.sent = true;
+  const imap::MessageKey key{sent.message_id, sent.gm_msgid, true};
+  EXPECT_EQ(sink->known_messages(all, {key}), std::vector<bool>{false});
+  ASSERT_TRUE(sink->commit(imap::FolderState{all, 7, 2}, {sent}));
+  const auto acts = activities();
+  ASSERT_EQ(acts.size(), 1u);
+  EXPECT_EQ(acts[0].direction, store::Direction::outbound);
+  EXPECT_EQ(acts[0].sources.size(), 2u);
+  EXPECT_EQ(sink->known_messages(all, {key}), std::vector<bool>{true});
+  EXPECT_EQ(sink->counters().decided_again, 1u);
 }
 
 // A copy in Sent that the server refused to send has no bytes to decide

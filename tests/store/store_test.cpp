@@ -545,15 +545,24 @@ TEST(StoreActivities, SeenAgainAddsOnlyAPlaceAndKnowsKeys) {
   EXPECT_EQ(l.store->known_uids("alice", "Sent", 3).value().size(), 1u);
   EXPECT_EQ(l.store->have_source_keys({"mid:1@x", "mid:2@x"}).value(),
             (std::vector<bool>{true, false}));
-  // Where each key was seen: by folder and mailbox, under any UIDVALIDITY;
-  // an unknown key nowhere.
-  EXPECT_EQ(l.store->seen_in_folder("alice", "Sent", {"mid:1@x", "mid:2@x"}).value(),
+  // Stored inbound (make_activity's direction): a sent copy decides it
+  // again, even one seen in Sent before; an unknown key is not stored.
+  EXPECT_EQ(l.store->needs_sent_decision("alice", "Sent", {"mid:1@x", "mid:2@x"}).value(),
             (std::vector<bool>{true, false}));
-  EXPECT_EQ(l.store->seen_in_folder("alice", "INBOX", {"mid:1@x"}).value(),
-            std::vector<bool>{true});
-  EXPECT_EQ(l.store->seen_in_folder("alice", "Archive", {"mid:1@x"}).value(),
+  Batch sent;
+  auto out = make_activity("mid:1@x", "2026-11-01T10:00:00Z", "");
+  out.direction = Direction::outbound;
+  sent.items.push_back({out, SourceRef{"alice", "Sent", 3, 9, ""}});
+  ASSERT_TRUE(l.store->commit(sent));
+  // Outbound with a place in Sent: done. Without a place in the folder asked
+  // about (of this mailbox), under any UIDVALIDITY: not.
+  EXPECT_EQ(l.store->needs_sent_decision("alice", "Sent", {"mid:1@x"}).value(),
             std::vector<bool>{false});
-  EXPECT_EQ(l.store->seen_in_folder("bob", "Sent", {"mid:1@x"}).value(), std::vector<bool>{false});
+  EXPECT_EQ(l.store->needs_sent_decision("alice", "Archive", {"mid:1@x"}).value(),
+            std::vector<bool>{true});
+  EXPECT_EQ(l.store->needs_sent_decision("bob", "Sent", {"mid:1@x"}).value(),
+            std::vector<bool>{true});
+  EXPECT_EQ(l.store->list({}).value().size(), 1u);
 }
 
 TEST(StoreActivities, ADecisionThatChangesOnlyItsParticipantsReplacesThem) {
