@@ -170,8 +170,14 @@ def main():
     ap.add_argument("--count", type=int, default=20000)
     ap.add_argument("--idle-samples", type=int, default=5)
     ap.add_argument("--rounds", type=int, default=3)
+    # A shared library preloaded into crm-captured's runs only, such as another
+    # malloc (/usr/lib/x86_64-linux-gnu/libjemalloc.so.2, package libjemalloc2):
+    # to measure a change of allocator before the project takes it.
+    ap.add_argument("--preload", default="")
     args = ap.parse_args()
     daemon = os.path.join(args.build, "daemon", "crm-captured")
+    # env execs crm-captured in its own process: the RSS sampled is its own.
+    crm_cmd = (["env", "LD_PRELOAD=" + args.preload] if args.preload else []) + [daemon]
     client = os.path.join(args.build, "daemon", "crm-capture")
     mbsync = shutil.which("mbsync")
     if not mbsync:
@@ -200,14 +206,17 @@ def main():
 
         db, conf = new_store("capture")
         results = {"messages": args.count, "mailbox_mb": round(total_bytes / 1e6, 1)}
+        if args.preload:
+            results["crm_preload"] = args.preload
+            print(f"crm-captured runs with LD_PRELOAD={args.preload}")
         # Filling the server wrote 20,000 files: let the kernel write them
         # back before anything is timed.
         os.sync()
         time.sleep(2.0)
-        t, rss, out = timed_rss([daemon, "--config", conf, "--once"])
+        t, rss, out = timed_rss(crm_cmd + ["--config", conf, "--once"])
         record(results, "crm_first", t, rss)
         print(f"crm-captured --once, first run:  {t:7.2f} s  peak RSS {rss:6.1f} MiB  ({out.strip()})")
-        t, rss, out = timed_rss([daemon, "--config", conf, "--once"])
+        t, rss, out = timed_rss(crm_cmd + ["--config", conf, "--once"])
         record(results, "crm_second", t, rss)
         print(f"crm-captured --once, second run: {t:7.2f} s  peak RSS {rss:6.1f} MiB  ({out.strip()})")
 
@@ -224,7 +233,7 @@ def main():
         # that), its inode allocation can cost seconds.
         def crm_warm(r):
             warm_db, warm_conf = new_store(f"capture-warm-{r}")
-            t, rss, _ = timed_rss([daemon, "--config", warm_conf, "--once"])
+            t, rss, _ = timed_rss(crm_cmd + ["--config", warm_conf, "--once"])
             record(results, "crm_first_warm", t, rss)
             for suffix in ("", "-wal", "-shm"):
                 if os.path.exists(warm_db + suffix):
@@ -245,7 +254,7 @@ def main():
                 shutil.rmtree(shm, ignore_errors=True)
 
         # New mail to stored activity, with IDLE.
-        daemon_proc = subprocess.Popen([daemon, "--config", conf], stdout=subprocess.DEVNULL,
+        daemon_proc = subprocess.Popen(crm_cmd + ["--config", conf], stdout=subprocess.DEVNULL,
                                        stderr=subprocess.PIPE, text=True)
         con = sqlite3.connect(db, timeout=5)
         import csv
