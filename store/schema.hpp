@@ -13,6 +13,7 @@ std::span<const char* const> migrations() noexcept;
 
 // Opens like Store::open but migrates no further than `version` (tests use it
 // to build an old store and check the upgrade path).
-Result<std::unique_ptr<Store>> open_at_version(const std::string& path, int version);
+Result<std::unique_ptr<Store>> open_at_version(const std::string& path, int version,
+                                               const StoreOptions& options = {});
 
 }  // namespace crmcap::store::detail

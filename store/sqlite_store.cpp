@@ -140,21 +140,22 @@ std::string now_iso() {
 // SqliteStore::on_wal_commit after them.
 constexpr int k_checkpoint_frames = 10000;
 
-// What the WAL file is cut back to when it starts over after a checkpoint
-// (journal_size_limit). SQLite otherwise keeps the file at the longest it
-// ever was: ~40 MiB on a laptop's disk for good after one backfill.
-constexpr int k_wal_kept_bytes = 4 << 20;
-
 Error sql_error(std::string_view what, const std::exception& e) {
   return make_error(Errc::sql_failed, detail::cat(what, ": ", e.what()));
 }
 
 // Copies the WAL into the database on a thread and connection of its own
-// (a PASSIVE checkpoint, which never blocks the writer) when asked. The
-// connection is opened at the first request.
+// (a PASSIVE checkpoint, which never blocks the writer) when asked; and once
+// no commit has come for `idle_truncate`, copies all of it and cuts the file
+// to nothing (TRUNCATE). The connection has no busy handler: a TRUNCATE that
+// a reader or the writer is in the way of fails at once, without blocking
+// them, and is tried again after another quiet spell. The connection is
+// opened at the first use.
 class Checkpointer {
  public:
-  explicit Checkpointer(std::string path) : path_(std::move(path)), thread_([this] { run(); }) {}
+  using clock = std::chrono::steady_clock;
+  Checkpointer(std::string path, std::chrono::milliseconds idle_truncate)
+      : path_(std::move(path)), idle_truncate_(idle_truncate), thread_([this] { run(); }) {}
   Checkpointer(const Checkpointer&) = delete;
   Checkpointer& operator=(const Checkpointer&) = delete;
   ~Checkpointer() {
@@ -175,44 +176,75 @@ class Checkpointer {
     wake_.notify_one();
   }
 
+  // After each commit: moves the TRUNCATE an idle spell further. The thread
+  // is woken only when none was due (it wakes at the old time otherwise, and
+  // waits on to the new one).
+  void committed() {
+    bool wake = false;
+    {
+      const std::lock_guard<std::mutex> lock(mutex_);
+      truncate_at_ = clock::now() + idle_truncate_;
+      wake = !truncate_due_;
+      truncate_due_ = true;
+    }
+    if (wake) wake_.notify_one();
+  }
+
  private:
   void run() {
     std::unique_lock<std::mutex> lock(mutex_);
-    for (;;) {
-      wake_.wait(lock, [this] { return wanted_ || stop_; });
-      if (stop_) return;
-      wanted_ = false;
-      lock.unlock();
-      checkpoint();
-      lock.lock();
+    while (!stop_) {
+      if (wanted_) {
+        wanted_ = false;
+        lock.unlock();
+        checkpoint(SQLITE_CHECKPOINT_PASSIVE);
+        lock.lock();
+      } else if (truncate_due_ && clock::now() >= truncate_at_) {
+        truncate_due_ = false;
+        lock.unlock();
+        const bool done = checkpoint(SQLITE_CHECKPOINT_TRUNCATE);
+        lock.lock();
+        if (!done && !truncate_due_) {
+          truncate_due_ = true;
+          truncate_at_ = clock::now() + idle_truncate_;
+        }
+      } else if (truncate_due_) {
+        wake_.wait_until(lock, truncate_at_);
+      } else {
+        wake_.wait(lock);
+      }
     }
   }
 
-  // A failure (the file gone, another checkpoint running) leaves the copy to
-  // the writer's own checkpoint.
-  void checkpoint() {
+  // Whether the checkpoint ran to its end. A failure (the file gone, another
+  // checkpoint running, a reader in the way of a TRUNCATE) leaves the copy to
+  // a later one, or to the writer's own.
+  bool checkpoint(int mode) {
     if (db_ == nullptr &&
         sqlite3_open_v2(path_.c_str(), &db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX,
                         nullptr) != SQLITE_OK) {
       sqlite3_close_v2(db_);
       db_ = nullptr;
-      return;
+      return false;
     }
     // A connection that has read nothing yet does not know the WAL, and its
     // checkpoint would do nothing: read the journal mode first.
     if (!wal_open_) {
       wal_open_ = sqlite3_exec(db_, "PRAGMA journal_mode", nullptr, nullptr, nullptr) == SQLITE_OK;
-      if (!wal_open_) return;
+      if (!wal_open_) return false;
     }
-    sqlite3_wal_checkpoint_v2(db_, nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
+    return sqlite3_wal_checkpoint_v2(db_, nullptr, mode, nullptr, nullptr) == SQLITE_OK;
   }
 
   std::string path_;
+  std::chrono::milliseconds idle_truncate_;
   sqlite3* db_ = nullptr;  // used by thread_ only
   bool wal_open_ = false;
   std::mutex mutex_;
   std::condition_variable wake_;
   bool wanted_ = false;
+  bool truncate_due_ = false;  // a TRUNCATE waits for truncate_at_
+  clock::time_point truncate_at_;
   bool stop_ = false;
   std::thread thread_;  // last: started once the members above exist
 };
@@ -221,8 +253,9 @@ class Checkpointer {
 
 class SqliteStore final : public Store {
  public:
-  SqliteStore(SQLite::Database db, int version, const std::string& path)
-      : db_(std::move(db)), version_(version), checkpointer_(path) {
+  SqliteStore(SQLite::Database db, int version, const std::string& path,
+              const StoreOptions& options)
+      : db_(std::move(db)), version_(version), checkpointer_(path, options.wal_idle_truncate) {
     sqlite3_wal_hook(db_.getHandle(), &SqliteStore::on_wal_commit, this);
   }
   SqliteStore(const SqliteStore&) = delete;
@@ -1009,11 +1042,13 @@ class SqliteStore final : public Store {
   // checkpointer's is still running, the writer's try waits for a later
   // commit; none asks the checkpointer again by then.
   static int on_wal_commit(void* self, sqlite3* db, const char*, int frames) {
+    auto& checkpointer = static_cast<SqliteStore*>(self)->checkpointer_;
     if (frames >= k_checkpoint_frames) {
       sqlite3_wal_checkpoint_v2(db, nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
     } else if (frames >= k_checkpoint_frames / 2) {
-      static_cast<SqliteStore*>(self)->checkpointer_.request();
+      checkpointer.request();
     }
+    checkpointer.committed();
     return SQLITE_OK;
   }
 
@@ -1035,13 +1070,14 @@ int Store::latest_schema_version() noexcept {
   return static_cast<int>(detail::migrations().size());
 }
 
-Result<std::unique_ptr<Store>> Store::open(const std::string& path) {
-  return detail::open_at_version(path, latest_schema_version());
+Result<std::unique_ptr<Store>> Store::open(const std::string& path, const StoreOptions& options) {
+  return detail::open_at_version(path, latest_schema_version(), options);
 }
 
 namespace detail {
 
-Result<std::unique_ptr<Store>> open_at_version(const std::string& path, int target) {
+Result<std::unique_ptr<Store>> open_at_version(const std::string& path, int target,
+                                               const StoreOptions& options) {
   // SQLite counts every allocation under a process-wide mutex, for statistics
   // nothing here reads. Off before SQLite starts up; later it refuses, which
   // changes nothing.
@@ -1064,10 +1100,6 @@ Result<std::unique_ptr<Store>> open_at_version(const std::string& path, int targ
     // 64 MiB of page cache (the default 2 MiB is smaller than a CRM directory:
     // pages would go out to the kernel and come back on every batch).
     db->exec("PRAGMA cache_size = -65536");
-    {
-      SQLite::Statement limit(*db, detail::cat("PRAGMA journal_size_limit = ", k_wal_kept_bytes));
-      limit.executeStep();
-    }
     // Checkpoint at k_checkpoint_frames (until the store's own hook takes over).
     {
       SQLite::Statement ckpt(*db, detail::cat("PRAGMA wal_autocheckpoint = ", k_checkpoint_frames));
@@ -1113,7 +1145,7 @@ Result<std::unique_ptr<Store>> open_at_version(const std::string& path, int targ
                                                       version + 1, " failed: ", e.what()));
     }
   }
-  return std::unique_ptr<Store>(new SqliteStore(std::move(*db), version, path));
+  return std::unique_ptr<Store>(new SqliteStore(std::move(*db), version, path, options));
 }
 
 }  // namespace detail
