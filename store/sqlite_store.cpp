@@ -8,6 +8,7 @@
 #include <SQLiteCpp/SQLiteCpp.h>
 #include <sqlite3.h>
 
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <ctime>
@@ -155,7 +156,9 @@ class Checkpointer {
  public:
   using clock = std::chrono::steady_clock;
   Checkpointer(std::string path, std::chrono::milliseconds idle_truncate)
-      : path_(std::move(path)), idle_truncate_(idle_truncate), thread_([this] { run(); }) {}
+      : path_(std::move(path)),
+        idle_truncate_(std::max(idle_truncate, std::chrono::milliseconds(50))),
+        thread_([this] { run(); }) {}
   Checkpointer(const Checkpointer&) = delete;
   Checkpointer& operator=(const Checkpointer&) = delete;
   ~Checkpointer() {
@@ -202,6 +205,10 @@ class Checkpointer {
       } else if (truncate_due_ && clock::now() >= truncate_at_) {
         truncate_due_ = false;
         lock.unlock();
+        // What is left to copy first, without the write lock; the TRUNCATE
+        // then holds that lock (a commit waits, within its busy timeout)
+        // only to find the copy done and cut the file.
+        checkpoint(SQLITE_CHECKPOINT_PASSIVE);
         const bool done = checkpoint(SQLITE_CHECKPOINT_TRUNCATE);
         lock.lock();
         if (!done && !truncate_due_) {

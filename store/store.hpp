@@ -273,22 +273,22 @@ class SyncState {
       std::string_view mailbox, std::string_view folder, std::int64_t uidvalidity) = 0;
 };
 
+struct StoreOptions {
+  // Once no commit has come for this long (at least 50 ms), the WAL is
+  // copied into the database and its file cut to nothing, on a thread of the
+  // store's own (a TRUNCATE checkpoint, tried again later if a reader is in
+  // the way). SQLite keeps the file at the longest it ever was otherwise:
+  // ~40 MiB after a backfill, for as long as the daemon runs. (A limit on
+  // the file's size instead, journal_size_limit, cut it back at every new
+  // start of the WAL during a backfill too, and made its commits ~5 % slower.)
+  std::chrono::milliseconds wal_idle_truncate{std::chrono::seconds(30)};
+};
+
 // The SQLite store: one file, WAL, foreign keys on, busy_timeout set; schema made
 // and upgraded by numbered migrations in PRAGMA user_version.
 // One thread at a time: a Store may move between threads, but two threads must
 // never call it at once (its connection takes no locks of its own; each thread
 // that needs the store at the same time opens its own).
-struct StoreOptions {
-  // Once no commit has come for this long, the WAL is copied into the
-  // database and its file cut to nothing, on a thread of the store's own
-  // (a TRUNCATE checkpoint, tried again later if a reader is in the way).
-  // SQLite keeps the file at the longest it ever was otherwise: ~40 MiB after
-  // a backfill, for as long as the daemon runs. (A limit on the file's size
-  // instead, journal_size_limit, cut it back at every new start of the WAL
-  // during a backfill too, and made its commits ~10 % slower.)
-  std::chrono::milliseconds wal_idle_truncate{std::chrono::seconds(30)};
-};
-
 class Store : public Directory, public DirectoryWriter, public Activities, public SyncState {
  public:
   // Opens (creating if absent) and migrates. Fails with Errc::newer_schema when
