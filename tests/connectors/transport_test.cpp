@@ -398,6 +398,23 @@ class TransportDovecot : public ::testing::Test {
 
   static std::string login() { return "LOGIN " + server_->user() + " " + server_->password(); }
 
+  // Connects over implicit TLS to localhost, trusting `ca_file` (besides the
+  // system's): "connected", "rejected" (the certificate), or the error's message.
+  static std::string connect_outcome(const std::string& ca_file) {
+    std::string outcome;
+    run([&](asio::any_io_executor ex) -> Awaitable<void> {
+      auto o = options("localhost", TlsMode::implicit, false);
+      o.ca_file = ca_file;
+      Transport t(ex, o);
+      auto r = co_await t.async_connect();
+      outcome = r                                                       ? "connected"
+                : r.error().code == TransportErrc::certificate_rejected ? "rejected"
+                                                                        : r.error().message;
+      co_await t.async_close();
+    });
+    return outcome;
+  }
+
   static inline std::unique_ptr<DovecotServer> server_;
 };
 
@@ -551,21 +568,9 @@ TEST_F(TransportDovecot, ACaFileChangedOnDiskIsReadAgain) {
       "-subj '/CN=an unrelated authority of another length' -keyout " +
       (dir / "other.key").string() + " -out " + other + " >/dev/null 2>&1";
   ASSERT_EQ(std::system(make_other.c_str()), 0);
-  // "connected", "rejected" (the certificate), or the error's message.
   auto connect_with = [&](const std::string& from) {
     fs::copy_file(from, ca, fs::copy_options::overwrite_existing);
-    std::string outcome;
-    run([&](asio::any_io_executor ex) -> Awaitable<void> {
-      auto o = options("localhost", TlsMode::implicit, false);
-      o.ca_file = ca;
-      Transport t(ex, o);
-      auto r = co_await t.async_connect();
-      outcome = r                                                       ? "connected"
-                : r.error().code == TransportErrc::certificate_rejected ? "rejected"
-                                                                        : r.error().message;
-      co_await t.async_close();
-    });
-    return outcome;
+    return connect_outcome(ca);
   };
   EXPECT_EQ(connect_with(other), "rejected");
   EXPECT_EQ(connect_with(server_->ca_file()), "connected");
@@ -592,19 +597,7 @@ TEST_F(TransportDovecot, ACaTakenOutOfTheCertDirectoryIsNoLongerTrusted) {
   const char* was = std::getenv("SSL_CERT_DIR");
   const std::optional<std::string> saved = was ? std::optional<std::string>(was) : std::nullopt;
   ::setenv("SSL_CERT_DIR", dir.c_str(), 1);
-  auto connect = [&] {
-    std::string outcome;
-    run([&](asio::any_io_executor ex) -> Awaitable<void> {
-      auto o = options("localhost", TlsMode::implicit, false);  // no CA file: the system's
-      Transport t(ex, o);
-      auto r = co_await t.async_connect();
-      outcome = r                                                       ? "connected"
-                : r.error().code == TransportErrc::certificate_rejected ? "rejected"
-                                                                        : r.error().message;
-      co_await t.async_close();
-    });
-    return outcome;
-  };
+  auto connect = [] { return connect_outcome(""); };  // no CA file: the system's
   EXPECT_EQ(connect(), "rejected");
   fs::copy_file(server_->ca_file(), trusted);
   EXPECT_EQ(connect(), "connected");

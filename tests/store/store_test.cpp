@@ -431,28 +431,41 @@ TEST(StoreMigrations, UpgradesActivitiesTheirParticipantsAndSources) {
 // WAL into the database while commits go on, so the database file grows
 // before the writer's own checkpoint at 10,000 frames; and that checkpoint
 // keeps the WAL from growing without bound.
+namespace {
+
+// A file's size, 0 when there is none.
+std::uintmax_t size_or_zero(const std::string& path) {
+  std::error_code ec;
+  const auto n = fs::file_size(path, ec);
+  return ec ? std::uintmax_t{0} : n;
+}
+
+// Commits 50 activities with 16 KB snippets (about 0.85 MiB of WAL),
+// numbered from `n` on.
+void commit_large_batch(Store& s, int& n) {
+  Batch b;
+  for (int i = 0; i < 50; ++i, ++n) {
+    auto a = make_activity("mid:" + std::to_string(n) + "@x", "2026-11-01T10:00:00Z", "");
+    a.snippet = std::string(16000, static_cast<char>('a' + n % 26));
+    b.items.push_back({a, SourceRef{"alice", "INBOX", 1, n + 1}});
+  }
+  ASSERT_TRUE(s.commit(b));
+}
+
+}  // namespace
+
 TEST(StoreActivities, TheWalIsCopiedInTheBackgroundAndStaysBounded) {
   TempDir d;
   const std::string path = (d / "wal.db").string();
   auto s = Store::open(path).value();
-  const auto size_of = [](const std::string& p) {
-    std::error_code ec;
-    const auto n = fs::file_size(p, ec);
-    return ec ? std::uintmax_t{0} : n;
-  };
+  const auto size_of = size_or_zero;
   constexpr std::uintmax_t frame = 4096 + 24;  // a page and its frame header
   const std::uintmax_t start = size_of(path);
   int n = 0;
   std::uintmax_t written = 0, most = 0;
   const auto commit_some = [&] {
-    Batch b;
-    for (int i = 0; i < 50; ++i, ++n) {
-      auto a = make_activity("mid:" + std::to_string(n) + "@x", "2026-11-01T10:00:00Z", "");
-      a.snippet = std::string(16000, static_cast<char>('a' + n % 26));
-      b.items.push_back({a, SourceRef{"alice", "INBOX", 1, n + 1}});
-    }
     const auto before = size_of(path + "-wal");
-    ASSERT_TRUE(s->commit(b));
+    commit_large_batch(*s, n);
     const auto after = size_of(path + "-wal");
     written += after > before ? after - before : after;  // the WAL starts over
     most = std::max(most, after);
@@ -478,11 +491,7 @@ TEST(StoreActivities, AfterAQuietSpellTheWalFileIsCutToNothing) {
   StoreOptions o;
   o.wal_idle_truncate = std::chrono::milliseconds(1000);
   auto s = Store::open(path, o).value();
-  const auto wal_size = [&] {
-    std::error_code ec;
-    const auto n = fs::file_size(path + "-wal", ec);
-    return ec ? std::uintmax_t{0} : n;
-  };
+  const auto wal_size = [&] { return size_or_zero(path + "-wal"); };
   const auto wait_for_empty_wal = [&](std::chrono::seconds within) {
     const auto deadline = std::chrono::steady_clock::now() + within;
     while (wal_size() > 0 && std::chrono::steady_clock::now() < deadline) {
@@ -493,13 +502,7 @@ TEST(StoreActivities, AfterAQuietSpellTheWalFileIsCutToNothing) {
   int n = 0;
   std::uintmax_t most = 0;
   const auto commit_some = [&] {
-    Batch b;
-    for (int i = 0; i < 50; ++i, ++n) {
-      auto a = make_activity("mid:" + std::to_string(n) + "@x", "2026-11-01T10:00:00Z", "");
-      a.snippet = std::string(16000, static_cast<char>('a' + n % 26));
-      b.items.push_back({a, SourceRef{"alice", "INBOX", 1, n + 1}});
-    }
-    ASSERT_TRUE(s->commit(b));
+    commit_large_batch(*s, n);
     most = std::max(most, wal_size());
   };
   for (int i = 0; i < 20; ++i) commit_some();
