@@ -592,7 +592,7 @@ class SqliteStore final : public Store {
         // Participants too: a copy kept as sent mail lists the Bcc its
         // first copy lacked, and a participant may match a contact
         // imported since the first decision.
-        if (!changed) changed = !same_participants(seq, a.participants);
+        if (!changed) changed = participants_of(seq) != a.participants;
         if (changed) {
           run(upd_a, kind, direction, status, a.occurred_at, a.subject, a.snippet, a.message_id,
               a.thread_key, a.opportunity_id, a.reason, a.rule, now, seq);
@@ -948,43 +948,31 @@ class SqliteStore final : public Store {
     return a;
   }
 
-  // Whether the participants stored for the activity `seq` are `want`, in
-  // order and field for field.
-  bool same_participants(std::int64_t seq, const std::vector<Participant>& want) {
+  // The participants stored for the activity `seq`, in order.
+  std::vector<Participant> participants_of(std::int64_t seq) {
     auto& p = stmt(
         "SELECT address, name, role, contact_id, company_id FROM activity_participants "
         "WHERE activity_seq = ? ORDER BY position");
     p.bind(1, seq);
-    std::size_t i = 0;
-    bool same = true;
-    while (same && p.executeStep()) {
-      same = i < want.size() && p.getColumn(0).getString() == want[i].address &&
-             p.getColumn(1).getString() == want[i].name &&
-             p.getColumn(2).getString() == want[i].role &&
-             p.getColumn(3).getString() == want[i].contact_id &&
-             p.getColumn(4).getString() == want[i].company_id;
-      ++i;
+    std::vector<Participant> out;
+    while (p.executeStep()) {
+      out.push_back({p.getColumn(0).getString(), p.getColumn(1).getString(),
+                     p.getColumn(2).getString(), p.getColumn(3).getString(),
+                     p.getColumn(4).getString()});
     }
     p.reset();
-    return same && i == want.size();
+    return out;
   }
 
   // Adds participants and sources to `a`, whose row key is `seq`.
   void fill_activity(std::int64_t seq, Activity& a) {
-    auto& p = stmt(
-        "SELECT address, name, role, contact_id, company_id FROM activity_participants "
-        "WHERE activity_seq = ? ORDER BY position");
-    p.bind(1, seq);
-    while (p.executeStep()) {
-      Participant x{p.getColumn(0).getString(), p.getColumn(1).getString(),
-                    p.getColumn(2).getString(), p.getColumn(3).getString(),
-                    p.getColumn(4).getString()};
-      auto add_unique = [](std::vector<std::string>& v, const std::string& s) {
-        if (!s.empty() && std::find(v.begin(), v.end(), s) == v.end()) v.push_back(s);
-      };
+    a.participants = participants_of(seq);
+    auto add_unique = [](std::vector<std::string>& v, const std::string& s) {
+      if (!s.empty() && std::find(v.begin(), v.end(), s) == v.end()) v.push_back(s);
+    };
+    for (const auto& x : a.participants) {
       add_unique(a.contact_ids, x.contact_id);
       add_unique(a.company_ids, x.company_id);
-      a.participants.push_back(std::move(x));
     }
     auto& s = stmt(
         "SELECT mailbox, folder, uidvalidity, uid, path, remote_id, removed_at FROM "

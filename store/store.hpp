@@ -139,6 +139,7 @@ struct Participant {
   std::string role;        // from, to, cc, bcc, organizer, attendee
   std::string contact_id;  // empty when not matched
   std::string company_id;  // empty when not matched
+  bool operator==(const Participant&) const = default;
 };
 
 // Where a message was seen: one row per (mailbox, folder, uidvalidity, uid).
