@@ -137,7 +137,7 @@ void say_line(std::string line) {
   std::fwrite(line.data(), 1, line.size(), stderr);
 }
 
-std::string describe(const imap::SyncReport& r, const capture::SinkCounters& c) {
+std::string describe(const imap::SyncReport& r, const capture::Tally& c) {
   std::string out;
   for (const auto& f : r.folders) {
     if (!out.empty()) out += ", ";

@@ -4,6 +4,12 @@
 // a released migration: add a new one.
 #include "store/schema.hpp"
 
+#include <SQLiteCpp/SQLiteCpp.h>
+
+#include <string>
+#include <utility>
+#include <vector>
+
 namespace crmcap::store::detail {
 
 namespace {
@@ -224,10 +230,40 @@ constexpr const char* k_v5 = R"sql(
 ALTER TABLE activity_sources ADD COLUMN removed_at TEXT NOT NULL DEFAULT '';
 )sql";
 
-constexpr const char* k_migrations[] = {k_v1, k_v2, k_v3, k_v4, k_v5};
+// v6: a contact address is found by its key without a +tag too
+// (email_key, filled by fill_email_keys), and addresses written before the
+// store normalized every one are trimmed and lower-cased.
+constexpr const char* k_v6 = R"sql(
+ALTER TABLE contact_emails ADD COLUMN email_key TEXT NOT NULL DEFAULT '';
+UPDATE OR IGNORE contact_emails SET email = lower(trim(email, ' ' || char(9, 10, 13)));
+DELETE FROM contact_emails WHERE email <> lower(trim(email, ' ' || char(9, 10, 13)));
+CREATE INDEX contact_emails_by_key ON contact_emails(email_key);
+)sql";
+
+// Fills email_key of every contact address (v6).
+void fill_email_keys(SQLite::Database& db) {
+  std::vector<std::pair<std::string, std::string>> rows;  // (email, contact_id)
+  {
+    SQLite::Statement q(db, "SELECT email, contact_id FROM contact_emails");
+    while (q.executeStep())
+      rows.emplace_back(q.getColumn(0).getString(), q.getColumn(1).getString());
+  }
+  SQLite::Statement up(
+      db, "UPDATE contact_emails SET email_key = ? WHERE email = ? AND contact_id = ?");
+  for (const auto& [email, contact] : rows) {
+    up.bind(1, without_plus_tag(email));
+    up.bind(2, email);
+    up.bind(3, contact);
+    up.exec();
+    up.reset();
+  }
+}
+
+constexpr Migration k_migrations[] = {{k_v1, nullptr}, {k_v2, nullptr}, {k_v3, nullptr},
+                                      {k_v4, nullptr}, {k_v5, nullptr}, {k_v6, fill_email_keys}};
 
 }  // namespace
 
-std::span<const char* const> migrations() noexcept { return k_migrations; }
+std::span<const Migration> migrations() noexcept { return k_migrations; }
 
 }  // namespace crmcap::store::detail

@@ -21,94 +21,6 @@
 
 namespace crmcap::store {
 
-// ---- errors and enums --------------------------------------------------------
-
-namespace {
-
-class StoreCategory final : public std::error_category {
- public:
-  const char* name() const noexcept override { return "crmcap.store"; }
-  std::string message(int ev) const override {
-    switch (static_cast<Errc>(ev)) {
-      case Errc::open_failed:
-        return "cannot open the store";
-      case Errc::newer_schema:
-        return "store written by a newer version";
-      case Errc::sql_failed:
-        return "store statement failed";
-      case Errc::bad_input:
-        return "bad input";
-      case Errc::not_found:
-        return "not found";
-    }
-    return "unknown store error";
-  }
-};
-
-}  // namespace
-
-const std::error_category& store_category() noexcept {
-  static const StoreCategory category;
-  return category;
-}
-
-std::error_code make_error_code(Errc e) noexcept { return {static_cast<int>(e), store_category()}; }
-
-Error make_error(Errc e, std::string message) {
-  return Error{make_error_code(e), std::move(message)};
-}
-
-void throw_exception_from_error(const Error& e, const boost::source_location&) {
-  throw std::runtime_error(e.message);
-}
-
-std::string_view to_string(OpportunityStatus s) noexcept {
-  switch (s) {
-    case OpportunityStatus::open:
-      return "open";
-    case OpportunityStatus::won:
-      return "won";
-    case OpportunityStatus::lost:
-      return "lost";
-  }
-  return "open";
-}
-
-std::optional<OpportunityStatus> opportunity_status_from_string(std::string_view s) noexcept {
-  if (s == "open") return OpportunityStatus::open;
-  if (s == "won") return OpportunityStatus::won;
-  if (s == "lost") return OpportunityStatus::lost;
-  return std::nullopt;
-}
-
-std::string_view to_string(ActivityKind k) noexcept {
-  return k == ActivityKind::email ? "email" : "meeting";
-}
-
-std::string_view to_string(Direction d) noexcept {
-  switch (d) {
-    case Direction::inbound:
-      return "inbound";
-    case Direction::outbound:
-      return "outbound";
-    case Direction::internal:
-      return "internal";
-  }
-  return "inbound";
-}
-
-std::string_view to_string(DecisionStatus s) noexcept {
-  switch (s) {
-    case DecisionStatus::captured:
-      return "captured";
-    case DecisionStatus::skipped:
-      return "skipped";
-    case DecisionStatus::failed:
-      return "failed";
-  }
-  return "failed";
-}
-
 namespace {
 
 ActivityKind kind_from(std::string_view s) {
@@ -273,26 +185,42 @@ class SqliteStore final : public Store {
 
   // Directory ---------------------------------------------------------------
 
-  Result<std::optional<Contact>> contact_by_email(std::string_view email) override try {
+  Result<std::optional<Contact>> contact_by_email(std::string_view email, PlusTags tags) override
+      try {
     // The matcher asks for the same few hundred addresses again and again: a
     // hit costs a hash lookup instead of two SQLite steps. Any directory write
     // clears the cache.
-    const std::string key(email);
-    if (auto it = contact_cache_.find(key); it != contact_cache_.end()) return it->second;
-    auto& st = stmt(
-        "SELECT e.position, c.id, c.name, COALESCE(c.company_id, ''), c.title, c.phone "
-        "FROM contact_emails e JOIN contacts c ON c.id = e.contact_id WHERE e.email = ?");
+    const bool ignored = tags == PlusTags::ignored;
+    const std::string key = ignored ? without_plus_tag(email) : std::string(email);
+    std::string cache_key = key;
+    cache_key += ignored ? '+' : '=';
+    if (auto it = contact_cache_.find(cache_key); it != contact_cache_.end()) return it->second;
+    auto& st = ignored ? stmt(
+                             "SELECT e.position, c.id, c.name, COALESCE(c.company_id, ''), "
+                             "c.title, c.phone, e.email = ? FROM contact_emails e "
+                             "JOIN contacts c ON c.id = e.contact_id WHERE e.email_key = ?")
+                       : stmt(
+                             "SELECT e.position, c.id, c.name, COALESCE(c.company_id, ''), "
+                             "c.title, c.phone, 1, ? FROM contact_emails e "
+                             "JOIN contacts c ON c.id = e.contact_id WHERE e.email = ?");
     st.bind(1, key);
+    st.bind(2, key);
     std::optional<Contact> out;
     std::int64_t best_position = 0;
-    // Several contacts may share an address: the one that lists it first wins,
-    // then the smallest id (chosen here, so SQLite builds no sorter).
+    bool best_exact = false;
+    // Several contacts may share an address: the one that lists it exactly
+    // (not with another tag) wins, then the one that lists it first, then the
+    // smallest id (chosen here, so SQLite builds no sorter).
     while (st.executeStep()) {
+      const bool exact = st.getColumn(6).getInt() != 0;
       const std::int64_t position = st.getColumn(0).getInt64();
       std::string id = st.getColumn(1).getString();
-      if (out && (position > best_position || (position == best_position && id >= out->id))) {
+      if (out && (best_exact > exact ||
+                  (best_exact == exact &&
+                   (position > best_position || (position == best_position && id >= out->id))))) {
         continue;
       }
+      best_exact = exact;
       best_position = position;
       out = Contact{std::move(id),
                     st.getColumn(2).getString(),
@@ -303,7 +231,7 @@ class SqliteStore final : public Store {
     }
     st.reset();
     if (contact_cache_.size() >= k_cache_limit) contact_cache_.clear();
-    contact_cache_.emplace(key, out);
+    contact_cache_.emplace(std::move(cache_key), out);
     return out;
   } catch (const std::exception& e) {
     return sql_error("contact lookup", e);
@@ -461,13 +389,14 @@ class SqliteStore final : public Store {
         "name = excluded.name, company_id = excluded.company_id, title = excluded.title, "
         "phone = excluded.phone, updated_at = excluded.updated_at");
     auto& del = stmt("DELETE FROM contact_emails WHERE contact_id = ?");
-    auto& em =
-        stmt("INSERT OR IGNORE INTO contact_emails (email, contact_id, position) VALUES (?, ?, ?)");
+    auto& em = stmt(
+        "INSERT OR IGNORE INTO contact_emails (email, contact_id, position, email_key) "
+        "VALUES (?, ?, ?, ?)");
     for (const auto& c : rows) {
       run(up, c.id, c.name, c.company_id, c.title, c.phone, now);
       run(del, c.id);
       for (std::size_t i = 0; i < c.emails.size(); ++i) {
-        run(em, c.emails[i], c.id, static_cast<std::int64_t>(i));
+        run(em, c.emails[i], c.id, static_cast<std::int64_t>(i), without_plus_tag(c.emails[i]));
       }
     }
     if (replace) delete_absent("contacts", rows);
@@ -717,13 +646,14 @@ class SqliteStore final : public Store {
     return sql_error("looking up source keys", e);
   }
 
-  Result<std::vector<bool>> needs_sent_decision(std::string_view mailbox, std::string_view folder,
-                                                const std::vector<std::string>& keys) override try {
-    std::vector<bool> out;
+  Result<std::vector<std::optional<StoredCopy>>> stored_copies(
+      std::string_view mailbox, std::string_view folder,
+      const std::vector<std::string>& keys) override try {
+    std::vector<std::optional<StoredCopy>> out;
     out.reserve(keys.size());
     const ReadScope scope(db_);
     auto& st = stmt(
-        "SELECT a.direction = 'inbound' OR NOT EXISTS (SELECT 1 FROM activity_sources s "
+        "SELECT a.direction, EXISTS (SELECT 1 FROM activity_sources s "
         "WHERE s.activity_seq = a.seq AND s.mailbox = ? AND s.folder = ?) "
         "FROM activities a WHERE a.source_key = ?");
     st.bind(1, std::string(mailbox));
@@ -731,12 +661,12 @@ class SqliteStore final : public Store {
     for (const auto& k : keys) {
       st.bind(3, k);
       out.push_back(first_row(st, [](SQLite::Statement& r) {
-                      return r.getColumn(0).getInt() != 0;
-                    }).value_or(false));
+        return StoredCopy{direction_from(r.getColumn(0).getText()), r.getColumn(1).getInt() != 0};
+      }));
     }
     return out;
   } catch (const std::exception& e) {
-    return sql_error("looking up which activities a sent copy decides again", e);
+    return sql_error("looking up stored copies", e);
   }
 
   Result<std::vector<std::string>> source_keys_by_remote_id(
@@ -1131,7 +1061,9 @@ Result<std::unique_ptr<Store>> open_at_version(const std::string& path, int targ
         version = now;
         continue;
       }
-      db->exec(steps[static_cast<std::size_t>(version)]);
+      const Migration& step = steps[static_cast<std::size_t>(version)];
+      db->exec(step.sql);
+      if (step.after) step.after(*db);
       db->exec(detail::cat("PRAGMA user_version = ", version + 1));
       tx.commit();
       ++version;

@@ -85,14 +85,28 @@ struct DirectoryStats {
                opportunities = 0, open_opportunities = 0, opportunity_contacts = 0;
 };
 
+// An address without the "+tag" of its local part ("jane+crm@acme.com" ->
+// "jane@acme.com"); other addresses unchanged. Expects a trimmed, lowercase
+// address. It is the directory's key for a contact address when tags are
+// ignored, and capture strips a participant's address with it, so both sides
+// of a lookup give the same key.
+std::string without_plus_tag(std::string_view address);
+
+// Whether a directory lookup tells "jane+crm@acme.com" from "jane@acme.com".
+enum class PlusTags { distinct, ignored };
+
 // Read side of the directory, used by the matcher. Lookups take normalized
 // (lowercase) input and return CRM ids; they are cheap (indexed, statements
 // prepared once) and may be called on the hot path.
 class Directory {
  public:
   virtual ~Directory() = default;
-  // The contact owning this address, if any.
-  virtual Result<std::optional<Contact>> contact_by_email(std::string_view email) = 0;
+  // The contact owning this address, if any. With PlusTags::ignored, stored
+  // addresses are compared without their +tags (`email` may carry one or
+  // not); a contact listing the address exactly wins over one that lists it
+  // with another tag, then the contact listing it first, then the smallest id.
+  virtual Result<std::optional<Contact>> contact_by_email(std::string_view email,
+                                                          PlusTags tags) = 0;
   // Companies that list exactly this domain.
   virtual Result<std::vector<Company>> companies_by_domain(std::string_view domain) = 0;
   // Open opportunities of a company.
@@ -242,14 +256,17 @@ class Activities {
   virtual Result<std::optional<Activity>> by_source_key(std::string_view source_key) = 0;
   // For each key, whether an activity with that source key is stored.
   virtual Result<std::vector<bool>> have_source_keys(const std::vector<std::string>& keys) = 0;
-  // For each key, whether a copy of its message kept as sent mail in
-  // `folder` of `mailbox` would decide the activity stored with it again:
-  // the activity is inbound, or has no place in that folder yet (under any
-  // UIDVALIDITY, removed since or not), so it was decided from another copy.
-  // False for a key not stored.
-  virtual Result<std::vector<bool>> needs_sent_decision(std::string_view mailbox,
-                                                        std::string_view folder,
-                                                        const std::vector<std::string>& keys) = 0;
+  // What the store holds of an activity, for a copy of its message found in
+  // a folder (the rule that reads it is capture's).
+  struct StoredCopy {
+    Direction direction = Direction::inbound;
+    bool in_folder = false;  // it has a place in the folder asked about (under
+                             // any UIDVALIDITY, removed since or not)
+  };
+  // For each key, the activity stored with it and whether it has a place in
+  // `folder` of `mailbox`; nullopt for a key not stored.
+  virtual Result<std::vector<std::optional<StoredCopy>>> stored_copies(
+      std::string_view mailbox, std::string_view folder, const std::vector<std::string>& keys) = 0;
   // For each remote id (SourceRef::remote_id), the source key of the activity
   // seen with it in `mailbox`, or an empty string when none was.
   virtual Result<std::vector<std::string>> source_keys_by_remote_id(
@@ -278,10 +295,9 @@ struct StoreOptions {
   // Once no commit has come for this long (at least 50 ms), the WAL is
   // copied into the database and its file cut to nothing, on a thread of the
   // store's own (a TRUNCATE checkpoint, tried again later if a reader is in
-  // the way). SQLite keeps the file at the longest it ever was otherwise:
-  // ~40 MiB after a backfill, for as long as the daemon runs. (A limit on
-  // the file's size instead, journal_size_limit, cut it back at every new
-  // start of the WAL during a backfill too, and made its commits ~5 % slower.)
+  // the way). SQLite otherwise keeps the file at the longest it ever was,
+  // for as long as the daemon runs; a size limit instead would also cut it
+  // during a backfill, where it slows commits.
   std::chrono::milliseconds wal_idle_truncate{std::chrono::seconds(30)};
 };
 

@@ -1,17 +1,19 @@
 // SPDX-License-Identifier: Apache-2.0
-// Capture rules: from a parsed message to an activity record with a reason.
+// The capture pipeline: from raw bytes to an activity record with a reason.
 //
 // The pipeline is free of file and network code: connectors and the `ingest`
 // command hand it raw bytes and a source reference, it parses, applies the
-// capture policy (what is skipped and why) and the matcher (who, which
-// opportunity, and why), and returns the activity row to store. The directory
-// and earlier activities are read through the store interfaces only.
+// skip policy and the matcher (rules.hpp), and returns the activity row to
+// store; BatchWriter collects rows and commits them. The directory and
+// earlier activities are read through the store interfaces only.
 #pragma once
 
+#include "daemon/capture/rules.hpp"
 #include "parsers/mail/mail.hpp"
 #include "store/store.hpp"
 
 #include <cstdint>
+#include <map>
 #include <set>
 #include <string>
 #include <string_view>
@@ -20,38 +22,6 @@
 #include <vector>
 
 namespace crmcap::capture {
-
-struct Settings {
-  std::vector<std::string> owner_addresses;   // the mailbox owner's addresses
-  std::vector<std::string> internal_domains;  // sub-domains count as internal
-  bool strip_plus_tags = true;                // jane+crm@acme.com = jane@acme.com
-  std::vector<std::string> block_addresses;
-  std::vector<std::string> block_domains;  // sub-domains are blocked too
-  // Folders never captured (compared case-insensitively, last path element).
-  std::vector<std::string> excluded_folders = {
-      "spam",   "junk", "junk e-mail", "junk email", "trash", "deleted items", "deleted messages",
-      "drafts", "bin"};
-  std::size_t snippet_chars = 280;
-};
-
-// The shipped list of free-mail domains (gmail.com, ...): never a company.
-class FreeMailDomains {
- public:
-  // Parses one domain per line; '#' starts a comment.
-  static FreeMailDomains from_text(std::string_view text);
-  // Reads `path`, or when it is empty the installed list, else the source
-  // tree's (a build that was not installed). Fails with the paths tried.
-  static boost::system::result<FreeMailDomains, std::string> load(const std::string& path = {});
-  bool contains(std::string_view domain) const;
-  std::size_t size() const { return domains_.size(); }
-
- private:
-  std::unordered_set<std::string> domains_;
-};
-
-// Normalizes an address as the matcher compares them: lowercase, and with
-// `strip_plus_tags` the "+tag" of the local part removed.
-std::string normalize_address(std::string_view address, bool strip_plus_tags);
 
 // The stable id of an activity, derived from its source key only.
 std::string activity_id_for(std::string_view source_key);
@@ -72,14 +42,24 @@ struct Outcome {
   std::vector<std::string> steps;            // the matcher's trail, one line per step
 };
 
+// A message capture could not decide on: a failed row under `source_key`
+// with `rule` and the reason "failed: <why>", so that it is listed and never
+// dropped.
+Outcome failed_outcome(std::string source_key, std::string rule, const std::string& why,
+                       const MessageSource& source);
+
 class Pipeline {
  public:
+  // Keeps references to `directory` and `activities`: both must outlive it.
   Pipeline(store::Directory& directory, store::Activities& activities, Settings settings,
            FreeMailDomains free_mail);
+  Pipeline(const Pipeline&) = delete;
+  Pipeline& operator=(const Pipeline&) = delete;
 
   // Parses, decides and matches one message. Never throws; a message that cannot
-  // be parsed gives a `failed` activity whose reason says why. Directory errors
-  // give a `failed` activity too (rule "store"), so nothing is dropped.
+  // be parsed gives a `failed` activity whose reason says why. A failed read of
+  // the directory or of earlier activities gives a `failed` activity too (rule
+  // "store"), never a skip or a wrong match, so nothing is dropped.
   Outcome process(std::string_view raw, const MessageSource& source);
 
   // Same decision for an already parsed message (used by connectors that parse
@@ -104,28 +84,73 @@ class Pipeline {
   void clear_pending();
 
   const Settings& settings() const { return settings_; }
+  const Policy& policy() const { return policy_; }
 
  private:
-  bool is_owner(std::string_view address) const;
-  bool is_internal(std::string_view address) const;
-  bool is_blocked(std::string_view address) const;
-  bool excluded_folder(std::string_view folder) const;
-  std::string thread_key_of(const mail::MailMessage& m);
-  bool already_captured(const std::string& source_key);
-  std::optional<std::string> thread_opportunity(const std::string& thread_key,
-                                                const std::string& before);
+  store::Result<std::string> thread_key_of(const mail::MailMessage& m);
+  store::Result<bool> already_captured(const std::string& source_key);
+  store::Result<std::optional<std::string>> thread_opportunity(const std::string& thread_key,
+                                                               const std::string& before);
 
-  store::Directory& directory_;
   store::Activities& activities_;
   Settings settings_;
   FreeMailDomains free_mail_;
-  std::set<std::string> owners_;
+  Policy policy_;
+  Matcher matcher_;
   // Pending (not yet committed) activities of the current batch, by message id
   // and by thread key, for thread lookups.
   std::unordered_map<std::string, std::string> pending_thread_of_mid_;
   std::unordered_map<std::string, std::vector<std::pair<std::string, std::string>>>
       pending_opp_of_thread_;                         // thread -> (occurred_at, opportunity)
   std::unordered_set<std::string> pending_captured_;  // source keys
+};
+
+// What a run decided, counted.
+struct Tally {
+  std::size_t seen = 0, captured = 0, skipped = 0, failed = 0;
+  // Messages whose activity was stored already: only their place was new.
+  std::size_t known = 0;
+  // Stored activities decided again from their copy kept as sent mail (not
+  // counted as captured, skipped or failed a second time).
+  std::size_t decided_again = 0;
+  std::map<std::string, std::size_t> skipped_by_rule;
+
+  Tally& operator+=(const Tally& o);
+  // "seen 12, captured 7, skipped 4 (bulk 2, internal 2), failed 1", then
+  // ", known N" and ", decided again from sent copies N" when not zero.
+  std::string line() const;
+};
+
+// The one way decided messages reach the store: collects them into a batch,
+// counts each, lets later messages of the batch see it (Pipeline::remember),
+// and commits the batch, with its cursor when one is set, in one transaction.
+class BatchWriter {
+ public:
+  // Keeps references: both must outlive the writer.
+  BatchWriter(Pipeline& pipeline, store::Activities& activities);
+
+  // A decided message seen at `place`. With `again`, the stored activity of
+  // this key was decided again (see Policy::sent_copy_decides_again): it is
+  // counted as decided again when the outcome kept that key.
+  void add(Outcome outcome, const store::SourceRef& place, std::string_view again = {});
+  // A message whose activity is stored under `source_key`: only its place is
+  // added.
+  void add_known(std::string source_key, const store::SourceRef& place);
+
+  // The batch being built (to set its cursor or removed UIDs).
+  store::Batch& batch() { return batch_; }
+  std::size_t size() const { return batch_.items.size() + batch_.seen_again.size(); }
+  // Commits the batch and starts an empty one (also when the commit failed:
+  // the caller retries from its own cursor); the pipeline forgets its pending
+  // rows. The tally keeps counting across commits.
+  store::Result<void> commit();
+  const Tally& tally() const { return tally_; }
+
+ private:
+  Pipeline& pipeline_;
+  store::Activities& activities_;
+  store::Batch batch_;
+  Tally tally_;
 };
 
 // Formats Unix seconds as ISO 8601 UTC ("2026-11-25T19:08:31Z").

@@ -149,10 +149,11 @@ store::Result<std::vector<std::string>> ImapSink::stored_keys(
     }
   }
   if (!sent_known.empty()) {
-    auto redo = activities_.needs_sent_decision(mailbox_, folder, sent_known);
-    if (!redo) return redo.error();
+    auto stored = activities_.stored_copies(mailbox_, folder, sent_known);
+    if (!stored) return stored.error();
     for (std::size_t j = 0; j < at.size(); ++j) {
-      if (!(*redo)[j]) continue;
+      const auto& copy = (*stored)[j];
+      if (!copy || !Policy::sent_copy_decides_again(*copy)) continue;
       if (again != nullptr) (*again)[at[j]] = std::move(out[at[j]]);
       out[at[j]].clear();
     }
@@ -180,17 +181,20 @@ imap::SyncResult<void> ImapSink::commit(const imap::FolderState& state,
   // is new, and a later copy (a list's re-send) never overwrites the
   // decision on the first; but for a copy kept as sent mail when the first
   // was another folder's (stored_keys): that decision is made again, as sent.
-  store::Batch batch;
+  BatchWriter writer(pipeline_, activities_);
   {
     // Every look-up of the batch (known keys, and each message's contacts,
     // companies and thread) in one read transaction. Without one, each takes
     // the store's read lock on its own. A failure to start it only costs that.
     auto hold = activities_.hold_reads();
-    if (auto r = decide_batch(state, messages, batch); !r) return r;
+    if (auto r = decide_batch(state, messages, writer); !r) return r;
   }
-  batch.cursor = to_cursor(mailbox_, with_stored_refusal(state));
-  auto r = activities_.commit(batch);
-  pipeline_.clear_pending();
+  writer.batch().cursor = to_cursor(mailbox_, with_stored_refusal(state));
+  auto r = writer.commit();
+  {
+    const std::lock_guard<std::mutex> lock(counters_mutex_);
+    counters_ += writer.tally();
+  }
   if (!r) {
     return store_failure(mailbox_ + ": cannot store a batch of " + state.folder + ": " +
                          r.error().message);
@@ -200,7 +204,7 @@ imap::SyncResult<void> ImapSink::commit(const imap::FolderState& state,
 
 imap::SyncResult<void> ImapSink::decide_batch(const imap::FolderState& state,
                                               std::vector<imap::FetchedMessage>& messages,
-                                              store::Batch& batch) {
+                                              BatchWriter& writer) {
   std::vector<imap::MessageKey> keys;
   keys.reserve(messages.size());
   // A refused copy has no bytes to decide again from: it stays a new place.
@@ -251,45 +255,21 @@ imap::SyncResult<void> ImapSink::decide_batch(const imap::FolderState& state,
     }
     parse_range(0, split);
   }
-  SinkCounters counted;  // added to counters_ at the end, under its lock
   for (std::size_t i = 0; i < messages.size(); ++i) {
     imap::FetchedMessage& m = messages[i];
     store::SourceRef ref{mailbox_, state.folder, state.uidvalidity,
                          m.uid,    "",           remote_id_of(m.gm_msgid)};
-    ++counted.seen;
     if (m.known) {
-      ++counted.known;
       // A key the store cannot find (the message was known when the account
       // asked by a key it no longer has) is ignored by the store.
-      std::string key = known_keys[i].empty() ? mid_key(m.message_id) : known_keys[i];
-      batch.seen_again.push_back({std::move(key), ref});
+      writer.add_known(known_keys[i].empty() ? mid_key(m.message_id) : known_keys[i], ref);
       continue;
     }
     const MessageSource source{ref, m.internaldate, m.sent};
-    Outcome o = m.refused.empty() ? pipeline_.finish(m.raw, std::move(*parsed[i]), source)
-                                  : pipeline_.unfetched(m.refused, source);
-    if (!again[i].empty() && o.activity.source_key == again[i]) {
-      // Counted once, when first decided; this only makes it again. (A copy
-      // that fails to parse is a failed activity of its own, counted so.)
-      ++counted.decided_again;
-    } else {
-      switch (o.activity.status) {
-        case store::DecisionStatus::captured:
-          ++counted.captured;
-          break;
-        case store::DecisionStatus::skipped:
-          ++counted.skipped;
-          break;
-        case store::DecisionStatus::failed:
-          ++counted.failed;
-          break;
-      }
-    }
-    pipeline_.remember(o.activity);
-    batch.items.push_back({std::move(o.activity), ref});
+    writer.add(m.refused.empty() ? pipeline_.finish(m.raw, std::move(*parsed[i]), source)
+                                 : pipeline_.unfetched(m.refused, source),
+               ref, again[i]);
   }
-  const std::lock_guard<std::mutex> lock(counters_mutex_);
-  counters_ += counted;
   return {};
 }
 

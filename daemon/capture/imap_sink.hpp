@@ -15,22 +15,6 @@
 
 namespace crmcap::capture {
 
-struct SinkCounters {
-  std::size_t seen = 0, captured = 0, skipped = 0, failed = 0, known = 0;
-  // Stored activities decided again from their copy kept as sent mail (not
-  // counted as captured, skipped or failed a second time).
-  std::size_t decided_again = 0;
-  SinkCounters& operator+=(const SinkCounters& o) {
-    seen += o.seen;
-    captured += o.captured;
-    skipped += o.skipped;
-    failed += o.failed;
-    known += o.known;
-    decided_again += o.decided_again;
-    return *this;
-  }
-};
-
 class ImapSink final : public imap::MailSink {
  public:
   // `mailbox` is the configured mailbox name; rows and cursors are keyed by it.
@@ -49,7 +33,7 @@ class ImapSink final : public imap::MailSink {
 
   // A copy: the counters move on the sink's thread while another (the
   // daemon's network thread, reporting a pass) reads them.
-  SinkCounters counters() const {
+  Tally counters() const {
     const std::lock_guard<std::mutex> lock(counters_mutex_);
     return counters_;
   }
@@ -60,7 +44,8 @@ class ImapSink final : public imap::MailSink {
   // For each message of `folder`, the source key of the activity stored for
   // it (by the server's id first, then by Message-ID), or an empty string;
   // empty too for a copy kept as sent mail that decides its activity again
-  // (store's needs_sent_decision), whose stored key goes to `again` instead.
+  // (Policy::sent_copy_decides_again), whose stored key goes to `again`
+  // instead.
   store::Result<std::vector<std::string>> stored_keys(const std::string& folder,
                                                       const std::vector<imap::MessageKey>& keys,
                                                       std::vector<std::string>* again = nullptr);
@@ -68,7 +53,7 @@ class ImapSink final : public imap::MailSink {
   // ones the store has (or the batch holds twice) as seen again.
   imap::SyncResult<void> decide_batch(const imap::FolderState& state,
                                       std::vector<imap::FetchedMessage>& messages,
-                                      store::Batch& batch);
+                                      BatchWriter& writer);
 
   // `state` with the refusal count stored for its folder (note_refusal) if
   // that count is of a message above state.highest_uid, and none otherwise:
@@ -82,7 +67,7 @@ class ImapSink final : public imap::MailSink {
   store::Activities& activities_;
   store::SyncState& sync_state_;
   mutable std::mutex counters_mutex_;
-  SinkCounters counters_;  // under counters_mutex_
+  Tally counters_;  // under counters_mutex_
 };
 
 // FolderState <-> stored cursor (the connector's extra fields go to `extra` as

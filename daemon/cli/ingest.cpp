@@ -109,26 +109,9 @@ store::Result<std::vector<LocalMessage>> find_messages(const std::vector<std::st
   return out;
 }
 
-std::string IngestSummary::line() const {
-  std::string s = "seen " + std::to_string(seen) + ", captured " + std::to_string(captured) +
-                  ", skipped " + std::to_string(skipped);
-  if (!skipped_by_rule.empty()) {
-    s += " (";
-    bool first = true;
-    for (const auto& [rule, n] : skipped_by_rule) {
-      if (!first) s += ", ";
-      first = false;
-      s += rule + " " + std::to_string(n);
-    }
-    s += ")";
-  }
-  s += ", failed " + std::to_string(failed);
-  return s;
-}
-
-store::Result<IngestSummary> ingest(const std::vector<LocalMessage>& messages,
-                                    capture::Pipeline& pipeline, store::Activities& activities,
-                                    std::size_t batch_size) {
+store::Result<capture::Tally> ingest(const std::vector<LocalMessage>& messages,
+                                     capture::Pipeline& pipeline, store::Activities& activities,
+                                     std::size_t batch_size) {
   struct Parsed {
     const LocalMessage* file;
     std::optional<mail::MailMessage> message;
@@ -169,51 +152,21 @@ store::Result<IngestSummary> ingest(const std::vector<LocalMessage>& messages,
     return a.file->path < b.file->path;
   });
 
-  IngestSummary sum;
-  store::Batch batch;
-  auto flush = [&]() -> store::Result<void> {
-    if (batch.items.empty()) return {};
-    auto r = activities.commit(batch);
-    batch.items.clear();
-    pipeline.clear_pending();
-    return r;
-  };
+  capture::BatchWriter writer(pipeline, activities);
   for (auto& p : parsed) {
-    capture::MessageSource src{{"local", p.file->folder, 0, 0, p.file->path}, p.file->received_at};
-    capture::Outcome o;
-    if (!p.read_error.empty()) {
-      o.activity.source_key = "file:" + p.file->path;
-      o.activity.id = capture::activity_id_for(o.activity.source_key);
-      o.activity.status = store::DecisionStatus::failed;
-      o.activity.rule = "read";
-      o.activity.occurred_at = capture::iso_utc(p.file->received_at);
-      o.activity.reason = "failed: " + p.read_error;
-    } else if (p.message) {
-      o = pipeline.decide(std::move(*p.message), src);
-    } else {
-      o = pipeline.process(p.raw, src);
-    }
-    ++sum.seen;
-    switch (o.activity.status) {
-      case store::DecisionStatus::captured:
-        ++sum.captured;
-        break;
-      case store::DecisionStatus::skipped:
-        ++sum.skipped;
-        ++sum.skipped_by_rule[o.activity.rule];
-        break;
-      case store::DecisionStatus::failed:
-        ++sum.failed;
-        break;
-    }
-    pipeline.remember(o.activity);
-    batch.items.push_back({std::move(o.activity), src.ref});
-    if (batch.items.size() >= batch_size) {
-      if (auto r = flush(); !r) return r.error();
+    const capture::MessageSource src{{"local", p.file->folder, 0, 0, p.file->path},
+                                     p.file->received_at};
+    writer.add(!p.read_error.empty()
+                   ? capture::failed_outcome("file:" + p.file->path, "read", p.read_error, src)
+               : p.message ? pipeline.decide(std::move(*p.message), src)
+                           : pipeline.process(p.raw, src),
+               src.ref);
+    if (writer.size() >= batch_size) {
+      if (auto r = writer.commit(); !r) return r.error();
     }
   }
-  if (auto r = flush(); !r) return r.error();
-  return sum;
+  if (auto r = writer.commit(); !r) return r.error();
+  return writer.tally();
 }
 
 }  // namespace crmcap::cli

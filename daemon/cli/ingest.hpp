@@ -7,7 +7,6 @@
 #include "store/store.hpp"
 
 #include <cstdint>
-#include <map>
 #include <string>
 #include <vector>
 
@@ -28,17 +27,11 @@ store::Result<std::vector<LocalMessage>> find_messages(const std::vector<std::st
 // The file's modification time in Unix seconds, 0 when it cannot be read.
 std::int64_t mtime_of(const std::string& path);
 
-struct IngestSummary {
-  std::size_t seen = 0, captured = 0, skipped = 0, failed = 0;
-  std::map<std::string, std::size_t> skipped_by_rule;
-  std::string line() const;  // "seen 12, captured 7, skipped 4 (bulk 2, internal 2), failed 1"
-};
-
 // Parses every message, then decides in date order (so a thread's opportunity
 // flows from earlier to later mail whatever the file order), committing in
 // batches of `batch_size`. A file that cannot be read is recorded as failed.
-store::Result<IngestSummary> ingest(const std::vector<LocalMessage>& messages,
-                                    capture::Pipeline& pipeline, store::Activities& activities,
-                                    std::size_t batch_size = 1000);
+store::Result<capture::Tally> ingest(const std::vector<LocalMessage>& messages,
+                                     capture::Pipeline& pipeline, store::Activities& activities,
+                                     std::size_t batch_size = 1000);
 
 }  // namespace crmcap::cli

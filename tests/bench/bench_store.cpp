@@ -225,7 +225,7 @@ void BM_ContactByEmail(benchmark::State& state, Kind kind) {
   }
   std::size_t i = 0, found = 0;
   for (auto _ : state) {
-    auto r = st.contact_by_email(keys[i++ & 4095]);
+    auto r = st.contact_by_email(keys[i++ & 4095], crmcap::store::PlusTags::ignored);
     if (r && r->has_value()) ++found;
     benchmark::DoNotOptimize(r);
   }

@@ -65,7 +65,7 @@ struct Fixture {
         read_file(fs::path(CRMCAP_SOURCE_DIR) / "data" / "free-mail-domains.txt"));
   }
 
-  cli::IngestSummary ingest() {
+  capture::Tally ingest() {
     capture::Pipeline p(*st, *st, settings(), free_mail());
     auto found = cli::find_messages({maildir.string()});
     EXPECT_TRUE(found) << found.error().message;

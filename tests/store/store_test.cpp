@@ -164,12 +164,12 @@ TEST(StoreMigrations, RefusesAFileThatIsNotADatabase) {
 
 TEST(StoreDirectory, LookupsByNormalizedAddressAndDomain) {
   Loaded l;
-  auto c = l.store->contact_by_email("jane@acme.com").value();
+  auto c = l.store->contact_by_email("jane@acme.com", PlusTags::distinct).value();
   ASSERT_TRUE(c);
   EXPECT_EQ(c->id, "C-1");
   EXPECT_EQ(c->company_id, "CO-1");
-  EXPECT_EQ(l.store->contact_by_email("jd@acme.co.uk").value()->id, "C-1");
-  EXPECT_FALSE(l.store->contact_by_email("nobody@acme.com").value());
+  EXPECT_EQ(l.store->contact_by_email("jd@acme.co.uk", PlusTags::distinct).value()->id, "C-1");
+  EXPECT_FALSE(l.store->contact_by_email("nobody@acme.com", PlusTags::distinct).value());
   auto cos = l.store->companies_by_domain("acme.co.uk").value();
   ASSERT_EQ(cos.size(), 1u);
   EXPECT_EQ(cos[0].id, "CO-1");
@@ -203,8 +203,9 @@ TEST(StoreImport, ReimportUpdatesInPlaceAndReplaceRemovesAbsentRows) {
                               "id,name,emails\nC-1,Jane Smith,jane.smith@acme.com\n", "c.csv",
                               false));
   EXPECT_EQ(l.store->stats().value().contacts, 3);
-  EXPECT_FALSE(l.store->contact_by_email("jane@acme.com").value());
-  EXPECT_EQ(l.store->contact_by_email("jane.smith@acme.com").value()->name, "Jane Smith");
+  EXPECT_FALSE(l.store->contact_by_email("jane@acme.com", PlusTags::distinct).value());
+  EXPECT_EQ(l.store->contact_by_email("jane.smith@acme.com", PlusTags::distinct).value()->name,
+            "Jane Smith");
   ASSERT_TRUE(import_csv_text(*l.store, ImportKind::contacts,
                               "id,name,emails\nC-2,Hank,hank@globex.com\n", "c.csv", true));
   auto st = l.store->stats().value();
@@ -237,7 +238,7 @@ TEST_P(StoreImportRefusal, RefusesWholeFileWithFileAndLineAndChangesNothing) {
   EXPECT_EQ(before.opportunities, after.opportunities);
   EXPECT_EQ(before.opportunity_contacts, after.opportunity_contacts);
   // The good first row of each bad file was not written either.
-  EXPECT_FALSE(l.store->contact_by_email("new@acme.com").value());
+  EXPECT_FALSE(l.store->contact_by_email("new@acme.com", PlusTags::distinct).value());
   EXPECT_FALSE(l.store->company("CO-9").value());
   EXPECT_FALSE(l.store->opportunity("O-9").value());
 }
@@ -592,23 +593,29 @@ TEST(StoreActivities, SeenAgainAddsOnlyAPlaceAndKnowsKeys) {
   EXPECT_EQ(l.store->known_uids("alice", "Sent", 3).value().size(), 1u);
   EXPECT_EQ(l.store->have_source_keys({"mid:1@x", "mid:2@x"}).value(),
             (std::vector<bool>{true, false}));
-  // Stored inbound (make_activity's direction): a sent copy decides it
-  // again, even one seen in Sent before; an unknown key is not stored.
-  EXPECT_EQ(l.store->needs_sent_decision("alice", "Sent", {"mid:1@x", "mid:2@x"}).value(),
-            (std::vector<bool>{true, false}));
+  // Stored inbound (make_activity's direction), with no place in Sent yet
+  // (the seen-again place is in Sent: it has one); an unknown key is not
+  // stored.
+  auto copies = [&](std::string_view mailbox, std::string_view folder,
+                    std::vector<std::string> keys) {
+    std::vector<std::optional<std::pair<Direction, bool>>> out;
+    for (const auto& c : l.store->stored_copies(mailbox, folder, keys).value()) {
+      out.push_back(c ? std::optional(std::pair(c->direction, c->in_folder)) : std::nullopt);
+    }
+    return out;
+  };
+  using Seen = std::vector<std::optional<std::pair<Direction, bool>>>;
+  EXPECT_EQ(copies("alice", "Sent", {"mid:1@x", "mid:2@x"}),
+            (Seen{std::pair(Direction::inbound, true), std::nullopt}));
   Batch sent;
   auto out = make_activity("mid:1@x", "2026-11-01T10:00:00Z", "");
   out.direction = Direction::outbound;
   sent.items.push_back({out, SourceRef{"alice", "Sent", 3, 9, ""}});
   ASSERT_TRUE(l.store->commit(sent));
-  // Outbound with a place in Sent: done. Without a place in the folder asked
-  // about (of this mailbox), under any UIDVALIDITY: not.
-  EXPECT_EQ(l.store->needs_sent_decision("alice", "Sent", {"mid:1@x"}).value(),
-            std::vector<bool>{false});
-  EXPECT_EQ(l.store->needs_sent_decision("alice", "Archive", {"mid:1@x"}).value(),
-            std::vector<bool>{true});
-  EXPECT_EQ(l.store->needs_sent_decision("bob", "Sent", {"mid:1@x"}).value(),
-            std::vector<bool>{true});
+  // A place in the folder asked about, of this mailbox, under any UIDVALIDITY.
+  EXPECT_EQ(copies("alice", "Sent", {"mid:1@x"}), (Seen{std::pair(Direction::outbound, true)}));
+  EXPECT_EQ(copies("alice", "Archive", {"mid:1@x"}), (Seen{std::pair(Direction::outbound, false)}));
+  EXPECT_EQ(copies("bob", "Sent", {"mid:1@x"}), (Seen{std::pair(Direction::outbound, false)}));
   EXPECT_EQ(l.store->list({}).value().size(), 1u);
 }
 

@@ -1,0 +1,108 @@
+// SPDX-License-Identifier: Apache-2.0
+// The store's plain types: errors, enum names and the directory's address key.
+// No SQLite here: the capture rules and their tests link this part alone.
+#include "store/store.hpp"
+
+#include <stdexcept>
+
+namespace crmcap::store {
+
+// ---- errors and enums --------------------------------------------------------
+
+namespace {
+
+class StoreCategory final : public std::error_category {
+ public:
+  const char* name() const noexcept override { return "crmcap.store"; }
+  std::string message(int ev) const override {
+    switch (static_cast<Errc>(ev)) {
+      case Errc::open_failed:
+        return "cannot open the store";
+      case Errc::newer_schema:
+        return "store written by a newer version";
+      case Errc::sql_failed:
+        return "store statement failed";
+      case Errc::bad_input:
+        return "bad input";
+      case Errc::not_found:
+        return "not found";
+    }
+    return "unknown store error";
+  }
+};
+
+}  // namespace
+
+const std::error_category& store_category() noexcept {
+  static const StoreCategory category;
+  return category;
+}
+
+std::error_code make_error_code(Errc e) noexcept { return {static_cast<int>(e), store_category()}; }
+
+Error make_error(Errc e, std::string message) {
+  return Error{make_error_code(e), std::move(message)};
+}
+
+void throw_exception_from_error(const Error& e, const boost::source_location&) {
+  throw std::runtime_error(e.message);
+}
+
+std::string_view to_string(OpportunityStatus s) noexcept {
+  switch (s) {
+    case OpportunityStatus::open:
+      return "open";
+    case OpportunityStatus::won:
+      return "won";
+    case OpportunityStatus::lost:
+      return "lost";
+  }
+  return "open";
+}
+
+std::optional<OpportunityStatus> opportunity_status_from_string(std::string_view s) noexcept {
+  if (s == "open") return OpportunityStatus::open;
+  if (s == "won") return OpportunityStatus::won;
+  if (s == "lost") return OpportunityStatus::lost;
+  return std::nullopt;
+}
+
+std::string_view to_string(ActivityKind k) noexcept {
+  return k == ActivityKind::email ? "email" : "meeting";
+}
+
+std::string_view to_string(Direction d) noexcept {
+  switch (d) {
+    case Direction::inbound:
+      return "inbound";
+    case Direction::outbound:
+      return "outbound";
+    case Direction::internal:
+      return "internal";
+  }
+  return "inbound";
+}
+
+std::string_view to_string(DecisionStatus s) noexcept {
+  switch (s) {
+    case DecisionStatus::captured:
+      return "captured";
+    case DecisionStatus::skipped:
+      return "skipped";
+    case DecisionStatus::failed:
+      return "failed";
+  }
+  return "failed";
+}
+
+std::string without_plus_tag(std::string_view address) {
+  const auto at = address.rfind('@');
+  const auto plus = address.find('+');
+  std::string out(address);
+  if (at != std::string_view::npos && plus != std::string_view::npos && plus > 0 && plus < at) {
+    out.erase(plus, at - plus);
+  }
+  return out;
+}
+
+}  // namespace crmcap::store
