@@ -107,13 +107,12 @@ void collect_sections(const BodyStructure& b, bool root, std::uint32_t max_part,
   }
 }
 
-// An unread alternative (the HTML beside a text/plain) up to this size, in
-// all, does not keep a message from coming whole. Fetched part by part, a
-// message costs the server a walk of its MIME structure and a response item
-// per part: on loopback Dovecot, leaving out 8,785 HTML alternatives of 0.2
-// to 5.9 KB (11 MB, 23 % of the bytes) took the server 12 % more CPU, and
-// a 20,000-message backfill 6 % longer. Larger ones (a newsletter's HTML runs
-// to 50 KB and more) are worth it.
+// Unread alternatives (the HTML beside a text/plain) up to this size in all
+// do not keep a message from coming whole. A message fetched part by part
+// costs the server a walk of its MIME structure and a response item per
+// part, more than the few kilobytes of a typical HTML alternative are worth;
+// past this size (a newsletter's HTML runs to 50 KB and more) leaving them
+// out is worth that cost.
 constexpr std::uint64_t k_whole_despite_alternatives = 16 * 1024;
 
 // What a structure holds that capture does not read.
@@ -479,10 +478,10 @@ struct Account::Impl {
   // synced before (new mail, a changed UIDVALIDITY, a pass cut short): on a
   // folder's first pass nothing in it can be known yet but a copy of a
   // message in a folder synced just before, and asking would make the
-  // server read every message's header (Dovecot: 20,000 messages, cache
-  // empty, 0.4 s more CPU, and a first sync 10 % slower). A copy there comes
-  // with its bytes (whole, or part by part: either way they start with its
-  // header), and the sink knows it by the Message-ID in them.
+  // server read the header of every message of the folder to spare the
+  // bytes of those few. A copy there comes with its bytes (whole, or part
+  // by part: either way they start with its header), and the sink knows it
+  // by the Message-ID in them.
   bool ids_first = true;
   // Folders with the \Sent special use (resolve_folders): their messages are
   // sent mail (FetchedMessage::sent).
