@@ -10,6 +10,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -275,12 +276,163 @@ TEST(Capture, CopyInAnExcludedFolderDoesNotUndoACapture) {
   EXPECT_EQ(a.sources.size(), 2u);
 }
 
-TEST(Capture, FailedDirectoryIsNeverSilent) {
+TEST(Capture, AMessageThatCannotBeParsedIsAFailedRow) {
   Fixture f;
   capture::Pipeline p(*f.st, *f.st, f.settings(), f.free_mail());
   capture::MessageSource src{{"local", "INBOX", 0, 0, "/x"}, 1700000000};
   auto o = p.process("", src);
   EXPECT_EQ(o.activity.status, store::DecisionStatus::failed);
-  EXPECT_FALSE(o.activity.reason.empty());
+  EXPECT_EQ(o.activity.rule, "parse");
   EXPECT_EQ(o.activity.occurred_at, "2023-11-14T22:13:20Z");
+}
+
+namespace {
+
+// The store's directory with one kind of its reads failing.
+class FailingDirectory final : public store::Directory {
+ public:
+  FailingDirectory(store::Directory& real, std::string failing)
+      : real_(real), failing_(std::move(failing)) {}
+  store::Result<std::optional<store::Contact>> contact_by_email(std::string_view e,
+                                                                store::PlusTags t) override {
+    if (failing_ == "contact") return fail();
+    return real_.contact_by_email(e, t);
+  }
+  store::Result<std::vector<store::Company>> companies_by_domain(std::string_view d) override {
+    if (failing_ == "domain") return fail();
+    return real_.companies_by_domain(d);
+  }
+  store::Result<std::vector<store::Opportunity>> open_opportunities_of_company(
+      std::string_view id) override {
+    if (failing_ == "company_opps") return fail();
+    return real_.open_opportunities_of_company(id);
+  }
+  store::Result<std::vector<store::Opportunity>> open_opportunities_of_contact(
+      std::string_view id) override {
+    if (failing_ == "contact_opps") return fail();
+    return real_.open_opportunities_of_contact(id);
+  }
+  store::Result<std::optional<store::Company>> company(std::string_view id) override {
+    return real_.company(id);
+  }
+  store::Result<std::optional<store::Opportunity>> opportunity(std::string_view id) override {
+    return real_.opportunity(id);
+  }
+  store::Result<store::DirectoryStats> stats() override { return real_.stats(); }
+
+ private:
+  static store::Error fail() {
+    return store::make_error(store::Errc::sql_failed, "disk I/O error");
+  }
+  store::Directory& real_;
+  std::string failing_;
+};
+
+}  // namespace
+
+// A directory read that fails gives a failed row (rule "store") that names
+// the error; never a skip ("unmatched") or a match without the company's
+// opportunity. Each read the matcher makes for this message fails in turn.
+TEST(Capture, FailedDirectoryIsNeverSilent) {
+  Fixture f;
+  const std::string raw =
+      msg("From: bob@sales.globex.com\nTo: alice@example.com\nSubject: Pricing\n"
+          "Date: Wed, 04 Nov 2026 08:00:00 +0000\nMessage-ID: <d1@globex.com>\n");
+  capture::MessageSource src{{"local", "INBOX", 0, 0, "/x"}, 1700000000};
+  for (const char* failing : {"contact", "domain", "company_opps"}) {
+    FailingDirectory dir(*f.st, failing);
+    capture::Pipeline p(dir, *f.st, f.settings(), f.free_mail());
+    const auto o = p.process(raw, src);
+    EXPECT_EQ(o.activity.status, store::DecisionStatus::failed) << failing;
+    EXPECT_EQ(o.activity.rule, "store") << failing;
+    EXPECT_EQ(o.activity.reason, "failed: reading the store: disk I/O error") << failing;
+    EXPECT_EQ(o.activity.message_id, "d1@globex.com");
+    EXPECT_EQ(o.activity.subject, "Pricing");
+  }
+  // A contact's roles.
+  FailingDirectory dir(*f.st, "contact_opps");
+  capture::Pipeline p(dir, *f.st, f.settings(), f.free_mail());
+  const auto o = p.process(msg("From: jane@acme.com\nTo: alice@example.com\nSubject: x\n"
+                               "Message-ID: <d2@acme.com>\n"),
+                           src);
+  EXPECT_EQ(o.activity.rule, "store");
+  // With the directory readable, the same message is captured.
+  capture::Pipeline ok(*f.st, *f.st, f.settings(), f.free_mail());
+  EXPECT_EQ(ok.process(raw, src).activity.status, store::DecisionStatus::captured);
+}
+
+namespace {
+
+// A meeting invitation, reply or cancellation for UID `uid`, sent as iMIP.
+std::string imip(const std::string& method, const std::string& mid, const std::string& from,
+                 const std::string& to, const std::string& date, int sequence) {
+  return "From: " + from + "\nTo: " + to + "\nSubject: Renewal review\nDate: " + date +
+         "\nMessage-ID: <" + mid +
+         ">\nMIME-Version: 1.0\nContent-Type: text/calendar; charset=utf-8; method=" + method +
+         "\n\nBEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//test//EN\r\nMETHOD:" + method +
+         "\r\nBEGIN:VEVENT\r\nUID:review-1@acme.com\r\nSEQUENCE:" + std::to_string(sequence) +
+         "\r\nDTSTAMP:20261102T090000Z\r\nDTSTART:20261201T140000Z\r\nDTEND:20261201T150000Z\r\n"
+         "SUMMARY:Renewal review\r\nORGANIZER:mailto:jane@acme.com\r\n"
+         "ATTENDEE:mailto:alice@example.com\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n";
+}
+
+}  // namespace
+
+// DESIGN.md rule 6: invitation, update and cancellation mail about one
+// meeting is one meeting activity (keyed by its UID), not one per mail.
+TEST(Capture, IMipMailUpdatesOneMeetingActivity) {
+  Fixture f;
+  f.put("INBOX", imip("REQUEST", "i1@acme.com", "jane@acme.com", "alice@example.com",
+                      "Mon, 02 Nov 2026 09:00:00 +0000", 0));
+  f.put("INBOX", imip("REQUEST", "i2@acme.com", "jane@acme.com", "alice@example.com",
+                      "Tue, 03 Nov 2026 09:00:00 +0000", 1));
+  f.put("INBOX", imip("CANCEL", "i3@acme.com", "jane@acme.com", "alice@example.com",
+                      "Wed, 04 Nov 2026 09:00:00 +0000", 2));
+  const auto sum = f.ingest();
+  EXPECT_EQ(sum.seen, 3u);
+  const auto all = f.st->list({}).value();
+  ASSERT_EQ(all.size(), 1u);
+  const auto& m = all[0];
+  EXPECT_EQ(m.kind, store::ActivityKind::meeting);
+  EXPECT_EQ(m.source_key, "ical:review-1@acme.com");
+  EXPECT_EQ(m.sources.size(), 3u);
+  EXPECT_EQ(m.status, store::DecisionStatus::captured);
+  EXPECT_EQ(m.opportunity_id, "O-1");
+  EXPECT_EQ(m.reason.rfind("iMIP ", 0), 0u) << m.reason;
+}
+
+// DESIGN.md rule 7: the same message in two folders, or ingested from two
+// copies, is one activity with both places.
+TEST(Capture, OneActivityPerMessageIdAcrossFoldersAndRuns) {
+  Fixture f;
+  const std::string raw =
+      msg("From: alice@example.com\nTo: hank@globex.com\nSubject: Plan\n"
+          "Date: Mon, 02 Nov 2026 09:00:00 +0000\nMessage-ID: <same@example.com>\n");
+  f.put("INBOX", raw);
+  f.ingest();
+  f.put("Sent", raw);
+  const auto sum = f.ingest();
+  const auto all = f.st->list({}).value();
+  ASSERT_EQ(all.size(), 1u);
+  EXPECT_EQ(all[0].sources.size(), 2u);
+  EXPECT_EQ(all[0].direction, store::Direction::outbound);
+  EXPECT_EQ(sum.seen, 2u);
+}
+
+// A domain two companies list matches neither: the mail is skipped as
+// unmatched, and `explain` says which companies share the domain.
+TEST(Capture, ADomainOfSeveralCompaniesChoosesNone) {
+  Fixture f;
+  store::Company a{"CO-7", "Hooli", {"hooli.example"}}, b{"CO-8", "Hooli EU", {"hooli.example"}};
+  ASSERT_TRUE(f.st->upsert_companies({a, b}, false));
+  capture::Pipeline p(*f.st, *f.st, f.settings(), f.free_mail());
+  capture::MessageSource src{{"local", "INBOX", 0, 0, "/x"}, 1700000000};
+  const auto o = p.process(msg("From: gavin@hooli.example\nTo: alice@example.com\nSubject: x\n"
+                               "Message-ID: <h1@hooli.example>\n"),
+                           src);
+  EXPECT_EQ(o.activity.rule, "unmatched");
+  EXPECT_NE(std::find(o.steps.begin(), o.steps.end(),
+                      "from: gavin@hooli.example: domain hooli.example belongs to several "
+                      "companies (CO-7, CO-8), none chosen"),
+            o.steps.end());
 }

@@ -111,6 +111,49 @@ TEST(StoreMigrations, UpgradesAnOlderStoreKeepingItsRows) {
             1);
 }
 
+// Schema 6 finds contact addresses without their +tags, and brings addresses
+// stored before in another case or with spaces to the normalized form.
+TEST(StoreMigrations, ContactAddressesGetTheirTagFreeKey) {
+  TempDir dir;
+  const std::string path = (dir / "v5.db").string();
+  { auto s = detail::open_at_version(path, 5).value(); }
+  exec_raw(dir / "v5.db",
+           "INSERT INTO contacts (id, updated_at) VALUES ('C-1', 'x'), ('C-2', 'x');"
+           "INSERT INTO contact_emails (email, contact_id, position) VALUES "
+           "(' Jane+CRM@ACME.com ', 'C-1', 0), ('joe@acme.com', 'C-2', 0), "
+           "('JOE@Acme.com', 'C-2', 1), ('joe+x@acme.com', 'C-2', 2);");
+  auto s = Store::open(path).value();
+  EXPECT_EQ(s->schema_version(), Store::latest_schema_version());
+  for (const char* a : {"jane@acme.com", "jane+crm@acme.com", "jane+other@acme.com"}) {
+    auto c = s->contact_by_email(a, PlusTags::ignored).value();
+    ASSERT_TRUE(c) << a;
+    EXPECT_EQ(c->id, "C-1");
+  }
+  EXPECT_EQ(s->contact_by_email("jane+crm@acme.com", PlusTags::distinct).value()->id, "C-1");
+  EXPECT_FALSE(s->contact_by_email("jane@acme.com", PlusTags::distinct).value());
+  // joe's two spellings of one address are one row now.
+  EXPECT_EQ(query_int(dir / "v5.db", "SELECT count(*) FROM contact_emails WHERE contact_id='C-2'"),
+            2);
+  EXPECT_EQ(query_int(dir / "v5.db", "SELECT count(*) FROM contact_emails WHERE email_key = ''"),
+            0);
+}
+
+// A contact listed with a tagged address is found by mail from it in any
+// case and with any tag; one that lists the address exactly wins.
+TEST(StoreDirectory, TaggedAddressesAreFoundWhenTagsAreIgnored) {
+  Loaded l;
+  Contact tagged{"C-8", "Sam", {"sam+sales@acme.com"}, "", "", ""};
+  ASSERT_TRUE(l.store->upsert_contacts({tagged}, false));
+  EXPECT_EQ(l.store->contact_by_email("sam@acme.com", PlusTags::ignored).value()->id, "C-8");
+  EXPECT_EQ(l.store->contact_by_email("sam+x@acme.com", PlusTags::ignored).value()->id, "C-8");
+  EXPECT_FALSE(l.store->contact_by_email("sam@acme.com", PlusTags::distinct).value());
+  Contact plain{"C-9", "Sam", {"sam@acme.com"}, "", "", ""};
+  ASSERT_TRUE(l.store->upsert_contacts({plain}, false));
+  EXPECT_EQ(l.store->contact_by_email("sam+x@acme.com", PlusTags::ignored).value()->id, "C-9");
+  EXPECT_EQ(l.store->contact_by_email("sam+sales@acme.com", PlusTags::distinct).value()->id,
+            "C-8");
+}
+
 // The daemon and the command-line tool may open an old store at the same
 // moment. Both read its version, then wait for the write lock (held here by a
 // third connection until both are waiting); the one that gets it second must
