@@ -164,6 +164,7 @@ std::string describe(const imap::SyncReport& r, const capture::Tally& c) {
 
 int main(int argc, char** argv) {
   CLI::App app{"crm-captured: the crm-capture daemon"};
+  app.set_version_flag("--version", "crm-captured " CRMCAP_VERSION);
   const auto env = config::Environment::current();
   std::string config_path = config::default_config_path(env);
   bool once = false;

@@ -95,6 +95,17 @@ std::string cut(std::string_view s, std::size_t n) {
   return std::string(s.substr(0, n)) + "…";
 }
 
+// Makes `o`, a vector option, take exactly one value per use (`--owner a
+// --owner b`), keeping every use. Left as CLI11 2.1 builds it, a vector option
+// takes every following word that is not an option, so the paths after
+// `--internal-domain x.com` were read as domains. expected(1) alone does not
+// stop that (the vector's allow_extra_args stays on), and allow_extra_args(false)
+// with expected(1) alone refuses a second use: all three are needed.
+CLI::Option* one_value_per_use(CLI::Option* o) {
+  return o->expected(1)->allow_extra_args(false)->multi_option_policy(
+      CLI::MultiOptionPolicy::TakeAll);
+}
+
 struct CaptureOptions {
   std::vector<std::string> owners, internal_domains, block_addresses, block_domains;
   std::string free_mail_file;
@@ -102,12 +113,16 @@ struct CaptureOptions {
   std::size_t snippet_chars = 280;
 
   void add_to(CLI::App* app, bool owner_required) {
-    auto* o = app->add_option("--owner", owners, "the mailbox owner's address (repeatable)");
+    auto* o = one_value_per_use(
+        app->add_option("--owner", owners, "the mailbox owner's address (repeatable)"));
     if (owner_required) o->required();
-    app->add_option("--internal-domain", internal_domains,
-                    "a domain of the owner's company (repeatable; sub-domains count)");
-    app->add_option("--block-address", block_addresses, "never capture this address");
-    app->add_option("--block-domain", block_domains, "never capture this domain");
+    one_value_per_use(
+        app->add_option("--internal-domain", internal_domains,
+                        "a domain of the owner's company (repeatable; sub-domains count)"));
+    one_value_per_use(app->add_option("--block-address", block_addresses,
+                                      "never capture this address (repeatable)"));
+    one_value_per_use(
+        app->add_option("--block-domain", block_domains, "never capture this domain (repeatable)"));
     app->add_option("--free-mail", free_mail_file, "free-mail domain list file");
     app->add_flag("--keep-plus-tags", keep_plus_tags, "do not strip +tags from addresses");
     app->add_option("--snippet-chars", snippet_chars, "snippet length in characters")
@@ -139,6 +154,7 @@ std::string addresses(const std::vector<mail::Address>& v) {
 
 int main(int argc, char** argv) {
   CLI::App app{"crm-capture: turn mail into CRM activities (offline tools and client)"};
+  app.set_version_flag("--version", "crm-capture " CRMCAP_VERSION);
   app.require_subcommand(1);
   std::string store_path = default_store_path();
   app.add_option("--store", store_path, "the store file")->capture_default_str();

@@ -21,9 +21,10 @@ struct Run {
   std::string out;
 };
 
-// Runs crm-capture with `args` (already shell-quoted), stdout and stderr joined.
-Run crm_capture(const std::string& args) {
-  const std::string cmd = std::string(CRMCAP_BINARY_DIR) + "/daemon/crm-capture " + args + " 2>&1";
+// Runs the built executable `exe` (crm-capture or crm-captured) with `args`
+// (already shell-quoted), stdout and stderr joined.
+Run run(const std::string& exe, const std::string& args) {
+  const std::string cmd = std::string(CRMCAP_BINARY_DIR) + "/daemon/" + exe + " " + args + " 2>&1";
   FILE* p = popen(cmd.c_str(), "r");
   std::string out;
   char buf[4096];
@@ -33,8 +34,26 @@ Run crm_capture(const std::string& args) {
   return {WIFEXITED(st) ? WEXITSTATUS(st) : -1, out};
 }
 
+Run crm_capture(const std::string& args) { return run("crm-capture", args); }
+
 void write(const fs::path& p, const std::string& text) {
   std::ofstream(p, std::ios::binary) << text;
+}
+
+// Writes n .eml files, dir/m1.eml ... dir/mN.eml, from jane@acme.com to
+// alice@example.com (each its own Message-ID), and returns their paths joined by
+// spaces, as a command line would give them.
+std::string write_emls(const fs::path& dir, int n) {
+  std::string args;
+  for (int i = 1; i <= n; ++i) {
+    const fs::path p = dir / ("m" + std::to_string(i) + ".eml");
+    write(p, test::message("From: jane@acme.com\nTo: alice@example.com\nSubject: Hi " +
+                           std::to_string(i) +
+                           "\nDate: Mon, 02 Nov 2026 09:00:00 +0000\nMessage-ID: <" +
+                           std::to_string(i) + "@acme.com>\n"));
+    args += (i > 1 ? " " : "") + p.string();
+  }
+  return args;
 }
 
 }  // namespace
@@ -116,4 +135,112 @@ TEST(Cli, IngestOfAMissingPathSaysWhich) {
                        " ingest --owner a@b.c /nonexistent/mail");
   EXPECT_EQ(r.status, 1);
   EXPECT_EQ(r.out, "crm-capture: /nonexistent/mail: no such file or directory\n");
+}
+
+// A repeatable option takes one value per use: the words after it are paths,
+// however many and wherever the options stand.
+TEST(Cli, IngestCountsEveryPathGivenAfterRepeatableOptions) {
+  test::TempDir dir;
+  const std::string db = (dir.path() / "c.db").string();
+  const std::string files = write_emls(dir.path(), 3);
+  auto r = crm_capture("--store " + db +
+                       " ingest --owner alice@example.com --internal-domain x.com " + files);
+  EXPECT_EQ(r.status, 0) << r.out;
+  EXPECT_EQ(r.out, "seen 3, captured 0, skipped 3 (unmatched 3), failed 0\n");
+  auto dec = crm_capture("--store " + db + " decisions --json");
+  for (int i = 1; i <= 3; ++i) {
+    const std::string path = (dir.path() / ("m" + std::to_string(i) + ".eml")).string();
+    EXPECT_NE(dec.out.find("\"path\":\"" + path + "\""), std::string::npos) << path << dec.out;
+  }
+}
+
+TEST(Cli, IngestOfFiftyFilesGivenAsFiftyArgumentsSeesFifty) {
+  test::TempDir dir;
+  auto r = crm_capture("--store " + (dir.path() / "c.db").string() +
+                       " ingest --owner alice@example.com --internal-domain x.com " +
+                       write_emls(dir.path(), 50));
+  EXPECT_EQ(r.status, 0) << r.out;
+  EXPECT_EQ(r.out, "seen 50, captured 0, skipped 50 (unmatched 50), failed 0\n");
+}
+
+TEST(Cli, IngestTakesPathsBetweenOptions) {
+  test::TempDir dir;
+  write_emls(dir.path(), 4);
+  const auto m = [&](int i) { return (dir.path() / ("m" + std::to_string(i) + ".eml")).string(); };
+  auto r = crm_capture("--store " + (dir.path() / "c.db").string() + " ingest " + m(1) +
+                       " --owner alice@example.com " + m(2) + " --internal-domain x.com " + m(3) +
+                       " " + m(4));
+  EXPECT_EQ(r.status, 0) << r.out;
+  EXPECT_EQ(r.out, "seen 4, captured 0, skipped 4 (unmatched 4), failed 0\n");
+}
+
+TEST(Cli, IngestCountsEveryRepeatedOwner) {
+  test::TempDir dir;
+  // Both addresses are the owner's, so every message is internal: with only
+  // one of them owner, the messages would be "unmatched".
+  auto r = crm_capture("--store " + (dir.path() / "c.db").string() +
+                       " ingest --owner jane@acme.com --owner alice@example.com " +
+                       write_emls(dir.path(), 2));
+  EXPECT_EQ(r.status, 0) << r.out;
+  EXPECT_EQ(r.out, "seen 2, captured 0, skipped 2 (internal 2), failed 0\n");
+}
+
+TEST(Cli, IngestOfAMissingPathAmongOthersSaysWhich) {
+  test::TempDir dir;
+  const std::string db = (dir.path() / "c.db").string();
+  write_emls(dir.path(), 2);
+  const std::string missing = (dir.path() / "missing.eml").string();
+  auto r = crm_capture(
+      "--store " + db + " ingest --owner alice@example.com --internal-domain x.com " +
+      (dir.path() / "m1.eml").string() + " " + missing + " " + (dir.path() / "m2.eml").string());
+  EXPECT_NE(r.status, 0);
+  EXPECT_EQ(r.out, "crm-capture: " + missing + ": no such file or directory\n");
+  EXPECT_FALSE(fs::exists(db)) << "nothing is captured when a path is wrong";
+
+  // Neither a file nor a folder: refused too, by name.
+  auto dev = crm_capture("--store " + db + " ingest --owner alice@example.com --internal-domain " +
+                         "x.com /dev/null " + (dir.path() / "m1.eml").string());
+  EXPECT_NE(dev.status, 0);
+  EXPECT_EQ(dev.out.rfind("crm-capture: /dev/null: ", 0), 0u) << dev.out;
+}
+
+TEST(Cli, ExplainTakesOneFileAndEveryRepeatedOwner) {
+  test::TempDir dir;
+  const std::string db = (dir.path() / "c.db").string();
+  write_emls(dir.path(), 2);
+  const std::string m1 = (dir.path() / "m1.eml").string();
+  const std::string m2 = (dir.path() / "m2.eml").string();
+  auto r =
+      crm_capture("--store " + db + " explain --owner jane@acme.com --owner alice@example.com " +
+                  m1 + " --folder Sent");
+  EXPECT_EQ(r.status, 0) << r.out;
+  EXPECT_NE(r.out.find("Result: skipped (internal)"), std::string::npos) << r.out;
+
+  // A second file is refused, never read as an owner's address.
+  auto two = crm_capture("--store " + db + " explain --owner alice@example.com " + m1 + " " + m2);
+  EXPECT_NE(two.status, 0);
+  EXPECT_NE(two.out.find(m2), std::string::npos) << two.out;
+  EXPECT_EQ(two.out.find("Result:"), std::string::npos) << two.out;
+}
+
+TEST(Cli, ImportRefusesAnExtraPositional) {
+  test::TempDir dir;
+  const std::string db = (dir.path() / "c.db").string();
+  const std::string csv = (dir.path() / "companies.csv").string();
+  const std::string extra = (dir.path() / "contacts.csv").string();
+  write(csv, test::k_companies);
+  write(extra, test::k_contacts);
+  auto r = crm_capture("--store " + db + " import companies " + csv + " --replace " + extra);
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.out.find(extra), std::string::npos) << r.out;
+  EXPECT_FALSE(fs::exists(db)) << "nothing is imported";
+}
+
+TEST(Cli, BothExecutablesPrintTheProjectVersion) {
+  auto c = crm_capture("--version");
+  EXPECT_EQ(c.status, 0);
+  EXPECT_EQ(c.out, "crm-capture " CRMCAP_VERSION "\n");
+  auto d = run("crm-captured", "--version");
+  EXPECT_EQ(d.status, 0);
+  EXPECT_EQ(d.out, "crm-captured " CRMCAP_VERSION "\n");
 }
