@@ -1011,7 +1011,7 @@ Result<std::unique_ptr<Store>> open_at_version(const std::string& path, int targ
   std::optional<SQLite::Database> db;
   try {
     // No mutex on the connection: a Store is used by one thread at a time
-    // (store.hpp), and SQLite's own locking was 7% of a backfill's commits.
+    // (store.hpp), so SQLite's own locking would be pure cost on every call.
     db.emplace(path, SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE | SQLite::OPEN_NOMUTEX, 5000);
     // journal_mode returns a row; exec() would complain about it.
     SQLite::Statement wal(*db, "PRAGMA journal_mode = WAL");
