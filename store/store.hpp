@@ -120,9 +120,9 @@ class Directory {
   virtual Result<DirectoryStats> stats() = 0;
 };
 
-// Write side of the directory (CSV import now, the API's PUT/DELETE later).
-// Each call is one transaction: all rows or none. With `replace`, rows of that
-// kind absent from `rows` are deleted too.
+// Write side of the directory (daemon/capture's CSV import now, the API's
+// PUT/DELETE later). Each call is one transaction: all rows or none. With
+// `replace`, rows of that kind absent from `rows` are deleted too.
 class DirectoryWriter {
  public:
   virtual ~DirectoryWriter() = default;

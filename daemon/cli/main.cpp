@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 // crm-capture: the command-line client and offline tools.
 #include "daemon/capture/capture.hpp"
+#include "daemon/capture/directory_import.hpp"
 #include "daemon/cli/ingest.hpp"
-#include "store/import.hpp"
 #include "store/store.hpp"
 
 #include <CLI/CLI.hpp>
@@ -213,8 +213,8 @@ int main(int argc, char** argv) {
 
   if (*import_cmd) {
     auto st = open_store(store_path);
-    auto r =
-        store::import_csv(*st, *store::import_kind_from_string(import_kind), import_file, replace);
+    auto r = capture::import_directory_csv(*st, *capture::import_kind_from_string(import_kind),
+                                           import_file, replace);
     if (!r) {
       std::cerr << "crm-capture: " << r.error().message << "\n";
       return 1;

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "daemon/config/config.hpp"
 
+#include "parsers/text/text.hpp"
+
 #include <toml++/toml.h>
 #include <boost/url.hpp>
 
@@ -72,14 +74,6 @@ std::string absolute_env(const char* name) {
 }
 
 std::string in_quotes(std::string_view s) { return "\"" + std::string(s) + "\""; }
-
-std::string lowercase(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) {
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-  }
-  return out;
-}
 
 std::string_view type_name(toml::node_type t) {
   switch (t) {
@@ -318,13 +312,13 @@ class Loader {
 
   static std::string check_address(std::string& v) {
     if (v.find('@') == std::string::npos || has_space(v)) return "is not a mail address";
-    v = lowercase(v);
+    v = text::to_lower_copy(v);
     return {};
   }
 
   static std::string check_domain(std::string& v) {
     if (v.find('@') != std::string::npos || has_space(v)) return "is not a domain name";
-    v = lowercase(v);
+    v = text::to_lower_copy(v);
     return {};
   }
 
@@ -651,7 +645,7 @@ class Loader {
       return;
     }
     const boost::urls::url_view& u = *parsed;
-    std::string scheme = lowercase(u.scheme());
+    std::string scheme = text::to_lower_copy(u.scheme());
     std::uint16_t default_port = 0;
     if (scheme == "imaps") {
       imap.security = ImapConfig::Security::implicit_tls;
@@ -761,7 +755,7 @@ class Loader {
       return;
     }
     const boost::urls::url_view& u = *parsed;
-    std::string scheme = lowercase(u.scheme());
+    std::string scheme = text::to_lower_copy(u.scheme());
     if (scheme == "http" && !dav.allow_insecure) {
       error(at, q + "http:// is plain text; use https:// or set allow_insecure = true");
       return;

@@ -10,7 +10,7 @@
 namespace crmcap::mail::detail {
 namespace {
 
-using text::detail::is_space;
+using text::is_space;
 
 enum class Kind : unsigned char { atom, quoted, comment, literal, special };
 
@@ -242,11 +242,11 @@ class ListParser {
   }
 
   std::string finish_name(std::string_view joined) const {
-    std::string name = text::decode_words(text::detail::trim(joined), fallback_charset_);
-    std::string_view v = text::detail::trim(name);
+    std::string name = text::decode_words(text::trim(joined), fallback_charset_);
+    std::string_view v = text::trim(name);
     // Outlook writes 'Jane Doe' <jane@acme.com>; the quotes are not the name.
     if (v.size() >= 2 && v.front() == '\'' && v.back() == '\'') v = v.substr(1, v.size() - 2);
-    if (v.size() != name.size()) name = std::string(text::detail::trim(v));
+    if (v.size() != name.size()) name = std::string(text::trim(v));
     return name;
   }
 
@@ -278,7 +278,7 @@ class ListParser {
       problem(local.empty() ? "no local part in" : "no domain in", source);
       return;
     }
-    for (char& c : domain) c = text::detail::to_lower(c);
+    for (char& c : domain) c = text::to_lower(c);
     Address a;
     a.name = std::move(name);
     a.address = std::move(local);

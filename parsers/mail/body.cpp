@@ -17,48 +17,9 @@
 namespace crmcap::mail::detail {
 namespace {
 
-char lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
-
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    if (lower(a[i]) != lower(b[i])) return false;
-  }
-  return true;
-}
-
-std::string lower_copy(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = lower(c);
-  return out;
-}
-
-std::string_view trim(std::string_view s) {
-  while (!s.empty() &&
-         (s.front() == ' ' || s.front() == '\t' || s.front() == '\r' || s.front() == '\n')) {
-    s.remove_prefix(1);
-  }
-  while (!s.empty() &&
-         (s.back() == ' ' || s.back() == '\t' || s.back() == '\r' || s.back() == '\n')) {
-    s.remove_suffix(1);
-  }
-  return s;
-}
-
-constexpr std::array<signed char, 256> make_b64_table() {
-  std::array<signed char, 256> t{};
-  for (auto& v : t) v = -1;
-  constexpr std::string_view alphabet =
-      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  for (std::size_t i = 0; i < alphabet.size(); ++i) {
-    t[static_cast<unsigned char>(alphabet[i])] = static_cast<signed char>(i);
-  }
-  // URL-safe variants appear in mail produced by some web clients.
-  t[static_cast<unsigned char>('-')] = 62;
-  t[static_cast<unsigned char>('_')] = 63;
-  return t;
-}
-constexpr std::array<signed char, 256> b64_table = make_b64_table();
+using text::iequals;
+using text::to_lower_copy;
+using text::trim;
 
 int hex_digit(char c) {
   if (c >= '0' && c <= '9') return c - '0';
@@ -110,12 +71,12 @@ class Walker {
     PartInfo info;
     info.type = text::parse_params(content_type);
     info.disposition = text::parse_params(disposition);
-    info.media = lower_copy(trim(info.type.value));
+    info.media = to_lower_copy(trim(info.type.value));
     if (info.media.find('/') == std::string::npos) {
       if (!info.media.empty()) warn("mime: unreadable content type '" + clip(content_type) + "'");
       info.media = digest_child ? "message/rfc822" : "text/plain";
     }
-    const std::string enc = lower_copy(trim(cte));
+    const std::string enc = to_lower_copy(trim(cte));
     if (enc == "base64") {
       info.encoding = Encoding::base64;
     } else if (enc == "quoted-printable") {
@@ -251,7 +212,8 @@ class Walker {
     switch (enc) {
       case Encoding::base64: {
         bool junk = false;
-        std::string out = decode_base64(data, &junk);
+        std::string out;
+        text::decode_base64(data, out, text::Base64Padding::restart, &junk);
         if (junk) warn("body: invalid characters in base64 skipped");
         return out;
       }
@@ -266,7 +228,7 @@ class Walker {
   static std::uint64_t decoded_size(std::string_view data, Encoding enc) {
     switch (enc) {
       case Encoding::base64:
-        return base64_decoded_size(data);
+        return text::base64_decoded_size(data);
       case Encoding::quoted_printable:
         return quoted_printable_decoded_size(data);
       case Encoding::identity:
@@ -287,7 +249,7 @@ class Walker {
     std::string bytes = decode(data, info.encoding);
     std::string charset;
     if (auto it = info.type.params.find("charset"); it != info.type.params.end()) {
-      charset = lower_copy(trim(it->second));
+      charset = to_lower_copy(trim(it->second));
     }
     if (charset.empty() || charset == "us-ascii" || charset == "ascii") {
       if (text::is_valid_utf8(bytes)) return bytes;
@@ -374,52 +336,6 @@ std::string normalize_newlines(std::string_view in) {
     if (i < in.size() && in[i] == '\n') ++i;
   }
   return out;
-}
-
-std::string decode_base64(std::string_view in, bool* junk) {
-  std::string out;
-  out.reserve(in.size() / 4 * 3 + 3);
-  std::uint32_t acc = 0;
-  int bits = 0;
-  for (const char ch : in) {
-    const auto c = static_cast<unsigned char>(ch);
-    const signed char v = b64_table[c];
-    if (v < 0) {
-      if (c == '=') {
-        // Padding ends a group; a later group (concatenated encodings) starts clean.
-        acc = 0;
-        bits = 0;
-      } else if (c != ' ' && c != '\t' && c != '\r' && c != '\n') {
-        if (junk != nullptr) *junk = true;
-      }
-      continue;
-    }
-    acc = (acc << 6) | static_cast<std::uint32_t>(v);
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out.push_back(static_cast<char>((acc >> bits) & 0xFF));
-    }
-  }
-  return out;
-}
-
-std::uint64_t base64_decoded_size(std::string_view in) noexcept {
-  std::uint64_t n = 0;
-  int bits = 0;
-  for (const char ch : in) {
-    const auto c = static_cast<unsigned char>(ch);
-    if (b64_table[c] < 0) {
-      if (c == '=') bits = 0;
-      continue;
-    }
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      ++n;
-    }
-  }
-  return n;
 }
 
 namespace {

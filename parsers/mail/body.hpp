@@ -62,14 +62,10 @@ MimeBounds mime_bounds(std::string_view buf) noexcept;
 // CRLF and lone CR become LF. Returns a copy.
 std::string normalize_newlines(std::string_view in);
 
-// Lenient transfer decoders. Base64 skips whitespace and any character outside
-// the alphabet (then `*junk` is set when given) and restarts after padding;
-// quoted-printable keeps malformed "=" sequences as written and joins soft line
-// breaks.
-std::string decode_base64(std::string_view in, bool* junk = nullptr);
+// Lenient quoted-printable (base64 is text::decode_base64): keeps malformed "="
+// sequences as written and joins soft line breaks.
 std::string decode_quoted_printable(std::string_view in);
 // Decoded length without building the decoded bytes.
-std::uint64_t base64_decoded_size(std::string_view in) noexcept;
 std::uint64_t quoted_printable_decoded_size(std::string_view in) noexcept;
 
 // The value of the first iCalendar property `name` (case-insensitive) found by a

@@ -4,15 +4,16 @@
 #include "parsers/mail/headers.hpp"
 
 #include "parsers/text/detail.hpp"
+#include "parsers/text/text.hpp"
 
 #include <array>
 
 namespace crmcap::mail::detail {
 namespace {
 
+using text::to_lower;
 using text::detail::is_alpha;
 using text::detail::is_digit;
-using text::detail::to_lower;
 
 // Days from 1970-01-01 to y-m-d in the proleptic Gregorian calendar
 // (Howard Hinnant's days_from_civil algorithm).
@@ -132,7 +133,7 @@ void tokenize(std::string_view v, Tokens& out) {
   std::size_t i = 0;
   while (i < v.size()) {
     const char c = v[i];
-    if (text::detail::is_space(c)) {
+    if (text::is_space(c)) {
       ++i;  // words and numbers are told apart without it
       continue;
     }

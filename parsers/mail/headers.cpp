@@ -10,8 +10,8 @@
 namespace crmcap::mail::detail {
 namespace {
 
-using text::detail::iequals;
-using text::detail::is_space;
+using text::iequals;
+using text::is_space;
 using text::detail::is_wsp;
 using text::detail::skip_comment;
 

@@ -10,26 +10,10 @@
 namespace crmcap::mail::detail {
 namespace {
 
-// ASCII-only lowering: the markers below are matched on their ASCII letters;
-// non-ASCII letters in them are written in the case mail clients use.
-std::string lower_ascii(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) {
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-  }
-  return out;
-}
-
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t' || s.front() == '\r' ||
-                        s.front() == '\n' || s.front() == '\f')) {
-    s.remove_prefix(1);
-  }
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r' ||
-                        s.back() == '\n' || s.back() == '\f')) {
-    s.remove_suffix(1);
-  }
-  // A non-breaking space (U+00A0) often pads lines converted from HTML.
+// A line without its surrounding whitespace, nor the non-breaking spaces
+// (U+00A0) that often pad lines converted from HTML.
+std::string_view trim_line(std::string_view s) {
+  s = text::trim(s);
   while (s.size() >= 2 && s.substr(0, 2) == "\u00a0") s.remove_prefix(2);
   while (s.size() >= 2 && s.substr(s.size() - 2) == "\u00a0") s.remove_suffix(2);
   return s;
@@ -51,7 +35,7 @@ void lower_without_stars(std::string_view s, std::string& out) {
   out.clear();
   for (char c : s) {
     if (c == '*') continue;
-    out.push_back((c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c);
+    out.push_back(text::to_lower(c));
   }
 }
 
@@ -225,7 +209,7 @@ std::string strip_quotes_and_signature(std::string_view body, std::size_t enough
   std::string l, next_lowered;
   for (std::size_t i = 0; i < lines.size(); ++i) {
     const std::string_view raw = lines[i];
-    const std::string_view t = trim(raw);
+    const std::string_view t = trim_line(raw);
     if (!t.empty() && t.front() == '>') continue;          // a quoted line, wherever it is
     if (raw == "-- " || raw == "--" || t == "-- ") break;  // RFC 3676 signature separator
     lower_without_stars(t, l);
@@ -240,10 +224,13 @@ std::string strip_quotes_and_signature(std::string_view body, std::size_t enough
       std::string joined = l;
       bool found = false;
       for (std::size_t j = i + 1; j < lines.size() && j <= i + 2; ++j) {
-        const std::string_view next = trim(lines[j]);
+        const std::string_view next = trim_line(lines[j]);
         if (next.empty()) break;
         joined += ' ';
-        joined += lower_ascii(next);
+        // ASCII-only lowering: the markers are matched on their ASCII
+        // letters; non-ASCII letters in them are written in the case mail
+        // clients use.
+        joined += text::to_lower_copy(next);
         if (is_attribution(joined)) {
           found = true;
           break;
@@ -257,7 +244,7 @@ std::string strip_quotes_and_signature(std::string_view body, std::size_t enough
       }
       bool block = false;
       for (std::size_t j = i + 1, seen = 0; j < lines.size() && seen < 5; ++j) {
-        const std::string_view next = trim(lines[j]);
+        const std::string_view next = trim_line(lines[j]);
         if (next.empty()) continue;
         ++seen;
         lower_without_stars(next, next_lowered);

@@ -344,7 +344,7 @@ bool iso2022jp_to_eucjp(std::string_view in, std::string& out) {
 }  // namespace
 
 std::string to_utf8(std::string_view bytes, std::string_view charset) {
-  std::string label = detail::to_lower_copy(detail::trim(charset));
+  std::string label = to_lower_copy(trim(charset));
   // Labels arrive quoted sometimes ("utf-8") or with a trailing ';'.
   while (!label.empty() && (label.back() == '"' || label.back() == '\'' || label.back() == ';'))
     label.pop_back();

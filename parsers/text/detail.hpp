@@ -1,8 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
 // Internal to parsers/: small ASCII and decoding helpers shared by the text
 // utilities and the header readers. Locale-free on purpose: <cctype> depends on
-// the global locale and is slower.
+// the global locale and is slower. The helpers others need too (is_space,
+// to_lower, iequals, trim, base64) are public, in text.hpp.
 #pragma once
+
+#include "parsers/text/text.hpp"
 
 #include <cstddef>
 #include <cstdint>
@@ -12,15 +15,9 @@
 namespace crmcap::text::detail {
 
 constexpr bool is_wsp(char c) noexcept { return c == ' ' || c == '\t'; }
-constexpr bool is_space(char c) noexcept {
-  return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\f' || c == '\v';
-}
 constexpr bool is_digit(char c) noexcept { return c >= '0' && c <= '9'; }
 constexpr bool is_alpha(char c) noexcept {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
-}
-constexpr char to_lower(char c) noexcept {
-  return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
 }
 constexpr char to_upper(char c) noexcept {
   return (c >= 'a' && c <= 'z') ? static_cast<char>(c - 'a' + 'A') : c;
@@ -32,11 +29,6 @@ constexpr int hex_value(char c) noexcept {
   if (c >= 'A' && c <= 'F') return c - 'A' + 10;
   return -1;
 }
-
-bool iequals(std::string_view a, std::string_view b) noexcept;
-std::string to_lower_copy(std::string_view s);
-// `s` without leading and trailing spaces, tabs, CR and LF.
-std::string_view trim(std::string_view s) noexcept;
 
 // Appends the UTF-8 encoding of `cp` to `out`; invalid code points (surrogates,
 // above U+10FFFF) append U+FFFD.
@@ -76,10 +68,6 @@ class NextFinder {
 inline bool is_word_close(std::string_view v, std::size_t i) noexcept {
   return v[i] == '?' && i + 1 < v.size() && v[i + 1] == '=';
 }
-
-// Lenient base64: skips characters outside the alphabet, stops at '=', ignores
-// a trailing partial group of one character. Appends the bytes to `out`.
-void decode_base64(std::string_view in, std::string& out);
 
 // Returns the offset just past the RFC 5322 comment that starts at s[i] == '('
 // (nested comments and backslash escapes included), or s.size() when it is not

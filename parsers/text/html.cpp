@@ -10,9 +10,6 @@
 namespace crmcap::text {
 namespace {
 
-using detail::iequals;
-using detail::is_space;
-
 struct Entity {
   std::string_view name;
   std::uint32_t cp;
@@ -332,7 +329,7 @@ std::string html_to_text(std::string_view s) {
     }
     char name_buf[16];
     const std::size_t name_len = j - name_begin;
-    for (std::size_t k = 0; k < name_len; ++k) name_buf[k] = detail::to_lower(s[name_begin + k]);
+    for (std::size_t k = 0; k < name_len; ++k) name_buf[k] = to_lower(s[name_begin + k]);
     std::string_view name(name_buf, name_len);
     // Namespaced Office tags ("o:p") behave like their local name.
     if (const std::size_t colon = name.find(':'); colon != std::string_view::npos)

@@ -9,7 +9,6 @@
 namespace crmcap::text {
 namespace {
 
-using detail::is_space;
 using detail::skip_comment;
 
 bool is_token_char(char c) noexcept {
@@ -137,7 +136,7 @@ HeaderParams parse_params(std::string_view s) {
       }
       // "text/plain charset=x": the ';' was forgotten.
       if (at_param_boundary(s, i)) break;
-      if (!is_space(s[i]) && s[i] != '"') main.push_back(detail::to_lower(s[i]));
+      if (!is_space(s[i]) && s[i] != '"') main.push_back(to_lower(s[i]));
       ++i;
     }
     result.value = repair_utf8(main);
@@ -156,7 +155,7 @@ HeaderParams parse_params(std::string_view s) {
     if (i >= s.size()) break;
     const std::size_t name_begin = i;
     while (i < s.size() && s[i] != '=' && s[i] != ';' && !is_space(s[i])) ++i;
-    std::string name = detail::to_lower_copy(s.substr(name_begin, i - name_begin));
+    std::string name = to_lower_copy(s.substr(name_begin, i - name_begin));
     i = skip_cfws(s, i);
     if (i >= s.size() || s[i] != '=') {
       // An attribute without '=': skip it and whatever junk follows up to ';'.
@@ -187,12 +186,12 @@ HeaderParams parse_params(std::string_view s) {
         if (at_param_boundary(s, i)) break;
         ++i;
       }
-      std::string_view v = detail::trim(s.substr(v_begin, i - v_begin));
+      std::string_view v = trim(s.substr(v_begin, i - v_begin));
       // A comment after a token value ("12 (bytes)"); "report (1).pdf" keeps its
       // parentheses because they do not end the value.
       if (!v.empty() && v.back() == ')') {
         const std::size_t open = v.find(" (");
-        if (open != std::string_view::npos) v = detail::trim(v.substr(0, open));
+        if (open != std::string_view::npos) v = trim(v.substr(0, open));
       }
       value = std::string(v);
     }

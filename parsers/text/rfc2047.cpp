@@ -25,8 +25,8 @@ bool match_word(std::string_view value, std::size_t pos, CloseFinder& closes,
   const std::size_t cs_begin = i;
   while (i < value.size() && value[i] != '?') {
     const char c = value[i];
-    if (detail::is_space(c) || c == '"' || c == '(' || c == ')' || c == '<' || c == '>' ||
-        c == ',' || c == ';')
+    if (is_space(c) || c == '"' || c == '(' || c == ')' || c == '<' || c == '>' || c == ',' ||
+        c == ';')
       return false;
     ++i;
   }
@@ -114,7 +114,7 @@ std::string decode_words(std::string_view value, std::string_view fallback_chars
       std::string_view between = value.substr(plain_begin, i - plain_begin);
       bool only_space = true;
       for (char c : between) {
-        if (!detail::is_space(c)) {
+        if (!is_space(c)) {
           only_space = false;
           break;
         }
@@ -124,10 +124,10 @@ std::string decode_words(std::string_view value, std::string_view fallback_chars
         flush();
         append_plain(out, between, fallback_charset);
       }
-      if (!pending_charset.empty() && !detail::iequals(pending_charset, w.charset)) flush();
+      if (!pending_charset.empty() && !iequals(pending_charset, w.charset)) flush();
       pending_charset = w.charset;
       if (w.encoding == 'B') {
-        detail::decode_base64(w.text, pending_bytes);
+        decode_base64(w.text, pending_bytes, Base64Padding::stop);
       } else {
         decode_q(w.text, pending_bytes);
       }

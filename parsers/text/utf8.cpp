@@ -1,6 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-// UTF-8 validation and repair, whitespace handling, and the ASCII helpers of
-// detail.hpp.
+// UTF-8 validation and repair, whitespace handling.
 #include "parsers/text/detail.hpp"
 #include "parsers/text/text.hpp"
 
@@ -8,28 +7,6 @@
 
 namespace crmcap::text {
 namespace detail {
-
-bool iequals(std::string_view a, std::string_view b) noexcept {
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    if (to_lower(a[i]) != to_lower(b[i])) return false;
-  }
-  return true;
-}
-
-std::string to_lower_copy(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = to_lower(c);
-  return out;
-}
-
-std::string_view trim(std::string_view s) noexcept {
-  std::size_t b = 0;
-  std::size_t e = s.size();
-  while (b < e && is_space(s[b])) ++b;
-  while (e > b && is_space(s[e - 1])) --e;
-  return s.substr(b, e - b);
-}
 
 void append_utf8(std::string& out, std::uint32_t cp) {
   if (cp < 0x80) {
@@ -52,33 +29,6 @@ void append_utf8(std::string& out, std::uint32_t cp) {
     out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
   } else {
     out.append(replacement_char);
-  }
-}
-
-namespace {
-constexpr signed char base64_value(char c) noexcept {
-  if (c >= 'A' && c <= 'Z') return static_cast<signed char>(c - 'A');
-  if (c >= 'a' && c <= 'z') return static_cast<signed char>(c - 'a' + 26);
-  if (c >= '0' && c <= '9') return static_cast<signed char>(c - '0' + 52);
-  if (c == '+' || c == '-') return 62;  // '-' and '_': the URL-safe alphabet, seen in the wild
-  if (c == '/' || c == '_') return 63;
-  return -1;
-}
-}  // namespace
-
-void decode_base64(std::string_view in, std::string& out) {
-  std::uint32_t acc = 0;
-  int bits = 0;
-  for (char c : in) {
-    if (c == '=') break;
-    const signed char v = base64_value(c);
-    if (v < 0) continue;
-    acc = (acc << 6) | static_cast<std::uint32_t>(v);
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out.push_back(static_cast<char>((acc >> bits) & 0xFF));
-    }
   }
 }
 
@@ -180,7 +130,7 @@ std::string unfold(std::string_view value) {
   for (char c : value) {
     if (c != '\r' && c != '\n') out.push_back(c);
   }
-  std::string_view t = detail::trim(out);
+  std::string_view t = trim(out);
   if (t.size() != out.size()) out = std::string(t);
   if (!is_valid_utf8(out)) return repair_utf8(out);
   return out;
@@ -193,7 +143,7 @@ std::string fold_whitespace(std::string_view s) {
   // no-break space of HTML mail's indents, included) becomes one space
   // between two runs, and none at either end.
   const auto space_at = [&](std::size_t i) -> std::size_t {  // its width, or 0
-    if (detail::is_space(s[i])) return 1;
+    if (is_space(s[i])) return 1;
     return static_cast<unsigned char>(s[i]) == 0xC2 && i + 1 < s.size() &&
                    static_cast<unsigned char>(s[i + 1]) == 0xA0
                ? 2
@@ -233,17 +183,17 @@ std::string truncate_utf8(std::string_view s, std::size_t max_chars) {
   // Prefer a word boundary when one lies within the last fifth of the text kept
   // (at most 20 code points back): a cut word reads worse than a shorter snippet.
   const std::size_t lookback = std::min<std::size_t>(20, (max_chars - 1) / 5);
-  if (lookback > 0 && !detail::is_space(text[end])) {
+  if (lookback > 0 && !is_space(text[end])) {
     std::size_t back = end;
     std::size_t steps = 0;
     while (back > 0 && steps <= lookback) {
-      if (detail::is_space(text[back - 1])) break;
+      if (is_space(text[back - 1])) break;
       --back;
       if ((static_cast<unsigned char>(text[back]) & 0xC0) != 0x80) ++steps;
     }
-    if (back > 0 && detail::is_space(text[back - 1]) && steps <= lookback) end = back;
+    if (back > 0 && is_space(text[back - 1]) && steps <= lookback) end = back;
   }
-  while (end > 0 && detail::is_space(text[end - 1])) --end;
+  while (end > 0 && is_space(text[end - 1])) --end;
   text.resize(end);
   text.append(ellipsis);
   return text;

@@ -15,9 +15,9 @@
 // Aims: parse at least 10 times faster than Python's email (bench_parse_peer.py);
 // the whole pipeline at least 5,000 messages/s on one core.
 #include "daemon/capture/capture.hpp"
+#include "daemon/capture/directory_import.hpp"
 #include "daemon/cli/ingest.hpp"
 #include "parsers/mail/mail.hpp"
-#include "store/import.hpp"
 #include "store/store.hpp"
 
 #include <benchmark/benchmark.h>
@@ -76,10 +76,10 @@ std::unique_ptr<store::Store> fresh_store(const std::string& name) {
   const fs::path p = g.temp / name;
   for (const char* suffix : {"", "-wal", "-shm"}) fs::remove(p.string() + suffix);
   auto st = store::Store::open(p.string()).value();
-  for (auto [kind, file] : {std::pair{store::ImportKind::companies, "companies.csv"},
-                            std::pair{store::ImportKind::contacts, "contacts.csv"},
-                            std::pair{store::ImportKind::opportunities, "opportunities.csv"}}) {
-    store::import_csv(*st, kind, (fs::path(g.csv_dir) / file).string(), false).value();
+  for (auto [kind, file] : {std::pair{capture::ImportKind::companies, "companies.csv"},
+                            std::pair{capture::ImportKind::contacts, "contacts.csv"},
+                            std::pair{capture::ImportKind::opportunities, "opportunities.csv"}}) {
+    capture::import_directory_csv(*st, kind, (fs::path(g.csv_dir) / file).string(), false).value();
   }
   return st;
 }

@@ -7,7 +7,7 @@
 // The CSV text is generated in memory from a fixed seed, so every run imports
 // the same bytes and the file system only sees SQLite's own writes. Each store
 // lives in a temporary directory removed at exit.
-#include "store/import.hpp"
+#include "daemon/capture/directory_import.hpp"
 #include "store/store.hpp"
 
 #include <benchmark/benchmark.h>
@@ -23,7 +23,7 @@
 #include <vector>
 
 namespace fs = std::filesystem;
-using crmcap::store::ImportKind;
+using crmcap::capture::ImportKind;
 using crmcap::store::Store;
 
 namespace {
@@ -142,10 +142,10 @@ std::unique_ptr<Store> open_fresh(const std::string& name) {
 // Imports companies then contacts; returns false (and reports) on failure.
 bool import_directory(Store& st, benchmark::State* state) {
   const Directory& d = directory();
-  auto a = crmcap::store::import_csv_text(st, ImportKind::companies, d.companies_csv,
-                                          "companies.csv", false);
-  auto b = a ? crmcap::store::import_csv_text(st, ImportKind::contacts, d.contacts_csv,
-                                              "contacts.csv", false)
+  auto a = crmcap::capture::import_directory_csv_text(st, ImportKind::companies, d.companies_csv,
+                                                      "companies.csv", false);
+  auto b = a ? crmcap::capture::import_directory_csv_text(st, ImportKind::contacts, d.contacts_csv,
+                                                          "contacts.csv", false)
              : a;
   if (!a || !b || *a != k_companies || *b != k_contacts) {
     const std::string msg = !a ? a.error().message : !b ? b.error().message : "wrong row count";
@@ -168,11 +168,11 @@ void BM_ImportDirectory(benchmark::State& state) {
     state.ResumeTiming();
     using clock = std::chrono::steady_clock;
     const auto t0 = clock::now();
-    auto a = crmcap::store::import_csv_text(*st, ImportKind::companies, directory().companies_csv,
-                                            "companies.csv", false);
+    auto a = crmcap::capture::import_directory_csv_text(
+        *st, ImportKind::companies, directory().companies_csv, "companies.csv", false);
     const auto t1 = clock::now();
-    auto b = crmcap::store::import_csv_text(*st, ImportKind::contacts, directory().contacts_csv,
-                                            "contacts.csv", false);
+    auto b = crmcap::capture::import_directory_csv_text(
+        *st, ImportKind::contacts, directory().contacts_csv, "contacts.csv", false);
     const auto t2 = clock::now();
     if (!a || !b) {
       state.SkipWithError((!a ? a.error().message : b.error().message).c_str());

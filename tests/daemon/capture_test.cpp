@@ -4,7 +4,6 @@
 // activities, links, skip reasons, and a second ingest that changes nothing.
 #include "daemon/capture/capture.hpp"
 #include "daemon/cli/ingest.hpp"
-#include "store/import.hpp"
 #include "store/store.hpp"
 #include "tests/daemon/test_support.hpp"
 

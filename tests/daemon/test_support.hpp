@@ -2,7 +2,7 @@
 // Shared by the daemon tests: a temporary directory and a small CRM directory.
 #pragma once
 
-#include "store/import.hpp"
+#include "daemon/capture/directory_import.hpp"
 #include "store/store.hpp"
 
 #include <gtest/gtest.h>
@@ -60,10 +60,13 @@ inline constexpr const char* k_opportunities =
 // Opens a store at `path` with the directory above imported.
 inline std::unique_ptr<store::Store> directory_store(const std::string& path) {
   auto st = store::Store::open(path).value();
-  EXPECT_TRUE(store::import_csv_text(*st, store::ImportKind::companies, k_companies, "c", false));
-  EXPECT_TRUE(store::import_csv_text(*st, store::ImportKind::contacts, k_contacts, "p", false));
+  using capture::ImportKind;
   EXPECT_TRUE(
-      store::import_csv_text(*st, store::ImportKind::opportunities, k_opportunities, "o", false));
+      capture::import_directory_csv_text(*st, ImportKind::companies, k_companies, "c", false));
+  EXPECT_TRUE(
+      capture::import_directory_csv_text(*st, ImportKind::contacts, k_contacts, "p", false));
+  EXPECT_TRUE(capture::import_directory_csv_text(*st, ImportKind::opportunities, k_opportunities,
+                                                 "o", false));
   return st;
 }
 

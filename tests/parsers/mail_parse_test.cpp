@@ -227,16 +227,28 @@ TEST(MailParse, SnippetLengthIsInCodePoints) {
   EXPECT_GT(cps, 10u);
 }
 
+std::string b64(std::string_view in, bool* junk = nullptr,
+                crmcap::text::Base64Padding padding = crmcap::text::Base64Padding::restart) {
+  std::string out;
+  crmcap::text::decode_base64(in, out, padding, junk);
+  return out;
+}
+
 TEST(Base64, Lenient) {
   bool junk = false;
-  EXPECT_EQ(detail::decode_base64("SGVs\r\nbG8=", &junk), "Hello");
+  EXPECT_EQ(b64("SGVs\r\nbG8=", &junk), "Hello");
   EXPECT_FALSE(junk);
-  EXPECT_EQ(detail::decode_base64("SGV*sbG8", &junk), "Hello");
+  EXPECT_EQ(b64("SGV*sbG8", &junk), "Hello");
   EXPECT_TRUE(junk);
-  EXPECT_EQ(detail::decode_base64("SGk=SGk="), "HiHi");  // concatenated encodings
-  EXPECT_EQ(detail::decode_base64("SGk"), "Hi");         // missing padding
-  EXPECT_EQ(detail::base64_decoded_size("SGVs\r\nbG8="), 5u);
-  EXPECT_EQ(detail::base64_decoded_size("SGk=SGk="), 4u);
+  EXPECT_EQ(b64("SGk=SGk="), "HiHi");  // concatenated encodings
+  EXPECT_EQ(b64("SGk"), "Hi");         // missing padding
+  EXPECT_EQ(b64("SGk=SGk=", nullptr, crmcap::text::Base64Padding::stop), "Hi");  // RFC 2047
+  EXPECT_EQ(b64("-_8"), "\xFB\xFF");                                             // URL-safe
+  std::string out = "x";
+  crmcap::text::decode_base64("SGk=", out);
+  EXPECT_EQ(out, "xHi");  // appends
+  EXPECT_EQ(crmcap::text::base64_decoded_size("SGVs\r\nbG8="), 5u);
+  EXPECT_EQ(crmcap::text::base64_decoded_size("SGk=SGk="), 4u);
 }
 
 TEST(QuotedPrintable, Lenient) {

@@ -1,6 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "store/store.hpp"
-#include "store/import.hpp"
 #include "store/schema.hpp"
 
 #include <gtest/gtest.h>
@@ -52,31 +51,41 @@ void exec_raw(const fs::path& db, const std::string& sql) {
   sqlite3_close(h);
 }
 
-const char* k_companies =
-    "id,name,domains\n"
-    "CO-1,Acme Corp,acme.com; ACME.co.uk \n"
-    "CO-2,Globex,globex.com\n"
-    "CO-3,\"Initech, Inc.\",initech.com\n";
-const char* k_contacts =
-    "name,id,emails,company_id,title,phone,ignored\n"
-    "Jane Doe,C-1, Jane@Acme.com ;jd@acme.co.uk,CO-1,CTO,+1 555,x\n"
-    "Hank Scorpio,C-2,hank@globex.com,CO-2,,,\n"
-    "Peter Gibbons,C-3,peter@initech.com,,,,\n";
-const char* k_opps =
-    "id,name,company_id,stage,amount,close_date,status,contact_ids\n"
-    "O-1,Acme renewal,CO-1,Proposal,12000.50,2026-12-31,open,C-1\n"
-    "O-2,Acme old deal,CO-1,Closed,5000,2025-01-15,won,\n"
-    "O-3,Globex pilot,CO-2,Qualify,,,open,C-2\n";
+// A small CRM directory, as the CSV import writes it (normalized addresses
+// and domains). The import itself is tested in tests/daemon.
+std::vector<Company> companies() {
+  return {{"CO-1", "Acme Corp", {"acme.com", "acme.co.uk"}},
+          {"CO-2", "Globex", {"globex.com"}},
+          {"CO-3", "Initech, Inc.", {"initech.com"}}};
+}
+std::vector<Contact> contacts() {
+  return {{"C-1", "Jane Doe", {"jane@acme.com", "jd@acme.co.uk"}, "CO-1", "CTO", "+1 555"},
+          {"C-2", "Hank Scorpio", {"hank@globex.com"}, "CO-2", "", ""},
+          {"C-3", "Peter Gibbons", {"peter@initech.com"}, "", "", ""}};
+}
+std::vector<Opportunity> opportunities() {
+  std::vector<Opportunity> v(3);
+  v[0] = {.id = "O-1", .name = "Acme renewal", .company_id = "CO-1", .stage = "Proposal"};
+  v[0].amount = 12000.50;
+  v[0].close_date = "2026-12-31";
+  v[0].contacts = {{"C-1", ""}};
+  v[1] = {.id = "O-2", .name = "Acme old deal", .company_id = "CO-1", .stage = "Closed"};
+  v[1].amount = 5000;
+  v[1].close_date = "2025-01-15";
+  v[1].status = OpportunityStatus::won;
+  v[2] = {.id = "O-3", .name = "Globex pilot", .company_id = "CO-2", .stage = "Qualify"};
+  v[2].contacts = {{"C-2", ""}};
+  return v;
+}
 
 struct Loaded {
   TempDir dir;
   std::unique_ptr<Store> store;
   Loaded() {
     store = Store::open((dir / "capture.db").string()).value();
-    EXPECT_TRUE(
-        import_csv_text(*store, ImportKind::companies, k_companies, "companies.csv", false));
-    EXPECT_TRUE(import_csv_text(*store, ImportKind::contacts, k_contacts, "contacts.csv", false));
-    EXPECT_TRUE(import_csv_text(*store, ImportKind::opportunities, k_opps, "opps.csv", false));
+    EXPECT_TRUE(store->upsert_companies(companies(), false));
+    EXPECT_TRUE(store->upsert_contacts(contacts(), false));
+    EXPECT_TRUE(store->upsert_opportunities(opportunities(), false));
   }
 };
 
@@ -99,7 +108,7 @@ TEST(StoreMigrations, UpgradesAnOlderStoreKeepingItsRows) {
   {
     auto s = detail::open_at_version(path, 1).value();
     EXPECT_EQ(s->schema_version(), 1);
-    ASSERT_TRUE(import_csv_text(*s, ImportKind::companies, k_companies, "c.csv", false));
+    ASSERT_TRUE(s->upsert_companies(companies(), false));
   }
   EXPECT_EQ(query_int(dir / "old.db", "PRAGMA user_version"), 1);
   EXPECT_EQ(query_int(dir / "old.db", "SELECT count(*) FROM sqlite_master WHERE name='activities'"),
@@ -163,7 +172,7 @@ TEST(StoreMigrations, TwoProcessesUpgradingOneStoreAtOnceBothSucceed) {
   const std::string path = (dir / "old.db").string();
   {
     auto s = detail::open_at_version(path, 1).value();
-    ASSERT_TRUE(import_csv_text(*s, ImportKind::companies, k_companies, "c.csv", false));
+    ASSERT_TRUE(s->upsert_companies(companies(), false));
   }
   sqlite3* lock = nullptr;
   ASSERT_EQ(sqlite3_open(path.c_str(), &lock), SQLITE_OK);
@@ -240,17 +249,14 @@ TEST(StoreDirectory, OpenOpportunitiesOnlyAndRoles) {
   EXPECT_EQ(st.open_opportunities, 2);
 }
 
-TEST(StoreImport, ReimportUpdatesInPlaceAndReplaceRemovesAbsentRows) {
+TEST(StoreDirectory, UpsertUpdatesInPlaceAndReplaceRemovesAbsentRows) {
   Loaded l;
-  ASSERT_TRUE(import_csv_text(*l.store, ImportKind::contacts,
-                              "id,name,emails\nC-1,Jane Smith,jane.smith@acme.com\n", "c.csv",
-                              false));
+  ASSERT_TRUE(l.store->upsert_contacts({{"C-1", "Jane Smith", {"jane.smith@acme.com"}, "", "", ""}},
+                                       false));
   EXPECT_EQ(l.store->stats().value().contacts, 3);
   EXPECT_FALSE(l.store->contact_by_email("jane@acme.com", PlusTags::distinct).value());
-  EXPECT_EQ(l.store->contact_by_email("jane.smith@acme.com", PlusTags::distinct).value()->name,
-            "Jane Smith");
-  ASSERT_TRUE(import_csv_text(*l.store, ImportKind::contacts,
-                              "id,name,emails\nC-2,Hank,hank@globex.com\n", "c.csv", true));
+  EXPECT_EQ(l.store->contact_by_email("jane.smith@acme.com", PlusTags::distinct).value()->name, "Jane Smith");
+  ASSERT_TRUE(l.store->upsert_contacts({{"C-2", "Hank", {"hank@globex.com"}, "", "", ""}}, true));
   auto st = l.store->stats().value();
   EXPECT_EQ(st.contacts, 1);
   EXPECT_EQ(st.contact_emails, 1);
@@ -259,92 +265,12 @@ TEST(StoreImport, ReimportUpdatesInPlaceAndReplaceRemovesAbsentRows) {
   EXPECT_EQ(st.opportunities, 3);
 }
 
-struct BadCsvCase {
-  ImportKind kind;
-  const char* csv;
-  const char* expected;  // exact "file:line: message" prefix
-};
-
-class StoreImportRefusal : public ::testing::TestWithParam<BadCsvCase> {};
-
-TEST_P(StoreImportRefusal, RefusesWholeFileWithFileAndLineAndChangesNothing) {
+TEST(StoreDirectory, MissingIdsAreThoseNotInTheStore) {
   Loaded l;
-  const auto before = l.store->stats().value();
-  auto r = import_csv_text(*l.store, GetParam().kind, GetParam().csv, "in.csv", false);
-  ASSERT_FALSE(r);
-  EXPECT_EQ(r.error().code, make_error_code(Errc::bad_input));
-  EXPECT_EQ(r.error().message.rfind(GetParam().expected, 0), 0u) << r.error().message;
-  const auto after = l.store->stats().value();
-  EXPECT_EQ(before.companies, after.companies);
-  EXPECT_EQ(before.contacts, after.contacts);
-  EXPECT_EQ(before.contact_emails, after.contact_emails);
-  EXPECT_EQ(before.opportunities, after.opportunities);
-  EXPECT_EQ(before.opportunity_contacts, after.opportunity_contacts);
-  // The good first row of each bad file was not written either.
-  EXPECT_FALSE(l.store->contact_by_email("new@acme.com", PlusTags::distinct).value());
-  EXPECT_FALSE(l.store->company("CO-9").value());
-  EXPECT_FALSE(l.store->opportunity("O-9").value());
-}
-
-INSTANTIATE_TEST_SUITE_P(
-    Errors, StoreImportRefusal,
-    ::testing::Values(
-        BadCsvCase{ImportKind::companies, "id,domains\nCO-9,x.com\n",
-                   "in.csv:1: missing required column 'name'"},
-        BadCsvCase{ImportKind::contacts, "id,name\nC-9,X\n",
-                   "in.csv:1: missing required column 'emails'"},
-        BadCsvCase{ImportKind::companies, "id,name,domains\nCO-9,A,a.com\nCO-8,\"Broken,b.com\n",
-                   "in.csv:3: unterminated quoted field"},
-        BadCsvCase{ImportKind::companies, "id,name,domains\nCO-9,A,a.com\nCO-8,Bro\"ken,b.com\n",
-                   "in.csv:3: quote inside an unquoted field"},
-        BadCsvCase{ImportKind::companies, "id,name,domains\nCO-9,A,a.com\nCO-8,\"B\"x,b.com\n",
-                   "in.csv:3: text after a closing quote"},
-        BadCsvCase{ImportKind::companies, "id,name,domains\nCO-9,A,a.com\nCO-8,B\n",
-                   "in.csv:3: 2 fields, but the header has 3"},
-        BadCsvCase{ImportKind::contacts,
-                   "id,name,emails,company_id\nC-9,N,new@acme.com,CO-1\nC-8,M,m@x.com,CO-404\n",
-                   "in.csv:3: unknown company id 'CO-404'"},
-        BadCsvCase{ImportKind::contacts,
-                   "id,name,emails\nC-9,N,new@acme.com\nC-8,M,not-an-address\n",
-                   "in.csv:3: bad address 'not-an-address'"},
-        BadCsvCase{ImportKind::contacts, "id,name,emails\nC-9,N,new@acme.com\nC-9,M,m@x.com\n",
-                   "in.csv:3: duplicate id 'C-9'"},
-        BadCsvCase{ImportKind::contacts, "id,name,emails\nC-9,N,new@acme.com\n,M,m@x.com\n",
-                   "in.csv:3: empty id"},
-        BadCsvCase{ImportKind::opportunities,
-                   "id,name,status,company_id\nO-9,A,open,CO-1\nO-8,B,pending,CO-1\n",
-                   "in.csv:3: bad status 'pending'"},
-        BadCsvCase{ImportKind::opportunities,
-                   "id,name,status,close_date\nO-9,A,open,2026-01-01\nO-8,B,open,2026-02-30\n",
-                   "in.csv:3: bad close_date '2026-02-30'"},
-        BadCsvCase{ImportKind::opportunities,
-                   "id,name,status,amount\nO-9,A,open,10\nO-8,B,open,12k\n",
-                   "in.csv:3: bad amount '12k'"},
-        BadCsvCase{ImportKind::opportunities,
-                   "id,name,status,contact_ids\nO-9,A,open,C-1\nO-8,B,open,C-1;C-77\n",
-                   "in.csv:3: unknown contact id 'C-77'"},
-        BadCsvCase{ImportKind::companies, "id,name,domains\nCO-9,A,a.com\nCO-8,B,bad domain\n",
-                   "in.csv:3: bad domain 'bad domain'"},
-        BadCsvCase{ImportKind::companies, "id,name\nCO-9,A\nCO-8,\xff\xfe\n",
-                   "in.csv:3: not valid UTF-8"},
-        BadCsvCase{ImportKind::companies, "", "in.csv:1: empty file"}));
-
-TEST(StoreCsv, QuotedFieldsWithLineBreaksKeepLineNumbers) {
-  auto t = parse_csv("a,b\r\n\"x\ny\",\"say \"\"hi\"\"\"\r\n\r\nz,w\r\n", "f.csv").value();
-  ASSERT_EQ(t.records.size(), 2u);
-  EXPECT_EQ(t.records[0].fields[0], "x\ny");
-  EXPECT_EQ(t.records[0].fields[1], "say \"hi\"");
-  EXPECT_EQ(t.records[0].line, 2u);
-  EXPECT_EQ(t.records[1].line, 5u);
-  auto bom = parse_csv("\xEF\xBB\xBFId,Name\n1,2\n", "f.csv").value();
-  EXPECT_EQ(bom.header[0], "id");
-}
-
-TEST(StoreImport, MissingFileIsAClearError) {
-  Loaded l;
-  auto r = import_csv(*l.store, ImportKind::companies, "/nonexistent/x.csv", false);
-  ASSERT_FALSE(r);
-  EXPECT_NE(r.error().message.find("/nonexistent/x.csv"), std::string::npos);
+  EXPECT_EQ(l.store->missing_company_ids({"CO-1", "CO-404", "CO-3"}).value(),
+            std::vector<std::string>{"CO-404"});
+  EXPECT_EQ(l.store->missing_contact_ids({"C-77", "C-2"}).value(),
+            std::vector<std::string>{"C-77"});
 }
 
 namespace {

@@ -2,6 +2,8 @@
 // Internals of the IMAP core shared by its .cpp files. Not a public header.
 #pragma once
 
+#include "parsers/text/text.hpp"
+
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -10,25 +12,14 @@
 namespace crmcap::imap::detail {
 
 inline char ascii_upper(char c) noexcept { return (c >= 'a' && c <= 'z') ? char(c - 32) : c; }
-inline char ascii_lower(char c) noexcept { return (c >= 'A' && c <= 'Z') ? char(c + 32) : c; }
 
-inline bool iequals(std::string_view a, std::string_view b) noexcept {
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    if (ascii_upper(a[i]) != ascii_upper(b[i])) return false;
-  }
-  return true;
-}
+// ASCII case-insensitive comparison: the parsers' (inline, header-only, so the
+// sans-io core still builds without linking crmcap_parsers).
+using text::iequals;
 
 inline std::string to_upper(std::string_view s) {
   std::string out(s);
   for (char& c : out) c = ascii_upper(c);
-  return out;
-}
-
-inline std::string to_lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = ascii_lower(c);
   return out;
 }
 

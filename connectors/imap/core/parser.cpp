@@ -753,7 +753,7 @@ void Reader::body_extension(BodyStructure& b, bool multipart) {
     int index = 0;
     list([&] {
       if (index == 0) {
-        d.type = to_lower(string_or_nil());
+        d.type = text::to_lower_copy(string_or_nil());
       } else if (index == 1) {
         d.params = body_params();
       } else {
@@ -792,12 +792,12 @@ BodyStructure Reader::body(std::size_t level) {
       b.parts.push_back(body(level + 1));
       skip_spaces();
     }
-    b.subtype = to_lower(string_or_nil());
+    b.subtype = text::to_lower_copy(string_or_nil());
     body_extension(b, true);
   } else {
-    b.type = to_lower(string_or_nil());
+    b.type = text::to_lower_copy(string_or_nil());
     sp();
-    b.subtype = to_lower(string_or_nil());
+    b.subtype = text::to_lower_copy(string_or_nil());
     sp();
     b.params = body_params();
     sp();
@@ -805,7 +805,7 @@ BodyStructure Reader::body(std::size_t level) {
     sp();
     b.description = nstring();
     sp();
-    b.encoding = to_lower(string_or_nil());
+    b.encoding = text::to_lower_copy(string_or_nil());
     sp();
     b.size = try_nil() ? 0 : number();
     bool message = b.type == "message" && (b.subtype == "rfc822" || b.subtype == "global");
