@@ -18,7 +18,7 @@ FreeMailDomains FreeMailDomains::from_text(std::string_view text) {
     if (end == std::string_view::npos) end = text.size();
     std::string_view line = text.substr(pos, end - pos);
     if (auto hash = line.find('#'); hash != std::string_view::npos) line = line.substr(0, hash);
-    std::string d = lower(trim(line));
+    std::string d = text::to_lower_copy(text::trim(line));
     if (!d.empty()) f.domains_.insert(std::move(d));
     pos = end + 1;
   }

@@ -8,7 +8,7 @@
 namespace crmcap::capture {
 
 std::string normalize_address(std::string_view address, bool strip_plus_tags) {
-  std::string a = lower(trim(address));
+  std::string a = text::to_lower_copy(text::trim(address));
   return strip_plus_tags ? store::without_plus_tag(a) : a;
 }
 
@@ -35,12 +35,14 @@ std::vector<store::Participant> mail_participants(const mail::MailMessage& m,
 
 Policy::Policy(const Settings& s) {
   for (const auto& o : s.owner_addresses) owners_.insert(normalize_address(o, s.strip_plus_tags));
-  for (const auto& d : s.internal_domains) internal_domains_.push_back(lower(trim(d)));
-  for (const auto& d : s.block_domains) block_domains_.push_back(lower(trim(d)));
+  for (const auto& d : s.internal_domains)
+    internal_domains_.push_back(text::to_lower_copy(text::trim(d)));
+  for (const auto& d : s.block_domains)
+    block_domains_.push_back(text::to_lower_copy(text::trim(d)));
   for (const auto& a : s.block_addresses) {
     block_addresses_.push_back(normalize_address(a, s.strip_plus_tags));
   }
-  for (const auto& f : s.excluded_folders) excluded_folders_.push_back(lower(f));
+  for (const auto& f : s.excluded_folders) excluded_folders_.push_back(text::to_lower_copy(f));
 }
 
 bool Policy::is_owner(std::string_view address) const {
@@ -66,8 +68,9 @@ bool Policy::is_blocked(std::string_view address) const {
 
 bool Policy::excluded_folder(std::string_view folder) const {
   const auto cut = folder.find_last_of("/.");
-  const std::string leaf = lower(cut == std::string_view::npos ? folder : folder.substr(cut + 1));
-  const std::string whole = lower(folder);
+  const std::string leaf =
+      text::to_lower_copy(cut == std::string_view::npos ? folder : folder.substr(cut + 1));
+  const std::string whole = text::to_lower_copy(folder);
   return std::any_of(excluded_folders_.begin(), excluded_folders_.end(),
                      [&](const std::string& f) { return f == leaf || f == whole; });
 }
@@ -78,10 +81,11 @@ std::optional<Skip> Policy::mail_skip(const mail::MailMessage& m,
   if (!m.list_unsubscribe.empty()) {
     return Skip{"bulk", "bulk mail (List-Unsubscribe: " + m.list_unsubscribe + ")"};
   }
-  if (const std::string p = lower(m.precedence); p == "bulk" || p == "list" || p == "junk") {
+  if (const std::string p = text::to_lower_copy(m.precedence);
+      p == "bulk" || p == "list" || p == "junk") {
     return Skip{"bulk", "bulk mail (Precedence: " + m.precedence + ")"};
   }
-  if (!m.auto_submitted.empty() && lower(m.auto_submitted) != "no") {
+  if (!m.auto_submitted.empty() && text::to_lower_copy(m.auto_submitted) != "no") {
     return Skip{"auto-reply", "automatic message (Auto-Submitted: " + m.auto_submitted + ")"};
   }
   if (!m.x_autoreply.empty()) {
@@ -94,7 +98,7 @@ std::optional<Skip> Policy::mail_skip(const mail::MailMessage& m,
       return Skip{"bounce", "delivery report from " + from};
     }
   }
-  if (const std::string s = lower(m.sensitivity);
+  if (const std::string s = text::to_lower_copy(m.sensitivity);
       s == "private" || s == "personal" || s == "company-confidential") {
     return Skip{"private", "marked private (Sensitivity: " + m.sensitivity + ")"};
   }

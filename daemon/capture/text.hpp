@@ -1,26 +1,15 @@
 // SPDX-License-Identifier: Apache-2.0
-// Internal to daemon/capture: small string helpers the rules share.
+// Internal to daemon/capture: small string helpers the rules share (ASCII
+// case and trimming are parsers/text's).
 #pragma once
+
+#include "parsers/text/text.hpp"
 
 #include <string>
 #include <string_view>
 #include <vector>
 
 namespace crmcap::capture {
-
-inline std::string lower(std::string_view s) {
-  std::string out(s);
-  for (auto& c : out) {
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c + 32);
-  }
-  return out;
-}
-
-inline std::string_view trim(std::string_view s) {
-  const auto b = s.find_first_not_of(" \t\r\n");
-  if (b == std::string_view::npos) return {};
-  return s.substr(b, s.find_last_not_of(" \t\r\n") - b + 1);
-}
 
 // The part after the last '@', or "" when there is none.
 inline std::string_view domain_of(std::string_view address) {

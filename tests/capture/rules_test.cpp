@@ -113,13 +113,14 @@ TEST_P(MatcherTable, GivesContactsCompaniesOpportunityAndReason) {
 INSTANTIATE_TEST_SUITE_P(
     Rules, MatcherTable,
     ::testing::Values(
-        MatchCase{"ContactRoleOnOne",
-                  {"jane@acme.com"},
-                  {},
-                  {"C-1"},
-                  {"CO-1"},
-                  "O-1",
-                  "opportunity O-1: the one open opportunity on which a matched contact has a role"},
+        MatchCase{
+            "ContactRoleOnOne",
+            {"jane@acme.com"},
+            {},
+            {"C-1"},
+            {"CO-1"},
+            "O-1",
+            "opportunity O-1: the one open opportunity on which a matched contact has a role"},
         // Both contacts matched: each has a role on another opportunity. (With
         // jane's +tag address unmatched, joe's role alone looked unambiguous.)
         MatchCase{"RolesOnSeveralAreAmbiguous",
@@ -287,9 +288,8 @@ INSTANTIATE_TEST_SUITE_P(Rules, PlusTagTable,
                                            TagCase{"jane+other@acme.com", false, ""}));
 
 TEST(Matcher, AnExactAddressWinsOverATaggedOne) {
-  store::MemoryDirectory dir({}, {contact("C-1", {"sam+sales@acme.com"}, ""),
-                                  contact("C-2", {"sam@acme.com"}, "")},
-                             {});
+  store::MemoryDirectory dir(
+      {}, {contact("C-1", {"sam+sales@acme.com"}, ""), contact("C-2", {"sam@acme.com"}, "")}, {});
   const auto fm = free_mail();
   auto p = people({"sam+anything@acme.com"});
   auto m = Matcher(dir, fm, PlusTags::ignored).match(p, all(p), thread_of({}));
@@ -460,21 +460,22 @@ INSTANTIATE_TEST_SUITE_P(
         HeaderCase{"ListId", [](mail::MailMessage& m) { m.list_id = "news.acme.com"; }, "bulk",
                    "mailing list (List-Id: news.acme.com)"},
         HeaderCase{"ListUnsubscribe",
-                   [](mail::MailMessage& m) { m.list_unsubscribe = "<mailto:u@acme.com>"; },
-                   "bulk", "bulk mail (List-Unsubscribe: <mailto:u@acme.com>)"},
+                   [](mail::MailMessage& m) { m.list_unsubscribe = "<mailto:u@acme.com>"; }, "bulk",
+                   "bulk mail (List-Unsubscribe: <mailto:u@acme.com>)"},
         HeaderCase{"PrecedenceBulk", [](mail::MailMessage& m) { m.precedence = "Bulk"; }, "bulk",
                    "bulk mail (Precedence: Bulk)"},
         HeaderCase{"PrecedenceOther", [](mail::MailMessage& m) { m.precedence = "urgent"; }, "",
                    ""},
-        HeaderCase{"AutoSubmitted",
-                   [](mail::MailMessage& m) { m.auto_submitted = "auto-replied"; }, "auto-reply",
-                   "automatic message (Auto-Submitted: auto-replied)"},
+        HeaderCase{"AutoSubmitted", [](mail::MailMessage& m) { m.auto_submitted = "auto-replied"; },
+                   "auto-reply", "automatic message (Auto-Submitted: auto-replied)"},
         HeaderCase{"AutoSubmittedNo", [](mail::MailMessage& m) { m.auto_submitted = "No"; }, "",
                    ""},
-        HeaderCase{"XAutoreply", [](mail::MailMessage& m) { m.x_autoreply = "yes"; },
-                   "auto-reply", "automatic reply (X-Autoreply: yes)"},
+        HeaderCase{"XAutoreply", [](mail::MailMessage& m) { m.x_autoreply = "yes"; }, "auto-reply",
+                   "automatic reply (X-Autoreply: yes)"},
         HeaderCase{"Bounce",
-                   [](mail::MailMessage& m) { m.from = {{"", "MAILER-DAEMON@acme.com"}}; },
+                   [](mail::MailMessage& m) {
+                     m.from = {{"", "MAILER-DAEMON@acme.com"}};
+                   },
                    "bounce", "delivery report from mailer-daemon@acme.com"},
         HeaderCase{"Private", [](mail::MailMessage& m) { m.sensitivity = "Private"; }, "private",
                    "marked private (Sensitivity: Private)"}),

@@ -65,7 +65,8 @@ TEST(Import, NormalizesAddressesDomainsAndHeaders) {
   EXPECT_EQ(c->id, "C-1");
   EXPECT_EQ(c->name, "Jane Doe");
   EXPECT_EQ(c->company_id, "CO-1");
-  EXPECT_EQ(l.store->contact_by_email("jd@acme.co.uk", store::PlusTags::distinct).value()->id, "C-1");
+  EXPECT_EQ(l.store->contact_by_email("jd@acme.co.uk", store::PlusTags::distinct).value()->id,
+            "C-1");
   EXPECT_EQ(l.store->companies_by_domain("acme.co.uk").value().at(0).id, "CO-1");
   EXPECT_EQ(l.store->companies_by_domain("globex.com").value().at(0).id, "CO-2");
   EXPECT_EQ(l.store->company("CO-3").value()->name, "Initech, Inc.");
@@ -89,7 +90,9 @@ TEST(Import, ReimportUpdatesInPlaceAndReplaceRemovesAbsentRows) {
                                         "c.csv", false));
   EXPECT_EQ(l.store->stats().value().contacts, 3);
   EXPECT_FALSE(l.store->contact_by_email("jane@acme.com", store::PlusTags::distinct).value());
-  EXPECT_EQ(l.store->contact_by_email("jane.smith@acme.com", store::PlusTags::distinct).value()->name, "Jane Smith");
+  EXPECT_EQ(
+      l.store->contact_by_email("jane.smith@acme.com", store::PlusTags::distinct).value()->name,
+      "Jane Smith");
   ASSERT_TRUE(import_directory_csv_text(
       *l.store, ImportKind::contacts, "id,name,emails\nC-2,Hank,hank@globex.com\n", "c.csv", true));
   auto st = l.store->stats().value();

@@ -159,8 +159,7 @@ TEST(StoreDirectory, TaggedAddressesAreFoundWhenTagsAreIgnored) {
   Contact plain{"C-9", "Sam", {"sam@acme.com"}, "", "", ""};
   ASSERT_TRUE(l.store->upsert_contacts({plain}, false));
   EXPECT_EQ(l.store->contact_by_email("sam+x@acme.com", PlusTags::ignored).value()->id, "C-9");
-  EXPECT_EQ(l.store->contact_by_email("sam+sales@acme.com", PlusTags::distinct).value()->id,
-            "C-8");
+  EXPECT_EQ(l.store->contact_by_email("sam+sales@acme.com", PlusTags::distinct).value()->id, "C-8");
 }
 
 // The daemon and the command-line tool may open an old store at the same
@@ -255,7 +254,8 @@ TEST(StoreDirectory, UpsertUpdatesInPlaceAndReplaceRemovesAbsentRows) {
                                        false));
   EXPECT_EQ(l.store->stats().value().contacts, 3);
   EXPECT_FALSE(l.store->contact_by_email("jane@acme.com", PlusTags::distinct).value());
-  EXPECT_EQ(l.store->contact_by_email("jane.smith@acme.com", PlusTags::distinct).value()->name, "Jane Smith");
+  EXPECT_EQ(l.store->contact_by_email("jane.smith@acme.com", PlusTags::distinct).value()->name,
+            "Jane Smith");
   ASSERT_TRUE(l.store->upsert_contacts({{"C-2", "Hank", {"hank@globex.com"}, "", "", ""}}, true));
   auto st = l.store->stats().value();
   EXPECT_EQ(st.contacts, 1);
