@@ -3,6 +3,7 @@
 // messages written by the test, ingested into a real SQLite store; then exact
 // activities, links, skip reasons, and a second ingest that changes nothing.
 #include "daemon/capture/capture.hpp"
+#include "daemon/capture/directory_import.hpp"
 #include "daemon/cli/ingest.hpp"
 #include "store/store.hpp"
 #include "tests/daemon/test_support.hpp"
@@ -10,10 +11,12 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <random>
 #include <sstream>
 
 namespace fs = std::filesystem;
@@ -434,4 +437,54 @@ TEST(Capture, ADomainOfSeveralCompaniesChoosesNone) {
                       "from: gavin@hooli.example: domain hooli.example belongs to several "
                       "companies (CO-7, CO-8), none chosen"),
             o.steps.end());
+}
+
+// Issue 17's world: a CRM whose contacts.csv lists a quarter of its addresses
+// with +tags and in mixed case, and mail that writes every address in another
+// case and with another tag or none. Imported from CSV and ingested as a user
+// would: every message is captured and linked to its contact.
+TEST(Capture, AGeneratedWorldOfTaggedMixedCaseAddressesMatchesEveryOne) {
+  Fixture f;
+  std::mt19937 rng(4711);
+  auto mixed_case = [&](std::string s) {
+    for (auto& ch : s) {
+      if (rng() % 2) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+    }
+    return s;
+  };
+  std::string companies = "id,name,domains\n", contacts = "id,name,emails,company_id\n";
+  for (int c = 0; c < 10; ++c) {
+    companies += "W-" + std::to_string(c) + ",Firm " + std::to_string(c) + ",firm" +
+                 std::to_string(c) + ".example\n";
+  }
+  constexpr int k_contacts = 120;
+  std::vector<std::string> written;
+  for (int i = 0; i < k_contacts; ++i) {
+    const std::string local = "person" + std::to_string(i);
+    const std::string domain = "firm" + std::to_string(i % 10) + ".example";
+    const std::string tag = i % 4 == 0 ? "+CRM" + std::to_string(i) : "";
+    contacts += "P-" + std::to_string(i) + ",Person " + std::to_string(i) + "," +
+                mixed_case(local + tag + "@" + domain) + ",W-" + std::to_string(i % 10) + "\n";
+    const std::string other = rng() % 3 == 0 ? "" : "+Mail" + std::to_string(rng() % 100);
+    written.push_back(mixed_case(local + other + "@" + domain));
+  }
+  ASSERT_TRUE(capture::import_directory_csv_text(*f.st, capture::ImportKind::companies, companies,
+                                                 "companies.csv", false));
+  ASSERT_TRUE(capture::import_directory_csv_text(*f.st, capture::ImportKind::contacts, contacts,
+                                                 "contacts.csv", false));
+  for (int i = 0; i < k_contacts; ++i) {
+    f.put("INBOX", msg("From: " + written[static_cast<std::size_t>(i)] +
+                       "\nTo: alice@example.com\nSubject: Hello " + std::to_string(i) +
+                       "\nDate: Mon, 02 Nov 2026 09:00:00 +0000\nMessage-ID: <w" +
+                       std::to_string(i) + "@world.example>\n"));
+  }
+  const auto sum = f.ingest();
+  EXPECT_EQ(sum.seen, static_cast<std::size_t>(k_contacts));
+  EXPECT_EQ(sum.captured, static_cast<std::size_t>(k_contacts)) << sum.line();
+  const auto a = f.by_mid();
+  for (int i = 0; i < k_contacts; ++i) {
+    const auto& act = a.at("w" + std::to_string(i) + "@world.example");
+    EXPECT_EQ(act.contact_ids, std::vector<std::string>{"P-" + std::to_string(i)})
+        << written[static_cast<std::size_t>(i)] << ": " << act.reason;
+  }
 }
