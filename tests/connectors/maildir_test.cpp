@@ -1,10 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 // connectors/maildir: which files a path names, with which folder and time.
 #include "connectors/maildir/maildir.hpp"
+#include "tests/support/temp_dir.hpp"
 
 #include <gtest/gtest.h>
 
-#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -14,21 +14,9 @@ namespace fs = std::filesystem;
 using crmcap::maildir::find_messages;
 using crmcap::maildir::LocalMessage;
 using crmcap::maildir::mtime_of;
+using crmcap::test::TempDir;
 
 namespace {
-
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "crmcap-maildir-XXXXXX").string();
-    path_ = mkdtemp(tmpl.data());
-  }
-  ~TempDir() { fs::remove_all(path_); }
-  fs::path operator/(const std::string& s) const { return path_ / s; }
-
- private:
-  fs::path path_;
-};
 
 void touch(const fs::path& p) {
   fs::create_directories(p.parent_path());
@@ -51,7 +39,7 @@ std::vector<std::pair<std::string, std::string>> listing(const std::vector<Local
 
 TEST(Maildir, TreeWithSubfoldersAndDeliveryTimes) {
   TempDir dir;
-  const fs::path root = dir / "Mail";
+  const fs::path root = dir.path() / "Mail";
   make_maildir(root);
   make_maildir(root / ".Sent");
   make_maildir(root / ".A.B");
@@ -78,20 +66,21 @@ TEST(Maildir, TreeWithSubfoldersAndDeliveryTimes) {
 
 TEST(Maildir, FolderOfMaildirsAndEmlFiles) {
   TempDir dir;
-  make_maildir(dir / "mail" / "Archive");
-  make_maildir(dir / "mail" / ".Sent");
-  touch(dir / "mail" / "Archive" / "cur" / "1.M1P1.h");
-  touch(dir / "mail" / ".Sent" / "new" / "2.M2P1.h");
-  touch(dir / "mail" / "a.eml");
-  touch(dir / "mail" / "notes.txt");
-  touch(dir / "lone.eml");
-  auto found = find_messages({(dir / "mail").string(), (dir / "lone.eml").string()});
+  make_maildir(dir.path() / "mail" / "Archive");
+  make_maildir(dir.path() / "mail" / ".Sent");
+  touch(dir.path() / "mail" / "Archive" / "cur" / "1.M1P1.h");
+  touch(dir.path() / "mail" / ".Sent" / "new" / "2.M2P1.h");
+  touch(dir.path() / "mail" / "a.eml");
+  touch(dir.path() / "mail" / "notes.txt");
+  touch(dir.path() / "lone.eml");
+  auto found = find_messages({(dir.path() / "mail").string(), (dir.path() / "lone.eml").string()});
   ASSERT_TRUE(found) << found.error();
   using P = std::pair<std::string, std::string>;
-  EXPECT_EQ(listing(*found, dir / "mail"), (std::vector<P>{{".Sent/new/2.M2P1.h", "Sent"},
-                                                           {"Archive/cur/1.M1P1.h", "Archive"},
-                                                           {"a.eml", "mail"},
-                                                           {"../lone.eml", ""}}));
+  EXPECT_EQ(listing(*found, dir.path() / "mail"),
+            (std::vector<P>{{".Sent/new/2.M2P1.h", "Sent"},
+                            {"Archive/cur/1.M1P1.h", "Archive"},
+                            {"a.eml", "mail"},
+                            {"../lone.eml", ""}}));
 }
 
 TEST(Maildir, MissingPathOrNoMailSaysWhich) {
@@ -99,8 +88,8 @@ TEST(Maildir, MissingPathOrNoMailSaysWhich) {
   auto missing = find_messages({"/nonexistent/mail"});
   ASSERT_FALSE(missing);
   EXPECT_EQ(missing.error(), "/nonexistent/mail: no such file or directory");
-  fs::create_directories(dir / "empty");
-  const std::string empty = (dir / "empty").string();
+  fs::create_directories(dir.path() / "empty");
+  const std::string empty = (dir.path() / "empty").string();
   auto none = find_messages({empty});
   ASSERT_FALSE(none);
   EXPECT_EQ(none.error(), empty +
