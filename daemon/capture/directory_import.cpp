@@ -141,20 +141,34 @@ Result<std::size_t> import_directory_csv_text(store::DirectoryWriter& writer, Im
   if (!table) return make_error(Errc::bad_input, std::move(table.error().message));
   const Columns cols(*table, name);
   std::set<std::string> seen;
-  auto check_id = [&](const csv::Record& r, const std::string& id) -> Result<void> {
-    if (id.empty()) return bad(name, r.line, "empty id");
-    if (!seen.insert(id).second) return bad(name, r.line, "duplicate id '" + id + "'");
+  // The id (not empty, not seen before in this file) and name of a row.
+  auto id_and_name = [&](const csv::Record& rec, auto& row) -> Result<void> {
+    row.id = cols.get(rec, "id");
+    if (row.id.empty()) return bad(name, rec.line, "empty id");
+    if (!seen.insert(row.id).second) return bad(name, rec.line, "duplicate id '" + row.id + "'");
+    row.name = cols.get(rec, "name");
     return {};
   };
+  // Ids of other rows, with the line naming them; checked against the store
+  // once the whole file is read.
   Refs company_refs, contact_refs;
+  auto company_of = [&](const csv::Record& rec) {
+    std::string id = cols.get(rec, "company_id");
+    if (!id.empty()) company_refs.emplace_back(rec.line, id);
+    return id;
+  };
+  auto companies_known = [&] {
+    return check_refs(name, company_refs, writer.missing_company_ids(ids_of(company_refs)),
+                      "company");
+  };
 
   switch (kind) {
     case ImportKind::companies: {
       if (auto r = cols.require({"id", "name"}); !r) return r.error();
       std::vector<store::Company> rows;
       for (const auto& rec : table->records) {
-        store::Company c{cols.get(rec, "id"), cols.get(rec, "name"), {}};
-        if (auto r = check_id(rec, c.id); !r) return r.error();
+        store::Company c;
+        if (auto r = id_and_name(rec, c); !r) return r.error();
         for (auto& d : split_list(cols.get(rec, "domains"))) {
           d = normalized(d);
           if (d.starts_with("@")) d.erase(0, 1);
@@ -170,10 +184,8 @@ Result<std::size_t> import_directory_csv_text(store::DirectoryWriter& writer, Im
       std::vector<store::Contact> rows;
       for (const auto& rec : table->records) {
         store::Contact c;
-        c.id = cols.get(rec, "id");
-        if (auto r = check_id(rec, c.id); !r) return r.error();
-        c.name = cols.get(rec, "name");
-        c.company_id = cols.get(rec, "company_id");
+        if (auto r = id_and_name(rec, c); !r) return r.error();
+        c.company_id = company_of(rec);
         c.title = cols.get(rec, "title");
         c.phone = cols.get(rec, "phone");
         for (auto& e : split_list(cols.get(rec, "emails"))) {
@@ -183,14 +195,9 @@ Result<std::size_t> import_directory_csv_text(store::DirectoryWriter& writer, Im
             c.emails.push_back(std::move(e));
           }
         }
-        if (!c.company_id.empty()) company_refs.emplace_back(rec.line, c.company_id);
         rows.push_back(std::move(c));
       }
-      if (auto r = check_refs(name, company_refs, writer.missing_company_ids(ids_of(company_refs)),
-                              "company");
-          !r) {
-        return r.error();
-      }
+      if (auto r = companies_known(); !r) return r.error();
       return writer.upsert_contacts(rows, replace);
     }
     case ImportKind::opportunities: {
@@ -198,10 +205,8 @@ Result<std::size_t> import_directory_csv_text(store::DirectoryWriter& writer, Im
       std::vector<store::Opportunity> rows;
       for (const auto& rec : table->records) {
         store::Opportunity o;
-        o.id = cols.get(rec, "id");
-        if (auto r = check_id(rec, o.id); !r) return r.error();
-        o.name = cols.get(rec, "name");
-        o.company_id = cols.get(rec, "company_id");
+        if (auto r = id_and_name(rec, o); !r) return r.error();
+        o.company_id = company_of(rec);
         o.stage = cols.get(rec, "stage");
         const std::string status = text::to_lower_copy(cols.get(rec, "status"));
         const auto st = store::opportunity_status_from_string(status);
@@ -225,14 +230,9 @@ Result<std::size_t> import_directory_csv_text(store::DirectoryWriter& writer, Im
           contact_refs.emplace_back(rec.line, id);
           o.contacts.push_back({std::move(id), ""});
         }
-        if (!o.company_id.empty()) company_refs.emplace_back(rec.line, o.company_id);
         rows.push_back(std::move(o));
       }
-      if (auto r = check_refs(name, company_refs, writer.missing_company_ids(ids_of(company_refs)),
-                              "company");
-          !r) {
-        return r.error();
-      }
+      if (auto r = companies_known(); !r) return r.error();
       if (auto r = check_refs(name, contact_refs, writer.missing_contact_ids(ids_of(contact_refs)),
                               "contact");
           !r) {

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 // crm-capture: the command-line client and offline tools.
+#include "connectors/maildir/maildir.hpp"
 #include "daemon/capture/capture.hpp"
 #include "daemon/capture/directory_import.hpp"
 #include "daemon/cli/ingest.hpp"
@@ -243,9 +244,9 @@ int main(int argc, char** argv) {
       return 1;
     }
     if (*ingest_cmd) {
-      auto found = cli::find_messages(ingest_paths);
+      auto found = maildir::find_messages(ingest_paths);
       if (!found) {
-        std::cerr << "crm-capture: " << found.error().message << "\n";
+        std::cerr << "crm-capture: " << found.error() << "\n";
         return 1;
       }
       auto st = open_store(store_path);
@@ -272,7 +273,7 @@ int main(int argc, char** argv) {
     ss << in.rdbuf();
     capture::Pipeline pipeline(*st, *st, opts.settings(), std::move(*free_mail));
     capture::MessageSource src{{"local", explain_folder, 0, 0, explain_file}, 0};
-    src.received_at = cli::mtime_of(explain_file);
+    src.received_at = maildir::mtime_of(explain_file);
     const auto o = pipeline.process(ss.str(), src);
     if (o.message) {
       const auto& m = *o.message;

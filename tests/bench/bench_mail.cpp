@@ -14,6 +14,7 @@
 //    included), as a cross-check that BM_Pipeline does the command's work.
 // Aims: parse at least 10 times faster than Python's email (bench_parse_peer.py);
 // the whole pipeline at least 5,000 messages/s on one core.
+#include "connectors/maildir/maildir.hpp"
 #include "daemon/capture/capture.hpp"
 #include "daemon/capture/directory_import.hpp"
 #include "daemon/cli/ingest.hpp"
@@ -41,13 +42,13 @@ namespace {
 constexpr std::size_t k_batch = 1000;  // as `crm-capture ingest`
 
 struct Message {
-  const cli::LocalMessage* file;
+  const crmcap::maildir::LocalMessage* file;
   std::string raw;
 };
 
 struct Corpus {
   std::string maildir, csv_dir;
-  std::vector<cli::LocalMessage> files;
+  std::vector<crmcap::maildir::LocalMessage> files;
   std::vector<Message> messages;
   std::size_t bytes = 0;
   std::optional<capture::FreeMailDomains> free_mail;
@@ -216,9 +217,9 @@ bool load() {
   }
   g.maildir = maildir;
   g.csv_dir = csv != nullptr ? csv : "";
-  auto files = cli::find_messages({g.maildir});
+  auto files = crmcap::maildir::find_messages({g.maildir});
   if (!files) {
-    std::fprintf(stderr, "bench_mail: %s\n", files.error().message.c_str());
+    std::fprintf(stderr, "bench_mail: %s\n", files.error().c_str());
     std::exit(1);
   }
   g.files = std::move(*files);

@@ -3,6 +3,7 @@
 // messages written by the test, ingested into a real SQLite store; then exact
 // activities, links, skip reasons, and a second ingest that changes nothing.
 #include "daemon/capture/capture.hpp"
+#include "connectors/maildir/maildir.hpp"
 #include "daemon/capture/directory_import.hpp"
 #include "daemon/cli/ingest.hpp"
 #include "store/store.hpp"
@@ -70,8 +71,8 @@ struct Fixture {
 
   capture::Tally ingest() {
     capture::Pipeline p(*st, *st, settings(), free_mail());
-    auto found = cli::find_messages({maildir.string()});
-    EXPECT_TRUE(found) << found.error().message;
+    auto found = crmcap::maildir::find_messages({maildir.string()});
+    EXPECT_TRUE(found) << found.error();
     auto r = cli::ingest(*found, p, *st, 3);  // small batches: threads span commits
     EXPECT_TRUE(r) << r.error().message;
     return *r;
