@@ -4,6 +4,7 @@
 // crmcap_capture only).
 #include "daemon/capture/rules.hpp"
 #include "store/memory_directory.hpp"
+#include "tests/support/failing_directory.hpp"
 
 #include <gtest/gtest.h>
 
@@ -20,6 +21,7 @@ using store::Direction;
 using store::OpportunityStatus;
 using store::Participant;
 using store::PlusTags;
+using Read = test::FailingDirectory::Read;
 
 namespace {
 
@@ -338,47 +340,9 @@ TEST(Matcher, AGeneratedWorldOfTaggedMixedCaseAddressesMatchesEveryOne) {
 
 // ---- a failing directory -----------------------------------------------------------
 
-// The in-memory directory with one kind of read failing.
-class FailingDirectory final : public store::MemoryDirectory {
- public:
-  enum class What { contact, domain, company_opps, contact_opps, company };
-  FailingDirectory(store::MemoryDirectory base, What what)
-      : store::MemoryDirectory(std::move(base)), what_(what) {}
-
-  store::Result<std::optional<store::Contact>> contact_by_email(std::string_view e,
-                                                                PlusTags t) override {
-    if (what_ == What::contact) return fail();
-    return MemoryDirectory::contact_by_email(e, t);
-  }
-  store::Result<std::vector<store::Company>> companies_by_domain(std::string_view d) override {
-    if (what_ == What::domain) return fail();
-    return MemoryDirectory::companies_by_domain(d);
-  }
-  store::Result<std::vector<store::Opportunity>> open_opportunities_of_company(
-      std::string_view id) override {
-    if (what_ == What::company_opps) return fail();
-    return MemoryDirectory::open_opportunities_of_company(id);
-  }
-  store::Result<std::vector<store::Opportunity>> open_opportunities_of_contact(
-      std::string_view id) override {
-    if (what_ == What::contact_opps) return fail();
-    return MemoryDirectory::open_opportunities_of_contact(id);
-  }
-  store::Result<std::optional<store::Company>> company(std::string_view id) override {
-    if (what_ == What::company) return fail();
-    return MemoryDirectory::company(id);
-  }
-
- private:
-  static store::Error fail() {
-    return store::make_error(store::Errc::sql_failed, "disk I/O error");
-  }
-  What what_;
-};
-
 struct FailCase {
   const char* name;
-  FailingDirectory::What what;
+  Read what;
   std::vector<std::string> addresses;  // mail that reaches that read
 };
 
@@ -386,23 +350,24 @@ class FailingDirectoryTable : public ::testing::TestWithParam<FailCase> {};
 
 TEST_P(FailingDirectoryTable, IsAnErrorNeverNoMatch) {
   const FailCase& c = GetParam();
-  FailingDirectory dir(world(), c.what);
+  auto real = world();
+  test::FailingDirectory dir(real, c.what);
   const auto fm = free_mail();
   auto p = people(c.addresses);
   auto m = Matcher(dir, fm, PlusTags::ignored).match(p, all(p), thread_of({}));
   ASSERT_FALSE(m) << "matched instead of failing: " << m->opportunity_line;
-  EXPECT_EQ(m.error().message, "disk I/O error");
+  EXPECT_EQ(m.error().message, test::FailingDirectory::k_message);
 }
 
 INSTANTIATE_TEST_SUITE_P(
     Rules, FailingDirectoryTable,
     ::testing::Values(
-        FailCase{"Contact", FailingDirectory::What::contact, {"jane@acme.com"}},
-        FailCase{"Domain", FailingDirectory::What::domain, {"peter@initech.com"}},
-        FailCase{"CompanyOpportunities", FailingDirectory::What::company_opps, {"x@globex.com"}},
-        FailCase{"ContactOpportunities", FailingDirectory::What::contact_opps, {"joe@acme.com"}},
+        FailCase{"Contact", Read::contact, {"jane@acme.com"}},
+        FailCase{"Domain", Read::domain, {"peter@initech.com"}},
+        FailCase{"CompanyOpportunities", Read::company_opportunities, {"x@globex.com"}},
+        FailCase{"ContactOpportunities", Read::contact_opportunities, {"joe@acme.com"}},
         // The company's name, read for a contact's company.
-        FailCase{"Company", FailingDirectory::What::company, {"hank@globex.com"}}),
+        FailCase{"Company", Read::company, {"hank@globex.com"}}),
     [](const auto& info) { return std::string(info.param.name); });
 
 TEST(Matcher, AFailingThreadReadIsAnError) {

@@ -8,6 +8,7 @@
 #include "daemon/cli/ingest.hpp"
 #include "store/store.hpp"
 #include "tests/daemon/test_support.hpp"
+#include "tests/support/failing_directory.hpp"
 
 #include <gtest/gtest.h>
 
@@ -289,50 +290,6 @@ TEST(Capture, AMessageThatCannotBeParsedIsAFailedRow) {
   EXPECT_EQ(o.activity.occurred_at, "2023-11-14T22:13:20Z");
 }
 
-namespace {
-
-// The store's directory with one kind of its reads failing.
-class FailingDirectory final : public store::Directory {
- public:
-  FailingDirectory(store::Directory& real, std::string failing)
-      : real_(real), failing_(std::move(failing)) {}
-  store::Result<std::optional<store::Contact>> contact_by_email(std::string_view e,
-                                                                store::PlusTags t) override {
-    if (failing_ == "contact") return fail();
-    return real_.contact_by_email(e, t);
-  }
-  store::Result<std::vector<store::Company>> companies_by_domain(std::string_view d) override {
-    if (failing_ == "domain") return fail();
-    return real_.companies_by_domain(d);
-  }
-  store::Result<std::vector<store::Opportunity>> open_opportunities_of_company(
-      std::string_view id) override {
-    if (failing_ == "company_opps") return fail();
-    return real_.open_opportunities_of_company(id);
-  }
-  store::Result<std::vector<store::Opportunity>> open_opportunities_of_contact(
-      std::string_view id) override {
-    if (failing_ == "contact_opps") return fail();
-    return real_.open_opportunities_of_contact(id);
-  }
-  store::Result<std::optional<store::Company>> company(std::string_view id) override {
-    return real_.company(id);
-  }
-  store::Result<std::optional<store::Opportunity>> opportunity(std::string_view id) override {
-    return real_.opportunity(id);
-  }
-  store::Result<store::DirectoryStats> stats() override { return real_.stats(); }
-
- private:
-  static store::Error fail() {
-    return store::make_error(store::Errc::sql_failed, "disk I/O error");
-  }
-  store::Directory& real_;
-  std::string failing_;
-};
-
-}  // namespace
-
 // A directory read that fails gives a failed row (rule "store") that names
 // the error; never a skip ("unmatched") or a match without the company's
 // opportunity. Each read the matcher makes for this message fails in turn.
@@ -342,18 +299,19 @@ TEST(Capture, FailedDirectoryIsNeverSilent) {
       msg("From: bob@sales.globex.com\nTo: alice@example.com\nSubject: Pricing\n"
           "Date: Wed, 04 Nov 2026 08:00:00 +0000\nMessage-ID: <d1@globex.com>\n");
   capture::MessageSource src{{"local", "INBOX", 0, 0, "/x"}, 1700000000};
-  for (const char* failing : {"contact", "domain", "company_opps"}) {
-    FailingDirectory dir(*f.st, failing);
+  using Read = test::FailingDirectory::Read;
+  for (const Read failing : {Read::contact, Read::domain, Read::company_opportunities}) {
+    test::FailingDirectory dir(*f.st, failing);
     capture::Pipeline p(dir, *f.st, f.settings(), f.free_mail());
     const auto o = p.process(raw, src);
-    EXPECT_EQ(o.activity.status, store::DecisionStatus::failed) << failing;
-    EXPECT_EQ(o.activity.rule, "store") << failing;
-    EXPECT_EQ(o.activity.reason, "failed: reading the store: disk I/O error") << failing;
+    EXPECT_EQ(o.activity.status, store::DecisionStatus::failed) << static_cast<int>(failing);
+    EXPECT_EQ(o.activity.rule, "store");
+    EXPECT_EQ(o.activity.reason, "failed: reading the store: disk I/O error");
     EXPECT_EQ(o.activity.message_id, "d1@globex.com");
     EXPECT_EQ(o.activity.subject, "Pricing");
   }
   // A contact's roles.
-  FailingDirectory dir(*f.st, "contact_opps");
+  test::FailingDirectory dir(*f.st, Read::contact_opportunities);
   capture::Pipeline p(dir, *f.st, f.settings(), f.free_mail());
   const auto o = p.process(msg("From: jane@acme.com\nTo: alice@example.com\nSubject: x\n"
                                "Message-ID: <d2@acme.com>\n"),
