@@ -231,12 +231,14 @@ ALTER TABLE activity_sources ADD COLUMN removed_at TEXT NOT NULL DEFAULT '';
 
 // v6: a contact address is found by its key without a +tag too
 // (email_key, filled by fill_email_keys), and addresses written before the
-// store normalized every one are trimmed and lower-cased.
+// store normalized every one are trimmed and lower-cased. The index holds
+// every column the lookup reads (with the table's key, email and
+// contact_id), so a lookup by key reads no row.
 constexpr const char* k_v6 = R"sql(
 ALTER TABLE contact_emails ADD COLUMN email_key TEXT NOT NULL DEFAULT '';
 UPDATE OR IGNORE contact_emails SET email = lower(trim(email, ' ' || char(9, 10, 13)));
 DELETE FROM contact_emails WHERE email <> lower(trim(email, ' ' || char(9, 10, 13)));
-CREATE INDEX contact_emails_by_key ON contact_emails(email_key);
+CREATE INDEX contact_emails_by_key ON contact_emails(email_key, position);
 )sql";
 
 // Fills email_key of every contact address (v6).

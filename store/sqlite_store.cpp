@@ -192,9 +192,8 @@ class SqliteStore final : public Store {
     // clears the cache.
     const bool ignored = tags == PlusTags::ignored;
     const std::string key = ignored ? without_plus_tag(email) : std::string(email);
-    std::string cache_key = key;
-    cache_key += ignored ? '+' : '=';
-    if (auto it = contact_cache_.find(cache_key); it != contact_cache_.end()) return it->second;
+    auto& cache = contact_cache_[ignored ? 1 : 0];
+    if (auto it = cache.find(key); it != cache.end()) return it->second;
     auto& st = ignored ? stmt(
                              "SELECT e.position, c.id, c.name, COALESCE(c.company_id, ''), "
                              "c.title, c.phone, e.email = ? FROM contact_emails e "
@@ -230,8 +229,8 @@ class SqliteStore final : public Store {
                     st.getColumn(5).getString()};
     }
     st.reset();
-    if (contact_cache_.size() >= k_cache_limit) contact_cache_.clear();
-    contact_cache_.emplace(std::move(cache_key), out);
+    if (cache.size() >= k_cache_limit) cache.clear();
+    cache.emplace(key, out);
     return out;
   } catch (const std::exception& e) {
     return sql_error("contact lookup", e);
@@ -948,7 +947,7 @@ class SqliteStore final : public Store {
   }
 
   void clear_caches() {
-    contact_cache_.clear();
+    for (auto& cache : contact_cache_) cache.clear();
     domain_cache_.clear();
     opp_of_company_cache_.clear();
     opp_of_contact_cache_.clear();
@@ -981,7 +980,8 @@ class SqliteStore final : public Store {
   SQLite::Database db_;
   int version_;
   Checkpointer checkpointer_;  // after db_: closed before it, so db_ closes last
-  std::unordered_map<std::string, std::optional<Contact>> contact_cache_;
+  // By PlusTags: [0] distinct, [1] ignored (keys without their tags).
+  std::unordered_map<std::string, std::optional<Contact>> contact_cache_[2];
   std::unordered_map<std::string, std::vector<Company>> domain_cache_;
   std::unordered_map<std::string, std::vector<Opportunity>> opp_of_company_cache_;
   std::unordered_map<std::string, std::vector<Opportunity>> opp_of_contact_cache_;
