@@ -3,7 +3,9 @@
 // includes Boost.URL.
 #include "connectors/caldav/multistatus.hpp"
 
+#include <boost/url/encode.hpp>
 #include <boost/url/parse.hpp>
+#include <boost/url/rfc/pchars.hpp>
 #include <boost/url/url.hpp>
 
 #include <string>
@@ -26,12 +28,26 @@ void canonicalize(urls::url& u) {
                        (u.scheme_id() == urls::scheme::http && u.port_number() == 80))) {
     u.remove_port();
   }
-  // segments() decodes each segment; assigning them back encodes each the
-  // one way Boost.URL does. A "%2F" inside a segment stays inside it.
-  std::vector<std::string> segments;
-  for (auto s : u.segments()) segments.push_back(std::string(s));
-  u.segments().assign(segments.begin(), segments.end());
-  if (u.encoded_path().empty() && u.has_authority()) u.set_path("/");
+  // segments() decodes each segment; each is encoded again the one way
+  // Boost.URL encodes a path character. A "%2F" inside a segment stays
+  // inside it.
+  std::string path;
+  for (auto seg : u.segments()) {
+    path += '/';
+    path += urls::encode(seg, urls::pchars);
+  }
+  if (!u.is_path_absolute() && !path.empty()) path.erase(0, 1);
+  if (path.empty() && u.has_authority()) path = "/";
+  if (path == u.encoded_path()) return;
+  if (u.has_scheme() && u.has_authority()) {
+    // Rebuilt as a string: Boost 1.81's set_encoded_path("/") on a URL with
+    // an authority gives "/./".
+    std::string s = std::string(u.scheme()) + "://" + std::string(u.encoded_authority()) + path;
+    if (u.has_query()) s += "?" + std::string(u.encoded_query());
+    u = urls::url(s);
+    return;
+  }
+  u.set_encoded_path(path);
 }
 
 // Some servers send hrefs with bytes a URI may not hold (a space, UTF-8):
@@ -104,7 +120,6 @@ std::string url_path(std::string_view url) {
     auto u = urls::parse_uri_reference(url);
     if (!u) return "/";
     std::string path(u->encoded_path());
-    if (path.empty()) path = "/";
     if (u->has_query()) path += "?" + std::string(u->encoded_query());
     return path;
   } catch (...) {

@@ -271,6 +271,10 @@ TEST(CaldavHref, PercentDecodedAndResolvedCompareEqual) {
   ASSERT_TRUE(d);
   EXPECT_NE(*d, *canonical_url(kCal, "x/y.ics"));
   EXPECT_FALSE(canonical_url("/relative/base", "x.ics"));
+  // The root stays "/" (Boost 1.81's set_encoded_path("/") gives "/./").
+  EXPECT_EQ(*canonical_url("https://h.example", ""), "https://h.example/");
+  EXPECT_EQ(*canonical_url("https://h.example/a/", "/"), "https://h.example/");
+  EXPECT_EQ(*canonical_url("http://h.example:80/a/", "b?x=1"), "http://h.example/a/b?x=1");
 }
 
 TEST(CaldavHref, Redirects) {
