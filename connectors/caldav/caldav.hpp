@@ -102,7 +102,7 @@ struct Action {
   enum class Kind {
     send,   // make `request`, then call resume() with what came back
     done,   // finished; results are in the machine's accessors
-    error,  // finished with `error`; resume() must not be called again
+    error,  // finished with `error`; resume() answers the same from then on
   };
   Kind kind = Kind::done;
   HttpRequest request;  // kind == send
@@ -259,6 +259,9 @@ struct SyncOptions {
   bool use_sync_collection = true;
   unsigned max_redirects = 5;
   unsigned max_pages = 10000;  // sync-collection pages in one sync
+  // The largest multistatus read; a multiget reply is about
+  // multiget_batch events.
+  std::size_t max_reply_bytes = 64 * 1024 * 1024;
   std::function<std::chrono::system_clock::time_point()> clock = std::chrono::system_clock::now;
 };
 
