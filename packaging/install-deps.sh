@@ -16,6 +16,7 @@ packages=(
   # tests and benchmarks
   googletest libgtest-dev libgmock-dev libbenchmark-dev
   dovecot-imapd isync openssl python3 sqlite3
+  radicale
   # fuzzing and sanitizer builds (clang's libFuzzer and runtimes)
   clang libclang-rt-14-dev
 )
@@ -36,9 +37,11 @@ SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 echo "install-deps: installing ${missing[*]}"
 $SUDO apt-get update
-# Dovecot's maintainer scripts try to start the system service; our tests start
-# their own private instance, so keep the packaged one from starting.
+# Dovecot's and Radicale's maintainer scripts start the system services; our
+# tests start their own private instances, so the packaged ones are stopped.
 $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
-if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet dovecot 2>/dev/null; then
-  $SUDO systemctl stop dovecot || true
-fi
+for service in dovecot radicale; do
+  if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet "$service" 2>/dev/null; then
+    $SUDO systemctl stop "$service" || true
+  fi
+done
