@@ -848,6 +848,61 @@ class Expander {
     out_.failure_code = make_error_code(code);
   }
 
+  // With COUNT, libical cannot skip ahead: every occurrence from DTSTART on
+  // is a step. Answers without iterating when the series surely ends before
+  // the window (false, nothing to add) or surely needs more than
+  // max_iterations steps to reach it (false, the series fails).
+  bool count_can_reach_window(const icalrecurrencetype& rule, const icaltimetype& dtstart) {
+    const std::int64_t gap = window_.start - civil_seconds(dtstart) - 2 * day;
+    if (gap <= 0) return true;
+    std::int64_t period = 0;  // the longest a period of the rule can be
+    switch (rule.freq) {
+      case ICAL_SECONDLY_RECURRENCE:
+        period = 1;
+        break;
+      case ICAL_MINUTELY_RECURRENCE:
+        period = 60;
+        break;
+      case ICAL_HOURLY_RECURRENCE:
+        period = 3600;
+        break;
+      case ICAL_DAILY_RECURRENCE:
+        period = day;
+        break;
+      case ICAL_WEEKLY_RECURRENCE:
+        period = 7 * day;
+        break;
+      case ICAL_MONTHLY_RECURRENCE:
+        period = 31 * day;
+        break;
+      default:
+        period = 366 * day;
+        break;
+    }
+    const long double step = static_cast<long double>(period) * rule.interval;
+    const bool plain = by_count(rule.by_second, ICAL_BY_SECOND_SIZE) == 0 &&
+                       by_count(rule.by_minute, ICAL_BY_MINUTE_SIZE) == 0 &&
+                       by_count(rule.by_hour, ICAL_BY_HOUR_SIZE) == 0 &&
+                       by_count(rule.by_day, ICAL_BY_DAY_SIZE) == 0 &&
+                       by_count(rule.by_month_day, ICAL_BY_MONTHDAY_SIZE) == 0 &&
+                       by_count(rule.by_year_day, ICAL_BY_YEARDAY_SIZE) == 0 &&
+                       by_count(rule.by_week_no, ICAL_BY_WEEKNO_SIZE) == 0 &&
+                       by_count(rule.by_month, ICAL_BY_MONTH_SIZE) == 0 &&
+                       by_count(rule.by_set_pos, ICAL_BY_SETPOS_SIZE) == 0;
+    // Without BY parts each period has one occurrence: COUNT periods end it.
+    if (plain && static_cast<long double>(rule.count) * step < static_cast<long double>(gap)) {
+      return false;
+    }
+    if (static_cast<long double>(gap) / step > static_cast<long double>(o_.max_iterations)) {
+      capped_ = true;
+      fail("recurrence not expanded: COUNT series needs more than max_iterations (" +
+               std::to_string(o_.max_iterations) + ") steps to reach the window",
+           Errc::limit_exceeded);
+      return false;
+    }
+    return true;
+  }
+
   void expand_rule(icalproperty* p) {
     icalrecurrencetype rule = icalproperty_get_rrule(p);
     if (rule.freq == ICAL_NO_RECURRENCE) {
@@ -887,39 +942,57 @@ class Expander {
     dtstart.zone = nullptr;
     if (civil_seconds(dtstart) > limit) return;  // the series starts after the window
 
+    if (rule.count > 0 && !count_can_reach_window(rule, dtstart)) return;
+    if (!out_.failure.empty()) return;
     if (budget_.spent()) {
       fail("recurrence not expanded: the object's time or iteration budget is spent",
            Errc::limit_exceeded);
       return;
     }
-    IteratorPtr it(icalrecur_iterator_new(rule, dtstart));
+    // Skip to the window: the earliest original start whose occurrence can
+    // still reach it (the longest duration, plus two days for zone offsets).
+    // Not with COUNT: every occurrence from DTSTART on counts.
+    const std::int64_t span = m_.start.is_date ? m_.duration_days * day : m_.duration;
+    icaltimetype from = civil_from_seconds(window_.start - span - 2 * day);
+    const bool skip = rule.count == 0 && civil_seconds(from) > civil_seconds(dtstart);
+    std::int64_t sub_daily = 0;  // the period in seconds of a sub-daily rule
+    if (rule.freq == ICAL_SECONDLY_RECURRENCE) sub_daily = 1;
+    if (rule.freq == ICAL_MINUTELY_RECURRENCE) sub_daily = 60;
+    if (rule.freq == ICAL_HOURLY_RECURRENCE) sub_daily = 3600;
+    icaltimetype first = dtstart;
+    if (skip && sub_daily != 0) {
+      // Sub-daily rules step in seconds: start at the window start turned
+      // into the series' wall time (a margin only near a DST change), on a
+      // step of the series. libical's icalrecur_iterator_set_start aligns
+      // INTERVAL by the hour (minute, second) of the day alone, which is
+      // wrong across days, so the iterator starts there instead; without
+      // COUNT that is the same series.
+      const auto offset_at = [&](std::int64_t u) {
+        const icaltimetype l = civil_from_seconds(u);
+        return civil_seconds(l) - to_unix(l, *m_.start.zone);
+      };
+      const std::int64_t base = window_.start - span;
+      const std::int64_t offset = offset_at(base);
+      const bool steady = offset == offset_at(base - day) && offset == offset_at(base + day);
+      const std::int64_t wall = base + offset - (steady ? 0 : 2 * 3600);
+      const std::int64_t step = sub_daily * rule.interval;
+      const std::int64_t origin = civil_seconds(dtstart);
+      if (wall > origin) {
+        first = civil_from_seconds(origin + (wall - origin + step - 1) / step * step);
+      }
+    }
+    IteratorPtr it(icalrecur_iterator_new(rule, first));
     if (!it) {
-      fail(std::string("RRULE refused by libical: ") + icalerror_strerror(icalerrno));
+      fail(std::string("RRULE refused by libical: ") + str(icalerror_strerror(icalerrno)));
       icalerror_clear_errno();
       return;
     }
-    if (rule.count == 0) {
-      // Skip to the window: the earliest original start whose occurrence can
-      // still reach it (the longest duration, plus two days for zone offsets).
-      // Sub-daily rules step in seconds: their margin is an hour (a DST shift),
-      // after the window start is turned into the series' wall time.
-      const std::int64_t span = m_.start.is_date ? m_.duration_days * day : m_.duration;
-      const bool sub_daily = rule.freq == ICAL_SECONDLY_RECURRENCE ||
-                             rule.freq == ICAL_MINUTELY_RECURRENCE ||
-                             rule.freq == ICAL_HOURLY_RECURRENCE;
-      const std::int64_t from_unix = window_.start - span - (sub_daily ? 3600 : 2 * day);
-      icaltimetype from = civil_from_seconds(from_unix);
-      if (sub_daily) {
-        const std::int64_t offset = civil_seconds(from) - to_unix(from, *m_.start.zone);
-        from = civil_from_seconds(from_unix + offset);
+    if (skip && sub_daily == 0) {
+      if (m_.start.is_date) {
+        from.is_date = 1;
+        from.hour = from.minute = from.second = 0;
       }
-      if (civil_seconds(from) > civil_seconds(dtstart)) {
-        if (m_.start.is_date) {
-          from.is_date = 1;
-          from.hour = from.minute = from.second = 0;
-        }
-        icalrecur_iterator_set_start(it.get(), from);
-      }
+      icalrecur_iterator_set_start(it.get(), from);
     }
     for (std::size_t steps = 0;; ++steps) {
       if (steps >= o_.max_iterations) {
@@ -1185,8 +1258,9 @@ Result<Calendar> parse_impl(std::string_view ics, const ParseOptions& o) {
   icalerror_clear_errno();
   ComponentPtr root(icalparser_parse_string(copy.c_str()));
   if (!root) {
-    return ParseError{make_error_code(Errc::not_icalendar),
-                      std::string("libical read no component: ") + icalerror_strerror(icalerrno)};
+    return ParseError{
+        make_error_code(Errc::not_icalendar),
+        std::string("libical read no component: ") + str(icalerror_strerror(icalerrno))};
   }
   icalerror_clear_errno();
 
@@ -1201,9 +1275,13 @@ Result<Calendar> parse_impl(std::string_view ics, const ParseOptions& o) {
     }
   }
   if (calendars.empty()) {
-    return ParseError{make_error_code(Errc::not_icalendar),
-                      std::string("the object is a ") + icalcomponent_kind_to_string(root_kind) +
-                          ", not a VCALENDAR"};
+    // libical names no kind for a component it does not know (NULL).
+    const std::string kind = str(icalcomponent_kind_to_string(root_kind));
+    return ParseError{
+        make_error_code(Errc::not_icalendar),
+        "the object is " +
+            (kind.empty() ? std::string("an unknown component") : "a " + text::repair_utf8(kind)) +
+            ", not a VCALENDAR"};
   }
 
   Calendar cal;

@@ -119,6 +119,33 @@ TEST(Calendar, EndlessSecondlySeriesHitsTheOccurrenceCap) {
   EXPECT_TRUE(any_note(r->meetings.front(), "max_occurrences"));
 }
 
+// Skipping ahead keeps the phase of a sub-daily INTERVAL across days (libical's
+// icalrecur_iterator_set_start aligns by the hour of the day alone).
+TEST(Calendar, HourlyIntervalKeepsItsPhaseWhenSkipped) {
+  ParseOptions o = year_2026();
+  o.window_start = 1772323200;  // 2026-03-01T00:00:00Z, 59 days after DTSTART
+  o.window_end = o.window_start + 86400;
+  const auto r = parse(
+      calendar(event("h5", "DTSTART:20260101T000000Z\r\nRRULE:FREQ=HOURLY;INTERVAL=5\r\n")), o);
+  ASSERT_TRUE(r);
+  ASSERT_FALSE(r->meetings.empty());
+  // 59 days = 1416 hours; the next multiple of 5 is 1420: 04:00.
+  EXPECT_EQ(r->meetings[0].start.utc, "2026-03-01T04:00:00Z");
+  EXPECT_EQ(r->meetings[1].start.utc, "2026-03-01T09:00:00Z");
+  for (const auto& m : r->meetings) EXPECT_EQ((m.start.unix - 1767225600) % (5 * 3600), 0);
+}
+
+// A COUNT series that ends long before the window is answered without
+// iterating: no meetings and no failure.
+TEST(Calendar, CountedSeriesEndingBeforeTheWindowGivesNothing) {
+  const auto r = parse(
+      calendar(event("old", "DTSTART:19900101T000000Z\r\nRRULE:FREQ=SECONDLY;COUNT=1000000\r\n")),
+      year_2026());
+  ASSERT_TRUE(r);
+  EXPECT_TRUE(r->meetings.empty());
+  EXPECT_TRUE(r->failed.empty());
+}
+
 // With COUNT the iterator cannot skip; max_iterations stops it and the series
 // is reported as failed (its occurrences in the window are unknown).
 TEST(Calendar, CountedSeriesBeforeTheWindowHitsTheIterationCap) {
