@@ -1262,6 +1262,9 @@ Result<Calendar> parse_impl(std::string_view ics, const ParseOptions& o) {
         make_error_code(Errc::not_icalendar),
         std::string("libical read no component: ") + str(icalerror_strerror(icalerrno))};
   }
+  // What libical could not read is in X-LIC-ERROR properties (read per
+  // VEVENT below); its error state says so in one word.
+  const icalerrorenum parse_errno = icalerrno;
   icalerror_clear_errno();
 
   std::vector<icalcomponent*> calendars;
@@ -1285,6 +1288,9 @@ Result<Calendar> parse_impl(std::string_view ics, const ParseOptions& o) {
   }
 
   Calendar cal;
+  if (parse_errno != ICAL_NO_ERROR) {
+    add_note(cal.warnings, "libical: " + str(icalerror_strerror(parse_errno)));
+  }
   Budget budget;
   budget.deadline = std::chrono::steady_clock::now() + time_budget;
   int index = 0;
