@@ -139,7 +139,8 @@ struct Calendar {
   // Sorted by start, then UID, then recurrence_id.
   std::vector<Meeting> meetings;
   std::vector<EventFailure> failed;
-  // Object-level notes: libical errors outside any VEVENT, ignored VTIMEZONEs.
+  // Object-level notes: libical's errors outside any VEVENT and its error
+  // state, ignored VTIMEZONEs (and why), an unknown floating zone.
   std::vector<std::string> warnings;
 };
 
