@@ -11,7 +11,7 @@ packages=(
   cmake g++ make pkg-config
   libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev
   libcurl4-openssl-dev libmimetic-dev libsqlitecpp-dev libsqlite3-dev
-  libical-dev libxml2-dev libtomlplusplus-dev libcli11-dev libsystemd-dev
+  libical-dev libicu-dev tzdata libxml2-dev libtomlplusplus-dev libcli11-dev libsystemd-dev
   libssl-dev zlib1g-dev
   # tests and benchmarks
   googletest libgtest-dev libgmock-dev libbenchmark-dev
