@@ -241,6 +241,21 @@ DELETE FROM contact_emails WHERE email <> lower(trim(email, ' ' || char(9, 10, 1
 CREATE INDEX contact_emails_by_key ON contact_emails(email_key, position);
 )sql";
 
+// v7: a meeting activity's own fields, one row per meeting activity.
+constexpr const char* k_v7 = R"sql(
+CREATE TABLE activity_meetings (
+  activity_seq INTEGER PRIMARY KEY REFERENCES activities(seq) ON DELETE CASCADE,
+  event_uid    TEXT NOT NULL,
+  starts_at    TEXT NOT NULL,
+  ends_at      TEXT NOT NULL,
+  all_day      INTEGER NOT NULL DEFAULT 0,
+  location     TEXT NOT NULL DEFAULT '',
+  cancelled    INTEGER NOT NULL DEFAULT 0,
+  sequence     INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX activity_meetings_by_uid ON activity_meetings(event_uid);
+)sql";
+
 // Fills email_key of every contact address (v6).
 void fill_email_keys(SQLite::Database& db) {
   std::vector<std::pair<std::string, std::string>> rows;  // (email, contact_id)
@@ -261,7 +276,8 @@ void fill_email_keys(SQLite::Database& db) {
 }
 
 constexpr Migration k_migrations[] = {{k_v1, nullptr}, {k_v2, nullptr}, {k_v3, nullptr},
-                                      {k_v4, nullptr}, {k_v5, nullptr}, {k_v6, fill_email_keys}};
+                                      {k_v4, nullptr}, {k_v5, nullptr}, {k_v6, fill_email_keys},
+                                      {k_v7, nullptr}};
 
 }  // namespace
 

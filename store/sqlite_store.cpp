@@ -481,6 +481,10 @@ class SqliteStore final : public Store {
         "snippet = ?, message_id = ?, thread_key = ?, opportunity_id = ?, reason = ?, rule = ?, "
         "updated_at = ? WHERE seq = ?");
     auto& del_p = stmt("DELETE FROM activity_participants WHERE activity_seq = ?");
+    auto& del_m = stmt("DELETE FROM activity_meetings WHERE activity_seq = ?");
+    auto& ins_m = stmt(
+        "INSERT INTO activity_meetings (activity_seq, event_uid, starts_at, ends_at, all_day, "
+        "location, cancelled, sequence) VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
     auto& ins_p = stmt(
         "INSERT INTO activity_participants (activity_seq, position, address, name, role, "
         "contact_id, company_id) VALUES (?, ?, ?, ?, ?, ?, ?)");
@@ -521,6 +525,7 @@ class SqliteStore final : public Store {
         // first copy lacked, and a participant may match a contact
         // imported since the first decision.
         if (!changed) changed = participants_of(seq) != a.participants;
+        if (!changed && a.kind == ActivityKind::meeting) changed = meeting_of(seq) != a.meeting;
         if (changed) {
           run(upd_a, kind, direction, status, a.occurred_at, a.subject, a.snippet, a.message_id,
               a.thread_key, a.opportunity_id, a.reason, a.rule, now, seq);
@@ -532,6 +537,11 @@ class SqliteStore final : public Store {
         throw std::runtime_error("activity id " + a.id + " is taken by another source key");
       }
       if (changed) {
+        if (!inserted) run(del_m, seq);
+        if (const auto& m = a.meeting) {
+          run(ins_m, seq, m->event_uid, m->starts_at, m->ends_at, m->all_day ? 1 : 0, m->location,
+              m->cancelled ? 1 : 0, m->sequence);
+        }
         if (!inserted) run(del_p, seq);
         for (std::size_t i = 0; i < a.participants.size(); ++i) {
           const Participant& p = a.participants[i];
@@ -894,8 +904,23 @@ class SqliteStore final : public Store {
   }
 
   // Adds participants and sources to `a`, whose row key is `seq`.
+  // The meeting fields stored for the activity `seq`, if any.
+  std::optional<MeetingFields> meeting_of(std::int64_t seq) {
+    auto& m = stmt(
+        "SELECT event_uid, starts_at, ends_at, all_day, location, cancelled, sequence "
+        "FROM activity_meetings WHERE activity_seq = ?");
+    m.bind(1, seq);
+    return first_row(m, [](SQLite::Statement& r) {
+      return MeetingFields{r.getColumn(0).getString(), r.getColumn(1).getString(),
+                           r.getColumn(2).getString(), r.getColumn(3).getInt() != 0,
+                           r.getColumn(4).getString(), r.getColumn(5).getInt() != 0,
+                           r.getColumn(6).getInt()};
+    });
+  }
+
   void fill_activity(std::int64_t seq, Activity& a) {
     a.participants = participants_of(seq);
+    if (a.kind == ActivityKind::meeting) a.meeting = meeting_of(seq);
     auto add_unique = [](std::vector<std::string>& v, const std::string& s) {
       if (!s.empty() && std::find(v.begin(), v.end(), s) == v.end()) v.push_back(s);
     };

@@ -171,6 +171,19 @@ struct SourceRef {
   std::string removed_at;
 };
 
+// What a meeting activity (one occurrence) holds beyond an activity's fields.
+struct MeetingFields {
+  std::string event_uid;  // the calendar object's UID
+  // ISO 8601 UTC ("2026-12-01T14:00:00Z"), or a date ("2026-12-01") for an
+  // all-day occurrence, whose end date is exclusive.
+  std::string starts_at, ends_at;
+  bool all_day = false;
+  std::string location;
+  bool cancelled = false;  // the event or this occurrence was cancelled
+  int sequence = 0;        // the event's SEQUENCE as last decided
+  bool operator==(const MeetingFields&) const = default;
+};
+
 struct Activity {
   std::string id;          // stable: derived from source_key
   std::string source_key;  // "mid:<message-id>" or "syn:<hash>"; unique
@@ -190,6 +203,7 @@ struct Activity {
   std::vector<std::string> company_ids;
   std::vector<SourceRef> sources;  // filled on read
   std::string updated_at;
+  std::optional<MeetingFields> meeting;  // set for kind meeting when known
 };
 
 // A folder's (or calendar's) sync cursor. Committed together with the batch of

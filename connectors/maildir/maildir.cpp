@@ -90,14 +90,15 @@ boost::system::result<std::vector<LocalMessage>, std::string> find_messages(
           if (fs::is_directory(e, ec) && is_maildir(e)) {
             if (name.starts_with(".")) name.erase(0, 1);
             add_maildir_tree(e, name, out);
-          } else if (fs::is_regular_file(e, ec) && e.extension() == ".eml") {
+          } else if (fs::is_regular_file(e, ec) &&
+                     (e.extension() == ".eml" || e.extension() == ".ics")) {
             out.push_back({e.string(), p.filename().string(), mtime_of(e.string())});
           }
         }
       }
       if (out.size() == before) {
         return arg +
-               ": no mail found (expected an .eml file, a Maildir with cur/ and new/, or a "
+               ": no mail found (expected an .eml or .ics file, a Maildir with cur/ and new/, or a "
                "folder of Maildirs)";
       }
     } else {

@@ -21,7 +21,7 @@ struct LocalMessage {
 
 // Finds the messages under each path: an .eml file, a Maildir (cur/ and new/,
 // its Maildir++ sub-folders ".Name" included), or a folder of Maildirs (each
-// named as its folder) or of .eml files. Within a Maildir, files are listed
+// named as its folder) or of .eml and .ics files. Within a Maildir, files are listed
 // by path; hidden files are skipped. Fails with "PATH: no such file or
 // directory" or "PATH: no mail found (...)" for the first path that does not
 // exist or holds no mail.

@@ -149,8 +149,53 @@ Outcome Pipeline::unfetched(std::string_view why, const MessageSource& source) c
                         source);
 }
 
+namespace {
+
+void skip_into(Outcome& out, Skip s) {
+  store::Activity& a = out.activity;
+  a.status = store::DecisionStatus::skipped;
+  a.rule = std::move(s.rule);
+  a.reason = "skipped (" + a.rule + "): " + s.why;
+  out.steps.push_back(a.reason);
+}
+
+void fail_into(Outcome& out, const store::Error& e) {
+  store::Activity& a = out.activity;
+  a.status = store::DecisionStatus::failed;
+  a.rule = "store";
+  a.reason = "failed: reading the store: " + e.message;
+  out.steps.push_back(a.reason);
+}
+
+}  // namespace
+
+void Pipeline::match_into(Outcome& out) {
+  store::Activity& a = out.activity;
+  auto outside = policy_.outside_participants(a.participants);
+  if (!outside) return skip_into(out, std::move(outside.error()));
+  auto match = matcher_.match(a.participants, *outside,
+                              [&] { return thread_opportunity(a.thread_key, a.occurred_at); });
+  if (!match) return fail_into(out, match.error());
+  out.steps.insert(out.steps.end(), match->notes.begin(), match->notes.end());
+  out.steps.insert(out.steps.end(), match->links.begin(), match->links.end());
+  if (match->unmatched) return skip_into(out, std::move(*match->unmatched));
+  out.steps.push_back(match->opportunity_line);
+  a.contact_ids = std::move(match->contact_ids);
+  a.company_ids = std::move(match->company_ids);
+  a.opportunity_id = std::move(match->opportunity_id);
+  a.status = store::DecisionStatus::captured;
+  a.reason = join(match->links, "; ") + "; " + match->opportunity_line;
+}
+
 Outcome Pipeline::decide(mail::MailMessage m, const MessageSource& source) {
   Outcome out;
+  decide_mail_into(out, m, source);
+  out.message = std::move(m);
+  return out;
+}
+
+void Pipeline::decide_mail_into(Outcome& out, const mail::MailMessage& m,
+                                const MessageSource& source) {
   store::Activity& a = out.activity;
   a.kind = store::ActivityKind::email;
   a.message_id = m.message_id;
@@ -164,7 +209,7 @@ Outcome Pipeline::decide(mail::MailMessage m, const MessageSource& source) {
                                  [](const mail::CalendarPart& c) { return !c.uid.empty(); });
   if (imip != m.calendar_parts.end()) {
     a.kind = store::ActivityKind::meeting;
-    a.source_key = "ical:" + imip->uid;
+    a.source_key = meeting_key(imip->uid, std::nullopt);
   }
   a.id = activity_id_for(a.source_key);
   a.participants = mail_participants(m, settings_.strip_plus_tags);
@@ -176,59 +221,96 @@ Outcome Pipeline::decide(mail::MailMessage m, const MessageSource& source) {
   if (!m.body_error.empty()) out.steps.push_back("body unreadable: " + m.body_error);
   for (const auto& w : m.warnings) out.steps.push_back("note: " + w);
 
-  auto fail = [&](const store::Error& e) {
-    a.status = store::DecisionStatus::failed;
-    a.rule = "store";
-    a.reason = "failed: reading the store: " + e.message;
-    out.steps.push_back(a.reason);
-    out.message = std::move(m);
-    return std::move(out);
-  };
-  auto skip = [&](Skip s) {
-    a.status = store::DecisionStatus::skipped;
-    a.rule = std::move(s.rule);
-    a.reason = "skipped (" + a.rule + "): " + s.why;
-    out.steps.push_back(a.reason);
-    out.message = std::move(m);
-    return std::move(out);
-  };
-
   auto thread = thread_key_of(m);
-  if (!thread) return fail(thread.error());
+  if (!thread) return fail_into(out, thread.error());
   a.thread_key = std::move(*thread);
   // A message captured from another folder stays captured when a copy turns
   // up in an excluded one (moved to Trash after it was seen in INBOX).
   if (policy_.excluded_folder(source.ref.folder)) {
     auto captured = already_captured(a.source_key);
-    if (!captured) return fail(captured.error());
-    if (!*captured) return skip({"folder", "folder '" + source.ref.folder + "' is excluded"});
+    if (!captured) return fail_into(out, captured.error());
+    if (!*captured) {
+      return skip_into(out, {"folder", "folder '" + source.ref.folder + "' is excluded"});
+    }
   }
   if (auto s = policy_.mail_skip(m, people)) {
     // Private mail is listed as skipped, but what it says is not kept.
     if (s->rule == "private") a.subject.clear(), a.snippet.clear();
-    return skip(std::move(*s));
+    return skip_into(out, std::move(*s));
   }
-  auto outside = policy_.outside_participants(people);
-  if (!outside) return skip(std::move(outside.error()));
-
-  auto match = matcher_.match(a.participants, *outside,
-                              [&] { return thread_opportunity(a.thread_key, a.occurred_at); });
-  if (!match) return fail(match.error());
-  out.steps.insert(out.steps.end(), match->notes.begin(), match->notes.end());
-  out.steps.insert(out.steps.end(), match->links.begin(), match->links.end());
-  if (match->unmatched) return skip(std::move(*match->unmatched));
-  out.steps.push_back(match->opportunity_line);
-
-  a.contact_ids = std::move(match->contact_ids);
-  a.company_ids = std::move(match->company_ids);
-  a.opportunity_id = std::move(match->opportunity_id);
-  a.status = store::DecisionStatus::captured;
-  a.reason = join(match->links, "; ") + "; " + match->opportunity_line;
+  match_into(out);
+  if (a.status != store::DecisionStatus::captured) return;
   if (imip != m.calendar_parts.end()) {
     a.reason = "iMIP " + imip->method + " for meeting " + imip->uid + "; " + a.reason;
   }
   if (!m.body_error.empty()) a.reason += " (body unreadable: " + m.body_error + ")";
-  out.message = std::move(m);
+}
+
+std::string meeting_key(std::string_view uid, const std::optional<ical::When>& occurrence) {
+  std::string key = "ical:" + std::string(uid);
+  if (occurrence) key += "/" + (occurrence->date.empty() ? occurrence->utc : occurrence->date);
+  return key;
+}
+
+std::string_view meeting_status(const store::MeetingFields& m, std::int64_t now) {
+  if (m.cancelled) return "cancelled";
+  // An all-day end is an exclusive date: held from that day on (UTC).
+  const std::string today = iso_utc(now);
+  const bool ended = m.all_day ? today.substr(0, 10) >= m.ends_at : today >= m.ends_at;
+  return ended ? "held" : "scheduled";
+}
+
+ical::ParseOptions Pipeline::calendar_options(std::int64_t now) const {
+  ical::ParseOptions o;
+  o.window_start = now - std::int64_t{settings_.backfill_days} * 86400;
+  o.window_end = now + std::int64_t{settings_.horizon_days} * 86400;
+  o.description_chars = settings_.snippet_chars;
+  return o;
+}
+
+Outcome Pipeline::decide_meeting(const ical::Meeting& m, const MessageSource& source) {
+  Outcome out;
+  store::Activity& a = out.activity;
+  a.kind = store::ActivityKind::meeting;
+  a.source_key = meeting_key(m.uid, m.recurrence_id);
+  a.id = activity_id_for(a.source_key);
+  a.thread_key = meeting_key(m.uid, std::nullopt);  // a series is one thread
+  a.occurred_at = m.all_day ? m.start.date + "T00:00:00Z" : m.start.utc;
+  a.subject = m.summary;
+  a.snippet = m.description;
+  a.meeting = store::MeetingFields{m.uid,
+                                   m.all_day ? m.start.date : m.start.utc,
+                                   m.all_day ? m.end.date : m.end.utc,
+                                   m.all_day,
+                                   m.location,
+                                   m.status == ical::Status::cancelled,
+                                   m.sequence};
+  a.participants = meeting_participants(m, settings_.strip_plus_tags);
+  const auto& people = a.participants;
+  a.direction = !people.empty() && people.front().role == "organizer" &&
+                        policy_.is_owner(people.front().address)
+                    ? store::Direction::outbound
+                    : store::Direction::inbound;
+  for (const auto& n : m.notes) out.steps.push_back("note: " + n);
+  if (auto s = policy_.meeting_skip(m)) {
+    if (s->rule == "private") a.subject.clear(), a.snippet.clear(), a.meeting->location.clear();
+    skip_into(out, std::move(*s));
+    return out;
+  }
+  match_into(out);
+  if (a.status == store::DecisionStatus::captured && a.meeting->cancelled) {
+    a.reason = "cancelled; " + a.reason;
+  }
+  return out;
+}
+
+Outcome Pipeline::failed_event(const ical::EventFailure& f, std::string_view object_key,
+                               const MessageSource& source) const {
+  std::string key =
+      f.uid.empty() ? "ical:" + std::string(object_key) : meeting_key(f.uid, f.recurrence_id);
+  Outcome out =
+      failed_outcome(std::move(key), "parse", "cannot read the event: " + f.reason, source);
+  out.activity.kind = store::ActivityKind::meeting;
   return out;
 }
 

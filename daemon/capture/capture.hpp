@@ -23,6 +23,15 @@
 
 namespace crmcap::capture {
 
+// The source key of a meeting occurrence: "ical:UID", then "/" and the
+// original start (ISO 8601 UTC, or the date of an all-day one) for an
+// occurrence of a series, so a moved occurrence keeps its activity.
+std::string meeting_key(std::string_view uid, const std::optional<ical::When>& occurrence);
+
+// A meeting occurrence's status at `now` (Unix seconds): "cancelled",
+// "scheduled" before its end, "held" from its end on.
+std::string_view meeting_status(const store::MeetingFields& m, std::int64_t now);
+
 // The stable id of an activity, derived from its source key only.
 std::string activity_id_for(std::string_view source_key);
 
@@ -66,6 +75,21 @@ class Pipeline {
   // once and by tests).
   Outcome decide(mail::MailMessage message, const MessageSource& source);
 
+  // Decides one occurrence of a calendar object (a CalDAV resource, an .ics
+  // file): a meeting activity keyed by meeting_key(UID, original start), its
+  // participants the organizer and attendees. Skipped: private (CLASS),
+  // declined by the owner, internal, blocklisted, unmatched. A cancelled
+  // occurrence is captured with its meeting marked cancelled.
+  Outcome decide_meeting(const ical::Meeting& meeting, const MessageSource& source);
+  // A VEVENT the calendar parser could not read: a failed meeting row keyed
+  // by its UID and occurrence, or, without a UID, by `object_key` (the
+  // object's href or path and the event's place in it).
+  Outcome failed_event(const ical::EventFailure& failure, std::string_view object_key,
+                       const MessageSource& source) const;
+  // How calendar objects are parsed under these settings at `now` (Unix
+  // seconds): the expansion window, the snippet length.
+  ical::ParseOptions calendar_options(std::int64_t now) const;
+
   // process() in two steps, for a caller that parses on several threads.
   // parse() reads only the settings: calls may run at once, on any thread,
   // with each other and with the rest of the pipeline. finish() does with its
@@ -87,6 +111,10 @@ class Pipeline {
   const Policy& policy() const { return policy_; }
 
  private:
+  void decide_mail_into(Outcome& out, const mail::MailMessage& m, const MessageSource& source);
+  // Rule 2, the blocklist and the matcher on out.activity's participants:
+  // leaves it captured, skipped or failed, with its reason.
+  void match_into(Outcome& out);
   store::Result<std::string> thread_key_of(const mail::MailMessage& m);
   store::Result<bool> already_captured(const std::string& source_key);
   store::Result<std::optional<std::string>> thread_opportunity(const std::string& thread_key,

@@ -33,7 +33,24 @@ std::vector<store::Participant> mail_participants(const mail::MailMessage& m,
   return people;
 }
 
-Policy::Policy(const Settings& s) {
+std::vector<store::Participant> meeting_participants(const ical::Meeting& m, bool strip_plus_tags) {
+  std::vector<store::Participant> people;
+  auto add = [&](const ical::Participant& x, const char* role) {
+    if (x.resource) return;
+    std::string addr = normalize_address(x.address, strip_plus_tags);
+    if (addr.find('@') == std::string::npos) return;
+    if (std::any_of(people.begin(), people.end(),
+                    [&](const store::Participant& p) { return p.address == addr; })) {
+      return;
+    }
+    people.push_back({std::move(addr), x.name, role, "", ""});
+  };
+  if (m.organizer) add(*m.organizer, "organizer");
+  for (const auto& a : m.attendees) add(a, "attendee");
+  return people;
+}
+
+Policy::Policy(const Settings& s) : strip_plus_tags_(s.strip_plus_tags) {
   for (const auto& o : s.owner_addresses) owners_.insert(normalize_address(o, s.strip_plus_tags));
   for (const auto& d : s.internal_domains)
     internal_domains_.push_back(text::to_lower_copy(text::trim(d)));
@@ -101,6 +118,18 @@ std::optional<Skip> Policy::mail_skip(const mail::MailMessage& m,
   if (const std::string s = text::to_lower_copy(m.sensitivity);
       s == "private" || s == "personal" || s == "company-confidential") {
     return Skip{"private", "marked private (Sensitivity: " + m.sensitivity + ")"};
+  }
+  return std::nullopt;
+}
+
+std::optional<Skip> Policy::meeting_skip(const ical::Meeting& m) const {
+  if (m.klass == "PRIVATE" || m.klass == "CONFIDENTIAL") {
+    return Skip{"private", "marked private (CLASS: " + m.klass + ")"};
+  }
+  for (const auto& a : m.attendees) {
+    if (a.partstat == "DECLINED" && is_owner(normalize_address(a.address, strip_plus_tags_))) {
+      return Skip{"declined", "declined by " + text::to_lower_copy(a.address)};
+    }
   }
   return std::nullopt;
 }

@@ -5,6 +5,7 @@
 // nothing and know no SQL. Mail and meetings call the same matcher.
 #pragma once
 
+#include "parsers/calendar/calendar.hpp"
 #include "parsers/mail/mail.hpp"
 #include "store/store.hpp"
 
@@ -28,6 +29,10 @@ struct Settings {
   std::vector<std::string> block_addresses;
   std::vector<std::string> block_domains;  // sub-domains are blocked too
   // Folders never captured (compared case-insensitively, last path element).
+  // The window in which a calendar's recurring series are expanded, from
+  // now: [now - backfill_days, now + horizon_days].
+  int backfill_days = 90;
+  int horizon_days = 30;
   std::vector<std::string> excluded_folders = {
       "spam",   "junk", "junk e-mail", "junk email", "trash", "deleted items", "deleted messages",
       "drafts", "bin"};
@@ -70,6 +75,11 @@ struct Skip {
 // words without '@' are not addresses and are left out.
 std::vector<store::Participant> mail_participants(const mail::MailMessage& m, bool strip_plus_tags);
 
+// Rule 0 for a meeting occurrence: the organizer ("organizer"), then every
+// attendee ("attendee"), each address normalized and listed once; rooms and
+// resources (CUTYPE ROOM or RESOURCE) are not people and are left out.
+std::vector<store::Participant> meeting_participants(const ical::Meeting& m, bool strip_plus_tags);
+
 // Rules 2 and 3: who is internal or blocked, and what is never captured.
 class Policy {
  public:
@@ -90,6 +100,10 @@ class Policy {
   std::optional<Skip> mail_skip(const mail::MailMessage& m,
                                 const std::vector<store::Participant>& people) const;
 
+  // What a meeting's own fields say: private (CLASS PRIVATE or
+  // CONFIDENTIAL), declined (an owner address declined it).
+  std::optional<Skip> meeting_skip(const ical::Meeting& m) const;
+
   // Rule 2 and the blocklist: the positions in `people` left to match, in
   // order, or the skip when none is ("no-participants", "internal",
   // "blocklist").
@@ -103,6 +117,7 @@ class Policy {
   static bool sent_copy_decides_again(const store::Activities::StoredCopy& stored);
 
  private:
+  bool strip_plus_tags_;
   std::set<std::string> owners_;
   std::vector<std::string> internal_domains_, block_addresses_, block_domains_, excluded_folders_;
 };

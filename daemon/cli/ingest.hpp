@@ -14,9 +14,11 @@
 
 namespace crmcap::cli {
 
-// Parses every message, then decides in date order (so a thread's opportunity
-// flows from earlier to later mail whatever the file order), committing in
-// batches of `batch_size`. A file that cannot be read is recorded as failed.
+// Parses every message and calendar file (.ics: each occurrence in the
+// settings' window is one meeting), then decides in date order (so a
+// thread's opportunity flows from earlier to later mail whatever the file
+// order), committing in batches of `batch_size`. A file that cannot be read,
+// and an event that cannot be, is recorded as failed.
 store::Result<capture::Tally> ingest(const std::vector<maildir::LocalMessage>& messages,
                                      capture::Pipeline& pipeline, store::Activities& activities,
                                      std::size_t batch_size = 1000);

@@ -4,12 +4,14 @@
 #include "daemon/capture/capture.hpp"
 #include "daemon/capture/directory_import.hpp"
 #include "daemon/cli/ingest.hpp"
+#include "parsers/calendar/calendar.hpp"
 #include "store/store.hpp"
 
 #include <CLI/CLI.hpp>
 #include <boost/json.hpp>
 
 #include <cstdlib>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -71,22 +73,32 @@ boost::json::object activity_json(const store::Activity& a) {
     if (!s.removed_at.empty()) o["removed_at"] = s.removed_at;
     sources.push_back(std::move(o));
   }
-  return {{"id", a.id},
-          {"kind", store::to_string(a.kind)},
-          {"direction", store::to_string(a.direction)},
-          {"occurred_at", a.occurred_at},
-          {"subject", a.subject},
-          {"snippet", a.snippet},
-          {"message_id", a.message_id},
-          {"thread_key", a.thread_key},
-          {"participants", std::move(participants)},
-          {"contact_ids", std::move(contacts)},
-          {"company_ids", std::move(companies)},
-          {"opportunity_id", a.opportunity_id.empty() ? boost::json::value(nullptr)
-                                                      : boost::json::value(a.opportunity_id)},
-          {"status", store::to_string(a.status)},
-          {"reason", a.reason},
-          {"sources", std::move(sources)}};
+  boost::json::object out{
+      {"id", a.id},
+      {"kind", store::to_string(a.kind)},
+      {"direction", store::to_string(a.direction)},
+      {"occurred_at", a.occurred_at},
+      {"subject", a.subject},
+      {"snippet", a.snippet},
+      {"message_id", a.message_id},
+      {"thread_key", a.thread_key},
+      {"participants", std::move(participants)},
+      {"contact_ids", std::move(contacts)},
+      {"company_ids", std::move(companies)},
+      {"opportunity_id", a.opportunity_id.empty() ? boost::json::value(nullptr)
+                                                  : boost::json::value(a.opportunity_id)},
+      {"status", store::to_string(a.status)},
+      {"reason", a.reason},
+      {"sources", std::move(sources)}};
+  if (const auto& m = a.meeting) {
+    out["event_uid"] = m->event_uid;
+    out["starts_at"] = m->starts_at;
+    out["ends_at"] = m->ends_at;
+    out["all_day"] = m->all_day;
+    out["location"] = m->location;
+    out["meeting_status"] = capture::meeting_status(*m, std::time(nullptr));
+  }
+  return out;
 }
 
 std::string cut(std::string_view s, std::size_t n) {
@@ -151,6 +163,40 @@ std::string addresses(const std::vector<mail::Address>& v) {
   return out;
 }
 
+void print_decision(const capture::Outcome& o) {
+  std::cout << "Decision\n";
+  for (const auto& s : o.steps) std::cout << "  " << s << "\n";
+  std::cout << "Result: " << store::to_string(o.activity.status);
+  if (!o.activity.rule.empty()) std::cout << " (" << o.activity.rule << ")";
+  std::cout << "\n  " << o.activity.reason << "\n";
+}
+
+// `explain` of a calendar file: each occurrence in the window and each
+// unreadable event, with its decision. Exit status 1 when the file is no
+// calendar at all.
+int explain_calendar(capture::Pipeline& pipeline, const std::string& raw,
+                     const capture::MessageSource& src) {
+  auto cal = ical::parse(raw, pipeline.calendar_options(std::time(nullptr)));
+  if (!cal) {
+    std::cerr << "crm-capture: " << src.ref.path << ": " << cal.error().message << "\n";
+    return 1;
+  }
+  for (const auto& w : cal->warnings) std::cout << "note: " << w << "\n";
+  for (const auto& m : cal->meetings) {
+    const auto o = pipeline.decide_meeting(m, src);
+    std::cout << "Meeting " << o.activity.source_key << "\n"
+              << "  summary:     " << m.summary << "\n"
+              << "  starts:      " << (m.all_day ? m.start.date : m.start.utc)
+              << (m.zone.empty() ? "" : " (" + m.zone + ")") << "\n"
+              << "  ends:        " << (m.all_day ? m.end.date : m.end.utc) << "\n";
+    print_decision(o);
+  }
+  for (const auto& f : cal->failed) {
+    print_decision(pipeline.failed_event(f, src.ref.path, src));
+  }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -205,7 +251,7 @@ int main(int argc, char** argv) {
   CaptureOptions explain_opts;
   explain_opts.add_to(explain_cmd, false);
   std::string explain_file, explain_folder;
-  explain_cmd->add_option("file", explain_file, "an .eml file")
+  explain_cmd->add_option("file", explain_file, "an .eml or .ics file")
       ->required()
       ->check(CLI::ExistingFile);
   explain_cmd->add_option("--folder", explain_folder, "decide as if seen in this folder");
@@ -274,6 +320,9 @@ int main(int argc, char** argv) {
     capture::Pipeline pipeline(*st, *st, opts.settings(), std::move(*free_mail));
     capture::MessageSource src{{"local", explain_folder, 0, 0, explain_file}, 0};
     src.received_at = maildir::mtime_of(explain_file);
+    if (explain_file.ends_with(".ics") || explain_file.ends_with(".ICS")) {
+      return explain_calendar(pipeline, ss.str(), src);
+    }
     const auto o = pipeline.process(ss.str(), src);
     if (o.message) {
       const auto& m = *o.message;
@@ -297,11 +346,7 @@ int main(int argc, char** argv) {
         std::cout << "  calendar:    " << c.method << " " << c.uid << "\n";
       }
     }
-    std::cout << "Decision\n";
-    for (const auto& s : o.steps) std::cout << "  " << s << "\n";
-    std::cout << "Result: " << store::to_string(o.activity.status);
-    if (!o.activity.rule.empty()) std::cout << " (" << o.activity.rule << ")";
-    std::cout << "\n  " << o.activity.reason << "\n";
+    print_decision(o);
     return 0;
   }
   if (*act_cmd || *dec_cmd) {
@@ -337,6 +382,7 @@ int main(int argc, char** argv) {
           if (!s.path.empty()) o["path"] = s.path;
           if (s.uid) o["uid"] = s.uid;
           if (!s.removed_at.empty()) o["removed_at"] = s.removed_at;
+          if (a.meeting) o["event_uid"] = a.meeting->event_uid;
           if (dec_json) {
             std::cout << boost::json::serialize(o) << "\n";
           } else {

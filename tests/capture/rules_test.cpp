@@ -532,3 +532,47 @@ TEST(Policy, ASentCopyDecidesAgainWhenInboundOrNotYetInItsFolder) {
 }
 
 }  // namespace
+
+namespace {
+
+ical::Participant person(std::string address, std::string partstat = "NEEDS-ACTION",
+                         bool resource = false) {
+  ical::Participant p;
+  p.address = std::move(address);
+  p.partstat = std::move(partstat);
+  p.resource = resource;
+  return p;
+}
+
+}  // namespace
+
+TEST(Policy, MeetingParticipantsAreOrganizerThenAttendeesWithoutRooms) {
+  ical::Meeting m;
+  m.organizer = person("Jane+CRM@Acme.com");
+  m.attendees = {person("alice@example.com"), person("room-1@example.com", "", true),
+                 person("jane@acme.com"), person("hank@globex.com")};
+  std::vector<std::string> got;
+  for (const auto& p : capture::meeting_participants(m, true)) {
+    got.push_back(p.role + ":" + p.address);
+  }
+  EXPECT_EQ(got, (std::vector<std::string>{"organizer:jane@acme.com", "attendee:alice@example.com",
+                                           "attendee:hank@globex.com"}));
+}
+
+TEST(Policy, AMeetingIsSkippedWhenPrivateOrDeclinedByTheOwner) {
+  const Policy policy(settings());  // owner Alice+Sales@Example.com
+  ical::Meeting m;
+  m.organizer = person("jane@acme.com");
+  m.attendees = {person("Alice@example.com", "ACCEPTED"), person("bob@example.com", "DECLINED")};
+  EXPECT_FALSE(policy.meeting_skip(m));  // a colleague's decline is no skip
+  m.attendees[0].partstat = "DECLINED";
+  auto s = policy.meeting_skip(m);
+  ASSERT_TRUE(s);
+  EXPECT_EQ(s->rule, "declined");
+  EXPECT_EQ(s->why, "declined by alice@example.com");
+  m.klass = "CONFIDENTIAL";
+  s = policy.meeting_skip(m);
+  ASSERT_TRUE(s);
+  EXPECT_EQ(s->rule, "private");
+  EXPECT_EQ(s->why, "marked private (CLASS: CONFIDENTIAL)");
+}

@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cstdio>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -446,4 +447,151 @@ TEST(Capture, AGeneratedWorldOfTaggedMixedCaseAddressesMatchesEveryOne) {
     EXPECT_EQ(act.contact_ids, std::vector<std::string>{"P-" + std::to_string(i)})
         << written[static_cast<std::size_t>(i)] << ": " << act.reason;
   }
+}
+
+namespace {
+
+// "YYYYMMDDTHHMMSSZ" of Unix seconds.
+std::string ics_time(std::int64_t t) {
+  const std::string iso = capture::iso_utc(t);  // 2026-11-25T19:08:31Z
+  std::string out;
+  for (const char c : iso) {
+    if (c != '-' && c != ':') out += c;
+  }
+  return out;
+}
+
+std::string vevent(const std::string& body) {
+  return "BEGIN:VEVENT\r\nDTSTAMP:20261101T000000Z\r\n" + body + "END:VEVENT\r\n";
+}
+
+std::string vcalendar(const std::string& events) {
+  return "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//test//EN\r\n" + events + "END:VCALENDAR\r\n";
+}
+
+}  // namespace
+
+// A calendar export captured offline: each occurrence in the window is one
+// meeting activity keyed by UID and original start, matched like mail through
+// organizer and attendees; private, declined and internal meetings are
+// skipped with their rule, an unreadable event is a failed row, and a second
+// ingest after a change updates in place.
+TEST(Capture, IngestOfACalendarFileGivesOneActivityPerOccurrence) {
+  Fixture f;
+  const std::int64_t day = 86400;
+  // Midnight UTC three weeks ago: the four weekly occurrences below are all
+  // inside the window (90 days back, 30 ahead).
+  const std::int64_t base = (static_cast<std::int64_t>(std::time(nullptr)) / day - 21) * day;
+  const std::string t0 = ics_time(base + 14 * 3600), t0e = ics_time(base + 15 * 3600);
+  const std::string series =
+      vevent("UID:weekly@example.com\r\nSUMMARY:Pilot sync\r\nDTSTART:" + t0 + "\r\nDTEND:" + t0e +
+             "\r\nRRULE:FREQ=WEEKLY;COUNT=4\r\nORGANIZER:mailto:alice@example.com\r\n"
+             "ATTENDEE;PARTSTAT=ACCEPTED:mailto:hank@globex.com\r\n"
+             "ATTENDEE;CUTYPE=ROOM:mailto:room-4@example.com\r\n") +
+      // The second occurrence moved by an hour, the third cancelled.
+      vevent("UID:weekly@example.com\r\nSUMMARY:Pilot sync (moved)\r\nRECURRENCE-ID:" +
+             ics_time(base + 7 * day + 14 * 3600) +
+             "\r\nDTSTART:" + ics_time(base + 7 * day + 15 * 3600) +
+             "\r\nDTEND:" + ics_time(base + 7 * day + 16 * 3600) +
+             "\r\nORGANIZER:mailto:alice@example.com\r\nATTENDEE:mailto:hank@globex.com\r\n") +
+      vevent("UID:weekly@example.com\r\nSUMMARY:Pilot sync\r\nSTATUS:CANCELLED\r\nRECURRENCE-ID:" +
+             ics_time(base + 14 * day + 14 * 3600) +
+             "\r\nDTSTART:" + ics_time(base + 14 * day + 14 * 3600) +
+             "\r\nDTEND:" + ics_time(base + 14 * day + 15 * 3600) +
+             "\r\nORGANIZER:mailto:alice@example.com\r\nATTENDEE:mailto:hank@globex.com\r\n");
+  const std::string others =
+      vevent("UID:review@acme.com\r\nSUMMARY:Renewal review\r\nLOCATION:Teams\r\nDTSTART:" + t0 +
+             "\r\nDTEND:" + t0e +
+             "\r\nORGANIZER;CN=Jane:mailto:Jane@Acme.com\r\n"
+             "ATTENDEE;PARTSTAT=ACCEPTED:mailto:alice@example.com\r\n") +
+      vevent("UID:doctor@example.com\r\nSUMMARY:Doctor\r\nCLASS:PRIVATE\r\nDTSTART:" + t0 +
+             "\r\nORGANIZER:mailto:hank@globex.com\r\nATTENDEE:mailto:alice@example.com\r\n") +
+      vevent("UID:declined@globex.com\r\nSUMMARY:Pitch\r\nDTSTART:" + t0 +
+             "\r\nORGANIZER:mailto:hank@globex.com\r\n"
+             "ATTENDEE;PARTSTAT=DECLINED:mailto:alice@example.com\r\n") +
+      vevent("UID:standup@example.com\r\nSUMMARY:Standup\r\nDTSTART:" + t0 +
+             "\r\nORGANIZER:mailto:alice@example.com\r\nATTENDEE:mailto:bob@example.com\r\n") +
+      vevent("UID:broken@example.com\r\nSUMMARY:No start\r\n");
+  const fs::path ics = f.dir.path() / "export.ics";
+  std::ofstream(ics, std::ios::binary) << vcalendar(series + others);
+
+  capture::Pipeline p(*f.st, *f.st, f.settings(), f.free_mail());
+  auto found = maildir::find_messages({ics.string()});
+  ASSERT_TRUE(found) << found.error();
+  auto sum = cli::ingest(*found, p, *f.st);
+  ASSERT_TRUE(sum) << sum.error().message;
+  EXPECT_EQ(sum->line(),
+            "seen 9, captured 5, skipped 3 (declined 1, internal 1, private 1), failed 1");
+
+  std::map<std::string, store::Activity> by_key;
+  for (auto& a : f.st->list({}).value()) by_key[a.source_key] = a;
+  ASSERT_EQ(by_key.size(), 9u);
+  const auto occurrence = [&](std::int64_t week) {
+    return "ical:weekly@example.com/" + capture::iso_utc(base + week * 7 * day + 14 * 3600);
+  };
+  const auto& first = by_key.at(occurrence(0));
+  EXPECT_EQ(first.kind, store::ActivityKind::meeting);
+  EXPECT_EQ(first.status, store::DecisionStatus::captured);
+  EXPECT_EQ(first.direction, store::Direction::outbound);
+  EXPECT_EQ(first.contact_ids, std::vector<std::string>{"C-2"});
+  EXPECT_EQ(first.opportunity_id, "O-5");
+  ASSERT_EQ(first.participants.size(), 2u);  // the room is no participant
+  EXPECT_EQ(first.participants[0].role, "organizer");
+  ASSERT_TRUE(first.meeting);
+  EXPECT_EQ(first.meeting->event_uid, "weekly@example.com");
+  EXPECT_EQ(first.meeting->starts_at, capture::iso_utc(base + 14 * 3600));
+  EXPECT_EQ(first.meeting->ends_at, capture::iso_utc(base + 15 * 3600));
+  EXPECT_EQ(capture::meeting_status(*first.meeting, base + 16 * 3600), "held");
+  EXPECT_EQ(capture::meeting_status(*first.meeting, base), "scheduled");
+  // The moved occurrence keeps the key of its original start.
+  const auto& moved = by_key.at(occurrence(1));
+  EXPECT_EQ(moved.subject, "Pilot sync (moved)");
+  EXPECT_EQ(moved.meeting->starts_at, capture::iso_utc(base + 7 * day + 15 * 3600));
+  const auto& cancelled = by_key.at(occurrence(2));
+  EXPECT_TRUE(cancelled.meeting->cancelled);
+  EXPECT_EQ(capture::meeting_status(*cancelled.meeting, base), "cancelled");
+  EXPECT_EQ(cancelled.reason.rfind("cancelled; ", 0), 0u) << cancelled.reason;
+  EXPECT_TRUE(by_key.contains(occurrence(3)));
+
+  const auto& review = by_key.at("ical:review@acme.com");
+  EXPECT_EQ(review.direction, store::Direction::inbound);
+  EXPECT_EQ(review.opportunity_id, "O-1");
+  EXPECT_EQ(review.meeting->location, "Teams");
+  EXPECT_EQ(review.reason,
+            "organizer: jane@acme.com = contact C-1; opportunity O-1: the one open opportunity "
+            "on which a matched contact has a role");
+  const auto& private_one = by_key.at("ical:doctor@example.com");
+  EXPECT_EQ(private_one.reason, "skipped (private): marked private (CLASS: PRIVATE)");
+  EXPECT_EQ(private_one.subject, "");
+  EXPECT_EQ(by_key.at("ical:declined@globex.com").reason,
+            "skipped (declined): declined by alice@example.com");
+  EXPECT_EQ(by_key.at("ical:standup@example.com").rule, "internal");
+  const auto& broken = by_key.at("ical:broken@example.com");
+  EXPECT_EQ(broken.status, store::DecisionStatus::failed);
+  EXPECT_EQ(broken.rule, "parse");
+
+  // The moved occurrence moves again, and the review gets an attendee: a
+  // second ingest updates both in place, duplicating nothing.
+  std::string changed = vcalendar(series + others);
+  const auto replace = [&](const std::string& from, const std::string& to) {
+    const auto at = changed.find(from);
+    ASSERT_NE(at, std::string::npos) << from;
+    changed.replace(at, from.size(), to);
+  };
+  replace("DTSTART:" + ics_time(base + 7 * day + 15 * 3600),
+          "DTSTART:" + ics_time(base + 7 * day + 17 * 3600));
+  replace("ATTENDEE;PARTSTAT=ACCEPTED:mailto:alice@example.com\r\n",
+          "ATTENDEE;PARTSTAT=ACCEPTED:mailto:alice@example.com\r\n"
+          "ATTENDEE:mailto:joe@initech.com\r\n");
+  std::ofstream(ics, std::ios::binary | std::ios::trunc) << changed;
+  ASSERT_TRUE(cli::ingest(*found, p, *f.st));
+  std::map<std::string, store::Activity> again;
+  for (auto& a : f.st->list({}).value()) again[a.source_key] = a;
+  EXPECT_EQ(again.size(), 9u);
+  EXPECT_EQ(again.at(occurrence(1)).meeting->starts_at,
+            capture::iso_utc(base + 7 * day + 17 * 3600));
+  EXPECT_EQ(again.at("ical:review@acme.com").participants.size(), 3u);
+  EXPECT_EQ(again.at("ical:review@acme.com").company_ids,
+            (std::vector<std::string>{"CO-1", "CO-3"}));
+  EXPECT_EQ(again.at(occurrence(3)).updated_at, by_key.at(occurrence(3)).updated_at);
 }

@@ -244,3 +244,47 @@ TEST(Cli, BothExecutablesPrintTheProjectVersion) {
   EXPECT_EQ(d.status, 0);
   EXPECT_EQ(d.out, "crm-captured " CRMCAP_VERSION "\n");
 }
+
+// A calendar export, as a user would capture and inspect it: `ingest` takes
+// the .ics file, `activities --json` shows each meeting with its times, and
+// `explain` shows each occurrence's decision without writing.
+TEST(Cli, IngestAndExplainACalendarFile) {
+  test::TempDir dir;
+  const std::string db = (dir.path() / "c.db").string();
+  write(dir.path() / "companies.csv", test::k_companies);
+  write(dir.path() / "contacts.csv", test::k_contacts);
+  ASSERT_EQ(
+      crm_capture("--store " + db + " import companies " + (dir.path() / "companies.csv").string())
+          .status,
+      0);
+  ASSERT_EQ(
+      crm_capture("--store " + db + " import contacts " + (dir.path() / "contacts.csv").string())
+          .status,
+      0);
+  // An all-day workshop (a single event is captured whatever its date).
+  const fs::path ics = dir.path() / "export.ics";
+  write(ics,
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//EN\r\nBEGIN:VEVENT\r\n"
+        "UID:workshop-1\r\nDTSTAMP:20261101T000000Z\r\nSUMMARY:Workshop\r\n"
+        "DTSTART;VALUE=DATE:20261203\r\nDTEND;VALUE=DATE:20261205\r\n"
+        "ORGANIZER:mailto:jane@acme.com\r\nATTENDEE:mailto:alice@example.com\r\n"
+        "END:VEVENT\r\nEND:VCALENDAR\r\n");
+  auto in = crm_capture("--store " + db + " ingest --owner alice@example.com " + ics.string());
+  EXPECT_EQ(in.status, 0) << in.out;
+  EXPECT_NE(in.out.find("seen 1, captured 1"), std::string::npos) << in.out;
+  auto list = crm_capture("--store " + db + " activities --json");
+  EXPECT_NE(list.out.find(R"("kind":"meeting")"), std::string::npos) << list.out;
+  EXPECT_NE(
+      list.out.find(
+          R"("event_uid":"workshop-1","starts_at":"2026-12-03","ends_at":"2026-12-05","all_day":true)"),
+      std::string::npos)
+      << list.out;
+  auto decisions = crm_capture("--store " + db + " decisions --json");
+  EXPECT_NE(decisions.out.find(R"("event_uid":"workshop-1")"), std::string::npos) << decisions.out;
+
+  auto ex = crm_capture("--store " + db + " explain --owner alice@example.com " + ics.string());
+  EXPECT_EQ(ex.status, 0) << ex.out;
+  EXPECT_NE(ex.out.find("Meeting ical:workshop-1"), std::string::npos) << ex.out;
+  EXPECT_NE(ex.out.find("Result: captured"), std::string::npos) << ex.out;
+  EXPECT_NE(ex.out.find("organizer: jane@acme.com = contact C-1"), std::string::npos) << ex.out;
+}
