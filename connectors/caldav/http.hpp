@@ -17,8 +17,8 @@ struct Header {
 };
 
 struct HttpRequest {
-  std::string method;  // "PROPFIND", "REPORT", "GET", ...
-  std::string url;     // absolute (scheme, host, port, path)
+  std::string method;           // "PROPFIND", "REPORT", "GET", ...
+  std::string url;              // absolute (scheme, host, port, path)
   std::vector<Header> headers;  // e.g. Depth, Content-Type; no Authorization
   std::string body;             // sent as is (may be empty)
 };

@@ -92,8 +92,9 @@ TEST(Maildir, MissingPathOrNoMailSaysWhich) {
   const std::string empty = (dir.path() / "empty").string();
   auto none = find_messages({empty});
   ASSERT_FALSE(none);
-  EXPECT_EQ(none.error(), empty +
-                              ": no mail found (expected an .eml or .ics file, a Maildir with cur/ and "
-                              "new/, or a folder of Maildirs)");
+  EXPECT_EQ(none.error(),
+            empty +
+                ": no mail found (expected an .eml or .ics file, a Maildir with cur/ and "
+                "new/, or a folder of Maildirs)");
   EXPECT_EQ(mtime_of("/nonexistent/x"), 0);
 }
