@@ -44,6 +44,62 @@ namespace crmcap::test {
 
 namespace detail {
 
+// A test process that dies without running destructors (a crash, a ctest
+// timeout, SIGKILL) must not leave its server behind. The watchdog, in its
+// own session so that a terminal's ^C spares it, waits for EOF on a pipe
+// whose only write end this object holds, then runs `bash SCRIPT stop DIR`.
+// The kernel closes the pipe however the test process ends.
+class StopWatchdog {
+ public:
+  StopWatchdog() = default;
+  StopWatchdog(const StopWatchdog&) = delete;
+  StopWatchdog& operator=(const StopWatchdog&) = delete;
+  ~StopWatchdog() { disarm(); }
+
+  // Best effort: without a watchdog the fixture's destructor still stops.
+  void start(const std::string& script, const std::string& dir) {
+    int p[2];
+    if (pipe2(p, O_CLOEXEC) != 0) return;
+    // Not the test's stdout: a harness that waits for EOF on it must not wait for us.
+    const int null_fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
+    pid_t pid = fork();
+    if (pid == 0) {
+      setsid();
+      dup2(p[0], 0);
+      if (null_fd >= 0) {
+        dup2(null_fd, 1);
+        dup2(null_fd, 2);
+      }
+      close_range(3, ~0U, 0);
+      execl("/bin/bash", "bash", "-c", "while read -r _; do :; done; exec bash \"$0\" stop \"$1\"",
+            script.c_str(), dir.c_str(), static_cast<char*>(nullptr));
+      _exit(127);
+    }
+    close(p[0]);
+    if (null_fd >= 0) close(null_fd);
+    if (pid < 0) {
+      close(p[1]);
+      return;
+    }
+    fd_ = p[1];
+    pid_ = pid;
+  }
+
+  // Closes the pipe (once the server is stopped, the watchdog finds nothing
+  // left to stop, and exits) and reaps the watchdog.
+  void disarm() noexcept {
+    if (fd_ < 0) return;
+    close(fd_);
+    fd_ = -1;
+    while (waitpid(pid_, nullptr, 0) < 0 && errno == EINTR) {
+    }
+  }
+
+ private:
+  int fd_ = -1;
+  pid_t pid_ = -1;
+};
+
 struct RunResult {
   int status = -1;  // exit code, or 128 + signal
   std::string out;  // stdout and stderr, interleaved
@@ -174,7 +230,7 @@ class DovecotServer {
     }
     std::istringstream names(var("IMAP_USERS"));
     for (std::string u; std::getline(names, u, ',');) users_.push_back(u);
-    start_watchdog();
+    watchdog_.start(script(), dir_);
   }
 
   DovecotServer(const DovecotServer&) = delete;
@@ -192,12 +248,7 @@ class DovecotServer {
       }
       dir_.clear();
     }
-    if (watchdog_fd_ >= 0) {
-      close(watchdog_fd_);  // the watchdog finds nothing left to stop, and exits
-      watchdog_fd_ = -1;
-      while (waitpid(watchdog_pid_, nullptr, 0) < 0 && errno == EINTR) {
-      }
-    }
+    watchdog_.disarm();
   }
 
   // Kills the server at once and starts it again on the same ports and mail
@@ -332,40 +383,6 @@ class DovecotServer {
   }
 
  private:
-  // A test process that dies without running destructors (a crash, a ctest
-  // timeout, SIGKILL) must not leave a Dovecot behind. The watchdog, in its own
-  // session so that a terminal's ^C spares it, waits for EOF on a pipe whose only
-  // write end this object holds, then runs `dovecot.sh stop`. The kernel closes
-  // the pipe however the test process ends.
-  void start_watchdog() {
-    int p[2];
-    if (pipe2(p, O_CLOEXEC) != 0) return;  // best effort: the destructor still stops
-    const std::string sh = script();
-    // Not the test's stdout: a harness that waits for EOF on it must not wait for us.
-    const int null_fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
-    pid_t pid = fork();
-    if (pid == 0) {
-      setsid();
-      dup2(p[0], 0);
-      if (null_fd >= 0) {
-        dup2(null_fd, 1);
-        dup2(null_fd, 2);
-      }
-      close_range(3, ~0U, 0);
-      execl("/bin/bash", "bash", "-c", "while read -r _; do :; done; exec bash \"$0\" stop \"$1\"",
-            sh.c_str(), dir_.c_str(), static_cast<char*>(nullptr));
-      _exit(127);
-    }
-    close(p[0]);
-    if (null_fd >= 0) close(null_fd);
-    if (pid < 0) {
-      close(p[1]);
-      return;
-    }
-    watchdog_fd_ = p[1];
-    watchdog_pid_ = pid;
-  }
-
   void chown_to_mail_user(const std::string& path) const {
     if (geteuid() != 0) return;
     if (chown(path.c_str(), static_cast<uid_t>(std::stoul(var("MAIL_UID"))),
@@ -377,8 +394,7 @@ class DovecotServer {
   std::string dir_;
   std::map<std::string, std::string> vars_;
   std::vector<std::string> users_;
-  int watchdog_fd_ = -1;
-  pid_t watchdog_pid_ = -1;
+  detail::StopWatchdog watchdog_;
 };
 
 }  // namespace crmcap::test

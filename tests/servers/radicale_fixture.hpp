@@ -82,7 +82,7 @@ class RadicaleServer {
         throw std::runtime_error(std::string("radicale.sh printed no ") + key + ": " + r.out);
       }
     }
-    start_watchdog();
+    watchdog_.start(script(), dir_);
     transport_ = std::make_unique<caldav::Transport>(transport_options());
   }
 
@@ -101,12 +101,7 @@ class RadicaleServer {
       }
       dir_.clear();
     }
-    if (watchdog_fd_ >= 0) {
-      close(watchdog_fd_);  // the watchdog finds nothing left to stop, and exits
-      watchdog_fd_ = -1;
-      while (waitpid(watchdog_pid_, nullptr, 0) < 0 && errno == EINTR) {
-      }
-    }
+    watchdog_.disarm();
   }
 
   std::uint16_t port() const { return static_cast<std::uint16_t>(std::stoi(var("PORT"))); }
@@ -251,42 +246,9 @@ class RadicaleServer {
     return out;
   }
 
-  // A test process that dies without running destructors (a crash, a ctest
-  // timeout, SIGKILL) must not leave a Radicale behind: as in DovecotServer, a
-  // watchdog in its own session waits for EOF on a pipe whose only write end
-  // this object holds, then runs `radicale.sh stop`.
-  void start_watchdog() {
-    int p[2];
-    if (pipe2(p, O_CLOEXEC) != 0) return;  // best effort: the destructor still stops
-    const std::string sh = script();
-    const int null_fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
-    pid_t pid = fork();
-    if (pid == 0) {
-      setsid();
-      dup2(p[0], 0);
-      if (null_fd >= 0) {
-        dup2(null_fd, 1);
-        dup2(null_fd, 2);
-      }
-      close_range(3, ~0U, 0);
-      execl("/bin/bash", "bash", "-c", "while read -r _; do :; done; exec bash \"$0\" stop \"$1\"",
-            sh.c_str(), dir_.c_str(), static_cast<char*>(nullptr));
-      _exit(127);
-    }
-    close(p[0]);
-    if (null_fd >= 0) close(null_fd);
-    if (pid < 0) {
-      close(p[1]);
-      return;
-    }
-    watchdog_fd_ = p[1];
-    watchdog_pid_ = pid;
-  }
-
   std::string dir_;
   std::map<std::string, std::string> vars_;
-  int watchdog_fd_ = -1;
-  pid_t watchdog_pid_ = -1;
+  detail::StopWatchdog watchdog_;
   std::unique_ptr<caldav::Transport> transport_;
 };
 
