@@ -124,6 +124,7 @@ struct CaptureOptions {
   std::string free_mail_file;
   bool keep_plus_tags = false;
   std::size_t snippet_chars = 280;
+  int backfill_days = 90, horizon_days = 30;
 
   void add_to(CLI::App* app, bool owner_required) {
     auto* o = one_value_per_use(
@@ -138,6 +139,12 @@ struct CaptureOptions {
         app->add_option("--block-domain", block_domains, "never capture this domain (repeatable)"));
     app->add_option("--free-mail", free_mail_file, "free-mail domain list file");
     app->add_flag("--keep-plus-tags", keep_plus_tags, "do not strip +tags from addresses");
+    app->add_option("--backfill-days", backfill_days,
+                    "expand recurring meetings from this many days ago (default 90)")
+        ->check(CLI::Range(0, 36500));
+    app->add_option("--horizon-days", horizon_days,
+                    "expand recurring meetings up to this many days ahead (default 30)")
+        ->check(CLI::Range(0, 36500));
     app->add_option("--snippet-chars", snippet_chars, "snippet length in characters")
         ->check(CLI::Range(1, 100000));
   }
@@ -150,6 +157,8 @@ struct CaptureOptions {
     s.block_domains = block_domains;
     s.strip_plus_tags = !keep_plus_tags;
     s.snippet_chars = snippet_chars;
+    s.backfill_days = backfill_days;
+    s.horizon_days = horizon_days;
     return s;
   }
 };
