@@ -8,7 +8,10 @@
 
 #include <gtest/gtest.h>
 
+#include <sys/wait.h>
+
 #include <chrono>
+#include <cstdio>
 #include <map>
 #include <thread>
 
@@ -219,6 +222,61 @@ TEST_F(CaldavSync, AWrongPasswordNeedsTheUser) {
             std::string::npos)
       << pass.first_error()->message;
   EXPECT_TRUE(st->list({}).value().empty());
+}
+
+struct Run {
+  int status;
+  std::string out;
+};
+
+// Runs the built `exe` (crm-capture or crm-captured) with `args`, stdout and
+// stderr joined.
+Run run(const std::string& exe, const std::string& args) {
+  const std::string cmd = std::string(CRMCAP_BINARY_DIR) + "/daemon/" + exe + " " + args + " 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  std::string out;
+  char buf[4096];
+  std::size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+  const int st = pclose(p);
+  return {WIFEXITED(st) ? WEXITSTATUS(st) : -1, out};
+}
+
+TEST_F(CaldavSync, DaemonOnceSyncsAMailboxWithOnlyCaldav) {
+  dav->put_event("work", "acme.ics", meeting("ev-acme", "jane@acme.com"));
+  dav->put_event("work", "internal.ics", meeting("ev-internal", "bob@example.com"));
+  sink.reset();
+  pipeline.reset();
+  st.reset();
+  const fs::path db = tmp.path() / "s.db", pass = tmp.path() / "dav.pass",
+                 conf = tmp.path() / "crm-capture.toml";
+  std::ofstream(pass) << dav->password() << "\n";
+  fs::permissions(pass, fs::perms::owner_read | fs::perms::owner_write);
+  // The server's root: discovery finds the calendar.
+  std::ofstream(conf) << "[store]\npath = \"" << db.string()
+                      << "\"\n[identity]\ninternal_domains = [\"example.com\"]\n"
+                         "[[mailbox]]\nname = \"alice\"\nowner = [\"alice@example.com\"]\n"
+                         "[mailbox.caldav]\nurl = \""
+                      << dav->url() << "\"\nusername = \"" << dav->user()
+                      << "\"\npassword_file = \"" << pass.string() << "\"\nallow_insecure = true\n";
+  auto d = run("crm-captured", "--once --config " + conf.string());
+  ASSERT_EQ(d.status, 0) << d.out;
+  EXPECT_NE(d.out.find("alice: caldav: 1 calendar(s)"), std::string::npos) << d.out;
+  EXPECT_NE(d.out.find("captured 1, skipped 1, failed 0"), std::string::npos) << d.out;
+  auto a = run("crm-capture", "--store " + db.string() + " activities --json");
+  ASSERT_EQ(a.status, 0) << a.out;
+  EXPECT_NE(a.out.find("Meeting ev-acme"), std::string::npos) << a.out;
+  // Once more: nothing changed.
+  d = run("crm-captured", "--once --config " + conf.string());
+  ASSERT_EQ(d.status, 0) << d.out;
+  EXPECT_NE(d.out.find("unchanged"), std::string::npos) << d.out;
+
+  // A wrong password: a clear message and a failed exit.
+  std::ofstream(pass) << "wrong\n";
+  d = run("crm-captured", "--once --config " + conf.string());
+  EXPECT_EQ(d.status, 1) << d.out;
+  EXPECT_NE(d.out.find("refused the username and password"), std::string::npos) << d.out;
+  EXPECT_NE(d.out.find("not retrying"), std::string::npos) << d.out;
 }
 
 }  // namespace
