@@ -1,11 +1,17 @@
 // SPDX-License-Identifier: Apache-2.0
 // crm-captured: the capture daemon. Reads the configuration, opens the store and
 // runs every configured mailbox's IMAP account on one io_context: once
-// (--once), or continuously with IDLE until SIGINT/SIGTERM. Capture and the
+// (--once), or continuously with IDLE until SIGINT/SIGTERM. A mailbox's
+// CalDAV account runs on a worker thread of its own (its transport blocks),
+// once or every interval_seconds; its sink's calls run on the capture thread. Capture and the
 // store run on a second thread of their own, so that parsing and committing
 // a batch never holds up the network (any mailbox's) and the reading of the
 // next batch overlaps the commit of this one.
+#include "connectors/caldav/caldav.hpp"
+#include "connectors/caldav/transport.hpp"
 #include "connectors/imap/imap.hpp"
+#include "daemon/capture/caldav_account.hpp"
+#include "daemon/capture/caldav_sink.hpp"
 #include "daemon/capture/capture.hpp"
 #include "daemon/capture/imap_sink.hpp"
 #include "daemon/config/config.hpp"
@@ -17,13 +23,18 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include <condition_variable>
 #include <cstdio>
 #include <filesystem>
+#include <future>
 #include <iostream>
 #include <memory>
+#include <mutex>
+#include <set>
 #include <thread>
 
 namespace asio = boost::asio;
@@ -57,6 +68,61 @@ class CaptureThread {
   asio::io_context io_;
   asio::executor_work_guard<asio::io_context::executor_type> work_;
   std::thread thread_;
+};
+
+// A CalendarSink whose calls run on the capture thread, where the store and
+// the pipelines are used; the calling worker waits for each.
+class OnCaptureThread final : public caldav::CalendarSink {
+ public:
+  OnCaptureThread(caldav::CalendarSink& inner, asio::any_io_executor capture)
+      : inner_(inner), capture_(std::move(capture)) {}
+  caldav::SyncResult<caldav::StoredCalendar> stored(const std::string& url) override {
+    return run([&] { return inner_.stored(url); });
+  }
+  caldav::SyncResult<void> commit(const caldav::CalendarChanges& changes) override {
+    return run([&] { return inner_.commit(changes); });
+  }
+
+ private:
+  template <class F>
+  auto run(F f) -> decltype(f()) {
+    std::packaged_task<decltype(f())()> task(std::move(f));
+    auto done = task.get_future();
+    asio::post(capture_, [&task] { task(); });
+    return done.get();
+  }
+  caldav::CalendarSink& inner_;
+  asio::any_io_executor capture_;
+};
+
+// Tells the CalDAV workers to stop waiting for their next pass.
+struct StopSignal {
+  std::mutex mutex;
+  std::condition_variable changed;
+  bool stop = false;
+  void raise() {
+    {
+      const std::lock_guard<std::mutex> lock(mutex);
+      stop = true;
+    }
+    changed.notify_all();
+  }
+  // Waits `d` or until raised; true when raised.
+  bool wait(std::chrono::seconds d) {
+    std::unique_lock<std::mutex> lock(mutex);
+    return changed.wait_for(lock, d, [this] { return stop; });
+  }
+};
+
+struct CaldavRuntime {
+  std::string name;
+  config::CaldavConfig config;
+  std::unique_ptr<capture::Pipeline> pipeline;
+  std::unique_ptr<capture::CaldavSink> sink;
+  std::unique_ptr<OnCaptureThread> on_capture;
+  bool failed = false;  // a pass failed (--once: the exit status)
+  std::string summary;  // the last pass's, for --once
+  std::thread worker;
 };
 
 imap::AccountOptions account_options(const config::Config& cfg, const config::MailboxConfig& mb,
@@ -160,6 +226,42 @@ std::string describe(const imap::SyncReport& r, const capture::Tally& c) {
   return out;
 }
 
+// A mailbox's CalDAV account: a pass now, then (without `once`) one every
+// interval_seconds until stopped. A needs_user error stops the calendar it
+// came from, or the account when discovery or the credentials failed.
+void run_caldav(CaldavRuntime& rt, const config::Environment& env, bool once, StopSignal& stop) {
+  std::set<std::string> stopped;  // calendars that need the user
+  for (;;) {
+    auto options = capture::caldav_transport_options(rt.name, rt.config, env);
+    if (!options) {
+      rt.failed = true;
+      say_line("crm-captured: " + options.error().message + " (needs attention; not retrying)");
+      return;
+    }
+    caldav::Transport transport(std::move(*options));
+    auto pass =
+        capture::sync_caldav_once(rt.name, rt.config.url, transport, *rt.on_capture, stopped);
+    rt.failed = pass.first_error() != nullptr;
+    for (const auto& c : pass.calendars) {
+      if (!c.error) continue;
+      const bool final = c.error->retry == caldav::RetryClass::needs_user;
+      if (final) stopped.insert(c.calendar.url);
+      say_line("crm-captured: " + c.error->message +
+               (final ? " (needs attention; not retrying)" : " (will retry)"));
+    }
+    if (pass.error) {
+      const bool final = pass.error->retry == caldav::RetryClass::needs_user;
+      say_line("crm-captured: " + pass.error->message +
+               (final ? " (needs attention; not retrying)" : " (will retry)"));
+      if (final) return;
+    }
+    rt.summary = "caldav: " + capture::describe(pass, rt.sink->counters(), rt.sink->cancelled());
+    if (once) return;
+    if (!pass.error) say_line("crm-captured: " + rt.name + ": " + rt.summary);
+    if (stop.wait(std::chrono::seconds(rt.config.interval_seconds))) return;
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -225,11 +327,44 @@ int main(int argc, char** argv) {
     rt->account = std::make_unique<imap::Account>(io.get_executor(), std::move(options), *rt->sink);
     boxes.push_back(std::move(rt));
   }
-  if (boxes.empty()) {
+  std::vector<std::unique_ptr<CaldavRuntime>> calendars;
+  for (const auto& mb : cfg->mailboxes) {
+    if (!mb.caldav) continue;
+    auto rt = std::make_unique<CaldavRuntime>();
+    rt->name = mb.name;
+    rt->config = *mb.caldav;
+    capture::Settings s;
+    s.owner_addresses = mb.owner;
+    s.internal_domains = cfg->internal_domains;
+    s.strip_plus_tags = cfg->strip_plus_tags;
+    s.block_addresses = cfg->block_addresses;
+    s.block_domains = cfg->block_domains;
+    s.snippet_chars = cfg->snippet_chars;
+    s.backfill_days = static_cast<int>(cfg->backfill_days);
+    s.horizon_days = static_cast<int>(cfg->horizon_days);
+    rt->pipeline = std::make_unique<capture::Pipeline>(db, db, std::move(s), *free_mail);
+    rt->sink = std::make_unique<capture::CaldavSink>(mb.name, *rt->pipeline, db, db);
+    rt->sink->on_warning = [](const std::string& m) { say_line("crm-captured: warning: " + m); };
+    rt->on_capture = std::make_unique<OnCaptureThread>(*rt->sink, capture);
+    calendars.push_back(std::move(rt));
+  }
+  if (boxes.empty() && calendars.empty()) {
     std::cerr << "crm-captured: " << cfg->source
-              << ": no [[mailbox]] with an [mailbox.imap] table\n";
+              << ": no [[mailbox]] with an [mailbox.imap] or [mailbox.caldav] table\n";
     return 2;
   }
+  StopSignal stop;
+  for (auto& c : calendars) {
+    CaldavRuntime* rt = c.get();
+    rt->worker = std::thread([rt, &env, once, &stop] { run_caldav(*rt, env, once, stop); });
+  }
+  // Before the capture thread ends: the workers wait on it.
+  auto join_workers = [&] {
+    stop.raise();
+    for (auto& c : calendars) {
+      if (c->worker.joinable()) c->worker.join();
+    }
+  };
 
   if (once) {
     for (auto& b : boxes) {
@@ -247,6 +382,7 @@ int main(int argc, char** argv) {
           asio::detached);
     }
     io.run();
+    join_workers();
     int failed = 0;
     for (const auto& b : boxes) {
       if (b->error) {
@@ -256,6 +392,10 @@ int main(int argc, char** argv) {
         std::cout << b->name << ": " << describe(*b->report, b->sink->counters()) << "\n";
       }
     }
+    for (const auto& c : calendars) {
+      if (c->failed) ++failed;
+      if (!c->summary.empty()) std::cout << c->name << ": " << c->summary << "\n";
+    }
     return failed ? 1 : 0;
   }
 
@@ -264,8 +404,10 @@ int main(int argc, char** argv) {
     if (ec) return;
     std::cerr << "crm-captured: stopping\n";
     for (auto& b : boxes) b->account->stop();
+    stop.raise();
   });
   std::size_t running = boxes.size();
+  const bool has_calendars = !calendars.empty();
   for (auto& b : boxes) {
     MailboxRuntime* rt = b.get();
     rt->account->on_synced = [rt](const imap::SyncReport& r) {
@@ -278,16 +420,17 @@ int main(int argc, char** argv) {
     };
     asio::co_spawn(
         io,
-        [rt, &running, &signals]() -> imap::Awaitable<void> {
+        [rt, &running, &signals, has_calendars]() -> imap::Awaitable<void> {
           auto e = co_await rt->account->run();
           if (e.code != imap::make_error_code(imap::SyncErrc::cancelled)) rt->error = e;
-          if (--running == 0) signals.cancel();
+          if (--running == 0 && !has_calendars) signals.cancel();
         },
         asio::detached);
   }
-  std::cerr << "crm-captured: running " << boxes.size() << " mailbox(es), store " << cfg->store_path
-            << "\n";
+  std::cerr << "crm-captured: running " << boxes.size() << " IMAP and " << calendars.size()
+            << " CalDAV account(s), store " << cfg->store_path << "\n";
   io.run();
+  join_workers();
   for (const auto& b : boxes) {
     if (b->error) return 1;
   }

@@ -256,6 +256,27 @@ CREATE TABLE activity_meetings (
 CREATE INDEX activity_meetings_by_uid ON activity_meetings(event_uid);
 )sql";
 
+// v8: CalDAV calendars: each one's sync state, and the ETag of every item
+// (calendar object resource) whose activities are stored, by href.
+constexpr const char* k_v8 = R"sql(
+CREATE TABLE calendars (
+  mailbox    TEXT NOT NULL,
+  url        TEXT NOT NULL,
+  sync_token TEXT NOT NULL DEFAULT '',
+  ctag       TEXT NOT NULL DEFAULT '',
+  updated_at TEXT NOT NULL,
+  PRIMARY KEY (mailbox, url)
+) WITHOUT ROWID;
+CREATE TABLE calendar_items (
+  mailbox    TEXT NOT NULL,
+  calendar   TEXT NOT NULL,
+  href       TEXT NOT NULL,
+  etag       TEXT NOT NULL,
+  updated_at TEXT NOT NULL,
+  PRIMARY KEY (mailbox, calendar, href)
+) WITHOUT ROWID;
+)sql";
+
 // Fills email_key of every contact address (v6).
 void fill_email_keys(SQLite::Database& db) {
   std::vector<std::pair<std::string, std::string>> rows;  // (email, contact_id)
@@ -277,7 +298,7 @@ void fill_email_keys(SQLite::Database& db) {
 
 constexpr Migration k_migrations[] = {{k_v1, nullptr}, {k_v2, nullptr}, {k_v3, nullptr},
                                       {k_v4, nullptr}, {k_v5, nullptr}, {k_v6, fill_email_keys},
-                                      {k_v7, nullptr}};
+                                      {k_v7, nullptr}, {k_v8, nullptr}};
 
 }  // namespace
 

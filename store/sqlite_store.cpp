@@ -573,6 +573,7 @@ class SqliteStore final : public Store {
       }
     }
     if (batch.cursor) write_cursor(*batch.cursor, now);
+    if (batch.calendar) write_calendar(*batch.calendar, now);
     tx.commit();
     return {};
   } catch (const std::exception& e) {
@@ -697,6 +698,33 @@ class SqliteStore final : public Store {
     return sql_error("looking up remote ids", e);
   }
 
+  Result<std::vector<Placement>> placed_under(std::string_view mailbox, std::string_view folder,
+                                              std::string_view path_prefix) override try {
+    // A range on the key's last column: the paths from the prefix up to
+    // the prefix with its last byte one higher.
+    std::string upper(path_prefix);
+    if (upper.empty() || static_cast<unsigned char>(upper.back()) == 0xff) {
+      return make_error(Errc::bad_input, "placed_under: a prefix must end below byte 0xff");
+    }
+    upper.back() = static_cast<char>(upper.back() + 1);
+    auto& st = stmt(
+        "SELECT s.path, a.source_key FROM activity_sources s JOIN activities a "
+        "ON a.seq = s.activity_seq WHERE s.mailbox = ? AND s.folder = ? AND s.uidvalidity = 0 "
+        "AND s.uid = 0 AND s.path >= ? AND s.path < ? AND s.removed_at = '' ORDER BY s.path");
+    st.bind(1, std::string(mailbox));
+    st.bind(2, std::string(folder));
+    st.bind(3, std::string(path_prefix));
+    st.bind(4, upper);
+    std::vector<Placement> out;
+    while (st.executeStep()) {
+      out.push_back({st.getColumn(0).getString(), st.getColumn(1).getString()});
+    }
+    st.reset();
+    return out;
+  } catch (const std::exception& e) {
+    return sql_error("reading a calendar item's places", e);
+  }
+
   Result<std::optional<std::string>> thread_opportunity(std::string_view thread_key,
                                                         std::string_view before) override try {
     auto& st = stmt(
@@ -736,6 +764,31 @@ class SqliteStore final : public Store {
     return {};
   } catch (const std::exception& e) {
     return sql_error("writing sync state", e);
+  }
+
+  Result<std::optional<CalendarRecord>> calendar(std::string_view mailbox,
+                                                 std::string_view url) override try {
+    const ReadScope scope(db_);
+    auto& st = stmt("SELECT sync_token, ctag FROM calendars WHERE mailbox = ? AND url = ?");
+    st.bind(1, std::string(mailbox));
+    st.bind(2, std::string(url));
+    auto out = first_row(st, [](SQLite::Statement& r) {
+      CalendarRecord c;
+      c.sync_token = r.getColumn(0).getString();
+      c.ctag = r.getColumn(1).getString();
+      return c;
+    });
+    if (!out) return out;
+    auto& items = stmt("SELECT href, etag FROM calendar_items WHERE mailbox = ? AND calendar = ?");
+    items.bind(1, std::string(mailbox));
+    items.bind(2, std::string(url));
+    while (items.executeStep()) {
+      out->items.emplace(items.getColumn(0).getString(), items.getColumn(1).getString());
+    }
+    items.reset();
+    return out;
+  } catch (const std::exception& e) {
+    return sql_error("reading a calendar's state", e);
   }
 
   Result<std::vector<std::pair<std::int64_t, std::string>>> known_uids(
@@ -969,6 +1022,26 @@ class SqliteStore final : public Store {
         "highest_modseq = excluded.highest_modseq, extra = excluded.extra, "
         "updated_at = excluded.updated_at");
     run(st, c.mailbox, c.folder, c.uidvalidity, c.highest_uid, c.highest_modseq, c.extra, now);
+  }
+
+  void write_calendar(const Batch::Calendar& c, const std::string& now) {
+    run(stmt("INSERT INTO calendars (mailbox, url, sync_token, ctag, updated_at) "
+             "VALUES (?, ?, ?, ?, ?) ON CONFLICT (mailbox, url) DO UPDATE SET "
+             "sync_token = excluded.sync_token, ctag = excluded.ctag, "
+             "updated_at = excluded.updated_at"),
+        c.mailbox, c.url, c.sync_token, c.ctag, now);
+    auto& up = stmt(
+        "INSERT INTO calendar_items (mailbox, calendar, href, etag, updated_at) "
+        "VALUES (?, ?, ?, ?, ?) ON CONFLICT (mailbox, calendar, href) DO UPDATE SET "
+        "etag = excluded.etag, updated_at = excluded.updated_at");
+    for (const auto& [href, etag] : c.items) run(up, c.mailbox, c.url, href, etag, now);
+    auto& del = stmt("DELETE FROM calendar_items WHERE mailbox = ? AND calendar = ? AND href = ?");
+    for (const auto& href : c.deleted) run(del, c.mailbox, c.url, href);
+    // Only the first report counts (as for IMAP's removed UIDs).
+    auto& gone = stmt(
+        "UPDATE activity_sources SET removed_at = ? WHERE mailbox = ? AND folder = ? AND "
+        "uidvalidity = 0 AND uid = 0 AND path = ? AND removed_at = ''");
+    for (const auto& path : c.removed_paths) run(gone, now, c.mailbox, c.url, path);
   }
 
   void clear_caches() {

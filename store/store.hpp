@@ -10,6 +10,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -247,6 +248,26 @@ struct Batch {
   // the cursor's UIDVALIDITY (needs `cursor`): the sources there are marked
   // removed; their activities stay.
   std::vector<std::pair<std::int64_t, std::int64_t>> removed_uids;
+  // A CalDAV calendar's part of the batch: its new state, the ETags of the
+  // items it brings and the hrefs gone from the server. Committed with the
+  // activities, so that an item's ETag is never stored without its rows.
+  struct Calendar {
+    std::string mailbox;
+    std::string url;  // the calendar collection; the folder of its places
+    std::string sync_token, ctag;
+    std::vector<std::pair<std::string, std::string>> items;  // (href, ETag) upserted
+    std::vector<std::string> deleted;                        // hrefs removed
+    // Places at this calendar (SourceRef::path, uidvalidity and uid 0) the
+    // server no longer gives: marked removed once the items above are in.
+    std::vector<std::string> removed_paths;
+  };
+  std::optional<Calendar> calendar;
+};
+
+// What the store holds of a CalDAV calendar (Batch::Calendar).
+struct CalendarRecord {
+  std::string sync_token, ctag;
+  std::map<std::string, std::string> items;  // href -> ETag
 };
 
 // A read transaction held around a run of look-ups: they see one snapshot and
@@ -285,6 +306,17 @@ class Activities {
   // seen with it in `mailbox`, or an empty string when none was.
   virtual Result<std::vector<std::string>> source_keys_by_remote_id(
       std::string_view mailbox, const std::vector<std::string>& remote_ids) = 0;
+  // A place at a calendar and the source key of the activity seen there.
+  struct Placement {
+    std::string path;
+    std::string source_key;
+  };
+  // The places of `mailbox`'s `folder` (uidvalidity and uid 0: a calendar's)
+  // whose path starts with `path_prefix` and that are not marked removed, by
+  // path.
+  virtual Result<std::vector<Placement>> placed_under(std::string_view mailbox,
+                                                      std::string_view folder,
+                                                      std::string_view path_prefix) = 0;
   // The opportunity of the most recent captured activity in the thread, if any.
   // Only activities that occurred before `before` (ISO 8601 UTC) count, so the
   // answer does not depend on the order in which a thread was seen.
@@ -303,6 +335,10 @@ class SyncState {
   // refetching and to re-map after a UIDVALIDITY change).
   virtual Result<std::vector<std::pair<std::int64_t, std::string>>> known_uids(
       std::string_view mailbox, std::string_view folder, std::int64_t uidvalidity) = 0;
+  // The stored state and item ETags of `mailbox`'s calendar at `url`;
+  // nullopt when none was committed.
+  virtual Result<std::optional<CalendarRecord>> calendar(std::string_view mailbox,
+                                                         std::string_view url) = 0;
 };
 
 struct StoreOptions {

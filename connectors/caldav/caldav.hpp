@@ -37,14 +37,8 @@ namespace crmcap::caldav {
 // ---------------------------------------------------------------------------
 // Errors
 
-// How a failure should be handled by whoever runs the sync (isync's
-// FAIL_TEMP / FAIL_WAIT / FAIL_FINAL; the same two classes as the IMAP
-// connector). A SyncError with `retry_at` set says when to retry instead of
-// backing off.
-enum class RetryClass {
-  retry_later,  // network, timeout, 5xx, 429, a malformed reply: back off, then retry
-  needs_user,   // bad credentials, no such calendar, a redirect refused: do not retry
-};
+// How a failure is handled: RetryClass (http.hpp). A SyncError with
+// `retry_at` set says when to retry instead of backing off.
 
 enum class Errc {
   // The exchange:

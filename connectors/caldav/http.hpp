@@ -11,6 +11,15 @@
 
 namespace crmcap::caldav {
 
+// How a failure should be handled by whoever runs the sync (isync's
+// FAIL_TEMP / FAIL_WAIT / FAIL_FINAL; the same two classes as the IMAP
+// connector). One type for the sync core (caldav.hpp) and the transport
+// (transport.hpp), so that both headers can be included together.
+enum class RetryClass {
+  retry_later,  // network, timeout, 5xx, 429, a malformed reply: back off, then retry
+  needs_user,   // bad credentials, an untrusted certificate, no such calendar: do not retry
+};
+
 struct Header {
   std::string name;  // compared without case
   std::string value;

@@ -86,11 +86,7 @@ enum class TransportErrc {
 const std::error_category& transport_category() noexcept;
 std::error_code make_error_code(TransportErrc e) noexcept;
 
-// How a failure should be handled by whoever runs the sync.
-enum class RetryClass {
-  retry_later,  // network, timeouts, the server's misbehaviour: back off, then retry
-  needs_user,   // bad configuration or an untrusted certificate: do not retry
-};
+// How a failure should be handled: RetryClass (http.hpp).
 
 // needs_user for invalid_request, insecure_refused, tls_setup_failed and
 // certificate_rejected; retry_later for every other code, including
