@@ -224,23 +224,7 @@ TEST_F(CaldavSync, AWrongPasswordNeedsTheUser) {
   EXPECT_TRUE(st->list({}).value().empty());
 }
 
-struct Run {
-  int status;
-  std::string out;
-};
-
-// Runs the built `exe` (crm-capture or crm-captured) with `args`, stdout and
-// stderr joined.
-Run run(const std::string& exe, const std::string& args) {
-  const std::string cmd = std::string(CRMCAP_BINARY_DIR) + "/daemon/" + exe + " " + args + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  std::string out;
-  char buf[4096];
-  std::size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  const int st = pclose(p);
-  return {WIFEXITED(st) ? WEXITSTATUS(st) : -1, out};
-}
+using test::run;
 
 TEST_F(CaldavSync, DaemonOnceSyncsAMailboxWithOnlyCaldav) {
   dav->put_event("work", "acme.ics", meeting("ev-acme", "jane@acme.com"));

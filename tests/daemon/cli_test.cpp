@@ -16,23 +16,8 @@ using namespace crmcap;
 
 namespace {
 
-struct Run {
-  int status;
-  std::string out;
-};
-
-// Runs the built executable `exe` (crm-capture or crm-captured) with `args`
-// (already shell-quoted), stdout and stderr joined.
-Run run(const std::string& exe, const std::string& args) {
-  const std::string cmd = std::string(CRMCAP_BINARY_DIR) + "/daemon/" + exe + " " + args + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  std::string out;
-  char buf[4096];
-  std::size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  const int st = pclose(p);
-  return {WIFEXITED(st) ? WEXITSTATUS(st) : -1, out};
-}
+using test::Run;
+using test::run;
 
 Run crm_capture(const std::string& args) { return run("crm-capture", args); }
 

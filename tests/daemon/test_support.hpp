@@ -8,6 +8,9 @@
 
 #include <gtest/gtest.h>
 
+#include <sys/wait.h>
+
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -54,6 +57,25 @@ inline std::unique_ptr<store::Store> directory_store(const std::string& path) {
   EXPECT_TRUE(capture::import_directory_csv_text(*st, ImportKind::opportunities, k_opportunities,
                                                  "o", false));
   return st;
+}
+
+// What a built executable printed (stdout and stderr joined) and its exit status.
+struct Run {
+  int status;
+  std::string out;
+};
+
+// Runs the built executable `exe` (crm-capture or crm-captured) with `args`
+// (already shell-quoted).
+inline Run run(const std::string& exe, const std::string& args) {
+  const std::string cmd = std::string(CRMCAP_BINARY_DIR) + "/daemon/" + exe + " " + args + " 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  std::string out;
+  char buf[4096];
+  std::size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+  const int st = pclose(p);
+  return {WIFEXITED(st) ? WEXITSTATUS(st) : -1, out};
 }
 
 // A plain message with the given header lines (each ending in "\n").
