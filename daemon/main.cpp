@@ -203,6 +203,21 @@ void say_line(std::string line) {
   std::fwrite(line.data(), 1, line.size(), stderr);
 }
 
+// The capture settings of one mailbox: its owner, and the [identity] and
+// [capture] tables.
+capture::Settings settings_of(const config::Config& cfg, const config::MailboxConfig& mb) {
+  capture::Settings s;
+  s.owner_addresses = mb.owner;
+  s.internal_domains = cfg.internal_domains;
+  s.strip_plus_tags = cfg.strip_plus_tags;
+  s.block_addresses = cfg.block_addresses;
+  s.block_domains = cfg.block_domains;
+  s.snippet_chars = cfg.snippet_chars;
+  s.backfill_days = static_cast<int>(cfg.backfill_days);
+  s.horizon_days = static_cast<int>(cfg.horizon_days);
+  return s;
+}
+
 std::string describe(const imap::SyncReport& r, const capture::Tally& c) {
   std::string out;
   for (const auto& f : r.folders) {
@@ -309,14 +324,7 @@ int main(int argc, char** argv) {
     if (!mb.imap) continue;
     auto rt = std::make_unique<MailboxRuntime>();
     rt->name = mb.name;
-    capture::Settings s;
-    s.owner_addresses = mb.owner;
-    s.internal_domains = cfg->internal_domains;
-    s.strip_plus_tags = cfg->strip_plus_tags;
-    s.block_addresses = cfg->block_addresses;
-    s.block_domains = cfg->block_domains;
-    s.snippet_chars = cfg->snippet_chars;
-    rt->pipeline = std::make_unique<capture::Pipeline>(db, db, std::move(s), *free_mail);
+    rt->pipeline = std::make_unique<capture::Pipeline>(db, db, settings_of(*cfg, mb), *free_mail);
     rt->sink = std::make_unique<capture::ImapSink>(mb.name, *rt->pipeline, db, db);
     const std::string name = mb.name;
     rt->sink->on_warning = [name](const std::string& m) {
@@ -333,16 +341,7 @@ int main(int argc, char** argv) {
     auto rt = std::make_unique<CaldavRuntime>();
     rt->name = mb.name;
     rt->config = *mb.caldav;
-    capture::Settings s;
-    s.owner_addresses = mb.owner;
-    s.internal_domains = cfg->internal_domains;
-    s.strip_plus_tags = cfg->strip_plus_tags;
-    s.block_addresses = cfg->block_addresses;
-    s.block_domains = cfg->block_domains;
-    s.snippet_chars = cfg->snippet_chars;
-    s.backfill_days = static_cast<int>(cfg->backfill_days);
-    s.horizon_days = static_cast<int>(cfg->horizon_days);
-    rt->pipeline = std::make_unique<capture::Pipeline>(db, db, std::move(s), *free_mail);
+    rt->pipeline = std::make_unique<capture::Pipeline>(db, db, settings_of(*cfg, mb), *free_mail);
     rt->sink = std::make_unique<capture::CaldavSink>(mb.name, *rt->pipeline, db, db);
     rt->sink->on_warning = [](const std::string& m) { say_line("crm-captured: warning: " + m); };
     rt->on_capture = std::make_unique<OnCaptureThread>(*rt->sink, capture);
