@@ -15,6 +15,8 @@
 #include "parsers/calendar/calendar.hpp"
 #include "parsers/text/text.hpp"
 
+#include "tests/parsers/corpus_support.hpp"
+
 #include <gtest/gtest.h>
 #include <boost/json.hpp>
 
@@ -30,32 +32,10 @@ namespace fs = std::filesystem;
 namespace json = boost::json;
 using namespace crmcap::ical;
 
-fs::path corpus_dir() { return fs::path(CRMCAP_SOURCE_DIR) / "tests" / "corpora" / "ics"; }
-
-std::string read_file(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-std::vector<std::string> corpus_names() {
-  std::vector<std::string> names;
-  for (const auto& entry : fs::directory_iterator(corpus_dir())) {
-    if (entry.path().extension() == ".ics") names.push_back(entry.path().stem().string());
-  }
-  std::sort(names.begin(), names.end());
-  return names;
-}
-
-std::int64_t days_from_civil(std::int64_t y, unsigned m, unsigned d) {
-  y -= m <= 2;
-  const std::int64_t era = (y >= 0 ? y : y - 399) / 400;
-  const auto yoe = static_cast<unsigned>(y - era * 400);
-  const unsigned doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-  const unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-  return era * 146097 + static_cast<std::int64_t>(doe) - 719468;
-}
+fs::path corpus_dir() { return crmcap::test::corpus_dir("ics"); }
+std::vector<std::string> corpus_names() { return crmcap::test::corpus_names(corpus_dir(), ".ics"); }
+using crmcap::test::days_from_civil;
+using crmcap::test::read_file;
 
 // "YYYY-MM-DDTHH:MM:SSZ" to Unix seconds.
 std::int64_t unix_of(const std::string& s) {

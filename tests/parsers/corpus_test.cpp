@@ -21,6 +21,8 @@
 #include "parsers/mail/mail.hpp"
 #include "parsers/text/text.hpp"
 
+#include "tests/parsers/corpus_support.hpp"
+
 #include <gtest/gtest.h>
 #include <boost/json.hpp>
 
@@ -38,33 +40,10 @@ using crmcap::mail::MailMessage;
 
 constexpr std::int64_t received_at = 1795000000;
 
-fs::path corpus_dir() { return fs::path(CRMCAP_SOURCE_DIR) / "tests" / "corpora" / "mail"; }
-
-std::string read_file(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-std::vector<std::string> corpus_names() {
-  std::vector<std::string> names;
-  for (const auto& entry : fs::directory_iterator(corpus_dir())) {
-    if (entry.path().extension() == ".eml") names.push_back(entry.path().stem().string());
-  }
-  std::sort(names.begin(), names.end());
-  return names;
-}
-
-// Days since 1970-01-01 of a civil date (proleptic Gregorian).
-std::int64_t days_from_civil(std::int64_t y, unsigned m, unsigned d) {
-  y -= m <= 2;
-  const std::int64_t era = (y >= 0 ? y : y - 399) / 400;
-  const auto yoe = static_cast<unsigned>(y - era * 400);
-  const unsigned doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-  const unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-  return era * 146097 + static_cast<std::int64_t>(doe) - 719468;
-}
+fs::path corpus_dir() { return crmcap::test::corpus_dir("mail"); }
+std::vector<std::string> corpus_names() { return crmcap::test::corpus_names(corpus_dir(), ".eml"); }
+using crmcap::test::days_from_civil;
+using crmcap::test::read_file;
 
 std::int64_t expected_date(const json::value& v) {
   if (v.is_int64()) return v.as_int64();
