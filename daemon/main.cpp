@@ -147,6 +147,7 @@ imap::AccountOptions account_options(const config::Config& cfg, const config::Ma
   o.transport.io_timeout = std::chrono::seconds(ic.timeout_seconds);
   o.transport.connect_timeout =
       std::chrono::seconds(std::min<std::uint32_t>(ic.timeout_seconds, 30));
+  o.command_timeout = std::chrono::seconds(ic.command_timeout_seconds);
   o.username = ic.username;
   switch (ic.auth) {
     case config::ImapConfig::Auth::automatic:

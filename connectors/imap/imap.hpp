@@ -68,6 +68,10 @@ struct AccountOptions {
   std::uint32_t backfill_days = 90;      // first sync: only mail SINCE this window
   std::uint32_t max_part_bytes = 65536;  // each fetched text part is cut here
   std::uint32_t batch_size = 500;        // most messages per UID FETCH and per commit
+  // Every command must complete within this, however steadily the server
+  // sends (the transport's io_timeout only bounds each read's wait); IDLE
+  // within its own wait plus io_timeout. Past it the pass fails (retry_later).
+  std::chrono::seconds command_timeout{600};
   std::chrono::seconds idle_reissue{25 * 60};
   std::chrono::seconds poll_interval{60};  // other folders while idling on INBOX
   // COMPRESS=DEFLATE (RFC 4978) when offered: automatic compresses except to

@@ -582,7 +582,7 @@ class Loader {
     check_keys(t, "mailbox.imap", label,
                {"url", "username", "password_file", "token_file", "token_command", "credential",
                 "auth", "ca_file", "folders", "allow_insecure", "poll_seconds", "idle_minutes",
-                "max_part_bytes", "batch_size", "timeout_seconds", "compress"});
+                "max_part_bytes", "batch_size", "timeout_seconds", "command_timeout_seconds", "compress"});
     get_bool(t, "allow_insecure", "mailbox.imap.allow_insecure", imap.allow_insecure);
     if (!t.contains("url")) {
       missing(t, "url", label);
@@ -620,6 +620,8 @@ class Loader {
     get_u32(t, "max_part_bytes", "mailbox.imap.max_part_bytes", imap.max_part_bytes, 1, 1 << 30);
     get_u32(t, "batch_size", "mailbox.imap.batch_size", imap.batch_size, 1, 100000);
     get_u32(t, "timeout_seconds", "mailbox.imap.timeout_seconds", imap.timeout_seconds, 1, 3600);
+    get_u32(t, "command_timeout_seconds", "mailbox.imap.command_timeout_seconds",
+            imap.command_timeout_seconds, 1, 86400);
     if (const toml::node* n =
             typed(t, "compress", "mailbox.imap.compress", toml::node_type::string)) {
       const std::string& v = n->as_string()->get();

@@ -59,11 +59,14 @@ struct ImapConfig {
   std::uint32_t idle_minutes = 25;       // IDLE is re-issued after this (1..29)
   std::uint32_t max_part_bytes = 65536;  // text parts larger than this are cut
   std::uint32_t batch_size = 500;        // messages per UID FETCH and per commit
-  std::uint32_t timeout_seconds = 60;
+  std::uint32_t timeout_seconds = 60;  // a server silent this long is dropped
+  // A command (a batch's fetch, a search) not completed this long after it
+  // started fails its pass, however steadily the server trickles bytes.
+  std::uint32_t command_timeout_seconds = 600;
   // COMPRESS=DEFLATE (RFC 4978) when the server offers it: "auto" compresses
   // except to a loopback address (where it only costs CPU), "always", "never".
   enum class Compress { automatic, always, never };
-  Compress compress = Compress::automatic;  // a server silent this long is dropped
+  Compress compress = Compress::automatic;
 };
 
 // [mailbox.caldav]: validated now, used by the CalDAV connector.

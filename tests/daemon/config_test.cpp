@@ -124,6 +124,7 @@ idle_minutes = 20
 max_part_bytes = 32768
 batch_size = 50
 timeout_seconds = 30
+command_timeout_seconds = 120
 [mailbox.caldav]
 url = "https://dav.example.com/calendars/alice/"
 username = "alice"
@@ -175,6 +176,7 @@ token_file = "alice.token"
   EXPECT_EQ(a.imap->max_part_bytes, 32768u);
   EXPECT_EQ(a.imap->batch_size, 50u);
   EXPECT_EQ(a.imap->timeout_seconds, 30u);
+  EXPECT_EQ(a.imap->command_timeout_seconds, 120u);
   ASSERT_TRUE(a.caldav);
   EXPECT_EQ(a.caldav->url, "https://dav.example.com/calendars/alice/");
   EXPECT_EQ(a.caldav->username, "alice");
@@ -222,6 +224,7 @@ TEST_F(ConfigTest, DefaultsForAUser) {
   EXPECT_EQ(m.imap->max_part_bytes, 65536u);
   EXPECT_EQ(m.imap->batch_size, 500u);
   EXPECT_EQ(m.imap->timeout_seconds, 60u);
+  EXPECT_EQ(m.imap->command_timeout_seconds, 600u);
 
   Environment xdg = user_env();
   xdg.xdg_data_home = "/data/alice";
