@@ -379,7 +379,9 @@ int main(int argc, char** argv) {
               rt->error = r.error();
             }
           },
-          asio::detached);
+          [rt](std::exception_ptr e) {
+            if (e) rt->error = imap::failure_of(rt->name, std::move(e));
+          });
     }
     io.run();
     join_workers();
@@ -420,12 +422,19 @@ int main(int argc, char** argv) {
     };
     asio::co_spawn(
         io,
-        [rt, &running, &signals, has_calendars]() -> imap::Awaitable<void> {
+        [rt]() -> imap::Awaitable<void> {
           auto e = co_await rt->account->run();
           if (e.code != imap::make_error_code(imap::SyncErrc::cancelled)) rt->error = e;
-          if (--running == 0 && !has_calendars) signals.cancel();
         },
-        asio::detached);
+        [rt, &running, &signals, has_calendars](std::exception_ptr e) {
+          // The account turns a pass's exceptions into failed passes; one
+          // escaping here ends this mailbox's capture, and is said so.
+          if (e) {
+            rt->error = imap::failure_of(rt->name, std::move(e));
+            say_line("crm-captured: " + rt->error->message + " (capture of this mailbox stopped)");
+          }
+          if (--running == 0 && !has_calendars) signals.cancel();
+        });
   }
   std::cerr << "crm-captured: running " << boxes.size() << " IMAP and " << calendars.size()
             << " CalDAV account(s), store " << cfg->store_path << "\n";

@@ -11,6 +11,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <exception>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -40,6 +41,7 @@ enum class SyncErrc {
   credential,      // the password or token could not be read
   sink,            // the sink (store) failed; the batch was not committed
   cancelled,
+  internal,  // an exception escaped the sync (out of memory, a bug): see message
 };
 const std::error_category& sync_category() noexcept;
 std::error_code make_error_code(SyncErrc e) noexcept;
@@ -52,6 +54,10 @@ struct SyncError {
 [[noreturn]] void throw_exception_from_error(const SyncError& e, const boost::source_location& loc);
 template <class T>
 using SyncResult = boost::system::result<T, SyncError>;
+// An exception that escaped a sync of `account` (std::bad_alloc, a bug), as
+// the failed pass it is (SyncErrc::internal, retry_later), with its what().
+// Never swallowed: whoever runs the account reports it like any failure.
+SyncError failure_of(const std::string& account, std::exception_ptr e);
 
 struct AccountOptions {
   std::string name;  // the mailbox's configured name, for messages

@@ -664,6 +664,44 @@ TEST_F(ImapSync, ALargeMessageComesPartByPartWithoutItsAttachment) {
   EXPECT_TRUE(found);
 }
 
+// Issue 21, case 1, against a real Dovecot: a message nested 70
+// multipart/mixed levels deep has a BODYSTRUCTURE past the parser's depth
+// limit (64), so its first answer is skipped as unreadable. It is asked again
+// without its structure and captured from its header and text; before, the
+// folder's mark moved past it and it was lost for good, silently.
+TEST_F(ImapSync, AMessageWhoseStructureCannotBeReadIsAskedAgainAndCaptured) {
+  std::string nested =
+      "From: jane@acme.com\nTo: user1@example.com\nSubject: Nested\n"
+      "Date: Mon, 23 Nov 2026 09:00:00 +0000\nMessage-ID: <nested@acme.com>\n"
+      "MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=\"b0\"\n\n";
+  constexpr int k_levels = 70;
+  for (int i = 1; i < k_levels; ++i) {
+    nested += "--b" + std::to_string(i - 1) + "\nContent-Type: multipart/mixed; boundary=\"b" +
+              std::to_string(i) + "\"\n\n";
+  }
+  nested += "--b" + std::to_string(k_levels - 1) +
+            "\nContent-Type: text/plain\n\nThe renewal, deep inside.\n";
+  for (int i = k_levels - 1; i >= 0; --i) nested += "--b" + std::to_string(i) + "--\n";
+  dovecot->deliver_doveadm("INBOX", dated("before@acme.com", "jane@acme.com", "Before"));
+  dovecot->deliver_doveadm("INBOX", nested);
+  dovecot->deliver_doveadm("INBOX", dated("after@acme.com", "jane@acme.com", "After"));
+
+  auto r = sync(options());
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(folder(*r, "INBOX")->handed_over, 3u);
+  std::map<std::string, store::Activity> by;
+  for (auto& a : activities()) by[a.message_id] = a;
+  ASSERT_TRUE(by.contains("nested@acme.com"));
+  EXPECT_EQ(by.at("nested@acme.com").status, store::DecisionStatus::captured)
+      << by.at("nested@acme.com").reason;
+  EXPECT_EQ(by.at("nested@acme.com").contact_ids, std::vector<std::string>{"C-1"});
+  EXPECT_TRUE(by.contains("before@acme.com"));
+  EXPECT_TRUE(by.contains("after@acme.com"));
+  auto again = sync(options());
+  ASSERT_TRUE(again) << again.error().message;
+  EXPECT_TRUE(folder(*again, "INBOX")->skipped_unchanged);
+}
+
 // Mail in the \Sent folder went out, whatever its From says (an alias, a
 // shared address); the same From in INBOX is mail coming in.
 TEST_F(ImapSync, MailInTheSentFolderIsOutboundWhateverItsFrom) {

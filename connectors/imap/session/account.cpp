@@ -4,6 +4,7 @@
 // before; then whole the messages that are all text, and only the header and
 // text parts of the others, never an attachment's bytes), and handing batches
 // to the sink that commits them with the folder's new state.
+#include "connectors/imap/core/answers.hpp"
 #include "connectors/imap/core/detail.hpp"
 #include "connectors/imap/core/plan.hpp"
 #include "connectors/imap/imap.hpp"
@@ -384,14 +385,21 @@ struct Account::Impl {
                                 RetryClass::needs_user);
     }
     FolderObservation o;
+    std::string impossible;  // a number no folder can have
     const Connection::Handler on_response = [&](Response& resp) {
       if (auto* e = std::get_if<Exists>(&resp)) o.messages = e->count;
       if (auto* u = std::get_if<UntaggedStatus>(&resp); u && u->code && u->code->number) {
+        const std::uint64_t n = *u->code->number;
         if (u->code->kind == CodeKind::uidvalidity) {
-          o.uidvalidity = static_cast<std::uint32_t>(*u->code->number);
+          if (n == 0 || n > 0xFFFFFFFFu) impossible = "UIDVALIDITY " + std::to_string(n);
+          o.uidvalidity = static_cast<std::uint32_t>(n);
         }
+        // 4294967295 would leave no UID for new mail: a server must change
+        // UIDVALIDITY first (RFC 3501, 2.3.1.1). Taken as real, it would move
+        // the folder's mark past every message still to come.
         if (u->code->kind == CodeKind::uidnext) {
-          o.uidnext = static_cast<std::uint32_t>(*u->code->number);
+          if (n >= 0xFFFFFFFFu) impossible = "UIDNEXT " + std::to_string(n);
+          o.uidnext = static_cast<std::uint32_t>(n);
         }
         if (u->code->kind == CodeKind::highestmodseq) o.highest_modseq = *u->code->number;
       }
@@ -402,10 +410,20 @@ struct Account::Impl {
     const std::string what = "EXAMINE " + folder;
     auto r = co_await conn->run(*cmd, on_response, what);
     if (!r) co_return r.error();
+    if (!impossible.empty()) {
+      co_return make_sync_error(SyncErrc::protocol,
+                                options.name + ": " + what + ": the server announced " +
+                                    impossible + "; nothing is marked until it answers sanely",
+                                RetryClass::retry_later);
+    }
     co_return o;
   }
 
-  Awaitable<SyncResult<std::vector<std::uint32_t>>> search(const SearchCriteria& c) {
+  // UID SEARCH in the folder EXAMINE reported as `at`: the UIDs it answered,
+  // checked (SearchAnswer). An answer that cannot be true fails the pass, and
+  // no mark moves.
+  Awaitable<SyncResult<std::vector<std::uint32_t>>> search(const SearchCriteria& c,
+                                                           const FolderObservation& at) {
     const bool esearch = conn->capabilities().has("ESEARCH");
     SearchReturn ret;
     ret.all = esearch;
@@ -414,35 +432,32 @@ struct Account::Impl {
       co_return make_sync_error(SyncErrc::protocol, "cannot build UID SEARCH",
                                 RetryClass::retry_later);
     }
-    std::vector<std::uint32_t> uids;
-    const Connection::Handler on_response = [&](Response& resp) {
-      if (auto* s = std::get_if<Search>(&resp))
-        uids.insert(uids.end(), s->ids.begin(), s->ids.end());
-      if (auto* e = std::get_if<Esearch>(&resp)) {
-        for (const auto& range : e->all.ranges()) {
-          for (std::uint64_t u = range.first; u <= range.last && u != UidSet::star; ++u) {
-            uids.push_back(static_cast<std::uint32_t>(u));
-          }
-        }
-      }
-    };
+    SearchAnswer answer(at.uidnext, at.messages);
+    const Connection::Handler on_response = [&](Response& resp) { answer.add(resp); };
     const std::string what = "UID SEARCH";
     auto r = co_await conn->run(*cmd, on_response, what);
     if (!r) co_return r.error();
-    std::sort(uids.begin(), uids.end());
-    uids.erase(std::unique(uids.begin(), uids.end()), uids.end());
-    co_return uids;
+    SearchAnswer::Checked checked = answer.take();
+    if (!checked.refused.empty()) {
+      co_return make_sync_error(SyncErrc::protocol,
+                                options.name + ": " + what + ": " + checked.refused +
+                                    "; nothing is marked until it answers sanely",
+                                RetryClass::retry_later);
+    }
+    co_return std::move(checked.uids);
   }
 
   // The first fetch of a batch: dates and structures, and the Message-IDs
   // when `ids_first`. The structure says which parts to fetch (plan_bodies).
   // Not ENVELOPE: only its Message-ID would be used, and Dovecot builds it
   // from the header of every message.
-  SyncResult<Command> meta_command(const std::vector<std::uint32_t>& uids) {
+  // Without `structure`: the same but BODYSTRUCTURE, for messages whose first
+  // answer could not be read (plan_bodies).
+  SyncResult<Command> meta_command(const std::vector<std::uint32_t>& uids, bool structure = true) {
     UidSet set;
     for (auto u : uids) set.add(u);
-    std::vector<FetchAttr> attrs = {FetchAttr::of(FetchAttr::Kind::internaldate),
-                                    FetchAttr::of(FetchAttr::Kind::bodystructure)};
+    std::vector<FetchAttr> attrs = {FetchAttr::of(FetchAttr::Kind::internaldate)};
+    if (structure) attrs.push_back(FetchAttr::of(FetchAttr::Kind::bodystructure));
     if (ids_first) {
       attrs.push_back(
           FetchAttr::body_peek(Section{"", SectionText::header_fields, {"MESSAGE-ID"}}));
@@ -467,11 +482,14 @@ struct Account::Impl {
     Command meta;
     std::vector<Command> bodies;
     std::vector<FetchedMessage> messages;  // filled from the first fetch
+    // Connection::malformed() when `meta` and `bodies` were sent: a response
+    // skipped since may have been one of this batch's.
+    std::uint64_t malformed_at_meta = 0, malformed_at_bodies = 0;
   };
 
   // Every FETCH response of the batches in flight, merged by UID: responses of
   // two outstanding commands may be read by one finish() (see Connection).
-  std::map<std::uint32_t, FetchItem> fetched;
+  FetchedMessages fetched;
   std::uint32_t drafts = 0;  // Gmail drafts left out by this folder's pass
   // Whether this folder's pass asks the Message-IDs in the first fetch, to
   // skip the bytes of messages the store already has. Only for a folder
@@ -486,28 +504,60 @@ struct Account::Impl {
   // Folders with the \Sent special use (resolve_folders): their messages are
   // sent mail (FetchedMessage::sent).
   std::vector<std::string> sent_folders;
-  static void merge(FetchItem& into, FetchItem&& from) {
-    into.uid = from.uid;
-    if (from.size) into.size = from.size;
-    if (from.internaldate) into.internaldate = std::move(from.internaldate);
-    if (from.envelope) into.envelope = std::move(from.envelope);
-    if (from.body) into.body = std::move(from.body);
-    if (from.gm_msgid) into.gm_msgid = from.gm_msgid;
-    if (from.gm_labels) into.gm_labels = std::move(from.gm_labels);
-    for (auto& s : from.sections) into.sections.push_back(std::move(s));
-  }
-
   Connection::Handler collector() {
     return [this](Response& resp) {
-      if (auto* f = std::get_if<FetchItem>(&resp); f && f->uid)
-        merge(fetched[*f->uid], std::move(*f));
+      if (auto* f = std::get_if<FetchItem>(&resp)) fetched.add(std::move(*f));
     };
   }
 
   SyncResult<InFlight> start_batch(std::vector<std::uint32_t> uids) {
     auto cmd = meta_command(uids);
     if (!cmd) return cmd.error();
-    return InFlight{std::move(uids), std::move(*cmd), {}, {}};
+    fetched.expect(uids);
+    return InFlight{std::move(uids), std::move(*cmd), {}, {}, 0, 0};
+  }
+
+  // Why a message sent this many bytes is not captured.
+  static std::string overflow_reason() {
+    return "the server sent more than " + std::to_string(k_max_message_bytes >> 20) +
+           " MiB for this message";
+  }
+
+  // Where responses were skipped as unreadable since `since` (a
+  // Connection::malformed() count), the error that refuses the messages of
+  // `b` that did not come: their answer may have been one of those.
+  std::optional<SyncError> unreadable(std::uint64_t since) const {
+    if (conn->malformed() == since) return std::nullopt;
+    return make_sync_error(
+        SyncErrc::protocol,
+        "the server's answer to UID FETCH could not be read: " + conn->last_malformed(),
+        RetryClass::retry_later);
+  }
+
+  // The messages of `b` whose first answer did not come while responses
+  // were skipped as unreadable: asked again without BODYSTRUCTURE, the item
+  // a server's odd answer breaks most (70 nested multiparts: past the
+  // parser's depth limit), so that they come part by part as messages
+  // without a structure do. Those still missing when that answer is
+  // unreadable too (or refused) are refused: `refused` is set, unless it
+  // holds the server's refusal already. Fails only when the connection does.
+  Awaitable<SyncResult<void>> ask_again_unstructured(const InFlight& b,
+                                                     std::optional<SyncError>& refused) {
+    if (!unreadable(b.malformed_at_meta)) co_return SyncResult<void>{};
+    std::vector<std::uint32_t> missing;
+    for (const std::uint32_t uid : b.uids) {
+      if (!fetched.find(uid)) missing.push_back(uid);
+    }
+    if (missing.empty()) co_return SyncResult<void>{};
+    auto cmd = meta_command(missing, false);
+    if (!cmd) co_return cmd.error();
+    const std::uint64_t before = conn->malformed();
+    const Connection::Handler collect = collector();
+    const std::string what = "UID FETCH";
+    auto r = co_await conn->run(*cmd, collect, what, Connection::Malformed::tolerate);
+    if (!r && r.error().code != make_error_code(SyncErrc::server_refused)) co_return r.error();
+    if (!refused) refused = r ? unreadable(before) : std::optional<SyncError>(r.error());
+    co_return SyncResult<void>{};
   }
 
   // Whether a refusal with nothing of its batch sent, which fails the pass,
@@ -551,11 +601,17 @@ struct Account::Impl {
     const Connection::Handler collect = collector();
     const std::string what = "UID FETCH";
     std::optional<SyncError> refused;
-    if (auto r = co_await conn->finish(b.meta, collect, what); !r) {
+    if (auto r = co_await conn->finish(b.meta, collect, what, Connection::Malformed::tolerate);
+        !r) {
       if (r.error().code != make_error_code(SyncErrc::server_refused)) co_return r.error();
       refused = r.error();
+    }
+    // An answer that could not be read refuses the messages it left out as a
+    // refusal by the server does: the mark never passes them unrecorded.
+    if (auto a = co_await ask_again_unstructured(b, refused); !a) co_return a.error();
+    if (refused) {
       const bool none_sent = std::none_of(b.uids.begin(), b.uids.end(),
-                                          [&](std::uint32_t u) { return fetched.contains(u); });
+                                          [&](std::uint32_t u) { return fetched.find(u); });
       if (none_sent) {
         const bool for_good = co_await refused_for_good(where, b.uids);
         if (!for_good) co_return *refused;
@@ -566,8 +622,8 @@ struct Account::Impl {
         std::find(sent_folders.begin(), sent_folders.end(), where.folder) != sent_folders.end();
     std::vector<MessageKey> keys;
     for (const std::uint32_t uid : b.uids) {
-      auto it = fetched.find(uid);
-      if (it == fetched.end()) {
+      const FetchedMessages::Held* held = fetched.find(uid);
+      if (!held) {
         // Refused (handed over as such, not fetched), or else expunged
         // meanwhile.
         if (refused) {
@@ -580,16 +636,17 @@ struct Account::Impl {
         }
         continue;
       }
-      const FetchItem& f = it->second;
+      const FetchItem& f = held->item;
       if (has_gmail_label(f, "\\Draft")) {
         // All Mail holds drafts too; a draft is no activity (the Drafts
         // folder of any other server is never synced either).
         ++drafts;
-        fetched.erase(it);
+        fetched.drop(uid);
         continue;
       }
       FetchedMessage m;
       m.uid = uid;
+      if (held->overflowed) m.refused = overflow_reason();
       if (const std::string* h = find_section(f, "", SectionText::header_fields)) {
         m.message_id = header_field_value(*h, "Message-ID");
       }
@@ -624,7 +681,7 @@ struct Account::Impl {
         continue;
       }
       if (!m.refused.empty()) continue;
-      const FetchItem& f = fetched[m.uid];
+      const FetchItem& f = fetched.find(m.uid)->item;
       if (f.body && comes_whole(*f.body, max_part)) {
         whole.add(m.uid);
         continue;
@@ -674,6 +731,9 @@ struct Account::Impl {
       if (p.error().code != make_error_code(SyncErrc::server_refused)) co_return p.error();
       refused = p.error();
     }
+    // An answer that could not be read counts as a refusal of the messages
+    // it left out: they are never taken as expunged.
+    if (!refused) refused = unreadable(b.malformed_at_bodies);
     // A message with no bytes: refused, or else expunged since the first
     // fetch (nothing to hand over).
     auto missing = [&](FetchedMessage& m) {
@@ -685,13 +745,17 @@ struct Account::Impl {
     };
     std::vector<FetchedMessage> out = std::move(b.messages);
     for (auto& m : out) {
-      auto node = fetched.extract(m.uid);
+      auto held = fetched.take(m.uid);
       if (m.known || !m.refused.empty()) continue;
-      if (node.empty()) {
+      if (!held) {
         missing(m);
         continue;
       }
-      FetchItem& f = node.mapped();
+      if (held->overflowed) {
+        m.refused = overflow_reason();
+        continue;
+      }
+      FetchItem& f = held->item;
       if (std::string* whole = find_section(f, "", SectionText::none)) {
         // Moved, not copied: the responses are not needed after this.
         m.raw = std::move(*whole);
@@ -712,7 +776,7 @@ struct Account::Impl {
       }
       id_from_bytes(m);
     }
-    for (const std::uint32_t uid : b.uids) fetched.erase(uid);
+    for (const std::uint32_t uid : b.uids) (void)fetched.take(uid);
     if (refused && std::none_of(out.begin(), out.end(),
                                 [](const FetchedMessage& m) { return !m.raw.empty(); })) {
       std::vector<std::uint32_t> asked;
@@ -807,7 +871,7 @@ struct Account::Impl {
       crit.since = year_month_day{since};
     }
     if (plan.start.highest_uid > 0) crit.uids.add(plan.start.highest_uid + 1, UidSet::star);
-    auto found = co_await search(crit);
+    auto found = co_await search(crit, *ex);
     if (!found) co_return found.error();
     std::vector<std::uint32_t> uids;
     for (auto u : *found) {
@@ -846,7 +910,11 @@ struct Account::Impl {
     auto request = [&](InFlight& b, std::optional<InFlight>& then) -> Awaitable<SyncResult<void>> {
       if (auto p = co_await plan_bodies(b, state); !p) co_return p.error();
       std::vector<Command> out = b.bodies;
-      if (then) out.push_back(then->meta);
+      b.malformed_at_bodies = conn->malformed();
+      if (then) {
+        out.push_back(then->meta);
+        then->malformed_at_meta = conn->malformed();
+      }
       co_return co_await conn->send(out);
     };
     std::vector<FetchedMessage> msgs;  // of batch k, read
@@ -856,6 +924,7 @@ struct Account::Impl {
       auto first = begin(0);
       if (!first) co_return first.error();
       InFlight current = std::move(**first);
+      current.malformed_at_meta = conn->malformed();
       if (auto w = co_await conn->send(current.meta); !w) co_return w.error();
       auto second = begin(1);
       if (!second) co_return second.error();
@@ -996,13 +1065,33 @@ Account::Account(const asio::any_io_executor& ex, AccountOptions options, MailSi
 
 Account::~Account() = default;
 
+SyncError failure_of(const std::string& account, std::exception_ptr e) {
+  std::string what = "unknown exception";
+  try {
+    std::rethrow_exception(std::move(e));
+  } catch (const std::exception& x) {
+    what = x.what();
+  } catch (...) {
+  }
+  return make_sync_error(SyncErrc::internal, account + ": the sync failed inside: " + what,
+                         RetryClass::retry_later);
+}
+
 Awaitable<SyncResult<SyncReport>> Account::sync_once() {
-  if (auto c = co_await impl_->connect(); !c) co_return c.error();
-  if (auto f = co_await impl_->resolve_folders(); !f) co_return f.error();
-  auto r = co_await impl_->sync_all(true);
-  if (r) co_await impl_->conn->logout();
-  impl_->conn->close();
-  co_return r;
+  Impl& s = *impl_;
+  std::exception_ptr thrown;
+  try {
+    if (auto c = co_await s.connect(); !c) co_return c.error();
+    if (auto f = co_await s.resolve_folders(); !f) co_return f.error();
+    auto r = co_await s.sync_all(true);
+    if (r) co_await s.conn->logout();
+    s.conn->close();
+    co_return r;
+  } catch (...) {
+    thrown = std::current_exception();
+  }
+  if (s.conn) s.conn->close();
+  co_return failure_of(s.options.name, std::move(thrown));
 }
 
 void Account::stop() {
@@ -1019,96 +1108,102 @@ Awaitable<SyncError> Account::run() {
   while (!s.stopped) {
     SyncError failure;
     bool failed = false;
-    do {
-      if (auto c = co_await s.connect(); !c) {
-        failure = c.error();
-        failed = true;
-        break;
-      }
-      if (auto f = co_await s.resolve_folders(); !f) {
-        failure = f.error();
-        failed = true;
-        break;
-      }
-      auto first = co_await s.sync_all(true);
-      if (!first) {
-        failure = first.error();
-        failed = true;
-        break;
-      }
-      attempt = 0;
-      if (on_synced) on_synced(*first);
-      const bool inbox = std::find(s.folders.begin(), s.folders.end(), "INBOX") != s.folders.end();
-      const bool can_idle = inbox && s.conn->capabilities().has("IDLE");
-      auto next_poll = std::chrono::steady_clock::now() + s.options.poll_interval;
-      while (!s.stopped) {
-        if (can_idle) {
-          // Named, not a temporary, in co_await (GCC 12).
-          const std::string inbox_name = "INBOX";
-          auto e = co_await s.examine(inbox_name);
-          if (!e) {
-            failure = e.error();
-            failed = true;
-            break;
-          }
-          // Mail that came (or, with QRESYNC, went) after the last pass read
-          // INBOX was reported by this EXAMINE, and IDLE would not report it
-          // again: sync first. Never for a paused folder, which waits for the
-          // next poll to confirm its count.
-          const auto stored = co_await s.on_sink([&] { return s.sink.folder_state(inbox_name); });
-          // The test is sync_folder()'s own, so that the pass it starts
-          // ends what made it start (no loop of EXAMINE and sync).
-          bool behind = false;
-          if (stored && stored->suspect_messages == 0) {
-            const FolderPlan p = plan_folder(inbox_name, stored, *e, s.options.min_keep_fraction);
-            behind = p.kind != PlanKind::paused && s.has_work(p, stored, *e);
-          }
-          const auto now = std::chrono::steady_clock::now();
-          const auto until_poll =
-              std::chrono::duration_cast<std::chrono::milliseconds>(next_poll - now);
-          const auto wait = std::clamp<std::chrono::milliseconds>(
-              until_poll, std::chrono::milliseconds(100),
-              std::chrono::duration_cast<std::chrono::milliseconds>(s.options.idle_reissue));
-          bool new_mail = behind;
-          const std::function<bool(const Response&)> wake = [&](const Response& r) {
-            // New mail, or (with QRESYNC) mail gone: sync INBOX now.
-            if (std::holds_alternative<Exists>(r)) new_mail = true;
-            if (s.conn->qresync() && std::holds_alternative<Vanished>(r)) new_mail = true;
-            return new_mail;
-          };
-          if (!behind) {
-            auto idled = co_await s.conn->idle(wait, wake);
-            if (!idled) {
-              failure = idled.error();
+    try {
+      do {
+        if (auto c = co_await s.connect(); !c) {
+          failure = c.error();
+          failed = true;
+          break;
+        }
+        if (auto f = co_await s.resolve_folders(); !f) {
+          failure = f.error();
+          failed = true;
+          break;
+        }
+        auto first = co_await s.sync_all(true);
+        if (!first) {
+          failure = first.error();
+          failed = true;
+          break;
+        }
+        attempt = 0;
+        if (on_synced) on_synced(*first);
+        const bool inbox =
+            std::find(s.folders.begin(), s.folders.end(), "INBOX") != s.folders.end();
+        const bool can_idle = inbox && s.conn->capabilities().has("IDLE");
+        auto next_poll = std::chrono::steady_clock::now() + s.options.poll_interval;
+        while (!s.stopped) {
+          if (can_idle) {
+            // Named, not a temporary, in co_await (GCC 12).
+            const std::string inbox_name = "INBOX";
+            auto e = co_await s.examine(inbox_name);
+            if (!e) {
+              failure = e.error();
               failed = true;
               break;
             }
+            // Mail that came (or, with QRESYNC, went) after the last pass read
+            // INBOX was reported by this EXAMINE, and IDLE would not report it
+            // again: sync first. Never for a paused folder, which waits for the
+            // next poll to confirm its count.
+            const auto stored = co_await s.on_sink([&] { return s.sink.folder_state(inbox_name); });
+            // The test is sync_folder()'s own, so that the pass it starts
+            // ends what made it start (no loop of EXAMINE and sync).
+            bool behind = false;
+            if (stored && stored->suspect_messages == 0) {
+              const FolderPlan p = plan_folder(inbox_name, stored, *e, s.options.min_keep_fraction);
+              behind = p.kind != PlanKind::paused && s.has_work(p, stored, *e);
+            }
+            const auto now = std::chrono::steady_clock::now();
+            const auto until_poll =
+                std::chrono::duration_cast<std::chrono::milliseconds>(next_poll - now);
+            const auto wait = std::clamp<std::chrono::milliseconds>(
+                until_poll, std::chrono::milliseconds(100),
+                std::chrono::duration_cast<std::chrono::milliseconds>(s.options.idle_reissue));
+            bool new_mail = behind;
+            const std::function<bool(const Response&)> wake = [&](const Response& r) {
+              // New mail, or (with QRESYNC) mail gone: sync INBOX now.
+              if (std::holds_alternative<Exists>(r)) new_mail = true;
+              if (s.conn->qresync() && std::holds_alternative<Vanished>(r)) new_mail = true;
+              return new_mail;
+            };
+            if (!behind) {
+              auto idled = co_await s.conn->idle(wait, wake);
+              if (!idled) {
+                failure = idled.error();
+                failed = true;
+                break;
+              }
+            }
+            if (new_mail) {
+              auto r = co_await s.sync_folder(inbox_name, stored, false);
+              if (!r) {
+                failure = r.error();
+                failed = true;
+                break;
+              }
+              if (on_synced) on_synced(SyncReport{{*r}, {}});
+            }
+          } else {
+            sleeper.expires_at(next_poll);
+            co_await sleeper.async_wait(asio::as_tuple(asio::use_awaitable));
           }
-          if (new_mail) {
-            auto r = co_await s.sync_folder(inbox_name, stored, false);
+          if (std::chrono::steady_clock::now() >= next_poll) {
+            next_poll = std::chrono::steady_clock::now() + s.options.poll_interval;
+            auto r = co_await s.sync_all(true);
             if (!r) {
               failure = r.error();
               failed = true;
               break;
             }
-            if (on_synced) on_synced(SyncReport{{*r}, {}});
+            if (on_synced) on_synced(*r);
           }
-        } else {
-          sleeper.expires_at(next_poll);
-          co_await sleeper.async_wait(asio::as_tuple(asio::use_awaitable));
         }
-        if (std::chrono::steady_clock::now() >= next_poll) {
-          next_poll = std::chrono::steady_clock::now() + s.options.poll_interval;
-          auto r = co_await s.sync_all(true);
-          if (!r) {
-            failure = r.error();
-            failed = true;
-            break;
-          }
-          if (on_synced) on_synced(*r);
-        }
-      }
-    } while (false);
+      } while (false);
+    } catch (...) {
+      failure = failure_of(s.options.name, std::current_exception());
+      failed = true;
+    }
     if (s.conn) s.conn->close();
     if (s.stopped) break;
     if (failed && on_failure) on_failure(failure);

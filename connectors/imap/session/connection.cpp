@@ -45,6 +45,8 @@ class SyncCategory final : public std::error_category {
         return "store failed";
       case SyncErrc::cancelled:
         return "cancelled";
+      case SyncErrc::internal:
+        return "internal error";
     }
     return "unknown sync error";
   }
@@ -177,7 +179,9 @@ Awaitable<SyncResult<void>> Connection::start_compression() {
   co_return SyncResult<void>{};
 }
 
-Awaitable<SyncResult<Response>> Connection::next(std::chrono::milliseconds timeout) {
+Awaitable<SyncResult<Response>> Connection::next(Clock::time_point deadline, std::string_view what,
+                                                 std::string_view limit) {
+  using std::chrono::milliseconds;
   for (;;) {
     if (!pending_.empty()) {
       const auto step = parser_.feed(pending_);
@@ -197,14 +201,34 @@ Awaitable<SyncResult<Response>> Connection::next(std::chrono::milliseconds timeo
                                         parser_.error_detail(),
                                     RetryClass::retry_later);
         }
-        continue;  // a malformed response was skipped; the stream goes on
+        // The malformed response was skipped and the stream goes on; whoever
+        // waits for an answer learns of the hole through malformed().
+        ++malformed_;
+        last_malformed_ = parser_.error_detail();
+        continue;
       }
     }
     in_.clear();
     pending_ = {};
-    auto n =
-        co_await transport_.async_read_some(std::span<char>(read_buf_.get(), kReadBytes), timeout);
-    if (!n) co_return from_transport(n.error());
+    const auto left = std::chrono::ceil<milliseconds>(deadline - Clock::now());
+    const bool by_deadline = left < options_.transport.io_timeout;
+    TransportResult<std::size_t> n =
+        TransportError{make_error_code(TransportErrc::read_timeout), {}, std::string()};
+    if (left > milliseconds(0)) {
+      const auto wait =
+          std::min(left, std::chrono::duration_cast<milliseconds>(options_.transport.io_timeout));
+      n = co_await transport_.async_read_some(std::span<char>(read_buf_.get(), kReadBytes), wait);
+    }
+    if (!n) {
+      if (by_deadline && n.error().code == make_error_code(TransportErrc::read_timeout)) {
+        co_return make_sync_error(SyncErrc::connection,
+                                  std::string(what) + ": " + transport_.peer() +
+                                      " did not finish answering within " + std::string(limit) +
+                                      ", sending too slowly or without end",
+                                  RetryClass::retry_later);
+      }
+      co_return from_transport(n.error());
+    }
     const std::string_view got(read_buf_.get(), *n);
     if (zlib_) {
       if (auto r = inflate_into_input(got); !r) co_return r.error();
@@ -243,35 +267,62 @@ SyncError Connection::refusal(const TaggedStatus& st, std::string_view what) con
   return make_sync_error(SyncErrc::server_refused, text, RetryClass::retry_later);
 }
 
+void Connection::sent(const Command& cmd) { outstanding_.push_back(cmd.tag); }
+
 Awaitable<SyncResult<void>> Connection::send(const Command& cmd) {
-  co_return co_await write(cmd.segments.front());
+  auto w = co_await write(cmd.segments.front());
+  if (w) sent(cmd);
+  co_return w;
 }
 
 Awaitable<SyncResult<TaggedStatus>> Connection::run(const Command& cmd, const Handler& on_untagged,
-                                                    std::string_view what) {
+                                                    std::string_view what, Malformed malformed) {
   if (auto w = co_await write(cmd.segments.front()); !w) co_return w.error();
-  co_return co_await finish(cmd, on_untagged, what);
+  sent(cmd);
+  co_return co_await finish(cmd, on_untagged, what, malformed);
 }
 
 Awaitable<SyncResult<TaggedStatus>> Connection::finish(const Command& cmd,
                                                        const Handler& on_untagged,
-                                                       std::string_view what) {
+                                                       std::string_view what, Malformed malformed) {
+  std::erase(outstanding_, cmd.tag);
   if (auto done = completed_.find(cmd.tag); done != completed_.end()) {
     TaggedStatus t = std::move(done->second);
     completed_.erase(done);
     if (t.status != Status::ok) co_return refusal(t, what);
     co_return t;
   }
+  // Past this many completions of commands never sent, the server is not
+  // one to follow (each would otherwise only be dropped).
+  constexpr std::uint64_t k_max_stray = 1000;
+  const std::uint64_t malformed_before = malformed_;
+  const auto deadline = Clock::now() + options_.command_timeout;
+  const std::string limit =
+      std::to_string(options_.command_timeout.count()) + " s (command_timeout_seconds)";
   std::size_t next_segment = 1;
   for (;;) {
-    auto r = co_await next(options_.transport.io_timeout);
+    auto r = co_await next(deadline, what, limit);
     if (!r) co_return r.error();
     if (auto* t = std::get_if<TaggedStatus>(&*r)) {
       if (t->tag != cmd.tag) {
-        completed_.insert_or_assign(t->tag, std::move(*t));
+        if (std::find(outstanding_.begin(), outstanding_.end(), t->tag) != outstanding_.end()) {
+          completed_.insert_or_assign(t->tag, std::move(*t));
+        } else if (++stray_completions_ > k_max_stray) {
+          co_return make_sync_error(SyncErrc::protocol,
+                                    transport_.peer() + " sent more than " +
+                                        std::to_string(k_max_stray) +
+                                        " completions of commands never sent",
+                                    RetryClass::retry_later);
+        }
         continue;
       }
       if (t->status != Status::ok) co_return refusal(*t, what);
+      if (malformed == Malformed::fail && malformed_ != malformed_before) {
+        co_return make_sync_error(SyncErrc::protocol,
+                                  std::string(what) + ": the answer from " + transport_.peer() +
+                                      " could not be read: " + last_malformed_,
+                                  RetryClass::retry_later);
+      }
       co_return std::move(*t);
     }
     if (auto* c = std::get_if<Continuation>(&*r)) {
@@ -293,14 +344,18 @@ Awaitable<SyncResult<void>> Connection::send(const std::vector<Command>& cmds) {
   if (cmds.empty()) co_return SyncResult<void>{};
   std::string all;
   for (const auto& c : cmds) all += c.bytes();
-  co_return co_await write(all);
+  auto w = co_await write(all);
+  if (w) {
+    for (const auto& c : cmds) sent(c);
+  }
+  co_return w;
 }
 
 Awaitable<SyncResult<void>> Connection::finish(const std::vector<Command>& cmds,
                                                const Handler& on_untagged, std::string_view what) {
   std::optional<SyncError> first_error;
   for (const auto& c : cmds) {
-    auto r = co_await finish(c, on_untagged, what);
+    auto r = co_await finish(c, on_untagged, what, Malformed::tolerate);
     if (r) continue;
     // A refusal still lets the rest complete; a broken connection does not.
     if (r.error().code != make_error_code(SyncErrc::server_refused) &&
@@ -340,11 +395,14 @@ Awaitable<SyncResult<void>> Connection::open() {
   pending_ = {};
   caps_ = {};
   zlib_.reset();
+  outstanding_.clear();
   completed_.clear();
+  stray_completions_ = 0;
   builder_.set_options({});
   if (auto c = co_await transport_.async_connect(); !c) co_return from_transport(c.error());
 
-  auto greeting = co_await next(options_.transport.connect_timeout);
+  const auto greeted_by = Clock::now() + options_.transport.connect_timeout;
+  auto greeting = co_await next(greeted_by, "greeting", "the connect timeout");
   if (!greeting) co_return greeting.error();
   auto* g = std::get_if<UntaggedStatus>(&*greeting);
   if (!g || (g->status != Status::ok && g->status != Status::preauth)) {
@@ -480,8 +538,9 @@ Awaitable<SyncResult<void>> Connection::idle(std::chrono::milliseconds timeout,
   // Wait for "+ idling". What the server reports before it (mail that came
   // since the last command) can wake the IDLE too: DONE then follows at once.
   bool woke = false;
+  const auto idling_by = Clock::now() + options_.transport.io_timeout;
   for (;;) {
-    auto r = co_await next(options_.transport.io_timeout);
+    auto r = co_await next(idling_by, "IDLE", "timeout_seconds");
     if (!r) co_return r.error();
     if (std::holds_alternative<Continuation>(*r)) break;
     if (auto* t = std::get_if<TaggedStatus>(&*r); t && t->tag == cmd.tag) {
@@ -505,9 +564,10 @@ Awaitable<SyncResult<void>> Connection::idle(std::chrono::milliseconds timeout,
         (void)co_await write(CommandBuilder::done());
       },
       asio::detached);
+  // The server must answer DONE within its own timeout plus a margin.
+  const auto deadline = Clock::now() + timeout + options_.transport.io_timeout;
   for (;;) {
-    // The server must answer within its own timeout plus a margin.
-    auto r = co_await next(timeout + options_.transport.io_timeout);
+    auto r = co_await next(deadline, "IDLE", "its wait and timeout_seconds");
     if (!r) {
       timer->cancel();
       co_return r.error();

@@ -30,10 +30,16 @@ class Connection {
   Awaitable<SyncResult<void>> open();
 
   // Runs one command to its tagged completion, calling `on_untagged` for every
-  // other response meanwhile. NO/BAD become a SyncError naming `what`.
+  // other response meanwhile. NO/BAD become a SyncError naming `what`, and so
+  // does a response the parser could not read (skipped, see malformed()),
+  // once the completion is read: an answer with a hole in it is no answer.
+  // FETCH, whose responses are per message, passes `Malformed::tolerate` and
+  // tells missing messages apart itself.
   using Handler = std::function<void(Response&)>;
+  enum class Malformed { fail, tolerate };
   Awaitable<SyncResult<TaggedStatus>> run(const Command& command, const Handler& on_untagged,
-                                          std::string_view what);
+                                          std::string_view what,
+                                          Malformed malformed = Malformed::fail);
   // The two halves of run(), for overlapping a command with other work:
   // send() writes a one-segment command; finish() reads until its completion.
   // Between them the caller may do anything but read or write. Several
@@ -42,14 +48,26 @@ class Connection {
   // untagged response read meanwhile goes to the handler of the finish() that
   // read it, so a handler must accept responses of any outstanding command.
   Awaitable<SyncResult<void>> send(const Command& command);
+  // Each finish() must see its completion within options.command_timeout of
+  // starting to read, however steadily the server sends; a tagged completion
+  // for a tag that is not outstanding is dropped (and too many of them fail
+  // the connection), so nothing the server sends piles up here.
   Awaitable<SyncResult<TaggedStatus>> finish(const Command& command, const Handler& on_untagged,
-                                             std::string_view what);
+                                             std::string_view what,
+                                             Malformed malformed = Malformed::fail);
   // Writes several one-segment commands in one write.
   Awaitable<SyncResult<void>> send(const std::vector<Command>& commands);
-  // Waits for the completion of every command in `commands`. Fails on the
-  // first NO/BAD, after reading the other completions.
+  // Waits for the completion of every command in `commands` (FETCH: malformed
+  // responses tolerated). Fails on the first NO/BAD, after reading the other
+  // completions.
   Awaitable<SyncResult<void>> finish(const std::vector<Command>& commands,
                                      const Handler& on_untagged, std::string_view what);
+
+  // Responses the parser could not read and skipped on this connection so
+  // far, and the last one's description. A caller compares counts taken
+  // before and after reading to learn that an answer has a hole.
+  std::uint64_t malformed() const { return malformed_; }
+  const std::string& last_malformed() const { return last_malformed_; }
 
   // IDLE until `wake` reports true for a response (then DONE is sent) or the
   // timeout passes (then DONE is sent too). Returns after the tagged OK.
@@ -68,7 +86,13 @@ class Connection {
   bool is_open() const { return transport_.is_open(); }
 
  private:
-  Awaitable<SyncResult<Response>> next(std::chrono::milliseconds timeout);
+  using Clock = std::chrono::steady_clock;
+  // The next response, waiting at most io_timeout for each read and never
+  // past `deadline`; `what` names the command and `limit` the time allowed,
+  // for the message of a deadline passed.
+  Awaitable<SyncResult<Response>> next(Clock::time_point deadline, std::string_view what,
+                                       std::string_view limit);
+  void sent(const Command& command);
   Awaitable<SyncResult<void>> write(std::string_view bytes);
   Awaitable<SyncResult<void>> refresh_capabilities(const TaggedStatus& after);
   SyncError refusal(const TaggedStatus& st, std::string_view what) const;
@@ -96,8 +120,14 @@ class Connection {
   bool qresync_ = false;
   std::string in_;            // inflated bytes (with COMPRESS)
   std::string_view pending_;  // not yet parsed: in read_buf_ or in_
-  // Completions read while finishing another command, by tag.
+  // Tags sent and not yet finished; a completion is kept only for one of them.
+  std::vector<std::string> outstanding_;
+  // Completions read while finishing another command, by tag (outstanding
+  // tags only).
   std::map<std::string, TaggedStatus, std::less<>> completed_;
+  std::uint64_t stray_completions_ = 0;  // for tags never sent, this connection
+  std::uint64_t malformed_ = 0;
+  std::string last_malformed_;
 };
 
 }  // namespace crmcap::imap::detail
