@@ -30,18 +30,8 @@ namespace asio = boost::asio;
 
 namespace crmcap::imap {
 
-using detail::Connection;
+using Connection = detail::LiveConnection;
 using detail::make_sync_error;
-
-std::chrono::milliseconds backoff_delay(unsigned attempt, std::uint64_t random_bits) {
-  using namespace std::chrono;
-  const unsigned shift = std::min(attempt == 0 ? 0u : attempt - 1, 9u);
-  const milliseconds base = std::min<milliseconds>(milliseconds(1000LL << shift), minutes(5));
-  // Jitter of up to +-20% so that many mailboxes do not reconnect in step.
-  const double unit = static_cast<double>(random_bits % 10001) / 10000.0;  // [0, 1]
-  const double factor = 0.8 + 0.4 * unit;
-  return milliseconds(static_cast<std::int64_t>(static_cast<double>(base.count()) * factor));
-}
 
 namespace {
 
@@ -1064,18 +1054,6 @@ Account::Account(const asio::any_io_executor& ex, AccountOptions options, MailSi
     : impl_(std::make_unique<Impl>(ex, std::move(options), sink)) {}
 
 Account::~Account() = default;
-
-SyncError failure_of(const std::string& account, std::exception_ptr e) {
-  std::string what = "unknown exception";
-  try {
-    std::rethrow_exception(std::move(e));
-  } catch (const std::exception& x) {
-    what = x.what();
-  } catch (...) {
-  }
-  return make_sync_error(SyncErrc::internal, account + ": the sync failed inside: " + what,
-                         RetryClass::retry_later);
-}
 
 Awaitable<SyncResult<SyncReport>> Account::sync_once() {
   Impl& s = *impl_;

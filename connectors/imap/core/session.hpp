@@ -1,0 +1,139 @@
+// SPDX-License-Identifier: Apache-2.0
+// The IMAP session core (sans-io): everything an Account does over one
+// connection, from the greeting to LOGOUT, as a state machine that answers
+// "what next" and is resumed with the outcome. It holds the parser, the
+// command builder, COMPRESS=DEFLATE, the outstanding commands, the folder
+// sync and every limit; it never touches a socket, a timer or an executor,
+// and never calls the MailSink itself: a driver (session/account.cpp, or a
+// test) carries out each Action and resumes it.
+//
+// Internal to connectors/imap: the public interface stays imap.hpp.
+#pragma once
+
+#include "connectors/imap/imap.hpp"
+
+#include <chrono>
+#include <coroutine>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+namespace crmcap::imap {
+
+// ---------------------------------------------------------------------------
+// Calls of the MailSink, as data: the driver makes them (see imap.hpp for
+// what each means) where AccountOptions::sink_executor says.
+
+namespace sink_call {
+struct FolderStates {  // MailSink::folder_state() of each, in order
+  std::vector<std::string> folders;
+};
+struct KnownMessages {  // MailSink::known_messages()
+  std::string folder;
+  std::vector<MessageKey> keys;
+};
+struct Removed {  // MailSink::removed()
+  FolderState state;
+  UidRanges uids;
+};
+struct NoteRefusal {  // MailSink::note_refusal()
+  FolderState state;
+};
+struct Warn {  // MailSink::warn()
+  std::string message;
+};
+// One MailSink::commit(); see Action::start_commits.
+struct Commit {
+  FolderState state;
+  std::vector<FetchedMessage> messages;
+};
+}  // namespace sink_call
+
+using SinkCall = std::variant<sink_call::FolderStates, sink_call::KnownMessages, sink_call::Removed,
+                              sink_call::NoteRefusal, sink_call::Warn>;
+
+// What a sink call answered. Only the member of its kind is read.
+struct SinkAnswer {
+  SyncResult<void> result;                         // Removed, NoteRefusal; commits
+  std::vector<bool> known;                         // KnownMessages: one per key
+  std::vector<std::optional<FolderState>> states;  // FolderStates: one per folder
+};
+
+// ---------------------------------------------------------------------------
+// The exchange with the driver
+
+// What the core wants done next. Views and pointers point into the core and
+// stay valid until the next resume() (the read buffer: until the read ends).
+struct Action {
+  enum class Kind {
+    // Transport::async_connect(); resume with Io::error set when it failed.
+    connect,
+    // Write all of `bytes`; resume with Io::error set when it failed. Allowed
+    // while a read goes on (see read).
+    write,
+    // Read what one read returns into `into`, waiting at most `timeout`;
+    // resume with Io::bytes, or Io::error. With `wake_at`: when that time
+    // passes first, resume with Io::woken instead, the read going on; the
+    // core then writes (at most) and asks for a read again, which is that
+    // same read, still under its first timeout.
+    read,
+    // Transport::async_start_tls(); resume with Io::error set when it failed.
+    start_tls,
+    // Transport::async_close() (the end of a session that logged out).
+    close,
+    // Make `*call` on the sink (it may be moved from) and resume with its
+    // answer; sink calls are made one at a time, in the order asked, after
+    // every commit started before.
+    sink,
+    // Start the commits `*commits` (they may be moved from) in order, each
+    // only once the one before succeeded, and resume at once; they are
+    // `ticket`, awaited by wait_commits. They go on while the core reads.
+    start_commits,
+    // Resume once the commits started as `ticket` are done, with the first
+    // failure in Io::sink.result (success when none failed).
+    wait_commits,
+    // Resume once the steady clock reaches `until`.
+    sleep,
+    // A watch session finished a pass: `*report` (Account::on_synced).
+    synced,
+    // The end: the session's report is in session_fsm::report().
+    done,
+    // The end, failed with `error`.
+    error,
+  };
+  Kind kind = Kind::done;
+  std::string_view bytes;                                        // write
+  std::span<char> into;                                          // read
+  std::chrono::milliseconds timeout{0};                          // read
+  std::optional<std::chrono::steady_clock::time_point> wake_at;  // read
+  SinkCall* call = nullptr;                                      // sink
+  std::vector<sink_call::Commit>* commits = nullptr;             // start_commits
+  std::uint64_t ticket = 0;                                      // start_commits, wait_commits
+  std::chrono::steady_clock::time_point until;                   // sleep
+  const SyncReport* report = nullptr;                            // synced
+  SyncError error;                                               // error
+};
+
+// What came of an Action.
+struct Io {
+  // connect, write, read, start_tls: the transport's failure, if it failed.
+  std::optional<TransportError> error;
+  std::size_t bytes = 0;  // read: how many were put at the start of `into`
+  bool woken = false;     // read with wake_at: it passed first
+  SinkAnswer sink;        // sink, wait_commits
+};
+
+// The clocks the core reads (deadlines, the backfill window, refusal
+// counts); tests give their own.
+struct SessionClocks {
+  std::function<std::chrono::steady_clock::time_point()> steady = std::chrono::steady_clock::now;
+  std::function<std::chrono::system_clock::time_point()> system = std::chrono::system_clock::now;
+};
+
+}  // namespace crmcap::imap
