@@ -136,4 +136,44 @@ struct SessionClocks {
   std::function<std::chrono::system_clock::time_point()> system = std::chrono::system_clock::now;
 };
 
+namespace detail {
+struct Core;
+}
+
+// One connection's session:
+// - once: connect, log in, sync every configured folder once, log out: done
+//   with the report (Account::sync_once);
+// - watch: the same pass (reported by `synced`), then IDLE on INBOX (or
+//   sleeping until the next poll without IDLE) and a pass over every folder
+//   each poll_interval, until stop() or a failure (Account::run, which
+//   reconnects).
+//
+// Usage: resume({}) first, then carry out each Action and resume with what
+// came of it, until done or error; after that resume() answers the same.
+// It throws nothing: an exception inside (std::bad_alloc, a bug) ends it in
+// `error`, as failure_of() describes it. By its end it has waited for every
+// commit it started, unless an exception ended it; a read may still be
+// going (one woken for DONE, when writing DONE failed). So whatever ends a
+// session, its driver closes the transport, then waits for that read and
+// for the commits still running before it lets go of the machine, whose
+// buffers they use.
+class session_fsm {
+ public:
+  enum class Mode { once, watch };
+  // `options` outlives the machine.
+  session_fsm(const AccountOptions& options, Mode mode, SessionClocks clocks = {});
+  ~session_fsm();
+  session_fsm(const session_fsm&) = delete;
+  session_fsm& operator=(const session_fsm&) = delete;
+
+  Action resume(Io io);
+  // The session ends soon (cancelled): before the next batch or pass.
+  void stop() noexcept;
+  // After done (once): every folder's report, the capabilities, COMPRESS.
+  const SyncReport& report() const;
+
+ private:
+  std::unique_ptr<detail::Core> core_;
+};
+
 }  // namespace crmcap::imap

@@ -1,26 +1,24 @@
 // SPDX-License-Identifier: Apache-2.0
-// Folder sync over one connection: which folders, what changed (core/plan), what
-// to fetch (dates and structures, and Message-IDs for a folder synced
-// before; then whole the messages that are all text, and only the header and
-// text parts of the others, never an attachment's bytes), and handing batches
-// to the sink that commits them with the folder's new state.
-#include "connectors/imap/core/answers.hpp"
-#include "connectors/imap/core/detail.hpp"
-#include "connectors/imap/core/plan.hpp"
+// Account: the driver of the session core (core/session.hpp). Everything the
+// account decides, the core decides; this carries out its Actions and
+// resumes it with what came of them, and is, with driver.cpp (the
+// transport's actions), the only code that calls the Transport and the
+// MailSink. The sink's calls run on AccountOptions::sink_executor (through a
+// strand) or inline; the commits the core starts without waiting run there
+// while the core goes on reading the next batch or starting the next folder.
+#include "connectors/imap/core/session.hpp"
 #include "connectors/imap/imap.hpp"
-#include "connectors/imap/session/connection.hpp"
-#include "parsers/mail/alternative.hpp"
+#include "connectors/imap/session/driver.hpp"
 
 #include <boost/asio/as_tuple.hpp>
+#include <boost/asio/bind_executor.hpp>
 #include <boost/asio/co_spawn.hpp>
-#include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
-#include <algorithm>
-#include <chrono>
+#include <functional>
 #include <map>
 #include <random>
 #include <type_traits>
@@ -30,174 +28,20 @@ namespace asio = boost::asio;
 
 namespace crmcap::imap {
 
-using Connection = detail::LiveConnection;
-using detail::make_sync_error;
-
 namespace {
 
-// Whether Gmail gave the message this system label (X-GM-LABELS; system
-// labels start with a backslash): "\\Draft", "\\Sent".
-bool has_gmail_label(const FetchItem& f, std::string_view label) {
-  if (!f.gm_labels) return false;
-  return std::any_of(f.gm_labels->begin(), f.gm_labels->end(),
-                     [&](const std::string& l) { return detail::iequals(l, label); });
-}
-
-bool is_excluded_special(SpecialUse u) {
-  return u == SpecialUse::junk || u == SpecialUse::trash || u == SpecialUse::drafts;
-}
-
-// Which part of a multipart/alternative capture takes its text from: the
-// first of the highest mail::alternative_rank(), the parser's own choice. The
-// other alternatives it reads for calendar parts (iMIP) only. npos: not an
-// alternative.
-std::size_t chosen_alternative(const BodyStructure& b) {
-  if (!b.is_multipart() || b.subtype != "alternative") return std::string::npos;
-  std::size_t chosen = std::string::npos;
-  int best = -1;
-  for (std::size_t i = 0; i < b.parts.size(); ++i) {
-    const int rank = mail::alternative_rank(b.parts[i].type + "/" + b.parts[i].subtype);
-    if (rank > best) {
-      best = rank;
-      chosen = i;
-    }
-  }
-  return chosen;
-}
-
-// Whether capture takes the text of part `i` of a multipart from elsewhere:
-// an alternative above it was not chosen (`above`), or it is an alternative
-// other than the `chosen` one (npos: the multipart is no alternative).
-bool text_elsewhere(std::size_t chosen, std::size_t i, bool above) {
-  return above || (chosen != std::string::npos && i != chosen);
-}
-
-// Whether capture needs a leaf part's bytes: readable text that is not an
-// attachment (and not an alternative whose text capture takes from another,
-// `elsewhere`: the HTML beside a text/plain), and small calendar parts
-// (iMIP), wherever they are.
-bool wanted_leaf(const BodyStructure& b, std::uint32_t max_part, bool elsewhere = false) {
-  if (b.type != "text") return false;
-  const bool attachment = b.disposition && b.disposition->type == "attachment";
-  if (b.subtype == "calendar") return b.size <= max_part;
-  if (attachment || elsewhere) return false;
-  return b.subtype == "plain" || b.subtype == "html";
-}
-
-void collect_sections(const BodyStructure& b, bool root, std::uint32_t max_part, bool elsewhere,
-                      std::vector<FetchAttr>& attrs) {
-  if (!root) attrs.push_back(FetchAttr::body_peek(Section{b.section, SectionText::mime, {}}));
-  if (b.is_multipart()) {
-    const std::size_t chosen = chosen_alternative(b);
-    for (std::size_t i = 0; i < b.parts.size(); ++i) {
-      collect_sections(b.parts[i], false, max_part, text_elsewhere(chosen, i, elsewhere), attrs);
-    }
-  } else if (wanted_leaf(b, max_part, elsewhere)) {
-    attrs.push_back(FetchAttr::body_peek(Section{b.section, SectionText::none, {}},
-                                         std::make_pair(0u, max_part)));
-  }
-}
-
-// Unread alternatives (the HTML beside a text/plain) up to this size in all
-// do not keep a message from coming whole. A message fetched part by part
-// costs the server a walk of its MIME structure and a response item per
-// part, more than the few kilobytes of a typical HTML alternative are worth;
-// past this size (a newsletter's HTML runs to 50 KB and more) leaving them
-// out is worth that cost.
-constexpr std::uint64_t k_whole_despite_alternatives = 16 * 1024;
-
-// What a structure holds that capture does not read.
-struct Unread {
-  bool attachment_or_cut = false;  // an attachment, or a part longer than the cut
-  std::uint64_t alternatives = 0;  // octets of text capture takes from another alternative
+template <class... F>
+struct Overloaded : F... {
+  using F::operator()...;
 };
-
-void find_unread(const BodyStructure& b, std::uint32_t max_part, bool elsewhere, Unread& u) {
-  if (b.is_multipart()) {
-    const std::size_t chosen = chosen_alternative(b);
-    for (std::size_t i = 0; i < b.parts.size(); ++i) {
-      find_unread(b.parts[i], max_part, text_elsewhere(chosen, i, elsewhere), u);
-    }
-  } else if (wanted_leaf(b, max_part, elsewhere)) {
-    if (b.size > max_part) u.attachment_or_cut = true;
-  } else if (elsewhere && wanted_leaf(b, max_part)) {
-    u.alternatives += b.size;
-  } else {
-    u.attachment_or_cut = true;
-  }
-}
-
-// Whether a message with this structure comes whole: it holds no attachment
-// and no part longer than the cut, and its unread alternatives are small.
-// Any other comes part by part (part_by_part), so that no attachment's bytes,
-// nor a large unread alternative's, are ever fetched.
-bool comes_whole(const BodyStructure& b, std::uint32_t max_part) {
-  Unread u;
-  find_unread(b, max_part, false, u);
-  return !u.attachment_or_cut && u.alternatives <= k_whole_despite_alternatives;
-}
-
-// What to fetch of a message that is not fetched whole: its header, then
-// every part's MIME header and the parts capture reads, each cut at
-// `max_part`. Without a structure (a server that did not send one): the
-// header and the first `max_part` octets of the body.
-std::vector<FetchAttr> part_by_part(const BodyStructure* b, std::uint32_t max_part) {
-  std::vector<FetchAttr> a = {FetchAttr::body_peek(Section{"", SectionText::header, {}})};
-  if (b && b->is_multipart()) {
-    collect_sections(*b, true, max_part, false, a);
-  } else if (!b || wanted_leaf(*b, max_part)) {
-    a.push_back(
-        FetchAttr::body_peek(Section{"", SectionText::text, {}}, std::make_pair(0u, max_part)));
-  }
-  return a;
-}
-
-const std::string* find_section(const FetchItem& f, const std::string& part, SectionText text) {
-  for (const auto& s : f.sections) {
-    if (s.section.part == part && s.section.text == text && s.data) return &*s.data;
-  }
-  return nullptr;
-}
-std::string* find_section(FetchItem& f, const std::string& part, SectionText text) {
-  return const_cast<std::string*>(find_section(std::as_const(f), part, text));
-}
-
-// Rebuilds the message from its header, the MIME headers of every part and the
-// bytes of the parts capture reads, keeping the original boundaries. Attachment
-// parts keep their MIME headers and lose their bytes.
-void emit_part(const BodyStructure& b, const FetchItem& f, std::string& out, bool& partial) {
-  if (b.is_multipart()) {
-    const std::string* boundary = b.param("boundary");
-    if (!boundary) {
-      partial = true;
-      return;
-    }
-    for (const auto& p : b.parts) {
-      out += "--" + *boundary + "\r\n";
-      if (const std::string* h = find_section(f, p.section, SectionText::mime)) {
-        out += *h;
-      } else {
-        out += "\r\n";
-      }
-      emit_part(p, f, out, partial);
-      out += "\r\n";
-    }
-    out += "--" + *boundary + "--\r\n";
-    return;
-  }
-  if (const std::string* body = find_section(f, b.section, SectionText::none)) {
-    out += *body;
-    if (body->size() < b.size) partial = true;
-  } else if (b.size > 0) {
-    partial = true;
-  }
-}
+template <class... F>
+Overloaded(F...) -> Overloaded<F...>;
 
 }  // namespace
 
 struct Account::Impl {
   Impl(const asio::any_io_executor& ex, AccountOptions o, MailSink& s)
-      : executor(ex), options(std::move(o)), sink(s) {
+      : executor(ex), options(std::move(o)), sink(s), sleeper(ex), commits_ended(ex) {
     if (options.sink_executor) sink_strand.emplace(*options.sink_executor);
   }
 
@@ -206,31 +50,33 @@ struct Account::Impl {
   MailSink& sink;
   // The sink's calls, in the order they are made and never two at once, even
   // on an executor of several threads: a folder's last commit runs while the
-  // next folder starts (sync_all), which may call the sink too.
+  // next folder starts, which may call the sink too.
   std::optional<asio::strand<asio::any_io_executor>> sink_strand;
-  std::unique_ptr<Connection> conn;
   bool stopped = false;
-  // Resolved folder names (configured "\\Sent" -> "Sent"), in configured order.
-  std::vector<std::string> folders;
+  // The session under way, its transport, and its sleep (Action::sleep):
+  // for stop().
+  session_fsm* session = nullptr;
+  std::unique_ptr<Transport> transport;
+  asio::steady_timer sleeper;
 
-  SyncError sink_error(const std::string& what) {
-    return make_sync_error(SyncErrc::sink, options.name + ": " + what, RetryClass::retry_later);
-  }
+  // Commits started (Action::start_commits) and not yet waited for, by
+  // ticket; `commits_ended` is cancelled whenever some end.
+  struct Commits {
+    bool done = false;
+    SyncResult<void> result;
+    std::exception_ptr thrown;  // escaped the sink: rethrown where waited for
+  };
+  std::map<std::uint64_t, Commits> commits;
+  asio::steady_timer commits_ended;
 
   // Runs `f` (a call of the sink) on the sink's executor, or inline when
   // there is none, and returns its result here.
   template <class F>
   Awaitable<std::invoke_result_t<F&>> on_sink(F f) {
     using R = std::invoke_result_t<F&>;
-    auto task = [&f]() -> Awaitable<R> {
-      if constexpr (std::is_void_v<R>) {
-        f();
-        co_return;
-      } else {
-        co_return f();
-      }
-    };
-    // Named, not temporaries, in the co_await (GCC 12, see connection.cpp).
+    auto task = [&f]() -> Awaitable<R> { co_return f(); };
+    // Named, not temporaries, in the co_await (GCC 12 can destroy such
+    // temporaries twice).
     if (!sink_strand) {
       auto here = task();
       co_return co_await std::move(here);
@@ -239,814 +85,139 @@ struct Account::Impl {
     co_return co_await std::move(there);
   }
 
-  Awaitable<void> warn(std::string message) {
-    co_await on_sink([&] { sink.warn(message); });
+  // Makes `call` (Action::sink).
+  SinkAnswer answer(SinkCall& call) {
+    SinkAnswer a;
+    std::visit(
+        Overloaded{
+            [&](sink_call::FolderStates& c) {
+              for (const auto& f : c.folders) a.states.push_back(sink.folder_state(f));
+            },
+            [&](sink_call::KnownMessages& c) { a.known = sink.known_messages(c.folder, c.keys); },
+            [&](sink_call::Removed& c) { a.result = sink.removed(c.state, c.uids); },
+            [&](sink_call::NoteRefusal& c) { a.result = sink.note_refusal(c.state); },
+            [&](sink_call::Warn& c) { sink.warn(c.message); },
+        },
+        call);
+    return a;
   }
 
-  // `state` by value: a folder's last commit may still run after the folder's
-  // sync returned (sync_all).
-  Awaitable<SyncResult<void>> commit(FolderState state, std::vector<FetchedMessage> messages) {
-    co_return co_await on_sink([&] { return sink.commit(state, std::move(messages)); });
-  }
-
-  // Two batches of one folder, in order: the second only once the first is
-  // stored, so that the folder's mark never passes a batch that failed.
-  Awaitable<SyncResult<void>> commit_both(FolderState first, std::vector<FetchedMessage> a,
-                                          FolderState second, std::vector<FetchedMessage> b) {
-    if (auto c = co_await commit(std::move(first), std::move(a)); !c) co_return c;
-    co_return co_await commit(std::move(second), std::move(b));
-  }
-
-  Awaitable<SyncResult<void>> connect() {
-    conn = std::make_unique<Connection>(executor, options);
-    co_return co_await conn->open();
-  }
-
-  Awaitable<SyncResult<void>> resolve_folders() {
-    std::vector<ListEntry> entries;
-    ListOptions lo;
-    lo.special_use =
-        conn->capabilities().has("SPECIAL-USE") && conn->capabilities().has("LIST-EXTENDED");
-    auto cmd = conn->builder().list("", "*", lo);
-    if (!cmd) {
-      co_return make_sync_error(SyncErrc::protocol, "cannot build LIST", RetryClass::retry_later);
-    }
-    const Connection::Handler on_response = [&](Response& resp) {
-      if (auto* e = std::get_if<ListEntry>(&resp); e && !e->lsub) entries.push_back(*e);
-    };
-    const std::string what = "LIST";
-    auto r = co_await conn->run(*cmd, on_response, what);
-    if (!r) co_return r.error();
-    folders.clear();
-    sent_folders.clear();
-    for (const auto& e : entries) {
-      if (e.special_use() == SpecialUse::sent) sent_folders.push_back(e.mailbox);
-    }
-    std::vector<std::string> warnings;
-    auto add = [&](const std::string& name) {
-      if (std::find(folders.begin(), folders.end(), name) == folders.end()) folders.push_back(name);
-    };
-    // Gmail: every message is in All Mail once; label folders (INBOX, Sent)
-    // would only repeat it. Sync All Mail alone.
-    if (conn->capabilities().has("X-GM-EXT-1")) {
-      for (const auto& e : entries) {
-        if (e.special_use() == SpecialUse::all && !e.noselect()) add(e.mailbox);
+  // Action::start_commits: the batches in order, each only once the one
+  // before is stored; with no sink executor, here and now.
+  void start_commits(std::uint64_t ticket, std::vector<sink_call::Commit> batches) {
+    auto run = [this, batches = std::move(batches)]() mutable -> SyncResult<void> {
+      for (auto& b : batches) {
+        if (auto r = sink.commit(b.state, std::move(b.messages)); !r) return r;
       }
-      if (!folders.empty()) co_return SyncResult<void>{};
+      return {};
+    };
+    Commits& slot = commits[ticket];
+    if (!sink_strand) {
+      try {
+        slot.result = run();
+      } catch (...) {
+        slot.thrown = std::current_exception();
+      }
+      slot.done = true;
+      return;
     }
-    for (const auto& want : options.folders) {
-      if (want.size() > 1 && want[0] == '\\') {
-        std::string attr = want;
-        bool found = false;
-        for (const auto& e : entries) {
-          if (e.has(attr) && !e.noselect() && !is_excluded_special(e.special_use())) {
-            add(e.mailbox);
-            found = true;
+    asio::co_spawn(
+        *sink_strand,
+        [run = std::move(run)]() mutable -> Awaitable<SyncResult<void>> { co_return run(); },
+        asio::bind_executor(executor, [this, ticket](std::exception_ptr e, SyncResult<void> r) {
+          Commits& ended = commits[ticket];
+          ended.result = std::move(r);
+          ended.thrown = std::move(e);
+          ended.done = true;
+          commits_ended.cancel();
+        }));
+  }
+
+  // Action::wait_commits.
+  Awaitable<SyncResult<void>> wait_commits(std::uint64_t ticket) {
+    for (;;) {
+      auto it = commits.find(ticket);
+      if (it == commits.end()) co_return SyncResult<void>{};
+      if (it->second.done) {
+        Commits ended = std::move(it->second);
+        commits.erase(it);
+        if (ended.thrown) std::rethrow_exception(ended.thrown);
+        co_return std::move(ended.result);
+      }
+      commits_ended.expires_at(asio::steady_timer::time_point::max());
+      (void)co_await commits_ended.async_wait(asio::as_tuple(asio::use_awaitable));
+    }
+  }
+
+  // Waits for every commit still running (a session that ended early: an
+  // exception), whatever came of them.
+  Awaitable<void> drain_commits() {
+    for (;;) {
+      std::erase_if(commits, [](const auto& c) { return c.second.done; });
+      if (commits.empty()) co_return;
+      commits_ended.expires_at(asio::steady_timer::time_point::max());
+      (void)co_await commits_ended.async_wait(asio::as_tuple(asio::use_awaitable));
+    }
+  }
+
+  // Runs `s` over a new connection to its end, carrying out every Action;
+  // returns the last (done, or error). `synced` is called for each pass a
+  // watch session reports. An exception (from the sink, from `synced`) ends
+  // the session as the failure failure_of() makes of it.
+  Awaitable<Action> drive(session_fsm& s, const std::function<void(const SyncReport&)>& synced) {
+    transport = std::make_unique<Transport>(executor, options.transport);
+    detail::TransportDriver io(executor, *transport);
+    session = &s;
+    Action a;
+    std::exception_ptr thrown;
+    try {
+      a = s.resume(Io{});
+      for (bool ended = false; !ended;) {
+        Io outcome;
+        switch (a.kind) {
+          case Action::Kind::connect:
+          case Action::Kind::write:
+          case Action::Kind::read:
+          case Action::Kind::start_tls:
+          case Action::Kind::close:
+            outcome = co_await io.carry_out(a);
             break;
-          }
+          case Action::Kind::sink:
+            outcome.sink = co_await on_sink([&] { return answer(*a.call); });
+            break;
+          case Action::Kind::start_commits:
+            start_commits(a.ticket, std::move(*a.commits));
+            break;
+          case Action::Kind::wait_commits:
+            outcome.sink.result = co_await wait_commits(a.ticket);
+            break;
+          case Action::Kind::sleep:
+            sleeper.expires_at(a.until);
+            if (!stopped) (void)co_await sleeper.async_wait(asio::as_tuple(asio::use_awaitable));
+            break;
+          case Action::Kind::synced:
+            if (synced) synced(*a.report);
+            break;
+          case Action::Kind::done:
+          case Action::Kind::error:
+            ended = true;
+            continue;
         }
-        if (!found) warnings.push_back(options.name + ": no folder has the special use " + want);
-        continue;
+        a = s.resume(std::move(outcome));
       }
-      bool found = false;
-      for (const auto& e : entries) {
-        const bool inbox = want == "INBOX" || want == "inbox";
-        const bool same =
-            inbox ? (e.mailbox == "INBOX" || e.mailbox == "inbox") : e.mailbox == want;
-        if (!same) continue;
-        found = true;
-        if (e.noselect()) {
-          warnings.push_back(options.name + ": folder " + want + " cannot be selected");
-        } else if (is_excluded_special(e.special_use())) {
-          warnings.push_back(options.name + ": folder " + want +
-                             " is Junk, Trash or Drafts: never synced");
-        } else {
-          add(e.mailbox);
-        }
-        break;
-      }
-      if (!found) warnings.push_back(options.name + ": no folder named " + want);
+    } catch (...) {
+      thrown = std::current_exception();
     }
-    for (auto& w : warnings) co_await warn(std::move(w));
-    co_return SyncResult<void>{};
-  }
-
-  Awaitable<SyncResult<FolderObservation>> status(const std::string& folder) {
-    StatusItems items;
-    items.messages = items.uidnext = items.uidvalidity = true;
-    // QRESYNC implies CONDSTORE (RFC 7162), even when only QRESYNC is named.
-    items.highestmodseq =
-        conn->capabilities().has("CONDSTORE") || conn->capabilities().has("QRESYNC");
-    auto cmd = conn->builder().status(folder, items);
-    if (!cmd) {
-      co_return make_sync_error(SyncErrc::protocol, "cannot name folder " + folder,
-                                RetryClass::needs_user);
+    session = nullptr;
+    // Nothing the session started outlives it: a read left going, commits.
+    co_await io.close();
+    co_await drain_commits();
+    if (thrown) {
+      a = Action{};
+      a.kind = Action::Kind::error;
+      a.error = failure_of(options.name, std::move(thrown));
     }
-    FolderObservation o;
-    const Connection::Handler on_response = [&](Response& resp) {
-      if (auto* s = std::get_if<MailboxStatus>(&resp)) {
-        o.uidvalidity = s->uidvalidity.value_or(0);
-        o.uidnext = s->uidnext.value_or(0);
-        o.messages = s->messages.value_or(0);
-        o.highest_modseq = s->highestmodseq;
-      }
-    };
-    const std::string what = "STATUS " + folder;
-    auto r = co_await conn->run(*cmd, on_response, what);
-    if (!r) co_return r.error();
-    co_return o;
-  }
-
-  // EXAMINE; with `since` (a stored state) and QRESYNC enabled, also asks
-  // which messages vanished since its HIGHESTMODSEQ, into `vanished`.
-  Awaitable<SyncResult<FolderObservation>> examine(const std::string& folder,
-                                                   const FolderState* since = nullptr,
-                                                   UidSet* vanished = nullptr) {
-    ExamineOptions eo;
-    if (since && vanished && conn->qresync() && since->uidvalidity != 0 &&
-        since->highest_modseq != 0) {
-      // A server whose UIDVALIDITY is no longer this one ignores the rest
-      // (RFC 7162, section 3.2.5): no VANISHED then.
-      eo.qresync = QresyncParams{since->uidvalidity, since->highest_modseq, {}, {}, {}};
-    }
-    auto cmd = conn->builder().examine(folder, eo);
-    if (!cmd) {
-      co_return make_sync_error(SyncErrc::protocol, "cannot name folder " + folder,
-                                RetryClass::needs_user);
-    }
-    FolderObservation o;
-    std::string impossible;  // a number no folder can have
-    const Connection::Handler on_response = [&](Response& resp) {
-      if (auto* e = std::get_if<Exists>(&resp)) o.messages = e->count;
-      if (auto* u = std::get_if<UntaggedStatus>(&resp); u && u->code && u->code->number) {
-        const std::uint64_t n = *u->code->number;
-        if (u->code->kind == CodeKind::uidvalidity) {
-          if (n == 0 || n > 0xFFFFFFFFu) impossible = "UIDVALIDITY " + std::to_string(n);
-          o.uidvalidity = static_cast<std::uint32_t>(n);
-        }
-        // 4294967295 would leave no UID for new mail: a server must change
-        // UIDVALIDITY first (RFC 3501, 2.3.1.1). Taken as real, it would move
-        // the folder's mark past every message still to come.
-        if (u->code->kind == CodeKind::uidnext) {
-          if (n >= 0xFFFFFFFFu) impossible = "UIDNEXT " + std::to_string(n);
-          o.uidnext = static_cast<std::uint32_t>(n);
-        }
-        if (u->code->kind == CodeKind::highestmodseq) o.highest_modseq = *u->code->number;
-      }
-      if (auto* v = std::get_if<Vanished>(&resp); v && v->earlier && vanished) {
-        vanished->add(v->uids);
-      }
-    };
-    const std::string what = "EXAMINE " + folder;
-    auto r = co_await conn->run(*cmd, on_response, what);
-    if (!r) co_return r.error();
-    if (!impossible.empty()) {
-      co_return make_sync_error(SyncErrc::protocol,
-                                options.name + ": " + what + ": the server announced " +
-                                    impossible + "; nothing is marked until it answers sanely",
-                                RetryClass::retry_later);
-    }
-    co_return o;
-  }
-
-  // UID SEARCH in the folder EXAMINE reported as `at`: the UIDs it answered,
-  // checked (SearchAnswer). An answer that cannot be true fails the pass, and
-  // no mark moves.
-  Awaitable<SyncResult<std::vector<std::uint32_t>>> search(const SearchCriteria& c,
-                                                           const FolderObservation& at) {
-    const bool esearch = conn->capabilities().has("ESEARCH");
-    SearchReturn ret;
-    ret.all = esearch;
-    auto cmd = conn->builder().uid_search(c, ret);
-    if (!cmd) {
-      co_return make_sync_error(SyncErrc::protocol, "cannot build UID SEARCH",
-                                RetryClass::retry_later);
-    }
-    SearchAnswer answer(at.uidnext, at.messages);
-    const Connection::Handler on_response = [&](Response& resp) { answer.add(resp); };
-    const std::string what = "UID SEARCH";
-    auto r = co_await conn->run(*cmd, on_response, what);
-    if (!r) co_return r.error();
-    SearchAnswer::Checked checked = answer.take();
-    if (!checked.refused.empty()) {
-      co_return make_sync_error(SyncErrc::protocol,
-                                options.name + ": " + what + ": " + checked.refused +
-                                    "; nothing is marked until it answers sanely",
-                                RetryClass::retry_later);
-    }
-    co_return std::move(checked.uids);
-  }
-
-  // The first fetch of a batch: dates and structures, and the Message-IDs
-  // when `ids_first`. The structure says which parts to fetch (plan_bodies).
-  // Not ENVELOPE: only its Message-ID would be used, and Dovecot builds it
-  // from the header of every message.
-  // Without `structure`: the same but BODYSTRUCTURE, for messages whose first
-  // answer could not be read (plan_bodies).
-  SyncResult<Command> meta_command(const std::vector<std::uint32_t>& uids, bool structure = true) {
-    UidSet set;
-    for (auto u : uids) set.add(u);
-    std::vector<FetchAttr> attrs = {FetchAttr::of(FetchAttr::Kind::internaldate)};
-    if (structure) attrs.push_back(FetchAttr::of(FetchAttr::Kind::bodystructure));
-    if (ids_first) {
-      attrs.push_back(
-          FetchAttr::body_peek(Section{"", SectionText::header_fields, {"MESSAGE-ID"}}));
-    }
-    const bool gmail = conn->capabilities().has("X-GM-EXT-1");
-    if (gmail) {
-      attrs.push_back(FetchAttr::of(FetchAttr::Kind::gm_msgid));
-      attrs.push_back(FetchAttr::of(FetchAttr::Kind::gm_labels));
-    }
-    auto cmd = conn->builder().uid_fetch(set, attrs);
-    if (!cmd) {
-      return make_sync_error(SyncErrc::protocol, "cannot build UID FETCH", RetryClass::retry_later);
-    }
-    return std::move(*cmd);
-  }
-
-  // One batch of UIDs on its way through the pipeline: its first fetch
-  // (dates, structures, Message-IDs), then the fetch of the bytes capture
-  // needs, then the hand-over to the sink.
-  struct InFlight {
-    std::vector<std::uint32_t> uids;
-    Command meta;
-    std::vector<Command> bodies;
-    std::vector<FetchedMessage> messages;  // filled from the first fetch
-    // Connection::malformed() when `meta` and `bodies` were sent: a response
-    // skipped since may have been one of this batch's.
-    std::uint64_t malformed_at_meta = 0, malformed_at_bodies = 0;
-  };
-
-  // Every FETCH response of the batches in flight, merged by UID: responses of
-  // two outstanding commands may be read by one finish() (see Connection).
-  FetchedMessages fetched;
-  std::uint32_t drafts = 0;  // Gmail drafts left out by this folder's pass
-  // Whether this folder's pass asks the Message-IDs in the first fetch, to
-  // skip the bytes of messages the store already has. Only for a folder
-  // synced before (new mail, a changed UIDVALIDITY, a pass cut short): on a
-  // folder's first pass nothing in it can be known yet but a copy of a
-  // message in a folder synced just before, and asking would make the
-  // server read the header of every message of the folder to spare the
-  // bytes of those few. A copy there comes with its bytes (whole, or part
-  // by part: either way they start with its header), and the sink knows it
-  // by the Message-ID in them.
-  bool ids_first = true;
-  // Folders with the \Sent special use (resolve_folders): their messages are
-  // sent mail (FetchedMessage::sent).
-  std::vector<std::string> sent_folders;
-  Connection::Handler collector() {
-    return [this](Response& resp) {
-      if (auto* f = std::get_if<FetchItem>(&resp)) fetched.add(std::move(*f));
-    };
-  }
-
-  SyncResult<InFlight> start_batch(std::vector<std::uint32_t> uids) {
-    auto cmd = meta_command(uids);
-    if (!cmd) return cmd.error();
-    fetched.expect(uids);
-    return InFlight{std::move(uids), std::move(*cmd), {}, {}, 0, 0};
-  }
-
-  // Why a message sent this many bytes is not captured.
-  static std::string overflow_reason() {
-    return "the server sent more than " + std::to_string(k_max_message_bytes >> 20) +
-           " MiB for this message";
-  }
-
-  // Where responses were skipped as unreadable since `since` (a
-  // Connection::malformed() count), the error that refuses the messages of
-  // `b` that did not come: their answer may have been one of those.
-  std::optional<SyncError> unreadable(std::uint64_t since) const {
-    if (conn->malformed() == since) return std::nullopt;
-    return make_sync_error(
-        SyncErrc::protocol,
-        "the server's response to UID FETCH could not be read: " + conn->last_malformed(),
-        RetryClass::retry_later);
-  }
-
-  // The messages of `b` whose first answer did not come while responses
-  // were skipped as unreadable: asked again without BODYSTRUCTURE, the item
-  // a server's odd answer breaks most (70 nested multiparts: past the
-  // parser's depth limit), so that they come part by part as messages
-  // without a structure do. Those still missing when that answer is
-  // unreadable too (or refused) are refused: `refused` is set, unless it
-  // holds the server's refusal already. Fails only when the connection does.
-  Awaitable<SyncResult<void>> ask_again_unstructured(const InFlight& b,
-                                                     std::optional<SyncError>& refused) {
-    if (!unreadable(b.malformed_at_meta)) co_return SyncResult<void>{};
-    std::vector<std::uint32_t> missing;
-    for (const std::uint32_t uid : b.uids) {
-      if (!fetched.find(uid)) missing.push_back(uid);
-    }
-    if (missing.empty()) co_return SyncResult<void>{};
-    auto cmd = meta_command(missing, false);
-    if (!cmd) co_return cmd.error();
-    const std::uint64_t before = conn->malformed();
-    const Connection::Handler collect = collector();
-    const std::string what = "UID FETCH";
-    auto r = co_await conn->run(*cmd, collect, what, Connection::Malformed::tolerate);
-    if (!r && r.error().code != make_error_code(SyncErrc::server_refused)) co_return r.error();
-    if (!refused) refused = r ? unreadable(before) : std::optional<SyncError>(r.error());
-    co_return SyncResult<void>{};
-  }
-
-  // Whether a refusal with nothing of its batch sent, which fails the pass,
-  // is taken as the message's own instead: only when the batch asked for one
-  // message (`asked`), refused on refusals_before_failed passes over
-  // refusals_span. Otherwise that refusal is counted with the folder's
-  // state (`where.refused`, from the stored state), and the pass fails.
-  // `where` is the folder's state at the start of the pass: where the folder
-  // has no stored state yet, it is stored as it is, and its mark must be one
-  // that no uncommitted batch has moved.
-  Awaitable<bool> refused_for_good(const FolderState& where, std::vector<std::uint32_t> asked) {
-    if (asked.size() != 1) co_return false;
-    const std::int64_t now = std::chrono::duration_cast<std::chrono::seconds>(
-                                 std::chrono::system_clock::now().time_since_epoch())
-                                 .count();
-    Refusal r = where.refused.uid == asked.front() ? where.refused : Refusal{asked.front(), 0, now};
-    ++r.passes;
-    if (r.passes >= options.refusals_before_failed &&
-        now - r.since >= options.refusals_span.count()) {
-      co_return true;
-    }
-    FolderState noted = where;
-    noted.refused = r;
-    noted.uidnext = 0;  // (only the last batch's commit stores UIDNEXT)
-    if (auto n = co_await on_sink([&] { return sink.note_refusal(noted); }); !n) {
-      std::string why =
-          options.name + ": " + where.folder + ": cannot count a refusal: " + n.error().message;
-      co_await warn(std::move(why));
-    }
-    co_return false;
-  }
-
-  // Reads the first fetch of `b`, a batch of the folder whose pass started at
-  // `where`, and
-  // decides what to fetch next: known messages nothing, the others by their
-  // structure. A refusal of the first fetch (the structure of a message the
-  // server cannot read) counts as a refusal of their bytes does (see
-  // finish_batch): the messages it left out are handed over as refused.
-  Awaitable<SyncResult<void>> plan_bodies(InFlight& b, const FolderState& where) {
-    const std::uint32_t max_part = options.max_part_bytes;
-    const Connection::Handler collect = collector();
-    const std::string what = "UID FETCH";
-    std::optional<SyncError> refused;
-    if (auto r = co_await conn->finish(b.meta, collect, what, Connection::Malformed::tolerate);
-        !r) {
-      if (r.error().code != make_error_code(SyncErrc::server_refused)) co_return r.error();
-      refused = r.error();
-    }
-    // An answer that could not be read refuses the messages it left out as a
-    // refusal by the server does: the mark never passes them unrecorded.
-    if (auto a = co_await ask_again_unstructured(b, refused); !a) co_return a.error();
-    if (refused) {
-      const bool none_sent = std::none_of(b.uids.begin(), b.uids.end(),
-                                          [&](std::uint32_t u) { return fetched.find(u); });
-      if (none_sent) {
-        const bool for_good = co_await refused_for_good(where, b.uids);
-        if (!for_good) co_return *refused;
-      }
-    }
-
-    const bool sent_folder =
-        std::find(sent_folders.begin(), sent_folders.end(), where.folder) != sent_folders.end();
-    std::vector<MessageKey> keys;
-    for (const std::uint32_t uid : b.uids) {
-      const FetchedMessages::Held* held = fetched.find(uid);
-      if (!held) {
-        // Refused (handed over as such, not fetched), or else expunged
-        // meanwhile.
-        if (refused) {
-          FetchedMessage m;
-          m.uid = uid;
-          m.refused = refused->message;
-          m.sent = sent_folder;
-          keys.emplace_back();
-          b.messages.push_back(std::move(m));
-        }
-        continue;
-      }
-      const FetchItem& f = held->item;
-      if (has_gmail_label(f, "\\Draft")) {
-        // All Mail holds drafts too; a draft is no activity (the Drafts
-        // folder of any other server is never synced either).
-        ++drafts;
-        fetched.drop(uid);
-        continue;
-      }
-      FetchedMessage m;
-      m.uid = uid;
-      if (held->overflowed) m.refused = overflow_reason();
-      if (const std::string* h = find_section(f, "", SectionText::header_fields)) {
-        m.message_id = header_field_value(*h, "Message-ID");
-      }
-      if (f.internaldate) m.internaldate = internaldate_to_unix(*f.internaldate).value_or(0);
-      m.gm_msgid = f.gm_msgid;
-      m.sent = sent_folder || has_gmail_label(f, "\\Sent");
-      keys.push_back({m.message_id, m.gm_msgid, m.sent});
-      b.messages.push_back(std::move(m));
-    }
-    // Without a Message-ID or a server id to go by (a folder's first pass
-    // asks none), nothing is known, and the sink, busy committing an earlier
-    // batch, need not be waited for.
-    const bool keyless = std::all_of(keys.begin(), keys.end(), [](const MessageKey& k) {
-      return k.message_id.empty() && !k.gm_msgid;
-    });
-    std::vector<bool> known(keys.size(), false);
-    if (!keyless) {
-      auto asked = co_await on_sink([&] { return sink.known_messages(where.folder, keys); });
-      known = std::move(asked);
-    }
-
-    // A message that is all text capture reads (but for small unread
-    // alternatives) comes whole, with the others of its batch in one
-    // command; any other part by part (part_by_part), in one command per set
-    // of parts asked. Known messages not at all.
-    UidSet whole;
-    std::vector<std::pair<std::vector<FetchAttr>, UidSet>> by_parts;  // few: shapes of mail
-    for (std::size_t i = 0; i < b.messages.size(); ++i) {
-      FetchedMessage& m = b.messages[i];
-      if (i < known.size() && known[i]) {
-        m.known = true;
-        continue;
-      }
-      if (!m.refused.empty()) continue;
-      const FetchItem& f = fetched.find(m.uid)->item;
-      if (f.body && comes_whole(*f.body, max_part)) {
-        whole.add(m.uid);
-        continue;
-      }
-      std::vector<FetchAttr> a = part_by_part(f.body ? &*f.body : nullptr, max_part);
-      auto group = std::find_if(by_parts.begin(), by_parts.end(),
-                                [&](const auto& g) { return g.first == a; });
-      if (group == by_parts.end()) group = by_parts.insert(by_parts.end(), {std::move(a), {}});
-      group->second.add(m.uid);
-    }
-    if (!whole.empty()) {
-      const std::array<FetchAttr, 1> all{FetchAttr::body_peek(Section{})};
-      auto c = conn->builder().uid_fetch(whole, all);
-      if (c) b.bodies.push_back(std::move(*c));
-    }
-    for (const auto& [attrs, uids] : by_parts) {
-      auto c = conn->builder().uid_fetch(uids, attrs);
-      if (c) b.bodies.push_back(std::move(*c));
-    }
-    co_return SyncResult<void>{};
-  }
-
-  // A message whose first fetch did not ask its Message-ID (!ids_first) takes
-  // it from its own header, which its bytes start with.
-  void id_from_bytes(FetchedMessage& m) const {
-    if (!ids_first) m.message_id = header_field_value(header_block(m.raw), "Message-ID");
-  }
-
-  // Reads the bodies of `b`, a batch of the folder whose pass started at
-  // `where`, and assembles its messages (taking their responses out of
-  // `fetched`).
-  Awaitable<SyncResult<std::vector<FetchedMessage>>> finish_batch(InFlight& b,
-                                                                  const FolderState& where) {
-    const Connection::Handler collect = collector();
-    const std::string what = "UID FETCH";
-    // A refusal of the fetch (NO or BAD; every command of the batch still
-    // completes) that the server made while sending other messages of the
-    // batch is about the messages it left out (Gmail: "Some messages could
-    // not be FETCHed"): they are handed over as refused. A refusal with
-    // nothing sent, a busy server or a lost connection fails the pass
-    // instead, to be retried: the server may be failing as a whole, for a
-    // while. Unless the batch asked for one message only, refused on
-    // refusals_before_failed passes over refusals_span: then the refusal is
-    // that message's.
-    std::optional<SyncError> refused;
-    if (auto p = co_await conn->finish(b.bodies, collect, what); !p) {
-      if (p.error().code != make_error_code(SyncErrc::server_refused)) co_return p.error();
-      refused = p.error();
-    }
-    // An answer that could not be read counts as a refusal of the messages
-    // it left out: they are never taken as expunged.
-    if (!refused) refused = unreadable(b.malformed_at_bodies);
-    // A message with no bytes: refused, or else expunged since the first
-    // fetch (nothing to hand over).
-    auto missing = [&](FetchedMessage& m) {
-      if (refused) {
-        m.refused = refused->message;
-      } else {
-        m.uid = 0;
-      }
-    };
-    std::vector<FetchedMessage> out = std::move(b.messages);
-    for (auto& m : out) {
-      auto held = fetched.take(m.uid);
-      if (m.known || !m.refused.empty()) continue;
-      if (!held) {
-        missing(m);
-        continue;
-      }
-      if (held->overflowed) {
-        m.refused = overflow_reason();
-        continue;
-      }
-      FetchItem& f = held->item;
-      if (std::string* whole = find_section(f, "", SectionText::none)) {
-        // Moved, not copied: the responses are not needed after this.
-        m.raw = std::move(*whole);
-        id_from_bytes(m);
-        continue;
-      }
-      const std::string* header = find_section(f, "", SectionText::header);
-      if (!header) {
-        missing(m);
-        continue;
-      }
-      m.raw = *header;
-      m.partial = true;  // part by part: something was left out or cut
-      if (f.body && f.body->is_multipart()) {
-        emit_part(*f.body, f, m.raw, m.partial);
-      } else if (const std::string* text = find_section(f, "", SectionText::text)) {
-        m.raw += *text;
-      }
-      id_from_bytes(m);
-    }
-    for (const std::uint32_t uid : b.uids) (void)fetched.take(uid);
-    if (refused && std::none_of(out.begin(), out.end(),
-                                [](const FetchedMessage& m) { return !m.raw.empty(); })) {
-      std::vector<std::uint32_t> asked;
-      for (const auto& m : out) {
-        if (!m.known) asked.push_back(m.uid);
-      }
-      const bool for_good = co_await refused_for_good(where, std::move(asked));
-      if (!for_good) co_return *refused;
-    }
-    std::erase_if(out, [](const FetchedMessage& m) { return m.uid == 0; });
-    co_return out;
-  }
-
-  // With QRESYNC, a folder whose HIGHESTMODSEQ moved may have lost messages
-  // even when nothing new came (a flag change moves it too).
-  bool modseq_moved(const std::optional<FolderState>& stored, const FolderObservation& o) const {
-    return conn->qresync() && stored && stored->highest_modseq != 0 && o.highest_modseq &&
-           *o.highest_modseq != stored->highest_modseq;
-  }
-
-  // Whether a pass over the folder has anything to do: what the plan says
-  // (a paused plan warns), or record what vanished.
-  bool has_work(const FolderPlan& p, const std::optional<FolderState>& stored,
-                const FolderObservation& o) const {
-    return p.kind != PlanKind::unchanged || modseq_moved(stored, o);
-  }
-
-  // Syncs `folder`, whose stored state is `stored`. With `last_commit`, the
-  // commit of the folder's last batch is left there, not yet started, for
-  // the caller to await while the next folder starts; without it, awaited
-  // here.
-  Awaitable<SyncResult<FolderReport>> sync_folder(
-      const std::string& folder, std::optional<FolderState> stored, bool precheck,
-      std::optional<Awaitable<SyncResult<void>>>* last_commit = nullptr) {
-    FolderReport rep;
-    rep.folder = folder;
-    if (precheck && stored) {
-      auto st = co_await status(folder);
-      if (!st) co_return st.error();
-      const FolderPlan quick = plan_folder(folder, stored, *st, options.min_keep_fraction);
-      if (!has_work(quick, stored, *st)) {
-        rep.skipped_unchanged = true;
-        co_return rep;
-      }
-    }
-    ids_first = stored.has_value();
-    UidSet vanished;
-    auto ex = co_await examine(folder, stored ? &*stored : nullptr, &vanished);
-    if (!ex) co_return ex.error();
-    const FolderPlan plan = plan_folder(folder, stored, *ex, options.min_keep_fraction);
-    rep.uidvalidity_changed = plan.uidvalidity_changed;
-    if (plan.kind != PlanKind::paused && !plan.uidvalidity_changed && modseq_moved(stored, *ex)) {
-      // What vanished, with the new HIGHESTMODSEQ, before any batch: a
-      // batch's state carries the new HIGHESTMODSEQ too, and after it the
-      // server would no longer report these. The mark and UIDNEXT stay until
-      // the batches move them.
-      FolderState seen = *stored;
-      seen.highest_modseq = *ex->highest_modseq;
-      seen.messages = ex->messages;
-      seen.suspect_messages = 0;
-      UidRanges gone;
-      for (const auto& r : vanished.ranges()) {
-        if (r.last == UidSet::star) continue;  // never in an answer; nothing to mark
-        gone.emplace_back(r.first, r.last);
-        rep.vanished += r.last - r.first + 1;
-      }
-      auto done = co_await on_sink([&] { return sink.removed(seen, gone); });
-      if (!done) co_return done.error();
-    }
-    if (plan.kind == PlanKind::unchanged) {
-      rep.skipped_unchanged = true;
-      co_return rep;
-    }
-    if (plan.kind == PlanKind::paused) {
-      rep.paused = true;
-      // Named locals, never temporaries, in co_await expressions (GCC 12).
-      std::string why = options.name + ": " + plan.reason;
-      co_await warn(std::move(why));
-      std::vector<FetchedMessage> none;
-      if (auto c = co_await commit(plan.start, std::move(none)); !c) co_return c.error();
-      co_return rep;
-    }
-    if (plan.uidvalidity_changed) {
-      std::string why = options.name + ": " + plan.reason;
-      co_await warn(std::move(why));
-    }
-
-    SearchCriteria crit;
-    if (plan.kind == PlanKind::backfill) {
-      using namespace std::chrono;
-      const auto since = floor<days>(system_clock::now()) - days(options.backfill_days);
-      crit.since = year_month_day{since};
-    }
-    if (plan.start.highest_uid > 0) crit.uids.add(plan.start.highest_uid + 1, UidSet::star);
-    auto found = co_await search(crit, *ex);
-    if (!found) co_return found.error();
-    std::vector<std::uint32_t> uids;
-    for (auto u : *found) {
-      if (u > plan.start.highest_uid) uids.push_back(u);
-    }
-
-    FolderState state = plan.start;  // where the pass starts (its mark: see state_after)
-    // After this pass every UID below the folder's UIDNEXT is either captured
-    // or outside the window: the high-water mark can move up to it.
-    const std::uint32_t final_mark =
-        std::max(state.highest_uid, ex->uidnext > 0 ? ex->uidnext - 1 : 0u);
-    // Batch k holds uids[starts[k], starts[k + 1]).
-    std::vector<std::size_t> starts{0};
-    for (const std::size_t n : batch_sizes(uids.size(), options.batch_size)) {
-      starts.push_back(starts.back() + n);
-    }
-    auto slice = [&](std::size_t k) {
-      return std::vector<std::uint32_t>(uids.begin() + static_cast<std::ptrdiff_t>(starts[k]),
-                                        uids.begin() + static_cast<std::ptrdiff_t>(starts[k + 1]));
-    };
-    // Batches overlap: while batch k is captured and committed (on the sink's
-    // executor), the bytes of batch k + 1 are read and the server prepares
-    // the first fetch of batch k + 2. Only the commit of batch k moves the
-    // folder's mark, so a crash at any point loses nothing.
-    fetched.clear();
-    drafts = 0;
-    const std::size_t count = starts.size() - 1;
-    auto begin = [&](std::size_t k) -> SyncResult<std::optional<InFlight>> {
-      if (k >= count) return std::optional<InFlight>{};
-      auto b = start_batch(slice(k));
-      if (!b) return b.error();
-      return std::optional<InFlight>(std::move(*b));
-    };
-    // Reads the first fetch of `b`, then asks for its bytes and for the first
-    // fetch of the batch after it (`then`), in one write.
-    auto request = [&](InFlight& b, std::optional<InFlight>& then) -> Awaitable<SyncResult<void>> {
-      if (auto p = co_await plan_bodies(b, state); !p) co_return p.error();
-      std::vector<Command> out = b.bodies;
-      b.malformed_at_bodies = conn->malformed();
-      if (then) {
-        out.push_back(then->meta);
-        then->malformed_at_meta = conn->malformed();
-      }
-      co_return co_await conn->send(out);
-    };
-    std::vector<FetchedMessage> msgs;  // of batch k, read
-    std::optional<InFlight> next;      // batch k + 1: bytes asked for
-    std::optional<InFlight> after;     // batch k + 2: first fetch asked for
-    if (count > 0) {
-      auto first = begin(0);
-      if (!first) co_return first.error();
-      InFlight current = std::move(**first);
-      current.malformed_at_meta = conn->malformed();
-      if (auto w = co_await conn->send(current.meta); !w) co_return w.error();
-      auto second = begin(1);
-      if (!second) co_return second.error();
-      next = std::move(*second);
-      if (auto r = co_await request(current, next); !r) co_return r.error();
-      auto read = co_await finish_batch(current, state);
-      if (!read) co_return read.error();
-      msgs = std::move(*read);
-      if (next) {
-        auto third = begin(2);
-        if (!third) co_return third.error();
-        after = std::move(*third);
-        if (auto r = co_await request(*next, after); !r) co_return r.error();
-      }
-    }
-    // The folder's state once batch k is committed.
-    auto state_after = [&](std::size_t k) {
-      FolderState s = plan.start;
-      const bool last = k + 1 == count;
-      s.highest_uid =
-          last ? std::max(final_mark, uids[starts[k + 1] - 1]) : uids[starts[k + 1] - 1];
-      s.backfilling = !last && plan.kind == PlanKind::backfill;
-      // UIDNEXT only with the last batch: the pre-check takes a folder whose
-      // UIDNEXT is the stored one as unchanged, so a pass that stops after a
-      // middle batch must leave one that tells it otherwise (0: not known).
-      s.uidnext = last ? plan.start.uidnext : 0;
-      return s;
-    };
-    auto count_in = [&](const std::vector<FetchedMessage>& batch) {
-      rep.handed_over += static_cast<std::uint32_t>(batch.size());
-      for (const auto& m : batch) rep.known += m.known ? 1 : 0;
-    };
-    for (std::size_t k = 0; k < count; ++k) {
-      if (stopped) {
-        co_return make_sync_error(SyncErrc::cancelled, "stopped", RetryClass::retry_later);
-      }
-      FolderState at = state_after(k);
-      count_in(msgs);
-      if (!next) {
-        auto committing = commit(std::move(at), std::move(msgs));
-        if (last_commit) {
-          last_commit->emplace(std::move(committing));
-        } else if (auto c = co_await std::move(committing); !c) {
-          co_return c.error();
-        }
-        break;
-      }
-      if (last_commit && !after) {
-        // Batch k + 1 is the folder's last: it is read before batch k is
-        // committed, and both commits are left to the caller, so that the
-        // server starts on the next folder while the sink still works on
-        // this one. (The sink waits for that read; the last batch is small,
-        // see batch_sizes, and was asked for a batch ago.)
-        auto read = co_await finish_batch(*next, state);
-        if (!read) {
-          // Batch k is stored all the same, as it would have been alongside.
-          if (auto c = co_await commit(std::move(at), std::move(msgs)); !c) co_return c.error();
-          co_return read.error();
-        }
-        count_in(*read);
-        last_commit->emplace(
-            commit_both(std::move(at), std::move(msgs), state_after(k + 1), std::move(*read)));
-        break;
-      }
-      {
-        using namespace asio::experimental::awaitable_operators;
-        auto committing = commit(at, std::move(msgs));
-        auto reading = finish_batch(*next, state);
-        auto [committed, read] = co_await (std::move(committing) && std::move(reading));
-        // The commit's failure first: it says why the mark did not move.
-        if (!committed) co_return committed.error();
-        if (!read) co_return read.error();
-        msgs = std::move(read).value();
-      }
-      next = std::move(after);
-      after.reset();
-      if (next) {
-        auto later = begin(k + 3);
-        if (!later) co_return later.error();
-        after = std::move(*later);
-        if (auto r = co_await request(*next, after); !r) co_return r.error();
-      }
-    }
-    if (uids.empty()) {
-      state.highest_uid = final_mark;
-      state.backfilling = false;
-      std::vector<FetchedMessage> none;
-      if (auto c = co_await commit(state, std::move(none)); !c) co_return c.error();
-    }
-    rep.drafts = drafts;
-    co_return rep;
-  }
-
-  // Syncs every folder in order, each folder's last commit running while the
-  // next folder starts (its EXAMINE, SEARCH and first fetches), so that
-  // neither the server nor the sink waits for the other between folders.
-  // The stored states are read first, all at once: a sink call queues behind
-  // the commit running on the sink, and no folder's sync writes another's.
-  Awaitable<SyncResult<SyncReport>> sync_all(bool precheck) {
-    SyncReport report;
-    report.capabilities = conn->capabilities().names;
-    report.compressed = conn->compressed();
-    auto states = co_await on_sink([&] {
-      std::vector<std::optional<FolderState>> out;
-      for (const auto& f : folders) out.push_back(sink.folder_state(f));
-      return out;
-    });
-    std::optional<Awaitable<SyncResult<void>>> pending;  // the folder before's last commit
-    for (std::size_t i = 0; i < folders.size(); ++i) {
-      std::optional<Awaitable<SyncResult<void>>> last;
-      auto syncing = sync_folder(folders[i], std::move(states[i]), precheck, &last);
-      SyncResult<FolderReport> r;
-      if (pending) {
-        using namespace asio::experimental::awaitable_operators;
-        auto [committed, synced] = co_await (std::move(*pending) && std::move(syncing));
-        pending.reset();
-        // The commit's failure first: it says why that folder's mark did not
-        // move (this folder's last commit, if any, is dropped unstarted).
-        if (!committed) co_return committed.error();
-        r = std::move(synced);
-      } else {
-        r = co_await std::move(syncing);
-      }
-      if (!r) co_return r.error();
-      report.folders.push_back(std::move(*r));
-      pending = std::move(last);
-    }
-    if (pending) {
-      auto committed = co_await std::move(*pending);
-      if (!committed) co_return committed.error();
-    }
-    co_return report;
+    co_return a;
   }
 };
 
@@ -1057,24 +228,18 @@ Account::~Account() = default;
 
 Awaitable<SyncResult<SyncReport>> Account::sync_once() {
   Impl& s = *impl_;
-  std::exception_ptr thrown;
-  try {
-    if (auto c = co_await s.connect(); !c) co_return c.error();
-    if (auto f = co_await s.resolve_folders(); !f) co_return f.error();
-    auto r = co_await s.sync_all(true);
-    if (r) co_await s.conn->logout();
-    s.conn->close();
-    co_return r;
-  } catch (...) {
-    thrown = std::current_exception();
-  }
-  if (s.conn) s.conn->close();
-  co_return failure_of(s.options.name, std::move(thrown));
+  session_fsm session(s.options, session_fsm::Mode::once);
+  const std::function<void(const SyncReport&)> none;
+  const Action end = co_await s.drive(session, none);
+  if (end.kind == Action::Kind::error) co_return end.error;
+  co_return session.report();
 }
 
 void Account::stop() {
   impl_->stopped = true;
-  if (impl_->conn) impl_->conn->close();
+  if (impl_->session) impl_->session->stop();
+  if (impl_->transport) impl_->transport->close();
+  impl_->sleeper.cancel();
 }
 
 Awaitable<SyncError> Account::run() {
@@ -1083,106 +248,21 @@ Awaitable<SyncError> Account::run() {
   unsigned attempt = 0;
   auto ex = co_await asio::this_coro::executor;
   asio::steady_timer sleeper(ex);
+  const std::function<void(const SyncReport&)> synced = [&](const SyncReport& r) {
+    attempt = 0;
+    if (on_synced) on_synced(r);
+  };
   while (!s.stopped) {
     SyncError failure;
     bool failed = false;
-    try {
-      do {
-        if (auto c = co_await s.connect(); !c) {
-          failure = c.error();
-          failed = true;
-          break;
-        }
-        if (auto f = co_await s.resolve_folders(); !f) {
-          failure = f.error();
-          failed = true;
-          break;
-        }
-        auto first = co_await s.sync_all(true);
-        if (!first) {
-          failure = first.error();
-          failed = true;
-          break;
-        }
-        attempt = 0;
-        if (on_synced) on_synced(*first);
-        const bool inbox =
-            std::find(s.folders.begin(), s.folders.end(), "INBOX") != s.folders.end();
-        const bool can_idle = inbox && s.conn->capabilities().has("IDLE");
-        auto next_poll = std::chrono::steady_clock::now() + s.options.poll_interval;
-        while (!s.stopped) {
-          if (can_idle) {
-            // Named, not a temporary, in co_await (GCC 12).
-            const std::string inbox_name = "INBOX";
-            auto e = co_await s.examine(inbox_name);
-            if (!e) {
-              failure = e.error();
-              failed = true;
-              break;
-            }
-            // Mail that came (or, with QRESYNC, went) after the last pass read
-            // INBOX was reported by this EXAMINE, and IDLE would not report it
-            // again: sync first. Never for a paused folder, which waits for the
-            // next poll to confirm its count.
-            const auto stored = co_await s.on_sink([&] { return s.sink.folder_state(inbox_name); });
-            // The test is sync_folder()'s own, so that the pass it starts
-            // ends what made it start (no loop of EXAMINE and sync).
-            bool behind = false;
-            if (stored && stored->suspect_messages == 0) {
-              const FolderPlan p = plan_folder(inbox_name, stored, *e, s.options.min_keep_fraction);
-              behind = p.kind != PlanKind::paused && s.has_work(p, stored, *e);
-            }
-            const auto now = std::chrono::steady_clock::now();
-            const auto until_poll =
-                std::chrono::duration_cast<std::chrono::milliseconds>(next_poll - now);
-            const auto wait = std::clamp<std::chrono::milliseconds>(
-                until_poll, std::chrono::milliseconds(100),
-                std::chrono::duration_cast<std::chrono::milliseconds>(s.options.idle_reissue));
-            bool new_mail = behind;
-            const std::function<bool(const Response&)> wake = [&](const Response& r) {
-              // New mail, or (with QRESYNC) mail gone: sync INBOX now.
-              if (std::holds_alternative<Exists>(r)) new_mail = true;
-              if (s.conn->qresync() && std::holds_alternative<Vanished>(r)) new_mail = true;
-              return new_mail;
-            };
-            if (!behind) {
-              auto idled = co_await s.conn->idle(wait, wake);
-              if (!idled) {
-                failure = idled.error();
-                failed = true;
-                break;
-              }
-            }
-            if (new_mail) {
-              auto r = co_await s.sync_folder(inbox_name, stored, false);
-              if (!r) {
-                failure = r.error();
-                failed = true;
-                break;
-              }
-              if (on_synced) on_synced(SyncReport{{*r}, {}});
-            }
-          } else {
-            sleeper.expires_at(next_poll);
-            co_await sleeper.async_wait(asio::as_tuple(asio::use_awaitable));
-          }
-          if (std::chrono::steady_clock::now() >= next_poll) {
-            next_poll = std::chrono::steady_clock::now() + s.options.poll_interval;
-            auto r = co_await s.sync_all(true);
-            if (!r) {
-              failure = r.error();
-              failed = true;
-              break;
-            }
-            if (on_synced) on_synced(*r);
-          }
-        }
-      } while (false);
-    } catch (...) {
-      failure = failure_of(s.options.name, std::current_exception());
-      failed = true;
+    {
+      session_fsm session(s.options, session_fsm::Mode::watch);
+      const Action end = co_await s.drive(session, synced);
+      if (end.kind == Action::Kind::error) {
+        failure = end.error;
+        failed = true;
+      }
     }
-    if (s.conn) s.conn->close();
     if (s.stopped) break;
     if (failed && on_failure) on_failure(failure);
     if (failed && failure.retry == RetryClass::needs_user) co_return failure;
@@ -1190,8 +270,8 @@ Awaitable<SyncError> Account::run() {
     sleeper.expires_after(backoff_delay(attempt, rng()));
     co_await sleeper.async_wait(asio::as_tuple(asio::use_awaitable));
   }
-  co_return make_sync_error(SyncErrc::cancelled, s.options.name + ": stopped",
-                            RetryClass::retry_later);
+  co_return SyncError{make_error_code(SyncErrc::cancelled), s.options.name + ": stopped",
+                      RetryClass::retry_later};
 }
 
 }  // namespace crmcap::imap

@@ -1,0 +1,668 @@
+// SPDX-License-Identifier: Apache-2.0
+// The IMAP session core (core/session.hpp) driven without sockets: a script
+// says what the client must write and what the server answers, the test
+// carries out every Action the core asks for (the sink's calls on an
+// in-memory sink, time on a fake clock) and checks what it asked for: the
+// commands, their pipelining, the sink's calls and the end. Then the same
+// exchange again failing the i-th I/O step on run i (STYLE 13), whole and
+// in small reads: each run must end cleanly, in an error or, past the last
+// commit, done, and never leave a commit it started unwaited.
+#include "connectors/imap/core/session.hpp"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdlib>
+#include <iostream>
+#include <map>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <variant>
+#include <vector>
+
+namespace crmcap::imap {
+namespace {
+
+using namespace std::chrono;
+
+// What the client writes (one write), what the server sends (read as it
+// comes), or a step where no byte comes.
+struct Step {
+  enum class Kind { client, server, start_tls, wake };
+  Kind kind;
+  std::string bytes;
+};
+
+class Script {
+ public:
+  // Consecutive client lines are one write: the core pipelines them.
+  Script& client(const std::string& line) {
+    if (!steps_.empty() && steps_.back().kind == Step::Kind::client) {
+      steps_.back().bytes += line + "\r\n";
+    } else {
+      steps_.push_back({Step::Kind::client, line + "\r\n"});
+    }
+    return *this;
+  }
+  Script& server(const std::string& line) { return server_bytes(line + "\r\n"); }
+  Script& server_bytes(const std::string& bytes) {
+    if (!steps_.empty() && steps_.back().kind == Step::Kind::server) {
+      steps_.back().bytes += bytes;
+    } else {
+      steps_.push_back({Step::Kind::server, bytes});
+    }
+    return *this;
+  }
+  Script& start_tls() {
+    steps_.push_back({Step::Kind::start_tls, {}});
+    return *this;
+  }
+  // The read waits until its wake_at passes (IDLE's DONE is due).
+  Script& wake() {
+    steps_.push_back({Step::Kind::wake, {}});
+    return *this;
+  }
+  const std::vector<Step>& steps() const { return steps_; }
+
+ private:
+  std::vector<Step> steps_;
+};
+
+// A message of `n` short lines from jane@acme.com, Message-ID <m`id`@acme.com>.
+std::string message(int id) {
+  return "From: Jane Doe <jane@acme.com>\r\nTo: alice@example.com\r\nSubject: Note " +
+         std::to_string(id) + "\r\nMessage-ID: <m" + std::to_string(id) +
+         "@acme.com>\r\nDate: Tue, 24 Nov 2026 09:00:00 +0000\r\n\r\nHello " + std::to_string(id) +
+         ".\r\n";
+}
+
+std::string first_fetch(int uid) {
+  return "* " + std::to_string(uid) + " FETCH (UID " + std::to_string(uid) +
+         " INTERNALDATE \"24-Nov-2026 09:00:00 +0000\" BODYSTRUCTURE (\"TEXT\" \"PLAIN\" "
+         "(\"CHARSET\" \"us-ascii\") NIL NIL \"7BIT\" " +
+         std::to_string(message(uid).size()) + " 1 NIL NIL NIL NIL))";
+}
+
+std::string body_fetch(int uid) {
+  const std::string m = message(uid);
+  return "* " + std::to_string(uid) + " FETCH (UID " + std::to_string(uid) + " BODY[] {" +
+         std::to_string(m.size()) + "}\r\n" + m + ")\r\n";
+}
+
+// The sink, in memory: what a store would keep.
+class MemoryMailSink final : public MailSink {
+ public:
+  std::optional<FolderState> folder_state(const std::string& folder) override {
+    auto it = states.find(folder);
+    if (it == states.end()) return std::nullopt;
+    return it->second;
+  }
+  std::vector<bool> known_messages(const std::string&,
+                                   const std::vector<MessageKey>& keys) override {
+    std::vector<bool> out;
+    for (const auto& k : keys) out.push_back(ids.contains(k.message_id));
+    return out;
+  }
+  SyncResult<void> commit(const FolderState& state, std::vector<FetchedMessage> messages) override {
+    if (commit_calls++ == fail_commit) {
+      return SyncError{make_error_code(SyncErrc::sink), "disk full", RetryClass::retry_later};
+    }
+    states[state.folder] = state;
+    for (auto& m : messages) {
+      ids[m.message_id] = m.uid;
+      committed.push_back(std::move(m));
+    }
+    ++commits;
+    return {};
+  }
+  SyncResult<void> removed(const FolderState& state, const UidRanges& uids) override {
+    states[state.folder] = state;
+    for (const auto& r : uids) removed_uids.push_back(r);
+    return {};
+  }
+  SyncResult<void> note_refusal(const FolderState& state) override {
+    states[state.folder].refused = state.refused;
+    return {};
+  }
+  void warn(const std::string& message) override { warnings.push_back(message); }
+
+  std::map<std::string, FolderState> states;
+  std::map<std::string, std::uint32_t> ids;  // Message-ID -> UID
+  std::vector<FetchedMessage> committed;
+  UidRanges removed_uids;
+  std::vector<std::string> warnings;
+  int commits = 0;
+  int commit_calls = 0;
+  int fail_commit = -1;  // the 0-based commit call that fails
+};
+
+struct RunOptions {
+  session_fsm::Mode mode = session_fsm::Mode::once;
+  // The I/O step (connect, write, read, start_tls; 0-based) that fails.
+  std::optional<std::size_t> fail_at;
+  std::size_t read_bytes = 1 << 20;  // most bytes one read gives
+  int stop_after_passes = 0;         // watch: stop() after this many `synced`
+};
+
+struct Outcome {
+  Action end;
+  std::vector<std::string> log;  // what the core asked for, in order
+  std::size_t io_steps = 0;
+  std::string script_error;  // the core left the script: where and how
+  bool script_done = false;  // every step of the script was used
+  int passes = 0;
+  std::size_t unwaited = 0;  // commits started and never waited for
+  SyncReport report;         // once, done
+};
+
+// Written bytes for the log: CRLF-separated commands joined by " + ".
+std::string one_line(std::string_view bytes) {
+  std::string s(bytes);
+  if (s.ends_with("\r\n")) s.resize(s.size() - 2);
+  for (std::size_t p; (p = s.find("\r\n")) != std::string::npos;) s.replace(p, 2, " + ");
+  return s;
+}
+
+// Carries out every Action of a session over `script`, on `sink`.
+Outcome run(const AccountOptions& options, const Script& script, MemoryMailSink& sink,
+            const RunOptions& ro = {}) {
+  Outcome out;
+  steady_clock::time_point steady{hours(1000)};
+  const system_clock::time_point system = sys_days{year{2026} / December / 1} + hours(12);
+  SessionClocks clocks;
+  clocks.steady = [&] { return steady; };
+  clocks.system = [&] { return system; };
+  session_fsm fsm(options, ro.mode, clocks);
+  const auto& steps = script.steps();
+  std::size_t at = 0;      // the step under way
+  std::size_t offset = 0;  // of a server step: bytes already read
+  std::map<std::uint64_t, SyncResult<void>> started;
+  auto fail = [&](std::string why) {
+    if (out.script_error.empty()) out.script_error = std::move(why);
+  };
+  auto failing = [&]() {
+    const bool f = ro.fail_at && *ro.fail_at == out.io_steps;
+    ++out.io_steps;
+    return f;
+  };
+  const TransportError broken{make_error_code(TransportErrc::read_failed), {}, "connection reset"};
+  Action a = fsm.resume({});
+  for (int guard = 0; guard < 100000; ++guard) {
+    Io io;
+    switch (a.kind) {
+      case Action::Kind::connect:
+        out.log.push_back("connect");
+        if (failing()) io.error = broken;
+        break;
+      case Action::Kind::write: {
+        out.log.push_back("write " + one_line(a.bytes));
+        if (failing()) {
+          io.error = broken;
+          break;
+        }
+        if (at >= steps.size() || steps[at].kind != Step::Kind::client) {
+          fail("unexpected write: " + std::string(a.bytes));
+        } else if (steps[at].bytes != a.bytes) {
+          fail("wrote:\n" + std::string(a.bytes) + "expected:\n" + steps[at].bytes);
+        } else {
+          ++at;
+        }
+        break;
+      }
+      case Action::Kind::read: {
+        if (failing()) {
+          out.log.push_back("read");
+          io.error = broken;
+          break;
+        }
+        if (at < steps.size() && steps[at].kind == Step::Kind::wake && a.wake_at) {
+          out.log.push_back("read woken");
+          steady = *a.wake_at;
+          io.woken = true;
+          ++at;
+          break;
+        }
+        out.log.push_back("read");
+        if (at >= steps.size() || steps[at].kind != Step::Kind::server) {
+          fail("reads where the script has no server bytes (step " + std::to_string(at) + ")");
+          io.error = TransportError{make_error_code(TransportErrc::read_timeout), {}, "silent"};
+          break;
+        }
+        const std::string& b = steps[at].bytes;
+        const std::size_t n = std::min({ro.read_bytes, a.into.size(), b.size() - offset});
+        std::copy_n(b.data() + offset, n, a.into.data());
+        io.bytes = n;
+        offset += n;
+        if (offset == b.size()) {
+          ++at;
+          offset = 0;
+        }
+        break;
+      }
+      case Action::Kind::start_tls:
+        out.log.push_back("start_tls");
+        if (failing()) {
+          io.error = broken;
+          break;
+        }
+        if (at >= steps.size() || steps[at].kind != Step::Kind::start_tls) {
+          fail("unexpected STARTTLS handshake");
+        } else {
+          ++at;
+        }
+        break;
+      case Action::Kind::close:
+        out.log.push_back("close");
+        break;
+      case Action::Kind::sink:
+        std::visit(
+            [&](auto& c) {
+              using C = std::decay_t<decltype(c)>;
+              if constexpr (std::is_same_v<C, sink_call::FolderStates>) {
+                out.log.push_back("sink folder_states");
+                for (const auto& f : c.folders) io.sink.states.push_back(sink.folder_state(f));
+              } else if constexpr (std::is_same_v<C, sink_call::KnownMessages>) {
+                out.log.push_back("sink known_messages");
+                io.sink.known = sink.known_messages(c.folder, c.keys);
+              } else if constexpr (std::is_same_v<C, sink_call::Removed>) {
+                out.log.push_back("sink removed");
+                io.sink.result = sink.removed(c.state, c.uids);
+              } else if constexpr (std::is_same_v<C, sink_call::NoteRefusal>) {
+                out.log.push_back("sink note_refusal");
+                io.sink.result = sink.note_refusal(c.state);
+              } else {
+                out.log.push_back("sink warn");
+                sink.warn(c.message);
+              }
+            },
+            *a.call);
+        break;
+      case Action::Kind::start_commits: {
+        std::string what = "start_commits #" + std::to_string(a.ticket);
+        SyncResult<void> r;
+        for (auto& c : *a.commits) {
+          what += " " + std::to_string(c.messages.size());
+          if (r) r = sink.commit(c.state, std::move(c.messages));
+        }
+        out.log.push_back(what);
+        started.emplace(a.ticket, r);
+        break;
+      }
+      case Action::Kind::wait_commits: {
+        out.log.push_back("wait_commits #" + std::to_string(a.ticket));
+        auto it = started.find(a.ticket);
+        if (it == started.end()) {
+          fail("waits for commits never started: #" + std::to_string(a.ticket));
+          break;
+        }
+        io.sink.result = it->second;
+        started.erase(it);
+        break;
+      }
+      case Action::Kind::sleep:
+        out.log.push_back("sleep");
+        steady = std::max(steady, a.until);
+        break;
+      case Action::Kind::synced:
+        out.log.push_back("synced");
+        if (++out.passes == ro.stop_after_passes) fsm.stop();
+        break;
+      case Action::Kind::done:
+      case Action::Kind::error:
+        out.log.push_back(a.kind == Action::Kind::done ? "done" : "error: " + a.error.message);
+        out.end = a;
+        out.script_done = at == steps.size();
+        out.unwaited = started.size();
+        if (a.kind == Action::Kind::done) out.report = fsm.report();
+        return out;
+    }
+    a = fsm.resume(std::move(io));
+  }
+  fail("no end after 100000 actions");
+  return out;
+}
+
+std::string joined(const std::vector<std::string>& log) {
+  std::string s;
+  for (const auto& l : log) s += l + "\n";
+  return s;
+}
+
+AccountOptions options() {
+  AccountOptions o;
+  o.name = "work";
+  o.transport.host = "imap.example.com";
+  o.transport.port = 143;
+  o.transport.tls = TlsMode::starttls;
+  o.username = "alice@example.com";
+  o.secret = []() -> SyncResult<std::string> { return std::string("secret"); };
+  o.folders = {"INBOX"};
+  o.batch_size = 2;
+  return o;
+}
+
+// A first sync of INBOX (three messages, UIDs 1-3) over STARTTLS, in two
+// batches (2 + 1), then LOGOUT.
+Script first_sync() {
+  Script s;
+  s.server("* OK [CAPABILITY IMAP4rev1 STARTTLS LITERAL+] ready")
+      .client("C1 STARTTLS")
+      .server("C1 OK Begin TLS negotiation now")
+      .start_tls()
+      .client("C2 CAPABILITY")
+      .server("* CAPABILITY IMAP4rev1 LITERAL+ IDLE")
+      .server("C2 OK done")
+      .client("C3 LOGIN alice@example.com \"secret\"")
+      .server("C3 OK [CAPABILITY IMAP4rev1 LITERAL+ IDLE] Logged in")
+      .client("C4 LIST \"\" *")
+      .server("* LIST (\\HasNoChildren) \"/\" INBOX")
+      .server("* LIST (\\HasNoChildren) \"/\" Trash")
+      .server("C4 OK done")
+      .client("C5 EXAMINE INBOX")
+      .server("* 3 EXISTS")
+      .server("* OK [UIDVALIDITY 7] ok")
+      .server("* OK [UIDNEXT 4] ok")
+      .server("C5 OK [READ-ONLY] done")
+      .client("C6 UID SEARCH SINCE 2-Sep-2026")
+      .server("* SEARCH 1 2 3")
+      .server("C6 OK done")
+      // Batch 1's first fetch, then its bytes with batch 2's first fetch in
+      // one write.
+      .client("C7 UID FETCH 1:2 (INTERNALDATE BODYSTRUCTURE)")
+      .server(first_fetch(1))
+      .server(first_fetch(2))
+      .server("C7 OK done")
+      .client("C9 UID FETCH 1:2 (BODY.PEEK[])")
+      .client("C8 UID FETCH 3 (INTERNALDATE BODYSTRUCTURE)")
+      .server_bytes(body_fetch(1))
+      .server_bytes(body_fetch(2))
+      .server("C9 OK done")
+      .server(first_fetch(3))
+      .server("C8 OK done")
+      .client("C10 UID FETCH 3 (BODY.PEEK[])")
+      .server_bytes(body_fetch(3))
+      .server("C10 OK done")
+      .client("C11 LOGOUT")
+      .server("* BYE bye")
+      .server("C11 OK done");
+  return s;
+}
+
+TEST(ImapSession, AFirstSyncAsksForWhatItNeedsAndCommitsTheFolder) {
+  MemoryMailSink sink;
+  const Outcome o = run(options(), first_sync(), sink);
+  if (std::getenv("CRMCAP_SESSION_PRINT")) std::cout << joined(o.log);
+  ASSERT_EQ(o.script_error, "") << joined(o.log);
+  ASSERT_EQ(o.end.kind, Action::Kind::done) << joined(o.log);
+  EXPECT_TRUE(o.script_done) << joined(o.log);
+  EXPECT_EQ(o.unwaited, 0u);
+  // Both batches are committed after the last one is read, in one start
+  // (the folder's last commits go on while the next folder would start).
+  const std::string log = joined(o.log);
+  EXPECT_NE(log.find("start_commits #1 2 1\nwait_commits #1\nwrite C11 LOGOUT"), std::string::npos)
+      << log;
+  ASSERT_EQ(sink.committed.size(), 3u);
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(sink.committed[i].uid, static_cast<std::uint32_t>(i + 1));
+    EXPECT_EQ(sink.committed[i].raw, message(i + 1));
+    EXPECT_EQ(sink.committed[i].message_id, "<m" + std::to_string(i + 1) + "@acme.com>");
+    EXPECT_FALSE(sink.committed[i].partial);
+  }
+  const FolderState& st = sink.states.at("INBOX");
+  EXPECT_EQ(st.uidvalidity, 7u);
+  EXPECT_EQ(st.highest_uid, 3u);
+  EXPECT_EQ(st.uidnext, 4u);
+  EXPECT_FALSE(st.backfilling);
+  ASSERT_EQ(o.report.folders.size(), 1u);
+  EXPECT_EQ(o.report.folders[0].folder, "INBOX");
+  EXPECT_EQ(o.report.folders[0].handed_over, 3u);
+}
+
+// Only the writes of a log, in order.
+std::vector<std::string> writes(const std::vector<std::string>& log) {
+  std::vector<std::string> out;
+  for (const auto& l : log) {
+    if (l.starts_with("write ")) out.push_back(l);
+  }
+  return out;
+}
+
+// Every UID at or below the folder's stored mark was committed: a pass that
+// failed anywhere must not have moved the mark past a message it lost.
+void expect_mark_honest(const MemoryMailSink& sink) {
+  auto it = sink.states.find("INBOX");
+  if (it == sink.states.end()) return;
+  for (std::uint32_t uid = 1; uid <= std::min(it->second.highest_uid, 3u); ++uid) {
+    EXPECT_TRUE(std::any_of(sink.committed.begin(), sink.committed.end(),
+                            [&](const FetchedMessage& m) { return m.uid == uid; }))
+        << "UID " << uid << " is below the mark " << it->second.highest_uid
+        << " but was never committed";
+  }
+}
+
+TEST(ImapSession, ReadsOfAnySizeGiveTheSameSession) {
+  MemoryMailSink whole;
+  const Outcome w = run(options(), first_sync(), whole);
+  ASSERT_EQ(w.end.kind, Action::Kind::done);
+  for (const std::size_t n : {1u, 2u, 7u, 100u}) {
+    MemoryMailSink sink;
+    RunOptions ro;
+    ro.read_bytes = n;
+    const Outcome o = run(options(), first_sync(), sink, ro);
+    ASSERT_EQ(o.script_error, "") << n << "-byte reads\n" << joined(o.log);
+    ASSERT_EQ(o.end.kind, Action::Kind::done) << n << "-byte reads\n" << joined(o.log);
+    EXPECT_EQ(writes(o.log), writes(w.log)) << n << "-byte reads";
+    ASSERT_EQ(sink.committed.size(), 3u);
+    for (int i = 0; i < 3; ++i) EXPECT_EQ(sink.committed[i].raw, message(i + 1));
+  }
+}
+
+// STYLE 13: the exchange above, failing its i-th I/O step on run i, whole
+// and in 7-byte reads (failing inside literals). Each run ends: in a
+// connection error to retry, or done when only LOGOUT failed; it has waited
+// for every commit it started, and the folder's mark passes no message
+// that was not committed.
+TEST(ImapSession, AnIoFailureAtEveryStepEndsInACleanError) {
+  for (const std::size_t read_bytes : {std::size_t(1) << 20, std::size_t(7)}) {
+    MemoryMailSink clean;
+    RunOptions ro;
+    ro.read_bytes = read_bytes;
+    const Outcome full = run(options(), first_sync(), clean, ro);
+    ASSERT_EQ(full.end.kind, Action::Kind::done);
+    ASSERT_GT(full.io_steps, 20u);
+    // LOGOUT is the last write: failing it or what follows is no failure.
+    const auto logout = std::find_if(full.log.begin(), full.log.end(), [](const std::string& l) {
+      return l.find("LOGOUT") != std::string::npos;
+    });
+    std::size_t logout_step = 0;
+    for (auto it = full.log.begin(); it != logout; ++it) {
+      if (*it == "connect" || it->starts_with("write") || it->starts_with("read") ||
+          *it == "start_tls") {
+        ++logout_step;
+      }
+    }
+    for (std::size_t i = 0; i < full.io_steps; ++i) {
+      MemoryMailSink sink;
+      ro.fail_at = i;
+      const Outcome o = run(options(), first_sync(), sink, ro);
+      const std::string where =
+          "step " + std::to_string(i) + ", reads of " + std::to_string(read_bytes) + "\n";
+      EXPECT_EQ(o.script_error, "") << where << joined(o.log);
+      EXPECT_EQ(o.unwaited, 0u) << where << joined(o.log);
+      if (i >= logout_step) {
+        EXPECT_EQ(o.end.kind, Action::Kind::done) << where << joined(o.log);
+        EXPECT_EQ(sink.committed.size(), 3u) << where;
+        continue;
+      }
+      ASSERT_EQ(o.end.kind, Action::Kind::error) << where << joined(o.log);
+      EXPECT_EQ(o.end.error.code, make_error_code(SyncErrc::connection)) << where;
+      EXPECT_EQ(o.end.error.retry, RetryClass::retry_later) << where;
+      EXPECT_NE(o.end.error.message.find("connection reset"), std::string::npos) << where;
+      expect_mark_honest(sink);
+    }
+  }
+}
+
+TEST(ImapSession, AFailedCommitEndsThePassWithTheSinksErrorAndNoLaterCommit) {
+  for (int fail : {0, 1}) {
+    MemoryMailSink sink;
+    sink.fail_commit = fail;
+    const Outcome o = run(options(), first_sync(), sink);
+    ASSERT_EQ(o.end.kind, Action::Kind::error) << joined(o.log);
+    EXPECT_EQ(o.end.error.message, "disk full");
+    EXPECT_EQ(o.unwaited, 0u);
+    // The two last batches are committed in order, the second only once
+    // the first is stored.
+    EXPECT_EQ(sink.commit_calls, fail + 1);
+    expect_mark_honest(sink);
+    EXPECT_EQ(writes(o.log).back().find("LOGOUT"), std::string::npos) << joined(o.log);
+  }
+}
+
+TEST(ImapSession, AnExceptionInsideEndsTheSessionAsAnInternalFailure) {
+  AccountOptions o = options();
+  o.secret = []() -> SyncResult<std::string> { throw std::runtime_error("keyring on fire"); };
+  MemoryMailSink sink;
+  const Outcome out = run(o, first_sync(), sink);
+  ASSERT_EQ(out.end.kind, Action::Kind::error) << joined(out.log);
+  EXPECT_EQ(out.end.error.code, make_error_code(SyncErrc::internal));
+  EXPECT_NE(out.end.error.message.find("keyring on fire"), std::string::npos);
+  EXPECT_EQ(out.end.error.message.find("work: "), 0u);
+}
+
+TEST(ImapSession, AnUnchangedFolderIsSkippedAfterStatus) {
+  MemoryMailSink sink;
+  FolderState st;
+  st.folder = "INBOX";
+  st.uidvalidity = 7;
+  st.highest_uid = 3;
+  st.uidnext = 4;
+  st.messages = 3;
+  sink.states["INBOX"] = st;
+  Script s;
+  s.server("* OK [CAPABILITY IMAP4rev1 STARTTLS] ready")
+      .client("C1 STARTTLS")
+      .server("C1 OK go")
+      .start_tls()
+      .client("C2 CAPABILITY")
+      .server("* CAPABILITY IMAP4rev1 AUTH=PLAIN SASL-IR")
+      .server("C2 OK done")
+      .client("C3 AUTHENTICATE PLAIN AGFsaWNlQGV4YW1wbGUuY29tAHNlY3JldA==")
+      .server("C3 OK [CAPABILITY IMAP4rev1] Logged in")
+      .client("C4 LIST \"\" *")
+      .server("* LIST () \"/\" INBOX")
+      .server("C4 OK done")
+      .client("C5 STATUS INBOX (MESSAGES UIDNEXT UIDVALIDITY)")
+      .server("* STATUS INBOX (MESSAGES 3 UIDNEXT 4 UIDVALIDITY 7)")
+      .server("C5 OK done")
+      .client("C6 LOGOUT")
+      .server("* BYE bye");
+  const Outcome o = run(options(), s, sink);
+  ASSERT_EQ(o.script_error, "") << joined(o.log);
+  ASSERT_EQ(o.end.kind, Action::Kind::done) << joined(o.log);
+  ASSERT_EQ(o.report.folders.size(), 1u);
+  EXPECT_TRUE(o.report.folders[0].skipped_unchanged);
+  EXPECT_EQ(sink.commit_calls, 0);
+}
+
+// The first pass of a watch session: first_sync() without LOGOUT.
+Script first_pass() {
+  Script full = first_sync();
+  Script s;
+  for (const Step& step : full.steps()) {
+    if (step.kind == Step::Kind::client && step.bytes.find("LOGOUT") != std::string::npos) break;
+    if (step.kind == Step::Kind::client) {
+      s.client(step.bytes.substr(0, step.bytes.size() - 2));
+    } else if (step.kind == Step::Kind::server) {
+      s.server_bytes(step.bytes);
+    } else {
+      s.start_tls();
+    }
+  }
+  return s;
+}
+
+// EXAMINE INBOX as it stands after the first pass (UIDNEXT 4).
+Script& examined(Script& s, const std::string& tag, int exists, int uidnext) {
+  return s.client(tag + " EXAMINE INBOX")
+      .server("* " + std::to_string(exists) + " EXISTS")
+      .server("* OK [UIDVALIDITY 7] ok")
+      .server("* OK [UIDNEXT " + std::to_string(uidnext) + "] ok")
+      .server(tag + " OK [READ-ONLY] done");
+}
+
+TEST(ImapSession, WatchingIdlesUntilThePollThenPollsEveryFolder) {
+  Script s = first_pass();
+  examined(s, "C11", 3, 4)
+      .client("C12 IDLE")
+      .server("+ idling")
+      .wake()
+      .client("DONE")
+      .server("C12 OK done")
+      .client("C13 STATUS INBOX (MESSAGES UIDNEXT UIDVALIDITY)")
+      .server("* STATUS INBOX (MESSAGES 3 UIDNEXT 4 UIDVALIDITY 7)")
+      .server("C13 OK done");
+  MemoryMailSink sink;
+  RunOptions ro;
+  ro.mode = session_fsm::Mode::watch;
+  ro.stop_after_passes = 2;
+  const Outcome o = run(options(), s, sink, ro);
+  ASSERT_EQ(o.script_error, "") << joined(o.log);
+  EXPECT_TRUE(o.script_done) << joined(o.log);
+  ASSERT_EQ(o.end.kind, Action::Kind::error) << joined(o.log);
+  EXPECT_EQ(o.end.error.code, make_error_code(SyncErrc::cancelled));
+  EXPECT_EQ(o.passes, 2);
+  const std::string log = joined(o.log);
+  EXPECT_NE(log.find("write C12 IDLE\nread\nread woken\nwrite DONE\nread\n"), std::string::npos)
+      << log;
+}
+
+std::string id_fetch(int uid) {
+  const std::string field = "Message-ID: <m" + std::to_string(uid) + "@acme.com>\r\n\r\n";
+  std::string f = first_fetch(uid);
+  f.pop_back();  // the closing parenthesis
+  return f + " BODY[HEADER.FIELDS (MESSAGE-ID)] {" + std::to_string(field.size()) + "}\r\n" +
+         field + ")\r\n";
+}
+
+TEST(ImapSession, NewMailWakesTheIdleAndIsSyncedAtOnce) {
+  Script s = first_pass();
+  examined(s, "C11", 3, 4)
+      .client("C12 IDLE")
+      .server("+ idling")
+      .server("* 4 EXISTS")
+      .client("DONE")
+      .server("C12 OK done");
+  examined(s, "C13", 4, 5)
+      .client("C14 UID SEARCH UID 4:*")
+      .server("* SEARCH 4")
+      .server("C14 OK done")
+      .client("C15 UID FETCH 4 (INTERNALDATE BODYSTRUCTURE BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])")
+      .server_bytes(id_fetch(4))
+      .server("C15 OK done")
+      .client("C16 UID FETCH 4 (BODY.PEEK[])")
+      .server_bytes(body_fetch(4))
+      .server("C16 OK done");
+  MemoryMailSink sink;
+  RunOptions ro;
+  ro.mode = session_fsm::Mode::watch;
+  ro.stop_after_passes = 2;
+  const Outcome o = run(options(), s, sink, ro);
+  ASSERT_EQ(o.script_error, "") << joined(o.log);
+  EXPECT_TRUE(o.script_done) << joined(o.log);
+  EXPECT_EQ(o.end.error.code, make_error_code(SyncErrc::cancelled)) << joined(o.log);
+  ASSERT_EQ(sink.committed.size(), 4u);
+  EXPECT_EQ(sink.committed[3].raw, message(4));
+  EXPECT_EQ(sink.states.at("INBOX").highest_uid, 4u);
+  const std::string log = joined(o.log);
+  // The known check comes before the bytes are asked for; no wake was
+  // needed, and the commit is waited for before the pass is reported.
+  EXPECT_NE(log.find("sink known_messages\nwrite C16"), std::string::npos) << log;
+  EXPECT_EQ(log.find("read woken"), std::string::npos) << log;
+  EXPECT_NE(log.find("start_commits #2 1\nwait_commits #2\nsynced"), std::string::npos) << log;
+}
+
+}  // namespace
+}  // namespace crmcap::imap
