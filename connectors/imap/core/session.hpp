@@ -154,9 +154,9 @@ struct Core;
 // `error`, as failure_of() describes it. By its end it has waited for every
 // commit it started, unless an exception ended it; a read may still be
 // going (one woken for DONE, when writing DONE failed). So whatever ends a
-// session, its driver closes the transport, then waits for that read and
-// for the commits still running before it lets go of the machine, whose
-// buffers they use.
+// session, its driver closes the transport and waits for that read (which
+// fills the machine's buffer) and for the commits still running before it
+// lets go of the machine.
 class session_fsm {
  public:
   enum class Mode { once, watch };

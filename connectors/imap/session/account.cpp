@@ -168,6 +168,7 @@ struct Account::Impl {
     transport = std::make_unique<Transport>(executor, options.transport);
     detail::TransportDriver io(executor, *transport);
     session = &s;
+    if (stopped) s.stop();  // stop() came first: the session stops at its first check
     Action a;
     std::exception_ptr thrown;
     try {
