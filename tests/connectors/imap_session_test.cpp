@@ -70,7 +70,7 @@ class Script {
   std::vector<Step> steps_;
 };
 
-// A message of `n` short lines from jane@acme.com, Message-ID <m`id`@acme.com>.
+// Message `id`: a short note from jane@acme.com, Message-ID <m`id`@acme.com>.
 std::string message(int id) {
   return "From: Jane Doe <jane@acme.com>\r\nTo: alice@example.com\r\nSubject: Note " +
          std::to_string(id) + "\r\nMessage-ID: <m" + std::to_string(id) +
@@ -343,8 +343,11 @@ AccountOptions options() {
   return o;
 }
 
-// A first sync of INBOX (three messages, UIDs 1-3) over STARTTLS, in two
-// batches (2 + 1), then LOGOUT.
+// The messages of INBOX on the server: UIDs 1 to kMessages.
+constexpr int kMessages = 5;
+
+// A first sync of INBOX (UIDs 1-5) over STARTTLS, in batches of 2, 2 and 1,
+// then LOGOUT.
 Script first_sync() {
   Script s;
   s.server("* OK [CAPABILITY IMAP4rev1 STARTTLS LITERAL+] ready")
@@ -361,32 +364,41 @@ Script first_sync() {
       .server("* LIST (\\HasNoChildren) \"/\" Trash")
       .server("C4 OK done")
       .client("C5 EXAMINE INBOX")
-      .server("* 3 EXISTS")
+      .server("* 5 EXISTS")
       .server("* OK [UIDVALIDITY 7] ok")
-      .server("* OK [UIDNEXT 4] ok")
+      .server("* OK [UIDNEXT 6] ok")
       .server("C5 OK [READ-ONLY] done")
       .client("C6 UID SEARCH SINCE 2-Sep-2026")
-      .server("* SEARCH 1 2 3")
+      .server("* SEARCH 1 2 3 4 5")
       .server("C6 OK done")
-      // Batch 1's first fetch, then its bytes with batch 2's first fetch in
-      // one write.
+      // Batch 1's first fetch; then its bytes with batch 2's first fetch in
+      // one write; then batch 2's bytes with batch 3's first fetch, while
+      // batch 1 is committed.
       .client("C7 UID FETCH 1:2 (INTERNALDATE BODYSTRUCTURE)")
       .server(first_fetch(1))
       .server(first_fetch(2))
       .server("C7 OK done")
       .client("C9 UID FETCH 1:2 (BODY.PEEK[])")
-      .client("C8 UID FETCH 3 (INTERNALDATE BODYSTRUCTURE)")
+      .client("C8 UID FETCH 3:4 (INTERNALDATE BODYSTRUCTURE)")
       .server_bytes(body_fetch(1))
       .server_bytes(body_fetch(2))
       .server("C9 OK done")
       .server(first_fetch(3))
+      .server(first_fetch(4))
       .server("C8 OK done")
-      .client("C10 UID FETCH 3 (BODY.PEEK[])")
+      .client("C11 UID FETCH 3:4 (BODY.PEEK[])")
+      .client("C10 UID FETCH 5 (INTERNALDATE BODYSTRUCTURE)")
       .server_bytes(body_fetch(3))
+      .server_bytes(body_fetch(4))
+      .server("C11 OK done")
+      .server(first_fetch(5))
       .server("C10 OK done")
-      .client("C11 LOGOUT")
+      .client("C12 UID FETCH 5 (BODY.PEEK[])")
+      .server_bytes(body_fetch(5))
+      .server("C12 OK done")
+      .client("C13 LOGOUT")
       .server("* BYE bye")
-      .server("C11 OK done");
+      .server("C13 OK done");
   return s;
 }
 
@@ -398,26 +410,29 @@ TEST(ImapSession, AFirstSyncAsksForWhatItNeedsAndCommitsTheFolder) {
   ASSERT_EQ(o.end.kind, Action::Kind::done) << joined(o.log);
   EXPECT_TRUE(o.script_done) << joined(o.log);
   EXPECT_EQ(o.unwaited, 0u);
-  // Both batches are committed after the last one is read, in one start
-  // (the folder's last commits go on while the next folder would start).
   const std::string log = joined(o.log);
-  EXPECT_NE(log.find("start_commits #1 2 1\nwait_commits #1\nwrite C11 LOGOUT"), std::string::npos)
+  // Batch 1 is committed while batch 2's bytes are read; the last two
+  // batches are committed after the last is read, in one start (the
+  // folder's last commits go on while the next folder would start).
+  EXPECT_NE(log.find("start_commits #1 2\nread\nwait_commits #1\n"), std::string::npos) << log;
+  EXPECT_NE(log.find("start_commits #2 2 1\nwait_commits #2\nwrite C13 LOGOUT"), std::string::npos)
       << log;
-  ASSERT_EQ(sink.committed.size(), 3u);
-  for (int i = 0; i < 3; ++i) {
+  ASSERT_EQ(sink.committed.size(), std::size_t(kMessages));
+  for (int i = 0; i < kMessages; ++i) {
     EXPECT_EQ(sink.committed[i].uid, static_cast<std::uint32_t>(i + 1));
     EXPECT_EQ(sink.committed[i].raw, message(i + 1));
     EXPECT_EQ(sink.committed[i].message_id, "<m" + std::to_string(i + 1) + "@acme.com>");
     EXPECT_FALSE(sink.committed[i].partial);
   }
+  EXPECT_EQ(sink.commits, 3);
   const FolderState& st = sink.states.at("INBOX");
   EXPECT_EQ(st.uidvalidity, 7u);
-  EXPECT_EQ(st.highest_uid, 3u);
-  EXPECT_EQ(st.uidnext, 4u);
+  EXPECT_EQ(st.highest_uid, 5u);
+  EXPECT_EQ(st.uidnext, 6u);
   EXPECT_FALSE(st.backfilling);
   ASSERT_EQ(o.report.folders.size(), 1u);
   EXPECT_EQ(o.report.folders[0].folder, "INBOX");
-  EXPECT_EQ(o.report.folders[0].handed_over, 3u);
+  EXPECT_EQ(o.report.folders[0].handed_over, 5u);
 }
 
 // Only the writes of a log, in order.
@@ -434,7 +449,8 @@ std::vector<std::string> writes(const std::vector<std::string>& log) {
 void expect_mark_honest(const MemoryMailSink& sink) {
   auto it = sink.states.find("INBOX");
   if (it == sink.states.end()) return;
-  for (std::uint32_t uid = 1; uid <= std::min(it->second.highest_uid, 3u); ++uid) {
+  const auto last = static_cast<std::uint32_t>(kMessages + 1);  // new mail's UID
+  for (std::uint32_t uid = 1; uid <= std::min(it->second.highest_uid, last); ++uid) {
     EXPECT_TRUE(std::any_of(sink.committed.begin(), sink.committed.end(),
                             [&](const FetchedMessage& m) { return m.uid == uid; }))
         << "UID " << uid << " is below the mark " << it->second.highest_uid
@@ -454,8 +470,8 @@ TEST(ImapSession, ReadsOfAnySizeGiveTheSameSession) {
     ASSERT_EQ(o.script_error, "") << n << "-byte reads\n" << joined(o.log);
     ASSERT_EQ(o.end.kind, Action::Kind::done) << n << "-byte reads\n" << joined(o.log);
     EXPECT_EQ(writes(o.log), writes(w.log)) << n << "-byte reads";
-    ASSERT_EQ(sink.committed.size(), 3u);
-    for (int i = 0; i < 3; ++i) EXPECT_EQ(sink.committed[i].raw, message(i + 1));
+    ASSERT_EQ(sink.committed.size(), std::size_t(kMessages));
+    for (int i = 0; i < kMessages; ++i) EXPECT_EQ(sink.committed[i].raw, message(i + 1));
   }
 }
 
@@ -493,7 +509,7 @@ TEST(ImapSession, AnIoFailureAtEveryStepEndsInACleanError) {
       EXPECT_EQ(o.unwaited, 0u) << where << joined(o.log);
       if (i >= logout_step) {
         EXPECT_EQ(o.end.kind, Action::Kind::done) << where << joined(o.log);
-        EXPECT_EQ(sink.committed.size(), 3u) << where;
+        EXPECT_EQ(sink.committed.size(), std::size_t(kMessages)) << where;
         continue;
       }
       ASSERT_EQ(o.end.kind, Action::Kind::error) << where << joined(o.log);
@@ -506,15 +522,16 @@ TEST(ImapSession, AnIoFailureAtEveryStepEndsInACleanError) {
 }
 
 TEST(ImapSession, AFailedCommitEndsThePassWithTheSinksErrorAndNoLaterCommit) {
-  for (int fail : {0, 1}) {
+  for (int fail : {0, 1, 2}) {
     MemoryMailSink sink;
     sink.fail_commit = fail;
     const Outcome o = run(options(), first_sync(), sink);
     ASSERT_EQ(o.end.kind, Action::Kind::error) << joined(o.log);
     EXPECT_EQ(o.end.error.message, "disk full");
     EXPECT_EQ(o.unwaited, 0u);
-    // The two last batches are committed in order, the second only once
-    // the first is stored.
+    // No commit after a failed one: the last two batches are committed in
+    // order, the second only once the first is stored, and nothing follows
+    // a failed first.
     EXPECT_EQ(sink.commit_calls, fail + 1);
     expect_mark_honest(sink);
     EXPECT_EQ(writes(o.log).back().find("LOGOUT"), std::string::npos) << joined(o.log);
@@ -593,17 +610,24 @@ Script& examined(Script& s, const std::string& tag, int exists, int uidnext) {
       .server(tag + " OK [READ-ONLY] done");
 }
 
-TEST(ImapSession, WatchingIdlesUntilThePollThenPollsEveryFolder) {
+// A watch session's first pass, then IDLE ended by its timeout, then the
+// poll's pass (INBOX unchanged: STATUS only).
+Script idle_until_poll() {
   Script s = first_pass();
-  examined(s, "C11", 3, 4)
-      .client("C12 IDLE")
+  examined(s, "C13", 5, 6)
+      .client("C14 IDLE")
       .server("+ idling")
       .wake()
       .client("DONE")
-      .server("C12 OK done")
-      .client("C13 STATUS INBOX (MESSAGES UIDNEXT UIDVALIDITY)")
-      .server("* STATUS INBOX (MESSAGES 3 UIDNEXT 4 UIDVALIDITY 7)")
-      .server("C13 OK done");
+      .server("C14 OK done")
+      .client("C15 STATUS INBOX (MESSAGES UIDNEXT UIDVALIDITY)")
+      .server("* STATUS INBOX (MESSAGES 5 UIDNEXT 6 UIDVALIDITY 7)")
+      .server("C15 OK done");
+  return s;
+}
+
+TEST(ImapSession, WatchingIdlesUntilThePollThenPollsEveryFolder) {
+  const Script s = idle_until_poll();
   MemoryMailSink sink;
   RunOptions ro;
   ro.mode = session_fsm::Mode::watch;
@@ -615,7 +639,7 @@ TEST(ImapSession, WatchingIdlesUntilThePollThenPollsEveryFolder) {
   EXPECT_EQ(o.end.error.code, make_error_code(SyncErrc::cancelled));
   EXPECT_EQ(o.passes, 2);
   const std::string log = joined(o.log);
-  EXPECT_NE(log.find("write C12 IDLE\nread\nread woken\nwrite DONE\nread\n"), std::string::npos)
+  EXPECT_NE(log.find("write C14 IDLE\nread\nread woken\nwrite DONE\nread\n"), std::string::npos)
       << log;
 }
 
@@ -627,24 +651,31 @@ std::string id_fetch(int uid) {
          field + ")\r\n";
 }
 
-TEST(ImapSession, NewMailWakesTheIdleAndIsSyncedAtOnce) {
+// A watch session's first pass, then new mail (UID 4) that wakes IDLE and
+// is synced at once: its Message-ID asked first, INBOX having a state.
+Script new_mail_in_idle() {
   Script s = first_pass();
-  examined(s, "C11", 3, 4)
-      .client("C12 IDLE")
+  examined(s, "C13", 5, 6)
+      .client("C14 IDLE")
       .server("+ idling")
-      .server("* 4 EXISTS")
+      .server("* 6 EXISTS")
       .client("DONE")
-      .server("C12 OK done");
-  examined(s, "C13", 4, 5)
-      .client("C14 UID SEARCH UID 4:*")
-      .server("* SEARCH 4")
-      .server("C14 OK done")
-      .client("C15 UID FETCH 4 (INTERNALDATE BODYSTRUCTURE BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])")
-      .server_bytes(id_fetch(4))
-      .server("C15 OK done")
-      .client("C16 UID FETCH 4 (BODY.PEEK[])")
-      .server_bytes(body_fetch(4))
-      .server("C16 OK done");
+      .server("C14 OK done");
+  examined(s, "C15", 6, 7)
+      .client("C16 UID SEARCH UID 6:*")
+      .server("* SEARCH 6")
+      .server("C16 OK done")
+      .client("C17 UID FETCH 6 (INTERNALDATE BODYSTRUCTURE BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])")
+      .server_bytes(id_fetch(6))
+      .server("C17 OK done")
+      .client("C18 UID FETCH 6 (BODY.PEEK[])")
+      .server_bytes(body_fetch(6))
+      .server("C18 OK done");
+  return s;
+}
+
+TEST(ImapSession, NewMailWakesTheIdleAndIsSyncedAtOnce) {
+  const Script s = new_mail_in_idle();
   MemoryMailSink sink;
   RunOptions ro;
   ro.mode = session_fsm::Mode::watch;
@@ -653,15 +684,41 @@ TEST(ImapSession, NewMailWakesTheIdleAndIsSyncedAtOnce) {
   ASSERT_EQ(o.script_error, "") << joined(o.log);
   EXPECT_TRUE(o.script_done) << joined(o.log);
   EXPECT_EQ(o.end.error.code, make_error_code(SyncErrc::cancelled)) << joined(o.log);
-  ASSERT_EQ(sink.committed.size(), 4u);
-  EXPECT_EQ(sink.committed[3].raw, message(4));
-  EXPECT_EQ(sink.states.at("INBOX").highest_uid, 4u);
+  ASSERT_EQ(sink.committed.size(), std::size_t(kMessages + 1));
+  EXPECT_EQ(sink.committed.back().raw, message(kMessages + 1));
+  EXPECT_EQ(sink.states.at("INBOX").highest_uid, 6u);
   const std::string log = joined(o.log);
   // The known check comes before the bytes are asked for; no wake was
   // needed, and the commit is waited for before the pass is reported.
-  EXPECT_NE(log.find("sink known_messages\nwrite C16"), std::string::npos) << log;
+  EXPECT_NE(log.find("sink known_messages\nwrite C18"), std::string::npos) << log;
   EXPECT_EQ(log.find("read woken"), std::string::npos) << log;
-  EXPECT_NE(log.find("start_commits #2 1\nwait_commits #2\nsynced"), std::string::npos) << log;
+  EXPECT_NE(log.find("start_commits #3 1\nwait_commits #3\nsynced"), std::string::npos) << log;
+}
+
+// STYLE 13 for watching: an I/O failure at every step of the IDLE
+// exchanges above (the read woken for DONE, DONE, the read going on) ends
+// the session in a connection error, every commit waited for.
+TEST(ImapSession, AnIoFailureAtEveryStepOfWatchingEndsInACleanError) {
+  for (const Script& script : {idle_until_poll(), new_mail_in_idle()}) {
+    RunOptions ro;
+    ro.mode = session_fsm::Mode::watch;
+    ro.stop_after_passes = 2;
+    MemoryMailSink clean;
+    const Outcome full = run(options(), script, clean, ro);
+    ASSERT_EQ(full.end.error.code, make_error_code(SyncErrc::cancelled)) << joined(full.log);
+    for (std::size_t i = 0; i < full.io_steps; ++i) {
+      MemoryMailSink sink;
+      ro.fail_at = i;
+      const Outcome o = run(options(), script, sink, ro);
+      const std::string where = "step " + std::to_string(i) + "\n";
+      EXPECT_EQ(o.script_error, "") << where << joined(o.log);
+      EXPECT_EQ(o.unwaited, 0u) << where << joined(o.log);
+      ASSERT_EQ(o.end.kind, Action::Kind::error) << where << joined(o.log);
+      EXPECT_EQ(o.end.error.code, make_error_code(SyncErrc::connection)) << where << joined(o.log);
+      EXPECT_EQ(o.end.error.retry, RetryClass::retry_later) << where;
+      expect_mark_honest(sink);
+    }
+  }
 }
 
 }  // namespace
