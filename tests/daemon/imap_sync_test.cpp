@@ -1450,6 +1450,37 @@ TEST_F(ImapSync, MailBetweenAPassAndIdleIsNotLeftForThePoll) {
   EXPECT_EQ(activities()[0].message_id, "gap@acme.com");
 }
 
+// IDLE ends when the next poll is due, DONE written while its read still
+// waits (through deflate here), the poll's pass runs, and IDLE starts again:
+// twice. An IDLE that never ended would leave the second pass to the guard.
+TEST_F(ImapSync, IdleEndsWhenAPollIsDueAndStartsAgainAfterIt) {
+  fill_basic();
+  auto o = options();
+  o.folders = {"INBOX"};
+  o.poll_interval = std::chrono::seconds(2);
+  o.compress = imap::AccountOptions::Compress::always;
+  imap::Account account(io.get_executor(), o, *sink);
+  int passes = 0;
+  std::chrono::steady_clock::time_point first;
+  std::chrono::milliseconds polls{0};
+  std::uint32_t handed_over = 0;
+  account.on_synced = [&](const imap::SyncReport& r) {
+    for (const auto& f : r.folders) handed_over += f.handed_over;
+    if (++passes == 1) first = std::chrono::steady_clock::now();
+    if (passes == 3) {
+      polls = std::chrono::duration_cast<std::chrono::milliseconds>(
+          std::chrono::steady_clock::now() - first);
+      account.stop();
+    }
+  };
+  account.on_failure = [&](const imap::SyncError& e) { ADD_FAILURE() << e.message; };
+  run_until_stopped(io, account, std::chrono::seconds(30), "no two polls within 30 s");
+  EXPECT_EQ(passes, 3);
+  // Two polls, 2 s apart, each after an IDLE that lasted until it.
+  EXPECT_GE(polls, std::chrono::milliseconds(3500));
+  EXPECT_EQ(handed_over, 3u);  // by the first pass; the polls found nothing new
+}
+
 // With QRESYNC, IDLE hears of an expunge too (VANISHED), and the place is
 // marked gone without waiting for the next poll.
 TEST_F(ImapSync, AnExpungeArrivesThroughIdle) {
