@@ -147,8 +147,9 @@ struct RunOptions {
 };
 
 struct Outcome {
-  Action end;
-  std::vector<std::string> log;  // what the core asked for, in order
+  Action::Kind kind = Action::Kind::done;  // how it ended
+  SyncError error;                         // kind == error
+  std::vector<std::string> log;            // what the core asked for, in order
   std::size_t io_steps = 0;
   std::string script_error;  // the core left the script: where and how
   bool script_done = false;  // every step of the script was used
@@ -311,8 +312,9 @@ Outcome run(const AccountOptions& options, const Script& script, MemoryMailSink&
         break;
       case Action::Kind::done:
       case Action::Kind::error:
-        out.log.push_back(a.kind == Action::Kind::done ? "done" : "error: " + a.error.message);
-        out.end = a;
+        out.log.push_back(a.kind == Action::Kind::done ? "done" : "error: " + a.error->message);
+        out.kind = a.kind;
+        if (a.error) out.error = *a.error;
         out.script_done = at == steps.size();
         out.unwaited = started.size();
         if (a.kind == Action::Kind::done) out.report = fsm.report();
@@ -407,7 +409,7 @@ TEST(ImapSession, AFirstSyncAsksForWhatItNeedsAndCommitsTheFolder) {
   const Outcome o = run(options(), first_sync(), sink);
   if (std::getenv("CRMCAP_SESSION_PRINT")) std::cout << joined(o.log);
   ASSERT_EQ(o.script_error, "") << joined(o.log);
-  ASSERT_EQ(o.end.kind, Action::Kind::done) << joined(o.log);
+  ASSERT_EQ(o.kind, Action::Kind::done) << joined(o.log);
   EXPECT_TRUE(o.script_done) << joined(o.log);
   EXPECT_EQ(o.unwaited, 0u);
   const std::string log = joined(o.log);
@@ -461,14 +463,14 @@ void expect_mark_honest(const MemoryMailSink& sink) {
 TEST(ImapSession, ReadsOfAnySizeGiveTheSameSession) {
   MemoryMailSink whole;
   const Outcome w = run(options(), first_sync(), whole);
-  ASSERT_EQ(w.end.kind, Action::Kind::done);
+  ASSERT_EQ(w.kind, Action::Kind::done);
   for (const std::size_t n : {1u, 2u, 7u, 100u}) {
     MemoryMailSink sink;
     RunOptions ro;
     ro.read_bytes = n;
     const Outcome o = run(options(), first_sync(), sink, ro);
     ASSERT_EQ(o.script_error, "") << n << "-byte reads\n" << joined(o.log);
-    ASSERT_EQ(o.end.kind, Action::Kind::done) << n << "-byte reads\n" << joined(o.log);
+    ASSERT_EQ(o.kind, Action::Kind::done) << n << "-byte reads\n" << joined(o.log);
     EXPECT_EQ(writes(o.log), writes(w.log)) << n << "-byte reads";
     ASSERT_EQ(sink.committed.size(), std::size_t(kMessages));
     for (int i = 0; i < kMessages; ++i) EXPECT_EQ(sink.committed[i].raw, message(i + 1));
@@ -486,7 +488,7 @@ TEST(ImapSession, AnIoFailureAtEveryStepEndsInACleanError) {
     RunOptions ro;
     ro.read_bytes = read_bytes;
     const Outcome full = run(options(), first_sync(), clean, ro);
-    ASSERT_EQ(full.end.kind, Action::Kind::done);
+    ASSERT_EQ(full.kind, Action::Kind::done);
     ASSERT_GT(full.io_steps, 20u);
     // LOGOUT is the last write: failing it or what follows is no failure.
     const auto logout = std::find_if(full.log.begin(), full.log.end(), [](const std::string& l) {
@@ -508,14 +510,14 @@ TEST(ImapSession, AnIoFailureAtEveryStepEndsInACleanError) {
       EXPECT_EQ(o.script_error, "") << where << joined(o.log);
       EXPECT_EQ(o.unwaited, 0u) << where << joined(o.log);
       if (i >= logout_step) {
-        EXPECT_EQ(o.end.kind, Action::Kind::done) << where << joined(o.log);
+        EXPECT_EQ(o.kind, Action::Kind::done) << where << joined(o.log);
         EXPECT_EQ(sink.committed.size(), std::size_t(kMessages)) << where;
         continue;
       }
-      ASSERT_EQ(o.end.kind, Action::Kind::error) << where << joined(o.log);
-      EXPECT_EQ(o.end.error.code, make_error_code(SyncErrc::connection)) << where;
-      EXPECT_EQ(o.end.error.retry, RetryClass::retry_later) << where;
-      EXPECT_NE(o.end.error.message.find("connection reset"), std::string::npos) << where;
+      ASSERT_EQ(o.kind, Action::Kind::error) << where << joined(o.log);
+      EXPECT_EQ(o.error.code, make_error_code(SyncErrc::connection)) << where;
+      EXPECT_EQ(o.error.retry, RetryClass::retry_later) << where;
+      EXPECT_NE(o.error.message.find("connection reset"), std::string::npos) << where;
       expect_mark_honest(sink);
     }
   }
@@ -526,8 +528,8 @@ TEST(ImapSession, AFailedCommitEndsThePassWithTheSinksErrorAndNoLaterCommit) {
     MemoryMailSink sink;
     sink.fail_commit = fail;
     const Outcome o = run(options(), first_sync(), sink);
-    ASSERT_EQ(o.end.kind, Action::Kind::error) << joined(o.log);
-    EXPECT_EQ(o.end.error.message, "disk full");
+    ASSERT_EQ(o.kind, Action::Kind::error) << joined(o.log);
+    EXPECT_EQ(o.error.message, "disk full");
     EXPECT_EQ(o.unwaited, 0u);
     // No commit after a failed one: the last two batches are committed in
     // order, the second only once the first is stored, and nothing follows
@@ -543,10 +545,10 @@ TEST(ImapSession, AnExceptionInsideEndsTheSessionAsAnInternalFailure) {
   o.secret = []() -> SyncResult<std::string> { throw std::runtime_error("keyring on fire"); };
   MemoryMailSink sink;
   const Outcome out = run(o, first_sync(), sink);
-  ASSERT_EQ(out.end.kind, Action::Kind::error) << joined(out.log);
-  EXPECT_EQ(out.end.error.code, make_error_code(SyncErrc::internal));
-  EXPECT_NE(out.end.error.message.find("keyring on fire"), std::string::npos);
-  EXPECT_EQ(out.end.error.message.find("work: "), 0u);
+  ASSERT_EQ(out.kind, Action::Kind::error) << joined(out.log);
+  EXPECT_EQ(out.error.code, make_error_code(SyncErrc::internal));
+  EXPECT_NE(out.error.message.find("keyring on fire"), std::string::npos);
+  EXPECT_EQ(out.error.message.find("work: "), 0u);
 }
 
 TEST(ImapSession, AnUnchangedFolderIsSkippedAfterStatus) {
@@ -578,7 +580,7 @@ TEST(ImapSession, AnUnchangedFolderIsSkippedAfterStatus) {
       .server("* BYE bye");
   const Outcome o = run(options(), s, sink);
   ASSERT_EQ(o.script_error, "") << joined(o.log);
-  ASSERT_EQ(o.end.kind, Action::Kind::done) << joined(o.log);
+  ASSERT_EQ(o.kind, Action::Kind::done) << joined(o.log);
   ASSERT_EQ(o.report.folders.size(), 1u);
   EXPECT_TRUE(o.report.folders[0].skipped_unchanged);
   EXPECT_EQ(sink.commit_calls, 0);
@@ -635,8 +637,8 @@ TEST(ImapSession, WatchingIdlesUntilThePollThenPollsEveryFolder) {
   const Outcome o = run(options(), s, sink, ro);
   ASSERT_EQ(o.script_error, "") << joined(o.log);
   EXPECT_TRUE(o.script_done) << joined(o.log);
-  ASSERT_EQ(o.end.kind, Action::Kind::error) << joined(o.log);
-  EXPECT_EQ(o.end.error.code, make_error_code(SyncErrc::cancelled));
+  ASSERT_EQ(o.kind, Action::Kind::error) << joined(o.log);
+  EXPECT_EQ(o.error.code, make_error_code(SyncErrc::cancelled));
   EXPECT_EQ(o.passes, 2);
   const std::string log = joined(o.log);
   EXPECT_NE(log.find("write C14 IDLE\nread\nread woken\nwrite DONE\nread\n"), std::string::npos)
@@ -683,7 +685,7 @@ TEST(ImapSession, NewMailWakesTheIdleAndIsSyncedAtOnce) {
   const Outcome o = run(options(), s, sink, ro);
   ASSERT_EQ(o.script_error, "") << joined(o.log);
   EXPECT_TRUE(o.script_done) << joined(o.log);
-  EXPECT_EQ(o.end.error.code, make_error_code(SyncErrc::cancelled)) << joined(o.log);
+  EXPECT_EQ(o.error.code, make_error_code(SyncErrc::cancelled)) << joined(o.log);
   ASSERT_EQ(sink.committed.size(), std::size_t(kMessages + 1));
   EXPECT_EQ(sink.committed.back().raw, message(kMessages + 1));
   EXPECT_EQ(sink.states.at("INBOX").highest_uid, 6u);
@@ -705,7 +707,7 @@ TEST(ImapSession, AnIoFailureAtEveryStepOfWatchingEndsInACleanError) {
     ro.stop_after_passes = 2;
     MemoryMailSink clean;
     const Outcome full = run(options(), script, clean, ro);
-    ASSERT_EQ(full.end.error.code, make_error_code(SyncErrc::cancelled)) << joined(full.log);
+    ASSERT_EQ(full.error.code, make_error_code(SyncErrc::cancelled)) << joined(full.log);
     for (std::size_t i = 0; i < full.io_steps; ++i) {
       MemoryMailSink sink;
       ro.fail_at = i;
@@ -713,9 +715,9 @@ TEST(ImapSession, AnIoFailureAtEveryStepOfWatchingEndsInACleanError) {
       const std::string where = "step " + std::to_string(i) + "\n";
       EXPECT_EQ(o.script_error, "") << where << joined(o.log);
       EXPECT_EQ(o.unwaited, 0u) << where << joined(o.log);
-      ASSERT_EQ(o.end.kind, Action::Kind::error) << where << joined(o.log);
-      EXPECT_EQ(o.end.error.code, make_error_code(SyncErrc::connection)) << where << joined(o.log);
-      EXPECT_EQ(o.end.error.retry, RetryClass::retry_later) << where;
+      ASSERT_EQ(o.kind, Action::Kind::error) << where << joined(o.log);
+      EXPECT_EQ(o.error.code, make_error_code(SyncErrc::connection)) << where << joined(o.log);
+      EXPECT_EQ(o.error.retry, RetryClass::retry_later) << where;
       expect_mark_honest(sink);
     }
   }

@@ -77,7 +77,7 @@ Task<SyncResult<void>> Connection::write(std::string_view bytes) {
   }
   ex_.next(Action::Kind::write).bytes = bytes;
   co_await ex_.need();
-  if (ex_.io.error) co_return from_transport(*ex_.io.error);
+  if (ex_.io->error) co_return from_transport(*ex_.io->error);
   co_return SyncResult<void>{};
 }
 
@@ -142,7 +142,7 @@ Task<SyncResult<std::optional<Response>>> Connection::next(
                                     peer_ + " closed the session (BYE " + u->text + ")",
                                     RetryClass::retry_later);
         }
-        co_return std::optional<Response>(std::move(r));
+        co_return std::move(r);
       }
       if (step == ResponseParser::Step::error) {
         if (parser_.broken()) {
@@ -183,10 +183,10 @@ Task<SyncResult<std::optional<Response>>> Connection::next(
     if (!failed) {
       reading_ = true;
       co_await ex_.need();
-      if (ex_.io.woken && !ex_.io.error) co_return std::optional<Response>();
+      if (ex_.io->woken && !ex_.io->error) co_return std::optional<Response>();
       reading_ = false;
-      failed = std::move(ex_.io.error);
-      n = ex_.io.bytes;
+      failed = std::move(ex_.io->error);
+      n = ex_.io->bytes;
     }
     if (failed) {
       if (read_by_deadline_ && failed->code == make_error_code(TransportErrc::read_timeout)) {
@@ -369,7 +369,7 @@ Task<SyncResult<void>> Connection::open() {
   builder_.set_options({});
   ex_.next(Action::Kind::connect);
   co_await ex_.need();
-  if (ex_.io.error) co_return from_transport(*ex_.io.error);
+  if (ex_.io->error) co_return from_transport(*ex_.io->error);
 
   const auto greeted_by = now() + options_.transport.connect_timeout;
   auto greeting = co_await next(greeted_by, "greeting", "the connect timeout");
@@ -404,7 +404,7 @@ Task<SyncResult<void>> Connection::open() {
     pending_ = {};
     ex_.next(Action::Kind::start_tls);
     co_await ex_.need();
-    if (ex_.io.error) co_return from_transport(*ex_.io.error);
+    if (ex_.io->error) co_return from_transport(*ex_.io->error);
     const TaggedStatus no_code;
     if (auto r = co_await refresh_capabilities(no_code); !r) co_return r.error();
   }

@@ -33,11 +33,11 @@ std::string peer_of(const TransportOptions& options);
 
 // Where the core's coroutines meet their driver: a coroutine that needs
 // something puts the Action here and suspends (co_await need()); the driver
-// reads the Action, carries it out, puts the outcome in `io` and resumes
-// (resume()) the coroutine that suspended.
+// reads the Action, carries it out, and resumes (resume()) the coroutine
+// that suspended with `io` pointing at the outcome.
 struct Exchange {
   Action action;
-  Io io;
+  Io* io = nullptr;  // the outcome, while resume() runs
   std::coroutine_handle<> suspended;
   Trampoline trampoline;  // runs the core's Tasks
 

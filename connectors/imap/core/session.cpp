@@ -19,9 +19,12 @@
 #include <algorithm>
 #include <array>
 #include <chrono>
+#include <type_traits>
 #include <utility>
 
 namespace crmcap::imap {
+
+static_assert(std::is_trivially_copyable_v<Action>, "an Action is made for every read");
 
 namespace detail {
 
@@ -39,7 +42,7 @@ struct Core {
   Core(const AccountOptions& o, session_fsm::Mode m, SessionClocks c)
       : options(o), mode(m), clocks(std::move(c)), conn(options, exchange, clocks) {}
 
-  Action resume(Io io);
+  Action resume(Io& io);
   void stop() noexcept { stopped = true; }
   const SyncReport& report() const { return result; }
 
@@ -50,6 +53,8 @@ struct Core {
   Connection conn;
   Task<SyncResult<void>> root;
   std::optional<Action> finished;  // what resume() answers once done
+  SyncError failure;               // why it ended, when it failed
+  bool failed = false;
   SyncReport result;
   bool stopped = false;
   std::uint64_t next_ticket = 1;
@@ -72,7 +77,7 @@ struct Core {
   Task<SinkAnswer> call(SinkCall& c) {
     exchange.next(Action::Kind::sink).call = &c;
     co_await exchange.need();
-    co_return std::move(exchange.io.sink);
+    co_return std::move(exchange.io->sink);
   }
 
   Task<void> warn(std::string message) {
@@ -97,7 +102,7 @@ struct Core {
   Task<SyncResult<void>> wait_commits(std::uint64_t ticket) {
     exchange.next(Action::Kind::wait_commits).ticket = ticket;
     co_await exchange.need();
-    co_return std::move(exchange.io.sink.result);
+    co_return std::move(exchange.io->sink.result);
   }
 
   Task<SyncResult<void>> commit(FolderState state, std::vector<FetchedMessage> messages) {
@@ -969,33 +974,31 @@ struct Core {
   }
 };
 
-Action Core::resume(Io io) {
+Action Core::resume(Io& io) {
   if (finished) return *finished;
+  exchange.io = &io;
   try {
     if (!root.valid()) {
       root = session();
       root.start(exchange.trampoline);
     } else {
-      exchange.io = std::move(io);
       exchange.resume();
     }
+    exchange.io = nullptr;
     if (!root.done()) return exchange.action;
     SyncResult<void> r = root.result();
-    Action end;
-    if (r) {
-      end.kind = Action::Kind::done;
-    } else {
-      end.kind = Action::Kind::error;
-      end.error = std::move(r).error();
-    }
-    finished = std::move(end);
+    if (!r) failure = std::move(r).error();
+    failed = !r;
   } catch (...) {
-    Action end;
-    end.kind = Action::Kind::error;
-    end.error = failure_of(options.name, std::current_exception());
-    finished = std::move(end);
+    failure = failure_of(options.name, std::current_exception());
+    failed = true;
   }
-  return *finished;
+  exchange.io = nullptr;
+  Action end;
+  end.kind = failed ? Action::Kind::error : Action::Kind::done;
+  if (failed) end.error = &failure;
+  finished = end;
+  return end;
 }
 
 }  // namespace detail
@@ -1005,7 +1008,7 @@ session_fsm::session_fsm(const AccountOptions& options, Mode mode, SessionClocks
 
 session_fsm::~session_fsm() = default;
 
-Action session_fsm::resume(Io io) { return core_->resume(std::move(io)); }
+Action session_fsm::resume(Io&& io) { return core_->resume(io); }
 void session_fsm::stop() noexcept { core_->stop(); }
 const SyncReport& session_fsm::report() const { return core_->report(); }
 

@@ -69,7 +69,9 @@ struct SinkAnswer {
 // The exchange with the driver
 
 // What the core wants done next. Views and pointers point into the core and
-// stay valid until the next resume() (the read buffer: until the read ends).
+// stay valid until the next resume() (the read buffer: until the read ends;
+// `error`: as long as the machine). Trivially copyable: one is made for
+// every read.
 struct Action {
   enum class Kind {
     // Transport::async_connect(); resume with Io::error set when it failed.
@@ -104,7 +106,7 @@ struct Action {
     synced,
     // The end: the session's report is in session_fsm::report().
     done,
-    // The end, failed with `error`.
+    // The end, failed with `*error`.
     error,
   };
   Kind kind = Kind::done;
@@ -117,10 +119,10 @@ struct Action {
   std::uint64_t ticket = 0;                                      // start_commits, wait_commits
   std::chrono::steady_clock::time_point until;                   // sleep
   const SyncReport* report = nullptr;                            // synced
-  SyncError error;                                               // error
+  const SyncError* error = nullptr;                              // error
 };
 
-// What came of an Action.
+// What came of an Action. resume() reads it in place, and may move from it.
 struct Io {
   // connect, write, read, start_tls: the transport's failure, if it failed.
   std::optional<TransportError> error;
@@ -166,7 +168,7 @@ class session_fsm {
   session_fsm(const session_fsm&) = delete;
   session_fsm& operator=(const session_fsm&) = delete;
 
-  Action resume(Io io);
+  Action resume(Io&& io);
   // The session ends soon (cancelled): before the next batch or pass.
   void stop() noexcept;
   // After done (once): every folder's report, the capabilities, COMPRESS.

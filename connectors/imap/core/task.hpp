@@ -64,7 +64,12 @@ template <class T>
 struct Promise : PromiseBase {
   std::optional<T> value;
   Task<T> get_return_object() noexcept;
-  void return_value(T v) { value.emplace(std::move(v)); }
+  // T made in place from what co_return gives (a Response is large: no
+  // move more than needed).
+  template <class U = T>
+  void return_value(U&& v) {
+    value.emplace(std::forward<U>(v));
+  }
   T take() {
     if (thrown) std::rethrow_exception(thrown);
     return std::move(*value);

@@ -161,27 +161,42 @@ struct Account::Impl {
   }
 
   // Runs `s` over a new connection to its end, carrying out every Action;
-  // returns the last (done, or error). `synced` is called for each pass a
+  // returns why it failed, if it did. `synced` is called for each pass a
   // watch session reports. An exception (from the sink, from `synced`) ends
   // the session as the failure failure_of() makes of it.
-  Awaitable<Action> drive(session_fsm& s, const std::function<void(const SyncReport&)>& synced) {
+  Awaitable<std::optional<SyncError>> drive(session_fsm& s,
+                                            const std::function<void(const SyncReport&)>& synced) {
     transport = std::make_unique<Transport>(executor, options.transport);
-    detail::TransportDriver io(executor, *transport);
+    Transport& t = *transport;
+    detail::WakingReads waking(executor, t);
     session = &s;
     if (stopped) s.stop();  // stop() came first: the session stops at its first check
-    Action a;
+    std::optional<SyncError> failed;
     std::exception_ptr thrown;
     try {
-      a = s.resume(Io{});
-      for (bool ended = false; !ended;) {
+      for (Action a = s.resume(Io{}); a.kind != Action::Kind::done;) {
         Io outcome;
         switch (a.kind) {
           case Action::Kind::connect:
+            if (auto r = co_await t.async_connect(); !r) outcome.error = std::move(r).error();
+            break;
           case Action::Kind::write:
+            if (auto r = co_await t.async_write(a.bytes); !r) outcome.error = std::move(r).error();
+            break;
           case Action::Kind::read:
+            if (waking.handles(a)) {
+              outcome = co_await waking.read(a);
+            } else if (auto r = co_await t.async_read_some(a.into, a.timeout); r) {
+              outcome.bytes = *r;
+            } else {
+              outcome.error = std::move(r).error();
+            }
+            break;
           case Action::Kind::start_tls:
+            if (auto r = co_await t.async_start_tls(); !r) outcome.error = std::move(r).error();
+            break;
           case Action::Kind::close:
-            outcome = co_await io.carry_out(a);
+            co_await t.async_close();
             break;
           case Action::Kind::sink:
             outcome.sink = co_await on_sink([&] { return answer(*a.call); });
@@ -199,11 +214,13 @@ struct Account::Impl {
           case Action::Kind::synced:
             if (synced) synced(*a.report);
             break;
-          case Action::Kind::done:
           case Action::Kind::error:
-            ended = true;
-            continue;
+            failed = *a.error;
+            break;
+          case Action::Kind::done:
+            break;
         }
+        if (failed) break;
         a = s.resume(std::move(outcome));
       }
     } catch (...) {
@@ -211,14 +228,10 @@ struct Account::Impl {
     }
     session = nullptr;
     // Nothing the session started outlives it: a read left going, commits.
-    co_await io.close();
+    co_await waking.close();
     co_await drain_commits();
-    if (thrown) {
-      a = Action{};
-      a.kind = Action::Kind::error;
-      a.error = failure_of(options.name, std::move(thrown));
-    }
-    co_return a;
+    if (thrown) failed = failure_of(options.name, std::move(thrown));
+    co_return failed;
   }
 };
 
@@ -231,8 +244,7 @@ Awaitable<SyncResult<SyncReport>> Account::sync_once() {
   Impl& s = *impl_;
   session_fsm session(s.options, session_fsm::Mode::once);
   const std::function<void(const SyncReport&)> none;
-  const Action end = co_await s.drive(session, none);
-  if (end.kind == Action::Kind::error) co_return end.error;
+  if (auto failed = co_await s.drive(session, none)) co_return std::move(*failed);
   co_return session.report();
 }
 
@@ -258,9 +270,8 @@ Awaitable<SyncError> Account::run() {
     bool failed = false;
     {
       session_fsm session(s.options, session_fsm::Mode::watch);
-      const Action end = co_await s.drive(session, synced);
-      if (end.kind == Action::Kind::error) {
-        failure = end.error;
+      if (auto ended = co_await s.drive(session, synced)) {
+        failure = std::move(*ended);
         failed = true;
       }
     }

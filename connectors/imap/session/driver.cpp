@@ -10,64 +10,22 @@ namespace asio = boost::asio;
 
 namespace crmcap::imap::detail {
 
-namespace {
-
-Io outcome(TransportResult<void>&& r) {
-  Io io;
-  if (!r) io.error = std::move(r).error();
-  return io;
-}
-
-Io outcome(TransportResult<std::size_t>&& r) {
-  Io io;
-  if (r) {
-    io.bytes = *r;
-  } else {
-    io.error = std::move(r).error();
-  }
-  return io;
-}
-
-}  // namespace
-
 // A read that runs on its own: it ends by setting `result` and cancelling
 // `ended`, which whoever waits for it waits on (a timer that never expires
 // by itself, or at the wait's wake_at).
-struct TransportDriver::PendingRead {
+struct WakingReads::PendingRead {
   explicit PendingRead(const asio::any_io_executor& ex)
       : ended(ex, asio::steady_timer::time_point::max()) {}
   std::optional<TransportResult<std::size_t>> result;
   asio::steady_timer ended;
 };
 
-TransportDriver::TransportDriver(const asio::any_io_executor& executor, Transport& transport)
+WakingReads::WakingReads(const asio::any_io_executor& executor, Transport& transport)
     : executor_(executor), transport_(transport) {}
 
-TransportDriver::~TransportDriver() = default;
+WakingReads::~WakingReads() = default;
 
-Awaitable<Io> TransportDriver::carry_out(const Action& a) {
-  switch (a.kind) {
-    case Action::Kind::connect:
-      co_return outcome(co_await transport_.async_connect());
-    case Action::Kind::write:
-      co_return outcome(co_await transport_.async_write(a.bytes));
-    case Action::Kind::read:
-      co_return co_await read(a);
-    case Action::Kind::start_tls:
-      co_return outcome(co_await transport_.async_start_tls());
-    case Action::Kind::close:
-      co_await transport_.async_close();
-      co_return Io{};
-    default:
-      break;
-  }
-  co_return Io{};  // not a transport action: nothing to do
-}
-
-Awaitable<Io> TransportDriver::read(const Action& a) {
-  if (!read_ && !a.wake_at) {
-    co_return outcome(co_await transport_.async_read_some(a.into, a.timeout));
-  }
+Awaitable<Io> WakingReads::read(const Action& a) {
   if (!read_) {
     auto r = std::make_shared<PendingRead>(executor_);
     read_ = r;
@@ -95,10 +53,16 @@ Awaitable<Io> TransportDriver::read(const Action& a) {
     }
   }
   read_.reset();
-  co_return outcome(std::move(*r->result));
+  Io io;
+  if (*r->result) {
+    io.bytes = **r->result;
+  } else {
+    io.error = std::move(*r->result).error();
+  }
+  co_return io;
 }
 
-Awaitable<void> TransportDriver::close() {
+Awaitable<void> WakingReads::close() {
   transport_.close();
   if (const std::shared_ptr<PendingRead> r = read_) {
     while (!r->result) {

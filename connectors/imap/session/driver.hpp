@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
-// Internal to connectors/imap/session: carries out the session core's
-// transport Actions (core/session.hpp) on a Transport. With the sink calls
-// in account.cpp, the only code that calls the transport.
+// Internal to connectors/imap/session: the reads of the session core that
+// may outlast their wait (Action::read with a wake_at: IDLE, whose DONE is
+// written while its read still waits). The driver (account.cpp) makes every
+// other transport call itself, awaiting it at once.
 #pragma once
 
 #include "connectors/imap/core/session.hpp"
@@ -15,29 +16,31 @@
 
 namespace crmcap::imap::detail {
 
-class TransportDriver {
+class WakingReads {
  public:
-  // `transport` runs on `executor` and outlives the driver.
-  TransportDriver(const boost::asio::any_io_executor& executor, Transport& transport);
-  ~TransportDriver();
-  TransportDriver(const TransportDriver&) = delete;
-  TransportDriver& operator=(const TransportDriver&) = delete;
+  // `transport` runs on `executor` and outlives this, and so does every
+  // buffer a read is given.
+  WakingReads(const boost::asio::any_io_executor& executor, Transport& transport);
+  ~WakingReads();
+  WakingReads(const WakingReads&) = delete;
+  WakingReads& operator=(const WakingReads&) = delete;
 
-  // Carries out `action`, one of connect, write, read, start_tls and close,
-  // and returns what came of it. A read with wake_at runs on its own, so
-  // that it may outlast the wait: it is the read carried out by the next
-  // read action, and writes may be carried out meanwhile.
-  Awaitable<Io> carry_out(const Action& action);
+  // Whether `read` (Action::read) is one for read(): it has a wake_at, or a
+  // read left going by one is to be continued.
+  bool handles(const Action& read) const { return read.wake_at || read_ != nullptr; }
 
-  // Whether a read that a wake_at left going has not ended.
-  bool reading() const { return read_ != nullptr; }
+  // Carries out `read`: starts it on its own (unless one is going on, which
+  // it continues) and waits for it, or for its wake_at: then Io::woken, the
+  // read going on; writes may be made meanwhile, and the next read action
+  // is that read.
+  Awaitable<Io> read(const Action& read);
+
   // Closes the transport (at once) and waits for a read still going to end,
   // so that nothing refers to its buffer or the transport afterwards.
   Awaitable<void> close();
 
  private:
   struct PendingRead;
-  Awaitable<Io> read(const Action& action);
 
   boost::asio::any_io_executor executor_;
   Transport& transport_;
