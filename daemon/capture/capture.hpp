@@ -97,7 +97,8 @@ class Pipeline {
   mail::Result<mail::MailMessage> parse(std::string_view raw, const MessageSource& source) const;
   Outcome finish(std::string_view raw, mail::Result<mail::MailMessage> parsed,
                  const MessageSource& source);
-  // A message the server would not send (`why`: its words): a failed row
+  // A message that could not be fetched (`why`: the server's refusal in its
+  // words, an answer that could not be read, or one too large): a failed row
   // keyed by its place, so that it is listed and never silently dropped.
   Outcome unfetched(std::string_view why, const MessageSource& source) const;
 

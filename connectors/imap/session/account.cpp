@@ -530,7 +530,7 @@ struct Account::Impl {
     if (conn->malformed() == since) return std::nullopt;
     return make_sync_error(
         SyncErrc::protocol,
-        "the server's answer to UID FETCH could not be read: " + conn->last_malformed(),
+        "the server's response to UID FETCH could not be read: " + conn->last_malformed(),
         RetryClass::retry_later);
   }
 

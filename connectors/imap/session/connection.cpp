@@ -319,7 +319,7 @@ Awaitable<SyncResult<TaggedStatus>> Connection::finish(const Command& cmd,
       if (t->status != Status::ok) co_return refusal(*t, what);
       if (malformed == Malformed::fail && malformed_ != malformed_before) {
         co_return make_sync_error(SyncErrc::protocol,
-                                  std::string(what) + ": the answer from " + transport_.peer() +
+                                  std::string(what) + ": a response from " + transport_.peer() +
                                       " could not be read: " + last_malformed_,
                                   RetryClass::retry_later);
       }
