@@ -285,8 +285,16 @@ struct Account::Impl {
       if (auto* e = std::get_if<ListEntry>(&resp); e && !e->lsub) entries.push_back(*e);
     };
     const std::string what = "LIST";
+    const std::uint64_t malformed_before = conn->malformed();
     auto r = co_await conn->run(*cmd, on_response, what);
     if (!r) co_return r.error();
+    if (conn->malformed() != malformed_before) {
+      std::string why = options.name +
+                        ": LIST: a response could not be read (a folder it named "
+                        "may be missing below): " +
+                        conn->last_malformed();
+      co_await warn(std::move(why));
+    }
     folders.clear();
     sent_folders.clear();
     for (const auto& e : entries) {
@@ -353,8 +361,10 @@ struct Account::Impl {
                                 RetryClass::needs_user);
     }
     FolderObservation o;
+    bool answered = false;
     const Connection::Handler on_response = [&](Response& resp) {
       if (auto* s = std::get_if<MailboxStatus>(&resp)) {
+        answered = true;
         o.uidvalidity = s->uidvalidity.value_or(0);
         o.uidnext = s->uidnext.value_or(0);
         o.messages = s->messages.value_or(0);
@@ -364,6 +374,13 @@ struct Account::Impl {
     const std::string what = "STATUS " + folder;
     auto r = co_await conn->run(*cmd, on_response, what);
     if (!r) co_return r.error();
+    if (!answered) {
+      co_return make_sync_error(
+          SyncErrc::protocol,
+          options.name + ": " + what + ": no answer that could be read" +
+              (conn->last_malformed().empty() ? std::string() : ": " + conn->last_malformed()),
+          RetryClass::retry_later);
+    }
     co_return o;
   }
 
@@ -386,8 +403,12 @@ struct Account::Impl {
     }
     FolderObservation o;
     std::string impossible;  // a number no folder can have
+    bool counted = false;    // EXISTS came
     const Connection::Handler on_response = [&](Response& resp) {
-      if (auto* e = std::get_if<Exists>(&resp)) o.messages = e->count;
+      if (auto* e = std::get_if<Exists>(&resp)) {
+        o.messages = e->count;
+        counted = true;
+      }
       if (auto* u = std::get_if<UntaggedStatus>(&resp); u && u->code && u->code->number) {
         const std::uint64_t n = *u->code->number;
         if (u->code->kind == CodeKind::uidvalidity) {
@@ -408,8 +429,17 @@ struct Account::Impl {
       }
     };
     const std::string what = "EXAMINE " + folder;
+    const std::uint64_t malformed_before = conn->malformed();
     auto r = co_await conn->run(*cmd, on_response, what);
     if (!r) co_return r.error();
+    // What the plan needs must have come; a response that could not be read
+    // beside them (an odd flag in FLAGS) does no harm.
+    if (conn->malformed() != malformed_before && (!counted || o.uidvalidity == 0)) {
+      co_return make_sync_error(SyncErrc::protocol,
+                                options.name + ": " + what + ": a response from the server " +
+                                    "could not be read: " + conn->last_malformed(),
+                                RetryClass::retry_later);
+    }
     if (!impossible.empty()) {
       co_return make_sync_error(SyncErrc::protocol,
                                 options.name + ": " + what + ": the server announced " +
@@ -435,7 +465,7 @@ struct Account::Impl {
     SearchAnswer answer(at.uidnext, at.messages);
     const Connection::Handler on_response = [&](Response& resp) { answer.add(resp); };
     const std::string what = "UID SEARCH";
-    auto r = co_await conn->run(*cmd, on_response, what);
+    auto r = co_await conn->run(*cmd, on_response, what, Connection::Malformed::fail);
     if (!r) co_return r.error();
     SearchAnswer::Checked checked = answer.take();
     if (!checked.refused.empty()) {
