@@ -52,8 +52,9 @@ def main():
                                     os.path.join(build, "daemon", "crm-captured"), "--once",
                                     "--config", conf], capture_output=True, text=True)
                 ir = re.findall(r"Collected : (\d+)", p.stderr)
-                print(f"round {rnd + 1} {build}: exit {p.returncode}, "
-                      f"Ir {int(ir[0]):,}" if ir else "Ir ?", "|", p.stdout.strip(), flush=True)
+                count = f"{int(ir[0]):,}" if ir else "?"
+                print(f"round {rnd + 1} {build}: exit {p.returncode}, Ir {count} |",
+                      p.stdout.strip(), flush=True)
     finally:
         loopback_mailbox.stop(work)
     return 0
