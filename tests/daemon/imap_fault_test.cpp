@@ -198,12 +198,11 @@ void expect_nothing_left(const Lingering& l) {
 // A sync that fails before it reaches the folders (a refused login, an
 // unreadable answer to CAPABILITY or LIST) ends as one that fails later
 // does: its connection closed, nothing left waiting on the caller's
-// io_context. (It does not yet: sync_once() returns the error of connect()
-// and of the LIST without closing the connection, which stays open until the
-// Account is destroyed, and the transport's read deadline timer, still
-// armed, keeps io_context::run() from returning for up to io_timeout, 60 s
-// by default: `crm-captured --once` with a wrong password waits that long
-// before it reports.)
+// io_context. (It did not: the connection stayed open until the Account was
+// destroyed, and the transport's read deadline kept io_context::run() going
+// for io_timeout, 60 s by default, so `crm-captured --once` with a wrong
+// password waited that long to report. An unreadable LIST entry fails the
+// pass only when a configured folder is then missing, as INBOX is here.)
 TEST(ImapFault, ASyncThatFailsBeforeItsFoldersLeavesNothingWaiting) {
   test::FakeImapServer server;
   fill_small(server);

@@ -272,6 +272,14 @@ struct Account::Impl {
     co_return co_await conn->open();
   }
 
+  SyncError missing_listed(const std::string& folder) const {
+    return make_sync_error(
+        SyncErrc::protocol,
+        options.name + ": LIST: no folder " + folder +
+            " among those listed, and a response could not be read: " + conn->last_malformed(),
+        RetryClass::retry_later);
+  }
+
   Awaitable<SyncResult<void>> resolve_folders() {
     std::vector<ListEntry> entries;
     ListOptions lo;
@@ -288,13 +296,10 @@ struct Account::Impl {
     const std::uint64_t malformed_before = conn->malformed();
     auto r = co_await conn->run(*cmd, on_response, what);
     if (!r) co_return r.error();
-    if (conn->malformed() != malformed_before) {
-      std::string why = options.name +
-                        ": LIST: a response could not be read (a folder it named "
-                        "may be missing below): " +
-                        conn->last_malformed();
-      co_await warn(std::move(why));
-    }
+    // A LIST entry that could not be read: harmless unless a configured
+    // folder is then missing (checked below), when the pass fails instead,
+    // to be retried, rather than pass that folder by.
+    const bool unreadable = conn->malformed() != malformed_before;
     folders.clear();
     sent_folders.clear();
     for (const auto& e : entries) {
@@ -323,7 +328,10 @@ struct Account::Impl {
             break;
           }
         }
-        if (!found) warnings.push_back(options.name + ": no folder has the special use " + want);
+        if (!found) {
+          if (unreadable) co_return missing_listed(want);
+          warnings.push_back(options.name + ": no folder has the special use " + want);
+        }
         continue;
       }
       bool found = false;
@@ -343,7 +351,10 @@ struct Account::Impl {
         }
         break;
       }
-      if (!found) warnings.push_back(options.name + ": no folder named " + want);
+      if (!found) {
+        if (unreadable) co_return missing_listed(want);
+        warnings.push_back(options.name + ": no folder named " + want);
+      }
     }
     for (auto& w : warnings) co_await warn(std::move(w));
     co_return SyncResult<void>{};
@@ -594,18 +605,22 @@ struct Account::Impl {
   // is taken as the message's own instead: only when the batch asked for one
   // message (`asked`), refused on refusals_before_failed passes over
   // refusals_span. Otherwise that refusal is counted with the folder's
-  // state (`where.refused`, from the stored state), and the pass fails.
+  // state (`where.refused`, from the stored state; a batch of several notes
+  // its first message, uncounted), and the pass fails.
   // `where` is the folder's state at the start of the pass: where the folder
   // has no stored state yet, it is stored as it is, and its mark must be one
   // that no uncommitted batch has moved.
   Awaitable<bool> refused_for_good(const FolderState& where, std::vector<std::uint32_t> asked) {
-    if (asked.size() != 1) co_return false;
+    if (asked.empty()) co_return false;
     const std::int64_t now = std::chrono::duration_cast<std::chrono::seconds>(
                                  std::chrono::system_clock::now().time_since_epoch())
                                  .count();
     Refusal r = where.refused.uid == asked.front() ? where.refused : Refusal{asked.front(), 0, now};
-    ++r.passes;
-    if (r.passes >= options.refusals_before_failed &&
+    // A batch of several refused as a whole counts against none of them, but
+    // names its first: the next pass asks for that one alone (sync_folder),
+    // and so each message of such a batch comes to be counted in turn.
+    if (asked.size() == 1) ++r.passes;
+    if (asked.size() == 1 && r.passes >= options.refusals_before_failed &&
         now - r.since >= options.refusals_span.count()) {
       co_return true;
     }
@@ -913,9 +928,15 @@ struct Account::Impl {
     // or outside the window: the high-water mark can move up to it.
     const std::uint32_t final_mark =
         std::max(state.highest_uid, ex->uidnext > 0 ? ex->uidnext - 1 : 0u);
-    // Batch k holds uids[starts[k], starts[k + 1]).
+    // Batch k holds uids[starts[k], starts[k + 1]). A message whose refusal
+    // is being counted comes alone first: a batch refused as a whole says
+    // nothing of its messages, and only a refusal of one alone counts
+    // towards its failure (refused_for_good).
     std::vector<std::size_t> starts{0};
-    for (const std::size_t n : batch_sizes(uids.size(), options.batch_size)) {
+    const bool refused_first = !uids.empty() && uids.front() == state.refused.uid;
+    if (refused_first) starts.push_back(1);
+    for (const std::size_t n :
+         batch_sizes(uids.size() - (refused_first ? 1 : 0), options.batch_size)) {
       starts.push_back(starts.back() + n);
     }
     auto slice = [&](std::size_t k) {
@@ -947,6 +968,31 @@ struct Account::Impl {
       }
       co_return co_await conn->send(out);
     };
+    // The folder's state once batch k is committed.
+    auto state_after = [&](std::size_t k) {
+      FolderState s = plan.start;
+      const bool last = k + 1 == count;
+      s.highest_uid =
+          last ? std::max(final_mark, uids[starts[k + 1] - 1]) : uids[starts[k + 1] - 1];
+      s.backfilling = !last && plan.kind == PlanKind::backfill;
+      // UIDNEXT only with the last batch: the pre-check takes a folder whose
+      // UIDNEXT is the stored one as unchanged, so a pass that stops after a
+      // middle batch must leave one that tells it otherwise (0: not known).
+      s.uidnext = last ? plan.start.uidnext : 0;
+      return s;
+    };
+    auto count_in = [&](const std::vector<FetchedMessage>& batch) {
+      rep.handed_over += static_cast<std::uint32_t>(batch.size());
+      for (const auto& m : batch) rep.known += m.known ? 1 : 0;
+    };
+    // A batch read is stored even when a later step fails, so that what it
+    // decided (a message refused for good, above all) is not lost, and the
+    // failure's count is of the message after it. `read` is batch k's.
+    auto keep = [&](std::size_t k, std::vector<FetchedMessage> read,
+                    SyncError failure) -> Awaitable<SyncResult<FolderReport>> {
+      if (auto c = co_await commit(state_after(k), std::move(read)); !c) co_return c.error();
+      co_return failure;
+    };
     std::vector<FetchedMessage> msgs;  // of batch k, read
     std::optional<InFlight> next;      // batch k + 1: bytes asked for
     std::optional<InFlight> after;     // batch k + 2: first fetch asked for
@@ -967,26 +1013,11 @@ struct Account::Impl {
         auto third = begin(2);
         if (!third) co_return third.error();
         after = std::move(*third);
-        if (auto r = co_await request(*next, after); !r) co_return r.error();
+        if (auto r = co_await request(*next, after); !r) {
+          co_return co_await keep(0, std::move(msgs), r.error());
+        }
       }
     }
-    // The folder's state once batch k is committed.
-    auto state_after = [&](std::size_t k) {
-      FolderState s = plan.start;
-      const bool last = k + 1 == count;
-      s.highest_uid =
-          last ? std::max(final_mark, uids[starts[k + 1] - 1]) : uids[starts[k + 1] - 1];
-      s.backfilling = !last && plan.kind == PlanKind::backfill;
-      // UIDNEXT only with the last batch: the pre-check takes a folder whose
-      // UIDNEXT is the stored one as unchanged, so a pass that stops after a
-      // middle batch must leave one that tells it otherwise (0: not known).
-      s.uidnext = last ? plan.start.uidnext : 0;
-      return s;
-    };
-    auto count_in = [&](const std::vector<FetchedMessage>& batch) {
-      rep.handed_over += static_cast<std::uint32_t>(batch.size());
-      for (const auto& m : batch) rep.known += m.known ? 1 : 0;
-    };
     for (std::size_t k = 0; k < count; ++k) {
       if (stopped) {
         co_return make_sync_error(SyncErrc::cancelled, "stopped", RetryClass::retry_later);
@@ -1035,7 +1066,9 @@ struct Account::Impl {
         auto later = begin(k + 3);
         if (!later) co_return later.error();
         after = std::move(*later);
-        if (auto r = co_await request(*next, after); !r) co_return r.error();
+        if (auto r = co_await request(*next, after); !r) {
+          co_return co_await keep(k + 1, std::move(msgs), r.error());
+        }
       }
     }
     if (uids.empty()) {
@@ -1046,6 +1079,18 @@ struct Account::Impl {
     }
     rep.drafts = drafts;
     co_return rep;
+  }
+
+  // Connects, syncs every folder once and logs out. Every way out leaves the
+  // connection for the caller to close (Account::sync_once closes it: an open
+  // one keeps the transport's read watchdog, and so the caller's io_context,
+  // running until it expires).
+  Awaitable<SyncResult<SyncReport>> sync_once() {
+    if (auto c = co_await connect(); !c) co_return c.error();
+    if (auto f = co_await resolve_folders(); !f) co_return f.error();
+    auto r = co_await sync_all(true);
+    if (r) co_await conn->logout();
+    co_return r;
   }
 
   // Syncs every folder in order, each folder's last commit running while the
@@ -1111,11 +1156,8 @@ Awaitable<SyncResult<SyncReport>> Account::sync_once() {
   Impl& s = *impl_;
   std::exception_ptr thrown;
   try {
-    if (auto c = co_await s.connect(); !c) co_return c.error();
-    if (auto f = co_await s.resolve_folders(); !f) co_return f.error();
-    auto r = co_await s.sync_all(true);
-    if (r) co_await s.conn->logout();
-    s.conn->close();
+    auto r = co_await s.sync_once();
+    if (s.conn) s.conn->close();
     co_return r;
   } catch (...) {
     thrown = std::current_exception();
