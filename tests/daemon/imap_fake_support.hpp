@@ -9,6 +9,7 @@
 #include "connectors/imap/imap.hpp"
 #include "daemon/capture/capture.hpp"
 #include "daemon/capture/imap_sink.hpp"
+#include "tests/daemon/forwarding_sink.hpp"
 #include "tests/daemon/test_support.hpp"
 #include "tests/support/fake_imap.hpp"
 
@@ -75,9 +76,9 @@ inline imap::SyncResult<imap::SyncReport> sync_guarded(
 // that one fails as a full disk would, storing nothing; or, `after_storing`,
 // it is stored and then reported failed, as a process that died right after
 // the commit would leave it (the account stops there, the store is ahead).
-class FlakySink final : public imap::MailSink {
+class FlakySink final : public ForwardingSink {
  public:
-  explicit FlakySink(imap::MailSink& inner) : inner_(inner) {}
+  using ForwardingSink::ForwardingSink;
   // The `n`-th commit from now fails; 0: none.
   void fail_commit(int n, bool after_storing = false) {
     fail_in_ = n;
@@ -87,13 +88,6 @@ class FlakySink final : public imap::MailSink {
   // Whether the commit fail_commit() named came, and failed.
   bool failed() const { return failed_; }
 
-  std::optional<imap::FolderState> folder_state(const std::string& f) override {
-    return inner_.folder_state(f);
-  }
-  std::vector<bool> known_messages(const std::string& f,
-                                   const std::vector<imap::MessageKey>& keys) override {
-    return inner_.known_messages(f, keys);
-  }
   imap::SyncResult<void> commit(const imap::FolderState& s,
                                 std::vector<imap::FetchedMessage> m) override {
     if (fail_in_ > 0 && --fail_in_ == 0) {
@@ -109,16 +103,8 @@ class FlakySink final : public imap::MailSink {
     }
     return inner_.commit(s, std::move(m));
   }
-  imap::SyncResult<void> removed(const imap::FolderState& s, const imap::UidRanges& u) override {
-    return inner_.removed(s, u);
-  }
-  imap::SyncResult<void> note_refusal(const imap::FolderState& s) override {
-    return inner_.note_refusal(s);
-  }
-  void warn(const std::string& w) override { inner_.warn(w); }
 
  private:
-  imap::MailSink& inner_;
   int fail_in_ = 0;
   bool after_storing_ = false;
   bool failed_ = false;
