@@ -223,10 +223,6 @@ struct Account::Impl {
   // Resolved folder names (configured "\\Sent" -> "Sent"), in configured order.
   std::vector<std::string> folders;
 
-  SyncError sink_error(const std::string& what) {
-    return make_sync_error(SyncErrc::sink, options.name + ": " + what, RetryClass::retry_later);
-  }
-
   // Runs `f` (a call of the sink) on the sink's executor, or inline when
   // there is none, and returns its result here.
   template <class F>
@@ -275,7 +271,7 @@ struct Account::Impl {
   SyncError missing_listed(const std::string& folder) const {
     return make_sync_error(
         SyncErrc::protocol,
-        options.name + ": LIST: no folder " + folder +
+        "LIST: no folder " + folder +
             " among those listed, and a response could not be read: " + conn->last_malformed(),
         RetryClass::retry_later);
   }
@@ -388,7 +384,7 @@ struct Account::Impl {
     if (!answered) {
       co_return make_sync_error(
           SyncErrc::protocol,
-          options.name + ": " + what + ": no answer that could be read" +
+          what + ": no answer that could be read" +
               (conn->last_malformed().empty() ? std::string() : ": " + conn->last_malformed()),
           RetryClass::retry_later);
     }
@@ -446,15 +442,15 @@ struct Account::Impl {
     // What the plan needs must have come; a response that could not be read
     // beside them (an odd flag in FLAGS) does no harm.
     if (conn->malformed() != malformed_before && (!counted || o.uidvalidity == 0)) {
-      co_return make_sync_error(SyncErrc::protocol,
-                                options.name + ": " + what + ": a response from the server " +
-                                    "could not be read: " + conn->last_malformed(),
-                                RetryClass::retry_later);
+      co_return make_sync_error(
+          SyncErrc::protocol,
+          what + ": a response from the server " + "could not be read: " + conn->last_malformed(),
+          RetryClass::retry_later);
     }
     if (!impossible.empty()) {
       co_return make_sync_error(SyncErrc::protocol,
-                                options.name + ": " + what + ": the server announced " +
-                                    impossible + "; nothing is marked until it answers sanely",
+                                what + ": the server announced " + impossible +
+                                    "; nothing is marked until it answers sanely",
                                 RetryClass::retry_later);
     }
     co_return o;
@@ -480,10 +476,10 @@ struct Account::Impl {
     if (!r) co_return r.error();
     SearchAnswer::Checked checked = answer.take();
     if (!checked.refused.empty()) {
-      co_return make_sync_error(SyncErrc::protocol,
-                                options.name + ": " + what + ": " + checked.refused +
-                                    "; nothing is marked until it answers sanely",
-                                RetryClass::retry_later);
+      co_return make_sync_error(
+          SyncErrc::protocol,
+          what + ": " + checked.refused + "; nothing is marked until it answers sanely",
+          RetryClass::retry_later);
     }
     co_return std::move(checked.uids);
   }
@@ -1140,7 +1136,7 @@ Account::Account(const asio::any_io_executor& ex, AccountOptions options, MailSi
 
 Account::~Account() = default;
 
-SyncError failure_of(const std::string& account, std::exception_ptr e) {
+SyncError failure_of(std::exception_ptr e) {
   std::string what = "unknown exception";
   try {
     std::rethrow_exception(std::move(e));
@@ -1148,7 +1144,7 @@ SyncError failure_of(const std::string& account, std::exception_ptr e) {
     what = x.what();
   } catch (...) {
   }
-  return make_sync_error(SyncErrc::internal, account + ": the sync failed inside: " + what,
+  return make_sync_error(SyncErrc::internal, "the sync failed inside: " + what,
                          RetryClass::retry_later);
 }
 
@@ -1163,7 +1159,7 @@ Awaitable<SyncResult<SyncReport>> Account::sync_once() {
     thrown = std::current_exception();
   }
   if (s.conn) s.conn->close();
-  co_return failure_of(s.options.name, std::move(thrown));
+  co_return failure_of(std::move(thrown));
 }
 
 void Account::stop() {
@@ -1273,7 +1269,7 @@ Awaitable<SyncError> Account::run() {
         }
       } while (false);
     } catch (...) {
-      failure = failure_of(s.options.name, std::current_exception());
+      failure = failure_of(std::current_exception());
       failed = true;
     }
     if (s.conn) s.conn->close();
