@@ -145,8 +145,7 @@ Outcome Pipeline::unfetched(std::string_view why, const MessageSource& source) c
   const store::SourceRef& r = source.ref;
   return failed_outcome("unfetched:" + r.mailbox + "/" + r.folder + "/" +
                             std::to_string(r.uidvalidity) + "/" + std::to_string(r.uid),
-                        "fetch", "the message could not be fetched: " + std::string(why),
-                        source);
+                        "fetch", "the message could not be fetched: " + std::string(why), source);
 }
 
 namespace {
