@@ -656,6 +656,19 @@ class SqliteStore final : public Store {
     return sql_error("looking up source keys", e);
   }
 
+  Result<std::vector<std::string>> meeting_keys(std::string_view event_uid) override try {
+    auto& st = stmt(
+        "SELECT a.source_key FROM activity_meetings m JOIN activities a ON a.seq = "
+        "m.activity_seq WHERE m.event_uid = ? ORDER BY a.source_key");
+    st.bind(1, std::string(event_uid));
+    std::vector<std::string> out;
+    while (st.executeStep()) out.push_back(st.getColumn(0).getString());
+    st.reset();
+    return out;
+  } catch (const std::exception& e) {
+    return sql_error("looking up the meetings of an event", e);
+  }
+
   Result<std::vector<std::optional<StoredCopy>>> stored_copies(
       std::string_view mailbox, std::string_view folder,
       const std::vector<std::string>& keys) override try {
