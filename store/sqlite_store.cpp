@@ -564,10 +564,12 @@ class SqliteStore final : public Store {
     }
     if (!batch.removed_uids.empty()) {
       const SyncCursor& c = *batch.cursor;  // checked above
-      // "path = ''": IMAP places only. Only the first report counts.
+      // IMAP places only (a calendar's and a file's have UIDVALIDITY 0): a
+      // message's own, and those of the meetings it decided (their path "#"
+      // and a key). Only the first report counts.
       auto& gone = stmt(
           "UPDATE activity_sources SET removed_at = ? WHERE mailbox = ? AND folder = ? AND "
-          "uidvalidity = ? AND uid BETWEEN ? AND ? AND path = '' AND removed_at = ''");
+          "uidvalidity = ? AND uid BETWEEN ? AND ? AND removed_at = ''");
       for (const auto& [first, last] : batch.removed_uids) {
         run(gone, now, c.mailbox, c.folder, c.uidvalidity, first, last);
       }
