@@ -380,7 +380,7 @@ int main(int argc, char** argv) {
             }
           },
           [rt](std::exception_ptr e) {
-            if (e) rt->error = imap::failure_of(rt->name, std::move(e));
+            if (e) rt->error = imap::failure_of(std::move(e));
           });
     }
     io.run();
@@ -430,8 +430,9 @@ int main(int argc, char** argv) {
           // The account turns a pass's exceptions into failed passes; one
           // escaping here ends this mailbox's capture, and is said so.
           if (e) {
-            rt->error = imap::failure_of(rt->name, std::move(e));
-            say_line("crm-captured: " + rt->error->message + " (capture of this mailbox stopped)");
+            rt->error = imap::failure_of(std::move(e));
+            say_line("crm-captured: " + rt->name + ": " + rt->error->message +
+                     " (capture of this mailbox stopped)");
           }
           if (--running == 0 && !has_calendars) signals.cancel();
         });

@@ -17,7 +17,9 @@ packages=(
   googletest libgtest-dev libgmock-dev libbenchmark-dev
   dovecot-imapd isync openssl python3 sqlite3
   radicale
-  # fuzzing and sanitizer builds (clang's libFuzzer and runtimes)
+  # the fuzz_smoke test and sanitizer builds: clang, and libclang-rt-14-dev for
+  # libFuzzer and the sanitizer runtimes (clang only recommends it, and
+  # recommends are not installed below)
   clang libclang-rt-14-dev
 )
 

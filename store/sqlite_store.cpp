@@ -564,10 +564,12 @@ class SqliteStore final : public Store {
     }
     if (!batch.removed_uids.empty()) {
       const SyncCursor& c = *batch.cursor;  // checked above
-      // "path = ''": IMAP places only. Only the first report counts.
+      // IMAP places only (a calendar's and a file's have UIDVALIDITY 0): a
+      // message's own, and those of the meetings it decided (their path "#"
+      // and a key). Only the first report counts.
       auto& gone = stmt(
           "UPDATE activity_sources SET removed_at = ? WHERE mailbox = ? AND folder = ? AND "
-          "uidvalidity = ? AND uid BETWEEN ? AND ? AND path = '' AND removed_at = ''");
+          "uidvalidity = ? AND uid BETWEEN ? AND ? AND removed_at = ''");
       for (const auto& [first, last] : batch.removed_uids) {
         run(gone, now, c.mailbox, c.folder, c.uidvalidity, first, last);
       }
@@ -654,6 +656,19 @@ class SqliteStore final : public Store {
     return out;
   } catch (const std::exception& e) {
     return sql_error("looking up source keys", e);
+  }
+
+  Result<std::vector<std::string>> meeting_keys(std::string_view event_uid) override try {
+    auto& st = stmt(
+        "SELECT a.source_key FROM activity_meetings m JOIN activities a ON a.seq = "
+        "m.activity_seq WHERE m.event_uid = ? ORDER BY a.source_key");
+    st.bind(1, std::string(event_uid));
+    std::vector<std::string> out;
+    while (st.executeStep()) out.push_back(st.getColumn(0).getString());
+    st.reset();
+    return out;
+  } catch (const std::exception& e) {
+    return sql_error("looking up the meetings of an event", e);
   }
 
   Result<std::vector<std::optional<StoredCopy>>> stored_copies(

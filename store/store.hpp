@@ -291,6 +291,10 @@ class Activities {
   virtual Result<std::optional<Activity>> by_source_key(std::string_view source_key) = 0;
   // For each key, whether an activity with that source key is stored.
   virtual Result<std::vector<bool>> have_source_keys(const std::vector<std::string>& keys) = 0;
+  // The source keys of the meeting activities stored with these fields for
+  // the calendar object `event_uid` (MeetingFields::event_uid): a single
+  // event's, or every stored occurrence of a series, sorted; empty when none.
+  virtual Result<std::vector<std::string>> meeting_keys(std::string_view event_uid) = 0;
   // What the store holds of an activity, for a copy of its message found in
   // a folder (the rule that reads it is capture's).
   struct StoredCopy {

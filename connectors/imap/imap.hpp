@@ -54,10 +54,10 @@ struct SyncError {
 [[noreturn]] void throw_exception_from_error(const SyncError& e, const boost::source_location& loc);
 template <class T>
 using SyncResult = boost::system::result<T, SyncError>;
-// An exception that escaped a sync of `account` (std::bad_alloc, a bug), as
-// the failed pass it is (SyncErrc::internal, retry_later), with its what().
-// Never swallowed: whoever runs the account reports it like any failure.
-SyncError failure_of(const std::string& account, std::exception_ptr e);
+// An exception that escaped a sync (std::bad_alloc, a bug), as the failed
+// pass it is (SyncErrc::internal, retry_later), with its what(). Never
+// swallowed: whoever runs the account reports it like any failure.
+SyncError failure_of(std::exception_ptr e);
 
 struct AccountOptions {
   std::string name;  // the mailbox's configured name, for messages

@@ -62,7 +62,8 @@ Outcome failed_outcome(std::string source_key, std::string rule, const std::stri
 
 Pipeline::Pipeline(store::Directory& directory, store::Activities& activities, Settings settings,
                    FreeMailDomains free_mail)
-    : activities_(activities),
+    : clock([] { return static_cast<std::int64_t>(std::time(nullptr)); }),
+      activities_(activities),
       settings_(std::move(settings)),
       free_mail_(std::move(free_mail)),
       policy_(settings_),
@@ -96,14 +97,46 @@ store::Result<std::optional<std::string>> Pipeline::thread_opportunity(
   return activities_.thread_opportunity(thread_key, before);
 }
 
-store::Result<bool> Pipeline::already_captured(const std::string& source_key) {
-  if (pending_captured_.contains(source_key)) return true;
+store::Result<bool> Pipeline::decided_elsewhere(const std::string& source_key) {
+  if (pending_captured_.contains(source_key) || pending_imip_rows_.contains(source_key)) {
+    return true;
+  }
   auto stored = activities_.by_source_key(source_key);
   if (!stored) return stored.error();
-  return *stored && (*stored)->status == store::DecisionStatus::captured;
+  return *stored &&
+         ((*stored)->status == store::DecisionStatus::captured || (*stored)->rule == kImipRule);
+}
+
+store::Result<std::optional<store::Activity>> Pipeline::stored_meeting(const std::string& key) {
+  if (auto it = pending_meetings_.find(key); it != pending_meetings_.end()) return it->second;
+  return activities_.by_source_key(key);
+}
+
+store::Result<std::vector<std::string>> Pipeline::stored_meeting_keys(const std::string& uid) {
+  std::set<std::string> keys;
+  if (auto it = pending_keys_of_event_.find(uid); it != pending_keys_of_event_.end()) {
+    keys = it->second;
+  }
+  auto stored = activities_.meeting_keys(uid);
+  if (!stored) return stored.error();
+  keys.insert(stored->begin(), stored->end());
+  // A row under the UID's own key without meeting fields: an unreadable
+  // event, or an iMIP message that an earlier version stored as the meeting.
+  const std::string whole = meeting_key(uid, std::nullopt);
+  if (!keys.contains(whole)) {
+    auto have = activities_.have_source_keys({whole});
+    if (!have) return have.error();
+    if (have->front()) keys.insert(whole);
+  }
+  return std::vector<std::string>(keys.begin(), keys.end());
 }
 
 void Pipeline::remember(const store::Activity& a) {
+  if (a.meeting) {
+    pending_meetings_.insert_or_assign(a.source_key, a);
+    pending_keys_of_event_[a.meeting->event_uid].insert(a.source_key);
+  }
+  if (a.rule == kImipRule) pending_imip_rows_.insert_or_assign(a.source_key, a);
   if (a.status != store::DecisionStatus::captured) return;
   pending_captured_.insert(a.source_key);
   if (!a.message_id.empty()) pending_thread_of_mid_[a.message_id] = a.thread_key;
@@ -116,6 +149,9 @@ void Pipeline::clear_pending() {
   pending_thread_of_mid_.clear();
   pending_opp_of_thread_.clear();
   pending_captured_.clear();
+  pending_imip_rows_.clear();
+  pending_meetings_.clear();
+  pending_keys_of_event_.clear();
 }
 
 Outcome Pipeline::process(std::string_view raw, const MessageSource& source) {
@@ -145,8 +181,7 @@ Outcome Pipeline::unfetched(std::string_view why, const MessageSource& source) c
   const store::SourceRef& r = source.ref;
   return failed_outcome("unfetched:" + r.mailbox + "/" + r.folder + "/" +
                             std::to_string(r.uidvalidity) + "/" + std::to_string(r.uid),
-                        "fetch", "the server would not send the message: " + std::string(why),
-                        source);
+                        "fetch", "the message could not be fetched: " + std::string(why), source);
 }
 
 namespace {
@@ -203,14 +238,6 @@ void Pipeline::decide_mail_into(Outcome& out, const mail::MailMessage& m,
   a.occurred_at = iso_utc(m.date);
   a.subject = m.subject;
   a.snippet = m.snippet;
-  // iMIP: the mail is about a meeting; it updates the meeting with that UID
-  // instead of becoming a second activity (DESIGN.md rule 6).
-  const auto imip = std::find_if(m.calendar_parts.begin(), m.calendar_parts.end(),
-                                 [](const mail::CalendarPart& c) { return !c.uid.empty(); });
-  if (imip != m.calendar_parts.end()) {
-    a.kind = store::ActivityKind::meeting;
-    a.source_key = meeting_key(imip->uid, std::nullopt);
-  }
   a.id = activity_id_for(a.source_key);
   a.participants = mail_participants(m, settings_.strip_plus_tags);
   const auto& people = a.participants;
@@ -224,12 +251,13 @@ void Pipeline::decide_mail_into(Outcome& out, const mail::MailMessage& m,
   auto thread = thread_key_of(m);
   if (!thread) return fail_into(out, thread.error());
   a.thread_key = std::move(*thread);
-  // A message captured from another folder stays captured when a copy turns
-  // up in an excluded one (moved to Trash after it was seen in INBOX).
+  // A message captured (or applied to its meeting) from another folder stays
+  // so when a copy turns up in an excluded one (moved to Trash after it was
+  // seen in INBOX).
   if (policy_.excluded_folder(source.ref.folder)) {
-    auto captured = already_captured(a.source_key);
-    if (!captured) return fail_into(out, captured.error());
-    if (!*captured) {
+    auto decided = decided_elsewhere(a.source_key);
+    if (!decided) return fail_into(out, decided.error());
+    if (!*decided) {
       return skip_into(out, {"folder", "folder '" + source.ref.folder + "' is excluded"});
     }
   }
@@ -238,12 +266,383 @@ void Pipeline::decide_mail_into(Outcome& out, const mail::MailMessage& m,
     if (s->rule == "private") a.subject.clear(), a.snippet.clear();
     return skip_into(out, std::move(*s));
   }
+  // Rule 6: a message about a meeting updates that meeting instead of
+  // becoming a second activity.
+  if (!m.calendar_parts.empty() && decide_imip_into(out, m, source)) return;
   match_into(out);
   if (a.status != store::DecisionStatus::captured) return;
-  if (imip != m.calendar_parts.end()) {
-    a.reason = "iMIP " + imip->method + " for meeting " + imip->uid + "; " + a.reason;
-  }
+  // Left here, its calendar parts could not be read: failed rows of their own.
+  for (const auto& f : out.meetings) a.reason += " (calendar unreadable: " + f.source_key + ")";
   if (!m.body_error.empty()) a.reason += " (body unreadable: " + m.body_error + ")";
+}
+
+// ---- rule 6: iMIP ------------------------------------------------------------------
+
+namespace {
+
+// Occurrences named in a reason: the key of one, the count of more.
+std::string occurrences(const std::vector<std::string>& keys) {
+  return keys.size() == 1 ? keys.front() : std::to_string(keys.size()) + " occurrences";
+}
+
+// What a part did to the occurrences of one event at one SEQUENCE, for the
+// message's reason: "applied to ical:x", "kept 3 occurrences (the stored
+// SEQUENCE 4 is newer)".
+class Verdicts {
+ public:
+  void add(std::string verb, std::string why, std::string key) {
+    for (auto& [v, w, keys] : by_what_) {
+      if (v == verb && w == why) {
+        keys.push_back(std::move(key));
+        return;
+      }
+    }
+    by_what_.push_back({std::move(verb), std::move(why), {std::move(key)}});
+  }
+  std::string text() const {
+    std::vector<std::string> parts;
+    for (const auto& [verb, why, keys] : by_what_) {
+      parts.push_back(verb + " " + occurrences(keys) + (why.empty() ? "" : " (" + why + ")"));
+    }
+    return join(parts, ", ");
+  }
+
+ private:
+  struct What {
+    std::string verb, why;
+    std::vector<std::string> keys;
+  };
+  std::vector<What> by_what_;
+};
+
+}  // namespace
+
+struct Pipeline::ImipRun {
+  Outcome& out;
+  const mail::MailMessage& mail;
+  const MessageSource& source;
+  const mail::CalendarPart* part = nullptr;  // the part being read
+  std::vector<std::string> lines;            // what the parts did, for the reason
+  std::vector<std::string> failures;         // what could not be read
+  // The part's verdicts, by (UID, SEQUENCE) in order of first appearance.
+  std::vector<std::pair<std::pair<std::string, int>, Verdicts>> verdicts;
+  std::set<std::string> keys;  // occurrences decided by this message
+  bool private_meeting = false;
+
+  Verdicts& of(const std::string& uid, int sequence) {
+    for (auto& [at, v] : verdicts) {
+      if (at.first == uid && at.second == sequence) return v;
+    }
+    return verdicts.emplace_back(std::pair{uid, sequence}, Verdicts{}).second;
+  }
+  // True the first time: a later part of the message (the same invitation
+  // attached twice, differently written) leaves an occurrence as decided.
+  bool first(const std::string& key) { return keys.insert(key).second; }
+  // How an occurrence's reason names the message: "iMIP REQUEST, SEQUENCE
+  // 2, in mail <id>" (without the SEQUENCE when its event is unreadable).
+  std::string by(std::optional<int> sequence) const {
+    return "iMIP " + part->method +
+           (sequence ? ", SEQUENCE " + std::to_string(*sequence) : std::string()) + ", in mail <" +
+           mail.message_id + ">";
+  }
+  // An occurrence decided anew from the part.
+  void add(Outcome o, std::optional<int> sequence) {
+    store::Activity& a = o.activity;
+    if (a.status == store::DecisionStatus::captured) a.reason = by(sequence) + "; " + a.reason;
+    if (a.rule == "private") private_meeting = true;
+    for (const auto& step : o.steps) out.steps.push_back(a.source_key + ": " + step);
+    out.meetings.push_back(std::move(a));
+  }
+  // A stored occurrence the part changed.
+  void add(store::Activity a) {
+    a.sources.clear();
+    out.steps.push_back(a.source_key + ": " + a.reason);
+    out.meetings.push_back(std::move(a));
+  }
+  // The verdicts of the part read, as lines of the reason.
+  void end_part() {
+    for (const auto& [at, v] : verdicts) {
+      lines.push_back("iMIP " + part->method + " for meeting " + at.first + ", SEQUENCE " +
+                      std::to_string(at.second) + ": " + v.text());
+    }
+    verdicts.clear();
+  }
+};
+
+bool Pipeline::decide_imip_into(Outcome& out, const mail::MailMessage& m,
+                                const MessageSource& source) {
+  // A message is applied once: decided before (another copy, another run),
+  // its row stands. Applied again to what it changed since, an older
+  // invitation would only say so, and the row would change with each run.
+  std::optional<store::Activity> before;
+  if (auto it = pending_imip_rows_.find(out.activity.source_key); it != pending_imip_rows_.end()) {
+    before = it->second;
+  } else {
+    auto stored = activities_.by_source_key(out.activity.source_key);
+    if (!stored) {
+      fail_into(out, stored.error());
+      return true;
+    }
+    if (*stored && (*stored)->rule == kImipRule) before = std::move(*stored);
+  }
+  if (before) {
+    out.activity = std::move(*before);
+    out.activity.sources.clear();
+    out.steps.push_back("decided before: " + out.activity.reason);
+    return true;
+  }
+  const ical::ParseOptions options = calendar_options(clock());
+  std::vector<ical::Result<ical::Calendar>> parsed;
+  bool events = false;
+  for (const auto& part : m.calendar_parts) {
+    parsed.push_back(ical::parse(part.text, options));
+    const auto& cal = parsed.back();
+    events = events || !cal || !cal->meetings.empty() || !cal->failed.empty();
+  }
+  if (!events) return false;
+  ImipRun run{out, m, source};
+  for (std::size_t i = 0; i < parsed.size(); ++i) {
+    run.part = &m.calendar_parts[i];
+    if (!parsed[i]) {
+      run.failures.push_back("cannot read the iMIP " + run.part->method +
+                             " part: " + parsed[i].error().message);
+      continue;
+    }
+    ical::Calendar& cal = *parsed[i];
+    store::Result<void> r;
+    switch (imip_origin(run.part->method)) {
+      case MeetingOrigin::imip_update:
+        r = imip_update(run, cal);
+        break;
+      case MeetingOrigin::imip_cancel:
+        r = imip_cancel(run, cal);
+        break;
+      case MeetingOrigin::imip_answer:
+      case MeetingOrigin::calendar:
+        r = imip_answer(run, cal);
+        break;
+    }
+    if (!r) {
+      out.meetings.clear();
+      fail_into(out, r.error());
+      return true;
+    }
+    run.end_part();
+  }
+  // What could not be read is a failed row of its own, keyed by the message
+  // (as a calendar's unreadable event is by its place), never by the
+  // meeting's key: a stored meeting stays as it was.
+  std::vector<std::string> unread;
+  for (std::size_t i = 0; i < run.failures.size(); ++i) {
+    Outcome f = failed_outcome("imip:" + m.message_id + "#" + std::to_string(i + 1), "parse",
+                               run.failures[i], source);
+    f.activity.kind = store::ActivityKind::meeting;
+    unread.push_back(f.activity.source_key);
+    out.steps.push_back(f.activity.reason);
+    out.meetings.push_back(std::move(f.activity));
+  }
+  // Nothing read but failures: an ordinary message, for what it says.
+  if (run.lines.empty()) return false;
+  store::Activity& a = out.activity;
+  // What a private meeting is called is not kept, in its invitation neither.
+  if (run.private_meeting) a.subject.clear(), a.snippet.clear();
+  a.status = store::DecisionStatus::skipped;
+  a.rule = kImipRule;
+  a.reason = "skipped (imip): " + join(run.lines, "; ");
+  if (!unread.empty()) a.reason += "; unreadable: " + join(unread, ", ");
+  out.steps.push_back(a.reason);
+  return true;
+}
+
+store::Result<void> Pipeline::imip_update(ImipRun& run, ical::Calendar& cal) {
+  const bool add = run.part->method == "ADD";
+  for (ical::Meeting& m : cal.meetings) {
+    // An added instance is keyed by its own start, as its series' are.
+    if (add && !m.recurrence_id) m.recurrence_id = m.start;
+    const std::string key = meeting_key(m.uid, m.recurrence_id);
+    if (!run.first(key)) continue;
+    auto stored = stored_meeting(key);
+    if (!stored) return stored.error();
+    Verdicts& v = run.of(m.uid, m.sequence);
+    if (*stored) {
+      if (auto why = stored_version_stands(MeetingOrigin::imip_update, m.sequence, **stored)) {
+        v.add("kept", std::move(*why), key);
+        continue;
+      }
+    }
+    v.add("applied to", "", key);
+    run.add(decide_occurrence(m, run.source), m.sequence);
+  }
+  for (const auto& f : cal.failed) {
+    run.failures.push_back("cannot read an event of the iMIP " + run.part->method + ": " +
+                           f.reason);
+  }
+  return {};
+}
+
+store::Result<void> Pipeline::imip_cancel(ImipRun& run, ical::Calendar& cal) {
+  std::vector<std::string> uids;
+  for (const auto& m : cal.meetings) add_unique(uids, m.uid);
+  for (const std::string& uid : uids) {
+    std::map<std::string, ical::Meeting*> given;  // the occurrences it names, by key
+    const ical::Meeting* master = nullptr;        // the event itself (not an override)
+    for (auto& m : cal.meetings) {
+      if (m.uid != uid) continue;
+      m.status = ical::Status::cancelled;
+      given.emplace(meeting_key(uid, m.recurrence_id), &m);
+      if (!m.overridden && master == nullptr) master = &m;
+    }
+    auto known = stored_meeting_keys(uid);
+    if (!known) return known.error();
+    if (known->empty()) {
+      // Nothing stored: the cancelled meeting as the CANCEL gives it.
+      for (auto& [key, m] : given) {
+        if (!run.first(key)) continue;
+        run.of(uid, m->sequence).add("recorded", "nothing stored for this UID", key);
+        run.add(decide_occurrence(*m, run.source), m->sequence);
+      }
+      continue;
+    }
+    // A CANCEL of the event cancels every stored occurrence of it; one of
+    // RECURRENCE-IDs only those.
+    std::vector<std::string> targets;
+    if (master != nullptr) {
+      targets = *known;
+    } else {
+      for (const auto& [key, m] : given) {
+        if (std::binary_search(known->begin(), known->end(), key)) {
+          targets.push_back(key);
+        } else {
+          run.of(uid, m->sequence).add("found nothing stored for", "", key);
+        }
+      }
+    }
+    for (const std::string& key : targets) {
+      if (!run.first(key)) continue;
+      const auto g = given.find(key);
+      const ical::Meeting* m = g != given.end() ? g->second : master;
+      Verdicts& v = run.of(uid, m->sequence);
+      auto stored = stored_meeting(key);
+      if (!stored) return stored.error();
+      if (!*stored) continue;
+      store::Activity& a = **stored;
+      if (!a.meeting) {
+        // Stored without its fields (its event was unreadable): the
+        // occurrence as the CANCEL gives it, where it does.
+        if (g == given.end()) {
+          v.add("left", "stored without meeting fields", key);
+          continue;
+        }
+        v.add("recorded", "", key);
+        run.add(decide_occurrence(*m, run.source), m->sequence);
+        continue;
+      }
+      if (auto why = stored_version_stands(MeetingOrigin::imip_cancel, m->sequence, a)) {
+        v.add("kept", std::move(*why), key);
+        continue;
+      }
+      a.meeting->cancelled = true;
+      a.meeting->sequence = m->sequence;
+      v.add("cancelled", "", key);
+      if (a.status != store::DecisionStatus::captured) {
+        run.add(std::move(a));  // still skipped (or failed), for the same reason
+        continue;
+      }
+      // Decided again, cancelled, as decide_occurrence() decides: its stored
+      // details and participants matched afresh.
+      Outcome o;
+      o.activity = std::move(a);
+      for (auto& p : o.activity.participants) p.contact_id.clear(), p.company_id.clear();
+      o.activity.contact_ids.clear();
+      o.activity.company_ids.clear();
+      o.activity.opportunity_id.clear();
+      match_into(o);
+      if (o.activity.status == store::DecisionStatus::captured) {
+        o.activity.reason = "cancelled; " + o.activity.reason;
+      }
+      run.add(std::move(o), m->sequence);
+    }
+  }
+  for (const auto& f : cal.failed) {
+    run.failures.push_back("cannot read an event of the iMIP " + run.part->method + ": " +
+                           f.reason);
+  }
+  return {};
+}
+
+store::Result<void> Pipeline::imip_answer(ImipRun& run, const ical::Calendar& cal) {
+  std::vector<std::string> uids;
+  for (const auto& m : cal.meetings) add_unique(uids, m.uid);
+  for (const auto& f : cal.failed) {
+    if (f.uid.empty()) {
+      run.failures.push_back("cannot read an event of the iMIP " + run.part->method + ": " +
+                             f.reason);
+    } else {
+      add_unique(uids, f.uid);
+    }
+  }
+  const store::Activity& mail = run.out.activity;
+  for (const std::string& uid : uids) {
+    // Who answered what: the answer's attendees, else the message's sender.
+    std::vector<std::string> answers;
+    for (const auto& m : cal.meetings) {
+      if (m.uid != uid) continue;
+      for (const auto& p : m.attendees) {
+        add_unique(answers, normalize_address(p.address, false) + ": " + p.partstat);
+      }
+    }
+    if (answers.empty() && !mail.participants.empty()) {
+      answers.push_back(mail.participants.front().address);
+    }
+    const std::string line =
+        "iMIP " + run.part->method + " from " + join(answers, ", ") + " for meeting " + uid;
+    auto known = stored_meeting_keys(uid);
+    if (!known) return known.error();
+    if (!known->empty()) {
+      // The meeting's details are the organizer's: an answer changes none.
+      add_unique(run.lines, line);
+      continue;
+    }
+    // Nothing stored: the meeting as the answer gives it.
+    std::vector<std::string> recorded;
+    bool given = false;
+    for (const auto& m : cal.meetings) {
+      if (m.uid != uid) continue;
+      given = true;
+      const std::string key = meeting_key(uid, m.recurrence_id);
+      if (!run.first(key)) continue;
+      recorded.push_back(key);
+      run.add(decide_occurrence(m, run.source), m.sequence);
+    }
+    std::string unread;
+    if (!given) {
+      // Its event cannot be read (an answer need not say when): the meeting
+      // from the message itself, its subject and date.
+      const auto f = std::find_if(cal.failed.begin(), cal.failed.end(),
+                                  [&](const ical::EventFailure& e) { return e.uid == uid; });
+      unread = " (its event cannot be read: " + f->reason + ")";
+      const std::string key = meeting_key(uid, f->recurrence_id);
+      if (!run.first(key)) continue;
+      recorded.push_back(key);
+      Outcome o;
+      store::Activity& b = o.activity;
+      b.kind = store::ActivityKind::meeting;
+      b.source_key = key;
+      b.id = activity_id_for(key);
+      b.thread_key = meeting_key(uid, std::nullopt);
+      b.direction = mail.direction;
+      b.occurred_at = mail.occurred_at;
+      b.subject = run.mail.subject;
+      b.snippet = run.mail.snippet;
+      b.participants = mail.participants;
+      match_into(o);
+      run.add(std::move(o), std::nullopt);
+    }
+    if (recorded.empty()) continue;  // decided by an earlier part
+    run.lines.push_back(line + ": nothing stored for this UID, recorded " + occurrences(recorded) +
+                        " from it" + unread);
+  }
+  return {};
 }
 
 std::string meeting_key(std::string_view uid, const std::optional<ical::When>& occurrence) {
@@ -269,6 +668,30 @@ ical::ParseOptions Pipeline::calendar_options(std::int64_t now) const {
 }
 
 Outcome Pipeline::decide_meeting(const ical::Meeting& m, const MessageSource& source) {
+  const std::string key = meeting_key(m.uid, m.recurrence_id);
+  auto stored = stored_meeting(key);
+  if (!stored) {
+    Outcome out;
+    out.activity.kind = store::ActivityKind::meeting;
+    out.activity.source_key = key;
+    out.activity.id = activity_id_for(key);
+    out.activity.occurred_at = m.all_day ? m.start.date + "T00:00:00Z" : m.start.utc;
+    fail_into(out, stored.error());
+    return out;
+  }
+  if (*stored) {
+    if (auto why = stored_version_stands(MeetingOrigin::calendar, m.sequence, **stored)) {
+      Outcome out;
+      out.activity = std::move(**stored);
+      out.activity.sources.clear();
+      out.steps.push_back("kept as stored: " + *why);
+      return out;
+    }
+  }
+  return decide_occurrence(m, source);
+}
+
+Outcome Pipeline::decide_occurrence(const ical::Meeting& m, const MessageSource& source) {
   Outcome out;
   store::Activity& a = out.activity;
   a.kind = store::ActivityKind::meeting;
@@ -344,6 +767,21 @@ std::string Tally::line() const {
 BatchWriter::BatchWriter(Pipeline& pipeline, store::Activities& activities)
     : pipeline_(pipeline), activities_(activities) {}
 
+void BatchWriter::count(const store::Activity& a) {
+  switch (a.status) {
+    case store::DecisionStatus::captured:
+      ++tally_.captured;
+      break;
+    case store::DecisionStatus::skipped:
+      ++tally_.skipped;
+      ++tally_.skipped_by_rule[a.rule];
+      break;
+    case store::DecisionStatus::failed:
+      ++tally_.failed;
+      break;
+  }
+}
+
 void BatchWriter::add(Outcome outcome, const store::SourceRef& place, std::string_view again) {
   store::Activity& a = outcome.activity;
   ++tally_.seen;
@@ -352,21 +790,21 @@ void BatchWriter::add(Outcome outcome, const store::SourceRef& place, std::strin
     // that fails to parse is a failed activity of its own, counted so.)
     ++tally_.decided_again;
   } else {
-    switch (a.status) {
-      case store::DecisionStatus::captured:
-        ++tally_.captured;
-        break;
-      case store::DecisionStatus::skipped:
-        ++tally_.skipped;
-        ++tally_.skipped_by_rule[a.rule];
-        break;
-      case store::DecisionStatus::failed:
-        ++tally_.failed;
-        break;
-    }
+    count(a);
   }
   pipeline_.remember(a);
   batch_.items.push_back({std::move(a), place});
+  for (store::Activity& m : outcome.meetings) {
+    // The occurrence's own place in the message, as an .ics file's are; the
+    // server's id names the message, not it.
+    store::SourceRef at = place;
+    at.path += "#" + m.source_key;
+    at.remote_id.clear();
+    ++tally_.seen;
+    count(m);
+    pipeline_.remember(m);
+    batch_.items.push_back({std::move(m), std::move(at)});
+  }
 }
 
 void BatchWriter::add_known(std::string source_key, const store::SourceRef& place) {

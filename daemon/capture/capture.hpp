@@ -13,6 +13,7 @@
 #include "store/store.hpp"
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <set>
 #include <string>
@@ -49,6 +50,14 @@ struct Outcome {
   store::Activity activity;                  // status, rule and reason filled
   std::optional<mail::MailMessage> message;  // absent when parsing failed
   std::vector<std::string> steps;            // the matcher's trail, one line per step
+  // Rule 6: the meeting occurrences an iMIP message decided (new ones, or
+  // stored ones it replaced or cancelled), and the failed rows of what in it
+  // could not be read, each stored at the message's place with "#" and its
+  // source key appended (BatchWriter::add). The message itself is then no
+  // activity: `activity` is its own row, rule kImipRule, whose reason says
+  // what it did to which meeting, including the occurrences whose stored
+  // version stood.
+  std::vector<store::Activity> meetings;
 };
 
 // A message capture could not decide on: a failed row under `source_key`
@@ -69,6 +78,24 @@ class Pipeline {
   // be parsed gives a `failed` activity whose reason says why. A failed read of
   // the directory or of earlier activities gives a `failed` activity too (rule
   // "store"), never a skip or a wrong match, so nothing is dropped.
+  //
+  // A message with iMIP parts (rule 6) becomes no activity of its own: each
+  // part is read with the calendar parser (expanded in calendar_options at
+  // clock()) and updates the meeting occurrences it names in
+  // Outcome::meetings, keyed as a calendar's are. REQUEST, PUBLISH and ADD
+  // decide each occurrence as decide_meeting() does, where the stored
+  // version does not stand (stored_version_stands). CANCEL marks the stored
+  // occurrences cancelled (every one of the UID, or the RECURRENCE-ID's),
+  // or, with none stored for the UID, records the cancelled meeting from its
+  // own content. An answer (REPLY, COUNTER, ...) changes nothing stored;
+  // with nothing stored for the UID it records the meeting from the
+  // answer's event. The message's row (skipped, rule kImipRule) says what
+  // was done. A part or an event in it that cannot be read is a failed row
+  // of its own in Outcome::meetings (rule "parse", keyed "imip:" Message-ID
+  // "#" and its number), and changes no meeting. A message is applied once:
+  // decided before (its row stored with kImipRule), it keeps that row.
+  // Parts that hold no event at all (a task), or none that could be read,
+  // leave it an ordinary message.
   Outcome process(std::string_view raw, const MessageSource& source);
 
   // Same decision for an already parsed message (used by connectors that parse
@@ -79,7 +106,11 @@ class Pipeline {
   // file): a meeting activity keyed by meeting_key(UID, original start), its
   // participants the organizer and attendees. Skipped: private (CLASS),
   // declined by the owner, internal, blocklisted, unmatched. A cancelled
-  // occurrence is captured with its meeting marked cancelled.
+  // occurrence is captured with its meeting marked cancelled. Where the
+  // version stored under that key (or pending in this batch) stands
+  // against this one (stored_version_stands, MeetingOrigin::calendar: an
+  // iMIP update of a higher SEQUENCE), the outcome is the stored activity
+  // unchanged, its step saying why.
   Outcome decide_meeting(const ical::Meeting& meeting, const MessageSource& source);
   // A VEVENT the calendar parser could not read: a failed meeting row keyed
   // by its UID and occurrence, or, without a UID, by `object_key` (the
@@ -97,7 +128,8 @@ class Pipeline {
   mail::Result<mail::MailMessage> parse(std::string_view raw, const MessageSource& source) const;
   Outcome finish(std::string_view raw, mail::Result<mail::MailMessage> parsed,
                  const MessageSource& source);
-  // A message the server would not send (`why`: its words): a failed row
+  // A message that could not be fetched (`why`: the server's refusal in its
+  // words, an answer that could not be read, or one too large): a failed row
   // keyed by its place, so that it is listed and never silently dropped.
   Outcome unfetched(std::string_view why, const MessageSource& source) const;
 
@@ -110,13 +142,38 @@ class Pipeline {
   const Settings& settings() const { return settings_; }
   const Policy& policy() const { return policy_; }
 
+  // Now, in Unix seconds: the window of iMIP parts' recurring series
+  // (calendar_options). Default: the system clock.
+  std::function<std::int64_t()> clock;
+
  private:
+  // What one iMIP message has done so far (decide_imip_into).
+  struct ImipRun;
+
   void decide_mail_into(Outcome& out, const mail::MailMessage& m, const MessageSource& source);
+  // Rule 6 for a message with iMIP parts; false when no part holds an event
+  // that could be read (the failed rows of those that could not are in
+  // out.meetings then).
+  bool decide_imip_into(Outcome& out, const mail::MailMessage& m, const MessageSource& source);
+  store::Result<void> imip_update(ImipRun& run, ical::Calendar& cal);
+  store::Result<void> imip_cancel(ImipRun& run, ical::Calendar& cal);
+  store::Result<void> imip_answer(ImipRun& run, const ical::Calendar& cal);
+  // decide_meeting without rule 6: the occurrence's own decision.
+  Outcome decide_occurrence(const ical::Meeting& m, const MessageSource& source);
+  // The meeting occurrence pending in this batch under `key`, else the
+  // stored one; nullopt when neither is.
+  store::Result<std::optional<store::Activity>> stored_meeting(const std::string& key);
+  // The source keys of the occurrences of the event `uid` pending or stored
+  // (with meeting fields, or under the UID's own key without them), sorted.
+  store::Result<std::vector<std::string>> stored_meeting_keys(const std::string& uid);
   // Rule 2, the blocklist and the matcher on out.activity's participants:
   // leaves it captured, skipped or failed, with its reason.
   void match_into(Outcome& out);
   store::Result<std::string> thread_key_of(const mail::MailMessage& m);
-  store::Result<bool> already_captured(const std::string& source_key);
+  // Whether the message under `source_key` was decided from another copy so
+  // that the decision stands against a copy in an excluded folder: it was
+  // captured, or (an iMIP message) applied to its meeting (kImipRule).
+  store::Result<bool> decided_elsewhere(const std::string& source_key);
   store::Result<std::optional<std::string>> thread_opportunity(const std::string& thread_key,
                                                                const std::string& before);
 
@@ -131,6 +188,11 @@ class Pipeline {
   std::unordered_map<std::string, std::vector<std::pair<std::string, std::string>>>
       pending_opp_of_thread_;                         // thread -> (occurred_at, opportunity)
   std::unordered_set<std::string> pending_captured_;  // source keys
+  // Rule 6: the pending rows of iMIP messages, the pending meeting
+  // occurrences with their fields, by source key, and their keys by event UID.
+  std::unordered_map<std::string, store::Activity> pending_imip_rows_;
+  std::unordered_map<std::string, store::Activity> pending_meetings_;
+  std::unordered_map<std::string, std::set<std::string>> pending_keys_of_event_;
 };
 
 // What a run decided, counted.
@@ -157,8 +219,10 @@ class BatchWriter {
   // Keeps references: both must outlive the writer.
   BatchWriter(Pipeline& pipeline, store::Activities& activities);
 
-  // A decided message seen at `place`. With `again`, the stored activity of
-  // this key was decided again (see Policy::sent_copy_decides_again): it is
+  // A decided message seen at `place`, and the meeting occurrences it decided
+  // (Outcome::meetings), each at `place` with "#" and its source key appended
+  // to the path and no remote id. With `again`, the stored activity of this
+  // key was decided again (see Policy::sent_copy_decides_again): it is
   // counted as decided again when the outcome kept that key.
   void add(Outcome outcome, const store::SourceRef& place, std::string_view again = {});
   // A message whose activity is stored under `source_key`: only its place is
@@ -175,6 +239,8 @@ class BatchWriter {
   const Tally& tally() const { return tally_; }
 
  private:
+  void count(const store::Activity& a);
+
   Pipeline& pipeline_;
   store::Activities& activities_;
   store::Batch batch_;

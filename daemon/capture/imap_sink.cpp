@@ -102,6 +102,14 @@ std::string mid_key(std::string_view message_id) {
   return id.empty() ? std::string() : "mid:" + id;
 }
 
+// mid_key() of every key's Message-ID, read once for all the look-ups of a batch.
+std::vector<std::string> mid_keys(const std::vector<imap::MessageKey>& keys) {
+  std::vector<std::string> out;
+  out.reserve(keys.size());
+  for (const auto& k : keys) out.push_back(mid_key(k.message_id));
+  return out;
+}
+
 // The store failed; the account retries the folder later.
 imap::SyncError store_failure(std::string message) {
   return imap::SyncError{imap::make_error_code(imap::SyncErrc::sink), std::move(message),
@@ -112,7 +120,7 @@ imap::SyncError store_failure(std::string message) {
 
 store::Result<std::vector<std::string>> ImapSink::stored_keys(
     const std::string& folder, const std::vector<imap::MessageKey>& keys,
-    std::vector<std::string>* again) {
+    const std::vector<std::string>& key_mids, std::vector<std::string>* again) {
   // First by the server's own id (Gmail), which also finds a message that has
   // no Message-ID; then by Message-ID.
   std::vector<std::string> out(keys.size());
@@ -125,7 +133,7 @@ store::Result<std::vector<std::string>> ImapSink::stored_keys(
   }
   std::vector<std::string> mids;
   for (std::size_t i = 0; i < keys.size(); ++i) {
-    mids.push_back(out[i].empty() ? mid_key(keys[i].message_id) : std::string());
+    mids.push_back(out[i].empty() ? key_mids[i] : std::string());
   }
   if (std::any_of(mids.begin(), mids.end(), [](const auto& k) { return !k.empty(); })) {
     auto have = activities_.have_source_keys(mids);
@@ -165,7 +173,7 @@ std::vector<bool> ImapSink::known_messages(const std::string& folder,
                                            const std::vector<imap::MessageKey>& keys) {
   std::vector<bool> out(keys.size(), false);
   // A failed look-up answers "not known": fetching again is always safe.
-  if (auto stored = stored_keys(folder, keys)) {
+  if (auto stored = stored_keys(folder, keys, mid_keys(keys))) {
     for (std::size_t i = 0; i < keys.size(); ++i) out[i] = !(*stored)[i].empty();
   }
   return out;
@@ -211,8 +219,11 @@ imap::SyncResult<void> ImapSink::decide_batch(const imap::FolderState& state,
   for (const auto& m : messages) {
     keys.push_back({m.message_id, m.gm_msgid, m.sent && m.refused.empty()});
   }
+  // Each Message-ID is read once here, for the store's look-up, the batch's
+  // own duplicates and the known messages' places.
+  const std::vector<std::string> mids = mid_keys(keys);
   std::vector<std::string> again;
-  auto stored = stored_keys(state.folder, keys, &again);
+  auto stored = stored_keys(state.folder, keys, mids, &again);
   if (!stored)
     return store_failure(mailbox_ + ": cannot read the store: " + stored.error().message);
   std::vector<std::string>& known_keys = *stored;
@@ -224,7 +235,7 @@ imap::SyncResult<void> ImapSink::decide_batch(const imap::FolderState& state,
     }
     // Not stored under its Message-ID (below): no copy may be known by it.
     if (!messages[i].refused.empty()) continue;
-    const std::string mid = mid_key(messages[i].message_id);
+    const std::string& mid = mids[i];
     if (!mid.empty() && !in_batch.insert(mid).second) {
       messages[i].known = true;
       known_keys[i] = mid;
@@ -262,7 +273,7 @@ imap::SyncResult<void> ImapSink::decide_batch(const imap::FolderState& state,
     if (m.known) {
       // A key the store cannot find (the message was known when the account
       // asked by a key it no longer has) is ignored by the store.
-      writer.add_known(known_keys[i].empty() ? mid_key(m.message_id) : known_keys[i], ref);
+      writer.add_known(known_keys[i].empty() ? mids[i] : known_keys[i], ref);
       continue;
     }
     const MessageSource source{ref, m.internaldate, m.sent};

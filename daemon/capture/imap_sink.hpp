@@ -45,9 +45,11 @@ class ImapSink final : public imap::MailSink {
   // it (by the server's id first, then by Message-ID), or an empty string;
   // empty too for a copy kept as sent mail that decides its activity again
   // (Policy::sent_copy_decides_again), whose stored key goes to `again`
-  // instead.
+  // instead. `key_mids[i]` is the Message-ID key ("mid:...", or empty) of
+  // keys[i], read by the caller once per batch.
   store::Result<std::vector<std::string>> stored_keys(const std::string& folder,
                                                       const std::vector<imap::MessageKey>& keys,
+                                                      const std::vector<std::string>& key_mids,
                                                       std::vector<std::string>* again = nullptr);
   // Runs the pipeline on a batch's new messages into `batch`, and marks the
   // ones the store has (or the batch holds twice) as seen again.

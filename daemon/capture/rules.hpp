@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
-// The capture rules (DESIGN.md, "Matching rules"): the skip policy and the
-// matcher. Each is a function of the participants, the settings and a
-// Directory view, returning its decision with the reason text; they write
-// nothing and know no SQL. Mail and meetings call the same matcher.
+// The capture rules (DESIGN.md, "Matching rules"): the skip policy, the
+// matcher, and which version of a meeting stands (rule 6). Each is a
+// function of the participants, the settings and a Directory view (or of
+// the stored meeting), returning its decision with the reason text; they
+// write nothing and know no SQL. Mail and meetings call the same matcher.
 #pragma once
 
 #include "parsers/calendar/calendar.hpp"
@@ -121,6 +122,36 @@ class Policy {
   std::set<std::string> owners_;
   std::vector<std::string> internal_domains_, block_addresses_, block_domains_, excluded_folders_;
 };
+
+// Rule 6: where a version of a meeting occurrence comes from.
+enum class MeetingOrigin {
+  calendar,     // the owner's calendar: a CalDAV item or an .ics file
+  imip_update,  // iMIP REQUEST, PUBLISH or ADD: the organizer's version
+  imip_cancel,  // iMIP CANCEL
+  imip_answer,  // iMIP REPLY, COUNTER, REFRESH, DECLINECOUNTER or another
+                // method: an attendee's word, never the meeting's details
+};
+
+// The origin of an iMIP message by its METHOD (upper case, as
+// mail::CalendarPart gives it).
+MeetingOrigin imip_origin(std::string_view method);
+
+// The rule name of an iMIP message's own decision row: the message is no
+// activity of its own, and its reason says what it did to its meeting.
+inline constexpr std::string_view kImipRule = "imip";
+
+// Rule 6 (RFC 5546's SEQUENCE): why the meeting occurrence `stored` stands
+// against a version from `origin` whose SEQUENCE is `sequence`, or nullopt
+// when that version replaces it. A higher SEQUENCE replaces the stored one
+// and a lower one never does (an older invitation arriving late). At an
+// equal SEQUENCE the calendar's copy replaces it (it knows the owner's own
+// answer), a CANCEL does unless the occurrence is cancelled already, and an
+// organizer's iMIP version does unless the occurrence is cancelled or the
+// owner declined it (skipped, rule "declined"): the same revision sent
+// again undoes neither. An answer never replaces a stored occurrence. A
+// stored one without meeting fields (an unreadable event) always yields.
+std::optional<std::string> stored_version_stands(MeetingOrigin origin, int sequence,
+                                                 const store::Activity& stored);
 
 // What the matcher found.
 struct Match {

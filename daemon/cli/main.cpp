@@ -178,6 +178,12 @@ void print_decision(const capture::Outcome& o) {
   std::cout << "Result: " << store::to_string(o.activity.status);
   if (!o.activity.rule.empty()) std::cout << " (" << o.activity.rule << ")";
   std::cout << "\n  " << o.activity.reason << "\n";
+  // An iMIP message's meetings (rule 6), each as it would be stored.
+  for (const auto& m : o.meetings) {
+    std::cout << "Meeting " << m.source_key << ": " << store::to_string(m.status);
+    if (!m.rule.empty()) std::cout << " (" << m.rule << ")";
+    std::cout << "\n  " << m.reason << "\n";
+  }
 }
 
 // `explain` of a calendar file: each occurrence in the window and each

@@ -579,10 +579,11 @@ class Loader {
 
   void read_imap(const toml::table& t, ImapConfig& imap) {
     const std::string_view label = "[mailbox.imap]";
-    check_keys(t, "mailbox.imap", label,
-               {"url", "username", "password_file", "token_file", "token_command", "credential",
-                "auth", "ca_file", "folders", "allow_insecure", "poll_seconds", "idle_minutes",
-                "max_part_bytes", "batch_size", "timeout_seconds", "command_timeout_seconds", "compress"});
+    check_keys(
+        t, "mailbox.imap", label,
+        {"url", "username", "password_file", "token_file", "token_command", "credential", "auth",
+         "ca_file", "folders", "allow_insecure", "poll_seconds", "idle_minutes", "max_part_bytes",
+         "batch_size", "timeout_seconds", "command_timeout_seconds", "compress"});
     get_bool(t, "allow_insecure", "mailbox.imap.allow_insecure", imap.allow_insecure);
     if (!t.contains("url")) {
       missing(t, "url", label);

@@ -59,7 +59,7 @@ struct ImapConfig {
   std::uint32_t idle_minutes = 25;       // IDLE is re-issued after this (1..29)
   std::uint32_t max_part_bytes = 65536;  // text parts larger than this are cut
   std::uint32_t batch_size = 500;        // messages per UID FETCH and per commit
-  std::uint32_t timeout_seconds = 60;  // a server silent this long is dropped
+  std::uint32_t timeout_seconds = 60;    // a server silent this long is dropped
   // A command (a batch's fetch, a search) not completed this long after it
   // started fails its pass, however steadily the server trickles bytes.
   std::uint32_t command_timeout_seconds = 600;

@@ -1419,6 +1419,12 @@ std::string_view to_string(Status s) noexcept {
 }
 
 Result<Calendar> parse(std::string_view ics, const ParseOptions& options) {
+  // One parse at a time in the process: libical 3.0.16 keeps process-wide
+  // state beyond the zone caches locked in zones.cpp, and parses on several
+  // threads crashed (Calendar.ParsesOnSeveralThreadsAtOnce, about one run in
+  // three on a loaded machine). Calendar parsing is far from the hot path.
+  static std::mutex one_at_a_time;
+  const std::lock_guard lock(one_at_a_time);
   // The readers do not throw; this is the last line for std::bad_alloc and for
   // anything a library might still raise.
   try {

@@ -5,6 +5,8 @@
 #include "parsers/text/detail.hpp"
 #include "parsers/text/text.hpp"
 
+#include <algorithm>
+#include <cstdint>
 #include <string>
 
 namespace crmcap::mail::detail {
@@ -47,6 +49,16 @@ bool valid_name(std::string_view name) noexcept {
   return true;
 }
 
+// Builds block.index (see HeaderBlock).
+void index_fields(HeaderBlock& block) {
+  block.index.resize(block.fields.size());
+  for (std::size_t i = 0; i < block.fields.size(); ++i) {
+    block.index[i] =
+        std::uint64_t{field_name_key(block.fields[i].name)} << 32 | static_cast<std::uint32_t>(i);
+  }
+  std::sort(block.index.begin(), block.index.end());
+}
+
 }  // namespace
 
 HeaderBlock split_header(std::string_view raw) {
@@ -67,6 +79,7 @@ HeaderBlock split_header(std::string_view raw) {
 
     if (line.empty()) {
       block.body_offset = pos;
+      index_fields(block);
       return block;
     }
     if (first) {
@@ -111,21 +124,33 @@ HeaderBlock split_header(std::string_view raw) {
   }
   // No empty line: the message is all header.
   block.body_offset = raw.size();
+  index_fields(block);
   return block;
 }
 
-const HeaderField* find_field(const HeaderBlock& block, std::string_view name) {
-  for (const HeaderField& f : block.fields) {
-    if (iequals(f.name, name)) return &f;
+std::pair<const std::uint64_t*, const std::uint64_t*> index_range(const HeaderBlock& block,
+                                                                  std::uint32_t key) noexcept {
+  const std::uint64_t* const begin = block.index.data();
+  const std::uint64_t* const end = begin + block.index.size();
+  const std::uint64_t low = std::uint64_t{key} << 32;
+  const std::uint64_t* const first = std::lower_bound(begin, end, low);
+  const std::uint64_t* last = first;
+  while (last != end && (*last >> 32) == key) ++last;
+  return {first, last};
+}
+
+const HeaderField* find_field(const HeaderBlock& block, const FieldName& name) noexcept {
+  const auto [first, last] = index_range(block, name.key());
+  for (const std::uint64_t* e = first; e != last; ++e) {
+    const HeaderField& f = block.fields[static_cast<std::uint32_t>(*e)];
+    if (name.matches(f.name)) return &f;
   }
   return nullptr;
 }
 
-std::vector<const HeaderField*> find_fields(const HeaderBlock& block, std::string_view name) {
+std::vector<const HeaderField*> find_fields(const HeaderBlock& block, const FieldName& name) {
   std::vector<const HeaderField*> out;
-  for (const HeaderField& f : block.fields) {
-    if (iequals(f.name, name)) out.push_back(&f);
-  }
+  for_each_field(block, name, [&](const HeaderField& f) { out.push_back(&f); });
   return out;
 }
 

@@ -42,22 +42,22 @@ void add_warning(MailMessage& m, std::string w) {
   if (m.warnings.size() < max_warnings) m.warnings.push_back(std::move(w));
 }
 
-std::string_view raw_value(const detail::HeaderBlock& block, std::string_view name) {
+std::string_view raw_value(const detail::HeaderBlock& block, const detail::FieldName& name) {
   const detail::HeaderField* f = detail::find_field(block, name);
   return f == nullptr ? std::string_view() : std::string_view(f->value);
 }
 
-std::vector<Address> read_addresses(const detail::HeaderBlock& block, std::string_view name,
+std::vector<Address> read_addresses(const detail::HeaderBlock& block, const detail::FieldName& name,
                                     std::string_view label, std::string_view fallback_charset,
                                     MailMessage& m) {
   std::vector<Address> out;
-  for (const detail::HeaderField* f : detail::find_fields(block, name)) {
+  detail::for_each_field(block, name, [&](const detail::HeaderField& f) {
     std::vector<std::string> problems;
-    std::vector<Address> part = detail::parse_address_list(f->value, &problems, fallback_charset);
+    std::vector<Address> part = detail::parse_address_list(f.value, &problems, fallback_charset);
     out.insert(out.end(), std::make_move_iterator(part.begin()),
                std::make_move_iterator(part.end()));
     for (std::string& p : problems) add_warning(m, std::string(label) + ": " + p);
-  }
+  });
   return out;
 }
 
@@ -69,9 +69,10 @@ std::vector<Address> read_addresses(const detail::HeaderBlock& block, std::strin
 // lines and the folder do not enter it, so INBOX and Sent copies agree. Shape:
 // "syn-" + the first 32 hex digits (128 bits) + "@crm-capture.invalid".
 std::string synthetic_message_id(const detail::HeaderBlock& block, std::string_view body) {
+  static constexpr detail::FieldName names[] = {"From", "To", "Cc", "Date", "Subject"};
   std::string input;
-  for (std::string_view name : {"From", "To", "Cc", "Date", "Subject"}) {
-    input += name;
+  for (const detail::FieldName& name : names) {
+    input += name.name();
     input += ':';
     input += raw_value(block, name);
     input.push_back('\0');
@@ -113,7 +114,8 @@ Result<MailMessage> parse_impl(std::string_view raw, const ParseOptions& options
   for (const std::string& p : block.problems) add_warning(m, text::repair_utf8(p));
 
   // Raw 8-bit bytes in a Subject or a display name are most often in the body's charset.
-  const text::HeaderParams top_type = text::parse_params(raw_value(block, "Content-Type"));
+  const std::string_view content_type = raw_value(block, "Content-Type");
+  const text::HeaderParams top_type = text::parse_params(content_type);
   std::string fallback_charset;
   if (auto it = top_type.params.find("charset"); it != top_type.params.end()) {
     fallback_charset = it->second;
@@ -160,11 +162,11 @@ Result<MailMessage> parse_impl(std::string_view raw, const ParseOptions& options
     std::vector<std::string> ids = detail::parse_msg_ids(f->value);
     if (!ids.empty()) m.in_reply_to = text::repair_utf8(ids.front());
   }
-  for (const detail::HeaderField* f : detail::find_fields(block, "References")) {
-    for (std::string& id : detail::parse_msg_ids(f->value)) {
+  detail::for_each_field(block, "References", [&](const detail::HeaderField& f) {
+    for (std::string& id : detail::parse_msg_ids(f.value)) {
       m.references.push_back(text::repair_utf8(id));
     }
-  }
+  });
 
   m.list_id = text::repair_utf8(raw_value(block, "List-Id"));
   m.list_unsubscribe = text::repair_utf8(raw_value(block, "List-Unsubscribe"));
@@ -175,7 +177,7 @@ Result<MailMessage> parse_impl(std::string_view raw, const ParseOptions& options
   m.importance = text::repair_utf8(raw_value(block, "Importance"));
 
   detail::TopFields top;
-  top.content_type = raw_value(block, "Content-Type");
+  top.content_type = content_type;
   top.transfer_encoding = raw_value(block, "Content-Transfer-Encoding");
   top.disposition = raw_value(block, "Content-Disposition");
   detail::BodyResult b = detail::read_body(top, body);

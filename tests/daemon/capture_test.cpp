@@ -27,9 +27,12 @@ using namespace crmcap;
 
 namespace {
 
+using test::ics_time;
 using test::message;
 using test::read_file;
 using test::TempDir;
+using test::vcalendar;
+using test::vevent;
 
 std::string msg(const std::string& headers, const std::string& body = "Hello,\n\nSee below.\n") {
   return message(headers, body);
@@ -341,7 +344,8 @@ std::string imip(const std::string& method, const std::string& mid, const std::s
 }  // namespace
 
 // DESIGN.md rule 6: invitation, update and cancellation mail about one
-// meeting is one meeting activity (keyed by its UID), not one per mail.
+// meeting is one meeting activity (keyed by its UID), not one per mail; each
+// mail is listed with what it did (tests/daemon/imip_test.cpp has the rest).
 TEST(Capture, IMipMailUpdatesOneMeetingActivity) {
   Fixture f;
   f.put("INBOX", imip("REQUEST", "i1@acme.com", "jane@acme.com", "alice@example.com",
@@ -351,16 +355,40 @@ TEST(Capture, IMipMailUpdatesOneMeetingActivity) {
   f.put("INBOX", imip("CANCEL", "i3@acme.com", "jane@acme.com", "alice@example.com",
                       "Wed, 04 Nov 2026 09:00:00 +0000", 2));
   const auto sum = f.ingest();
-  EXPECT_EQ(sum.seen, 3u);
-  const auto all = f.st->list({}).value();
-  ASSERT_EQ(all.size(), 1u);
-  const auto& m = all[0];
-  EXPECT_EQ(m.kind, store::ActivityKind::meeting);
+  EXPECT_EQ(sum.line(), "seen 6, captured 3, skipped 3 (imip 3), failed 0");
+  const auto meetings = f.st->list(test::of_kind(store::ActivityKind::meeting)).value();
+  ASSERT_EQ(meetings.size(), 1u);
+  const auto& m = meetings[0];
   EXPECT_EQ(m.source_key, "ical:review-1@acme.com");
-  EXPECT_EQ(m.sources.size(), 3u);
+  EXPECT_EQ(m.sources.size(), 3u);  // a place in each mail
   EXPECT_EQ(m.status, store::DecisionStatus::captured);
   EXPECT_EQ(m.opportunity_id, "O-1");
-  EXPECT_EQ(m.reason.rfind("iMIP ", 0), 0u) << m.reason;
+  ASSERT_TRUE(m.meeting);
+  EXPECT_TRUE(m.meeting->cancelled);
+  EXPECT_EQ(m.meeting->sequence, 2);
+  EXPECT_EQ(m.reason.rfind("iMIP CANCEL, SEQUENCE 2, in mail <i3@acme.com>; cancelled; ", 0), 0u)
+      << m.reason;
+  const auto mails = f.st->list(test::of_kind(store::ActivityKind::email)).value();
+  ASSERT_EQ(mails.size(), 3u);
+  for (const auto& a : mails) {
+    EXPECT_EQ(a.status, store::DecisionStatus::skipped) << a.message_id;
+    EXPECT_EQ(a.rule, "imip") << a.message_id;
+  }
+  EXPECT_EQ(mails[2].reason,
+            "skipped (imip): iMIP CANCEL for meeting review-1@acme.com, SEQUENCE 2: cancelled "
+            "ical:review-1@acme.com");
+
+  // A second ingest changes nothing: each mail was applied once, and an
+  // older one is not applied again to what came after it.
+  std::map<std::string, store::Activity> first;
+  for (auto& a : f.st->list({}).value()) first[a.source_key] = a;
+  f.ingest();
+  for (const auto& a : f.st->list({}).value()) {
+    const auto& was = first.at(a.source_key);
+    EXPECT_EQ(a.reason, was.reason) << a.source_key;
+    EXPECT_EQ(a.meeting, was.meeting) << a.source_key;
+    EXPECT_EQ(a.updated_at, was.updated_at) << a.source_key;
+  }
 }
 
 // DESIGN.md rule 7: the same message in two folders, or ingested from two
@@ -448,28 +476,6 @@ TEST(Capture, AGeneratedWorldOfTaggedMixedCaseAddressesMatchesEveryOne) {
         << written[static_cast<std::size_t>(i)] << ": " << act.reason;
   }
 }
-
-namespace {
-
-// "YYYYMMDDTHHMMSSZ" of Unix seconds.
-std::string ics_time(std::int64_t t) {
-  const std::string iso = capture::iso_utc(t);  // 2026-11-25T19:08:31Z
-  std::string out;
-  for (const char c : iso) {
-    if (c != '-' && c != ':') out += c;
-  }
-  return out;
-}
-
-std::string vevent(const std::string& body) {
-  return "BEGIN:VEVENT\r\nDTSTAMP:20261101T000000Z\r\n" + body + "END:VEVENT\r\n";
-}
-
-std::string vcalendar(const std::string& events) {
-  return "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//test//EN\r\n" + events + "END:VCALENDAR\r\n";
-}
-
-}  // namespace
 
 // A calendar export captured offline: each occurrence in the window is one
 // meeting activity keyed by UID and original start, matched like mail through

@@ -8,8 +8,10 @@
 
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
+#include <map>
 
 namespace fs = std::filesystem;
 using namespace crmcap;
@@ -272,4 +274,121 @@ TEST(Cli, IngestAndExplainACalendarFile) {
   EXPECT_NE(ex.out.find("Meeting ical:workshop-1"), std::string::npos) << ex.out;
   EXPECT_NE(ex.out.find("Result: captured"), std::string::npos) << ex.out;
   EXPECT_NE(ex.out.find("organizer: jane@acme.com = contact C-1"), std::string::npos) << ex.out;
+}
+
+// Rule 6 as a user meets it: a calendar export, then the invitation mail of
+// the same meeting moved, then the first invitation arriving late, each
+// ingested on its own. One activity with the newest time; every mail listed
+// in `decisions` with what it did. Then the golden corpus's Google REPLY and
+// CANCEL, whose meetings nothing stored yet: each recorded from its event.
+TEST(Cli, InvitationMailUpdatesTheCalendarsMeetingBySequence) {
+  test::TempDir dir;
+  const std::string db = (dir.path() / "c.db").string();
+  write(dir.path() / "companies.csv", test::k_companies);
+  write(dir.path() / "contacts.csv", test::k_contacts);
+  write(dir.path() / "opps.csv", test::k_opportunities);
+  for (const char* kind : {"companies", "contacts", "opportunities"}) {
+    const std::string file = std::string(kind) == "opportunities" ? "opps" : kind;
+    ASSERT_EQ(crm_capture("--store " + db + " import " + kind + " " +
+                          (dir.path() / (file + ".csv")).string())
+                  .status,
+              0);
+  }
+  const auto event = [](int sequence, const std::string& start, const std::string& summary) {
+    return "BEGIN:VEVENT\r\nUID:review-1@acme.com\r\nDTSTAMP:20261101T000000Z\r\nSEQUENCE:" +
+           std::to_string(sequence) + "\r\nSUMMARY:" + summary + "\r\nDTSTART:20261201T" + start +
+           "Z\r\nORGANIZER:mailto:jane@acme.com\r\nATTENDEE:mailto:alice@example.com\r\n"
+           "ATTENDEE;PARTSTAT=ACCEPTED:mailto:hank@globex.com\r\nEND:VEVENT\r\n";
+  };
+  const auto mail = [](const std::string& method, const std::string& mid, const std::string& from,
+                       const std::string& events) {
+    return "From: " + from +
+           "\nTo: alice@example.com\nSubject: Pilot review\n"
+           "Date: Mon, 02 Nov 2026 09:00:00 +0000\nMessage-ID: <" +
+           mid + ">\nMIME-Version: 1.0\nContent-Type: text/calendar; method=" + method +
+           "\n\nBEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//EN\r\nMETHOD:" + method + "\r\n" +
+           events + "END:VCALENDAR\r\n";
+  };
+  const std::string ingest = "--store " + db + " ingest --owner alice@example.com ";
+  write(dir.path() / "event.ics", "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//EN\r\n" +
+                                      event(0, "140000", "Pilot review") + "END:VCALENDAR\r\n");
+  write(dir.path() / "moved.eml",
+        mail("REQUEST", "moved@acme.com", "jane@acme.com", event(1, "160000", "Pilot review")));
+  write(dir.path() / "late.eml",
+        mail("REQUEST", "late@acme.com", "jane@acme.com", event(0, "140000", "Pilot review")));
+  // Hank's answer, with a time and subject of its own: they change nothing.
+  write(dir.path() / "reply.eml",
+        mail("REPLY", "reply@globex.com", "hank@globex.com",
+             "BEGIN:VEVENT\r\nUID:review-1@acme.com\r\nDTSTAMP:20261102T000000Z\r\n"
+             "SEQUENCE:1\r\nSUMMARY:Accepted\r\nDTSTART:20261201T090000Z\r\n"
+             "ORGANIZER:mailto:jane@acme.com\r\n"
+             "ATTENDEE;PARTSTAT=ACCEPTED:mailto:hank@globex.com\r\nEND:VEVENT\r\n"));
+  auto r = crm_capture(ingest + (dir.path() / "event.ics").string());
+  EXPECT_EQ(r.out, "seen 1, captured 1, skipped 0, failed 0\n");
+  r = crm_capture(ingest + (dir.path() / "moved.eml").string());
+  EXPECT_EQ(r.out, "seen 2, captured 1, skipped 1 (imip 1), failed 0\n");
+  r = crm_capture(ingest + (dir.path() / "late.eml").string());
+  EXPECT_EQ(r.out, "seen 1, captured 0, skipped 1 (imip 1), failed 0\n");
+  r = crm_capture(ingest + (dir.path() / "reply.eml").string());
+  EXPECT_EQ(r.out, "seen 1, captured 0, skipped 1 (imip 1), failed 0\n");
+
+  auto list = crm_capture("--store " + db + " activities --json");
+  ASSERT_EQ(list.status, 0) << list.out;
+  ASSERT_EQ(std::count(list.out.begin(), list.out.end(), '\n'), 1) << list.out;
+  auto v = boost::json::parse(list.out).as_object();
+  EXPECT_EQ(v["kind"].as_string(), "meeting");
+  EXPECT_EQ(v["event_uid"].as_string(), "review-1@acme.com");
+  EXPECT_EQ(v["starts_at"].as_string(), "2026-12-01T16:00:00Z");
+  EXPECT_EQ(v["subject"].as_string(), "Pilot review");
+  EXPECT_EQ(v["opportunity_id"].as_string(), "O-1");
+  EXPECT_EQ(v["sources"].as_array().size(), 2u);  // the file's and the moved mail's
+
+  auto dec = crm_capture("--store " + db + " decisions --json");
+  std::map<std::string, std::string> reason_of;  // message id -> reason
+  for (std::size_t at = 0, end; (end = dec.out.find('\n', at)) != std::string::npos; at = end + 1) {
+    auto o = boost::json::parse(dec.out.substr(at, end - at)).as_object();
+    if (!o["message_id"].as_string().empty()) {
+      EXPECT_EQ(o["rule"].as_string(), "imip");
+      reason_of[std::string(o["message_id"].as_string())] = o["reason"].as_string();
+    }
+  }
+  EXPECT_EQ(reason_of.size(), 3u) << dec.out;
+  EXPECT_EQ(reason_of["late@acme.com"],
+            "skipped (imip): iMIP REQUEST for meeting review-1@acme.com, SEQUENCE 0: kept "
+            "ical:review-1@acme.com (the stored SEQUENCE 1 is newer)");
+  EXPECT_EQ(reason_of["reply@globex.com"],
+            "skipped (imip): iMIP REPLY from hank@globex.com: ACCEPTED for meeting "
+            "review-1@acme.com");
+
+  // explain shows what a new message would do, each meeting as it would be
+  // stored.
+  write(dir.path() / "newer.eml",
+        mail("REQUEST", "newer@acme.com", "jane@acme.com", event(2, "170000", "Pilot review")));
+  auto ex = crm_capture("--store " + db + " explain --owner alice@example.com " +
+                        (dir.path() / "newer.eml").string());
+  EXPECT_EQ(ex.status, 0) << ex.out;
+  EXPECT_NE(ex.out.find("Result: skipped (imip)\n  skipped (imip): iMIP REQUEST for meeting "
+                        "review-1@acme.com, SEQUENCE 2: applied to ical:review-1@acme.com\n"
+                        "Meeting ical:review-1@acme.com: captured\n  iMIP REQUEST, SEQUENCE 2, "
+                        "in mail <newer@acme.com>; organizer: jane@acme.com = contact C-1"),
+            std::string::npos)
+      << ex.out;
+
+  const fs::path corpus = fs::path(CRMCAP_SOURCE_DIR) / "tests" / "corpora" / "mail";
+  r = crm_capture(ingest + (corpus / "calendar_reply_accepted.eml").string() + " " +
+                  (corpus / "calendar_cancel.eml").string());
+  EXPECT_EQ(r.out, "seen 4, captured 2, skipped 2 (imip 2), failed 0\n");
+  list = crm_capture("--store " + db + " activities --json");
+  std::map<std::string, boost::json::object> by_uid;
+  for (std::size_t at = 0, end; (end = list.out.find('\n', at)) != std::string::npos;
+       at = end + 1) {
+    auto o = boost::json::parse(list.out.substr(at, end - at)).as_object();
+    by_uid[std::string(o["event_uid"].as_string())] = o;
+  }
+  ASSERT_EQ(by_uid.size(), 3u) << list.out;
+  auto& reply = by_uid["globex-review-2026@acme.com"];
+  EXPECT_EQ(reply["subject"].as_string(), "Globex renewal review");
+  EXPECT_EQ(reply["starts_at"].as_string(), "2026-12-01T13:00:00Z");
+  auto& cancel = by_uid["initech-sync-77@acme.com"];
+  EXPECT_EQ(cancel["meeting_status"].as_string(), "cancelled");
 }

@@ -57,7 +57,15 @@ using namespace crmcap;
 namespace {
 
 constexpr const char* k_mailbox = "hostile";
+#if defined(__SANITIZE_ADDRESS__)
+// Under AddressSanitizer every run of the daemon peaks near 380 MB (its
+// allocator and shadow memory), whatever the server sends: the bound says
+// nothing there, and only the normal build checks it. (hard_rss_limit_mb
+// still stops a run that runs away.)
+constexpr long k_max_rss_kb = 0;
+#else
 constexpr long k_max_rss_kb = 200L * 1024;  // 200 MB, ru_maxrss being in KiB on Linux
+#endif
 constexpr auto k_pass_limit = std::chrono::seconds(30);
 // A flood takes a Debug build some seconds to read: 50 MB of completions
 // cost about 8 s of response parsing alone (perf, on a 2-core machine).
@@ -302,7 +310,9 @@ class Hostile {
   Pass pass(std::chrono::seconds limit = k_pass_limit) {
     Pass p = run_daemon(config_, dir_.path(), limit);
     EXPECT_FALSE(p.timed_out) << "the pass ran past " << limit.count() << " s\n" << p.describe();
-    EXPECT_LT(p.max_rss_kb, k_max_rss_kb) << p.describe();
+    if (k_max_rss_kb > 0) {
+      EXPECT_LT(p.max_rss_kb, k_max_rss_kb) << p.describe();
+    }
     return p;
   }
 

@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
-// Shared by the daemon tests: a temporary directory and a small CRM directory.
+// Shared by the daemon tests: a temporary directory, a small CRM directory,
+// and the pieces of messages and calendars they write.
 #pragma once
 
+#include "daemon/capture/capture.hpp"
 #include "daemon/capture/directory_import.hpp"
 #include "store/store.hpp"
 #include "tests/support/temp_dir.hpp"
@@ -10,6 +12,7 @@
 
 #include <sys/wait.h>
 
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -76,6 +79,31 @@ inline Run run(const std::string& exe, const std::string& args) {
   while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
   const int st = pclose(p);
   return {WIFEXITED(st) ? WEXITSTATUS(st) : -1, out};
+}
+
+// A filter for the activities of one kind, of every status.
+inline store::ActivityFilter of_kind(store::ActivityKind kind) {
+  store::ActivityFilter f;
+  f.kind = kind;
+  return f;
+}
+
+// "YYYYMMDDTHHMMSSZ" of Unix seconds.
+inline std::string ics_time(std::int64_t t) {
+  const std::string iso = capture::iso_utc(t);  // 2026-11-25T19:08:31Z
+  std::string out;
+  for (const char c : iso) {
+    if (c != '-' && c != ':') out += c;
+  }
+  return out;
+}
+
+inline std::string vevent(const std::string& body) {
+  return "BEGIN:VEVENT\r\nDTSTAMP:20261101T000000Z\r\n" + body + "END:VEVENT\r\n";
+}
+
+inline std::string vcalendar(const std::string& events) {
+  return "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//test//EN\r\n" + events + "END:VCALENDAR\r\n";
 }
 
 // A plain message with the given header lines (each ending in "\n").

@@ -109,6 +109,39 @@ TEST(HeadersFind, CaseInsensitiveFirstAndAll) {
   EXPECT_TRUE(find_fields(b, "bcc").empty());
 }
 
+TEST(HeadersFind, NamesSharingAnIndexKey) {
+  // X-Ab-Y and X-Cb-Y have one key (length, first, middle and last bytes):
+  // the index holds them side by side, and a lookup still tells them apart.
+  static_assert(field_name_key("X-Ab-Y") == field_name_key("x-cb-y"));
+  const HeaderBlock b = split_header("X-Ab-Y: 1\r\nX-CB-Y: 2\r\nx-ab-y: 3\r\nFrom: f\r\n\r\n");
+  ASSERT_EQ(b.index.size(), 4u);
+  ASSERT_NE(find_field(b, "X-Cb-Y"), nullptr);
+  EXPECT_EQ(find_field(b, "X-Cb-Y")->value, "2");
+  EXPECT_EQ(find_field(b, "X-AB-Y")->value, "1");
+  const auto ab = find_fields(b, "x-ab-y");
+  ASSERT_EQ(ab.size(), 2u);
+  EXPECT_EQ(ab[0]->value, "1");
+  EXPECT_EQ(ab[1]->value, "3");
+  EXPECT_EQ(find_field(b, "X-Zb-Y"), nullptr);
+  // Names of 1 to 9 bytes take each of matches()' paths (bytes, 4-byte and
+  // 8-byte words).
+  const HeaderBlock c =
+      split_header("A: 1\r\nCc: 2\r\nDATE: 3\r\nList-Id: 4\r\nReply-To: 5\r\nX-Mailer9: 6\r\n\r\n");
+  EXPECT_EQ(find_field(c, "a")->value, "1");
+  EXPECT_EQ(find_field(c, "CC")->value, "2");
+  EXPECT_EQ(find_field(c, "date")->value, "3");
+  EXPECT_EQ(find_field(c, "LIST-ID")->value, "4");
+  EXPECT_EQ(find_field(c, "reply-to")->value, "5");
+  EXPECT_EQ(find_field(c, "x-mailer9")->value, "6");
+  // Same keys as fields of c, other names: the compare says no.
+  static_assert(field_name_key("Reply-Xo") == field_name_key("Reply-To"));
+  EXPECT_EQ(find_field(c, "Reply-Xo"), nullptr);
+  static_assert(field_name_key("List-Xd") == field_name_key("List-Id"));
+  EXPECT_EQ(find_field(c, "List-Xd"), nullptr);
+  static_assert(field_name_key("X-Mbiler9") == field_name_key("X-Mailer9"));
+  EXPECT_EQ(find_field(c, "X-Mbiler9"), nullptr);
+}
+
 TEST(HeadersMsgIds, BracketedLists) {
   EXPECT_EQ(parse_msg_ids("<a@b>"), (std::vector<std::string>{"a@b"}));
   EXPECT_EQ(parse_msg_ids(" <a@b>  <c@d>\t<e@f> "),

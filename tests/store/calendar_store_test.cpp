@@ -128,4 +128,33 @@ TEST_F(CalendarStore, PlacesUnderAnHrefAndTheirRemoval) {
   EXPECT_EQ(st->placed_under("m", kCal, a + "#").value().size(), 2u);
 }
 
+// Rule 6 reads the stored occurrences of an event by its UID: those stored
+// with meeting fields, sorted; a row decided again without them (an
+// unreadable event) drops out.
+TEST_F(CalendarStore, MeetingKeysOfAnEvent) {
+  Batch b;
+  b.items.push_back({meeting("ical:uid/2"), place("a#2")});
+  b.items.push_back({meeting("ical:uid/1"), place("a#1")});
+  auto other = meeting("ical:t");
+  other.meeting->event_uid = "t";
+  b.items.push_back({other, place("b#t")});
+  auto unreadable = meeting("ical:uid");
+  unreadable.meeting.reset();
+  unreadable.status = DecisionStatus::failed;
+  b.items.push_back({unreadable, place("c#0")});
+  ASSERT_TRUE(st->commit(b));
+  EXPECT_EQ(st->meeting_keys("uid").value(),
+            (std::vector<std::string>{"ical:uid/1", "ical:uid/2"}));
+  EXPECT_EQ(st->meeting_keys("t").value(), std::vector<std::string>{"ical:t"});
+  EXPECT_TRUE(st->meeting_keys("none").value().empty());
+
+  Batch again;
+  auto failed = meeting("ical:uid/2");
+  failed.meeting.reset();
+  failed.status = DecisionStatus::failed;
+  again.items.push_back({failed, place("a#2")});
+  ASSERT_TRUE(st->commit(again));
+  EXPECT_EQ(st->meeting_keys("uid").value(), std::vector<std::string>{"ical:uid/1"});
+}
+
 }  // namespace

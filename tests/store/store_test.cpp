@@ -641,6 +641,9 @@ TEST(StoreActivities, RemovedUidsMarkOnlyTheirFolderAndUidValidityAndKeepTheActi
   b.seen_again.push_back({"mid:2@x", SourceRef{"bob", "INBOX", 7, 2, ""}});
   b.items.push_back({make_activity("mid:file@x", "2026-11-01T10:00:00Z", ""),
                      SourceRef{"local", "", 0, 0, "/tmp/a.eml"}});
+  // A meeting that the message at UID 3 decided (iMIP), placed in it.
+  b.items.push_back({make_activity("ical:m", "2026-11-01T10:00:00Z", ""),
+                     SourceRef{"alice", "INBOX", 7, 3, "#ical:m"}});
   ASSERT_TRUE(l.store->commit(b));
 
   Batch gone;
@@ -656,7 +659,8 @@ TEST(StoreActivities, RemovedUidsMarkOnlyTheirFolderAndUidValidityAndKeepTheActi
               std::to_string(s.uid)] = s.removed_at;
     }
   }
-  EXPECT_EQ(l.store->list({}).value().size(), 5u);  // every activity stays
+  EXPECT_EQ(l.store->list({}).value().size(), 6u);  // every activity stays
+  EXPECT_FALSE(l.store->by_source_key("ical:m").value().value().sources.at(0).removed_at.empty());
   EXPECT_TRUE(removed.at("alice INBOX 7 1").empty());
   EXPECT_FALSE(removed.at("alice INBOX 7 2").empty());
   EXPECT_FALSE(removed.at("alice INBOX 7 3").empty());

@@ -287,7 +287,7 @@ Task<SyncResult<TaggedStatus>> Connection::finish(const Command& cmd, const Hand
       if (t->status != Status::ok) co_return refusal(*t, what);
       if (malformed == Malformed::fail && malformed_ != malformed_before) {
         co_return make_sync_error(SyncErrc::protocol,
-                                  std::string(what) + ": the answer from " + peer_ +
+                                  std::string(what) + ": a response from " + peer_ +
                                       " could not be read: " + last_malformed_,
                                   RetryClass::retry_later);
       }

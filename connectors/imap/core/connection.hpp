@@ -69,15 +69,15 @@ class Connection {
   Task<SyncResult<void>> open();
 
   // Runs one command to its tagged completion, calling `on_untagged` for every
-  // other response meanwhile. NO/BAD become a SyncError naming `what`, and so
-  // does a response the parser could not read (skipped, see malformed()),
-  // once the completion is read: an answer with a hole in it is no answer.
-  // FETCH, whose responses are per message, passes `Malformed::tolerate` and
-  // tells missing messages apart itself.
+  // other response meanwhile. NO/BAD become a SyncError naming `what`. A
+  // response the parser could not read is skipped and counted (malformed());
+  // with `Malformed::fail` it fails the command too, once the completion is
+  // read: for an answer that is the data itself (SEARCH), where a hole would
+  // read as messages that are not there. Others check what they needed came.
   using Handler = std::function<void(Response&)>;
   enum class Malformed { fail, tolerate };
   Task<SyncResult<TaggedStatus>> run(const Command& command, const Handler& on_untagged,
-                                     std::string_view what, Malformed malformed = Malformed::fail);
+                                     std::string_view what, Malformed malformed = Malformed::tolerate);
   // The two halves of run(), for overlapping a command with other work:
   // send() writes a one-segment command; finish() reads until its completion.
   // Several commands may be outstanding: a completion that arrives for a
@@ -92,7 +92,7 @@ class Connection {
   // the connection), so nothing the server sends piles up here.
   Task<SyncResult<TaggedStatus>> finish(const Command& command, const Handler& on_untagged,
                                         std::string_view what,
-                                        Malformed malformed = Malformed::fail);
+                                        Malformed malformed = Malformed::tolerate);
   // Writes several one-segment commands in one write.
   Task<SyncResult<void>> send(const std::vector<Command>& commands);
   // Waits for the completion of every command in `commands` (FETCH: malformed

@@ -54,7 +54,7 @@ void throw_exception_from_error(const SyncError& e, const boost::source_location
   throw std::runtime_error(e.message);
 }
 
-SyncError failure_of(const std::string& account, std::exception_ptr e) {
+SyncError failure_of(std::exception_ptr e) {
   std::string what = "unknown exception";
   try {
     std::rethrow_exception(std::move(e));
@@ -62,7 +62,7 @@ SyncError failure_of(const std::string& account, std::exception_ptr e) {
     what = x.what();
   } catch (...) {
   }
-  return detail::make_sync_error(SyncErrc::internal, account + ": the sync failed inside: " + what,
+  return detail::make_sync_error(SyncErrc::internal, "the sync failed inside: " + what,
                                  RetryClass::retry_later);
 }
 

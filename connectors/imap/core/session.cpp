@@ -118,6 +118,14 @@ struct Core {
     co_await exchange.need();
   }
 
+  SyncError missing_listed(const std::string& folder) const {
+    return make_sync_error(
+        SyncErrc::protocol,
+        "LIST: no folder " + folder +
+            " among those listed, and a response could not be read: " + conn.last_malformed(),
+        RetryClass::retry_later);
+  }
+
   Task<SyncResult<void>> resolve_folders() {
     std::vector<ListEntry> entries;
     ListOptions lo;
@@ -131,8 +139,13 @@ struct Core {
       if (auto* e = std::get_if<ListEntry>(&resp); e && !e->lsub) entries.push_back(*e);
     };
     const std::string what = "LIST";
+    const std::uint64_t malformed_before = conn.malformed();
     auto r = co_await conn.run(*cmd, on_response, what);
     if (!r) co_return r.error();
+    // A LIST entry that could not be read: harmless unless a configured
+    // folder is then missing (checked below), when the pass fails instead,
+    // to be retried, rather than pass that folder by.
+    const bool unreadable = conn.malformed() != malformed_before;
     folders.clear();
     sent_folders.clear();
     for (const auto& e : entries) {
@@ -161,7 +174,10 @@ struct Core {
             break;
           }
         }
-        if (!found) warnings.push_back(options.name + ": no folder has the special use " + want);
+        if (!found) {
+          if (unreadable) co_return missing_listed(want);
+          warnings.push_back(options.name + ": no folder has the special use " + want);
+        }
         continue;
       }
       bool found = false;
@@ -181,7 +197,10 @@ struct Core {
         }
         break;
       }
-      if (!found) warnings.push_back(options.name + ": no folder named " + want);
+      if (!found) {
+        if (unreadable) co_return missing_listed(want);
+        warnings.push_back(options.name + ": no folder named " + want);
+      }
     }
     for (auto& w : warnings) co_await warn(std::move(w));
     co_return SyncResult<void>{};
@@ -199,8 +218,10 @@ struct Core {
                                 RetryClass::needs_user);
     }
     FolderObservation o;
+    bool answered = false;
     const Connection::Handler on_response = [&](Response& resp) {
       if (auto* s = std::get_if<MailboxStatus>(&resp)) {
+        answered = true;
         o.uidvalidity = s->uidvalidity.value_or(0);
         o.uidnext = s->uidnext.value_or(0);
         o.messages = s->messages.value_or(0);
@@ -210,6 +231,13 @@ struct Core {
     const std::string what = "STATUS " + folder;
     auto r = co_await conn.run(*cmd, on_response, what);
     if (!r) co_return r.error();
+    if (!answered) {
+      co_return make_sync_error(
+          SyncErrc::protocol,
+          what + ": no answer that could be read" +
+              (conn.last_malformed().empty() ? std::string() : ": " + conn.last_malformed()),
+          RetryClass::retry_later);
+    }
     co_return o;
   }
 
@@ -232,8 +260,12 @@ struct Core {
     }
     FolderObservation o;
     std::string impossible;  // a number no folder can have
+    bool counted = false;    // EXISTS came
     const Connection::Handler on_response = [&](Response& resp) {
-      if (auto* e = std::get_if<Exists>(&resp)) o.messages = e->count;
+      if (auto* e = std::get_if<Exists>(&resp)) {
+        o.messages = e->count;
+        counted = true;
+      }
       if (auto* u = std::get_if<UntaggedStatus>(&resp); u && u->code && u->code->number) {
         const std::uint64_t n = *u->code->number;
         if (u->code->kind == CodeKind::uidvalidity) {
@@ -254,12 +286,21 @@ struct Core {
       }
     };
     const std::string what = "EXAMINE " + folder;
+    const std::uint64_t malformed_before = conn.malformed();
     auto r = co_await conn.run(*cmd, on_response, what);
     if (!r) co_return r.error();
+    // What the plan needs must have come; a response that could not be read
+    // beside them (an odd flag in FLAGS) does no harm.
+    if (conn.malformed() != malformed_before && (!counted || o.uidvalidity == 0)) {
+      co_return make_sync_error(
+          SyncErrc::protocol,
+          what + ": a response from the server could not be read: " + conn.last_malformed(),
+          RetryClass::retry_later);
+    }
     if (!impossible.empty()) {
       co_return make_sync_error(SyncErrc::protocol,
-                                options.name + ": " + what + ": the server announced " +
-                                    impossible + "; nothing is marked until it answers sanely",
+                                what + ": the server announced " + impossible +
+                                    "; nothing is marked until it answers sanely",
                                 RetryClass::retry_later);
     }
     co_return o;
@@ -281,14 +322,14 @@ struct Core {
     SearchAnswer answer(at.uidnext, at.messages);
     const Connection::Handler on_response = [&](Response& resp) { answer.add(resp); };
     const std::string what = "UID SEARCH";
-    auto r = co_await conn.run(*cmd, on_response, what);
+    auto r = co_await conn.run(*cmd, on_response, what, Connection::Malformed::fail);
     if (!r) co_return r.error();
     SearchAnswer::Checked checked = answer.take();
     if (!checked.refused.empty()) {
-      co_return make_sync_error(SyncErrc::protocol,
-                                options.name + ": " + what + ": " + checked.refused +
-                                    "; nothing is marked until it answers sanely",
-                                RetryClass::retry_later);
+      co_return make_sync_error(
+          SyncErrc::protocol,
+          what + ": " + checked.refused + "; nothing is marked until it answers sanely",
+          RetryClass::retry_later);
     }
     co_return std::move(checked.uids);
   }
@@ -410,18 +451,22 @@ struct Core {
   // is taken as the message's own instead: only when the batch asked for one
   // message (`asked`), refused on refusals_before_failed passes over
   // refusals_span. Otherwise that refusal is counted with the folder's
-  // state (`where.refused`, from the stored state), and the pass fails.
+  // state (`where.refused`, from the stored state; a batch of several notes
+  // its first message, uncounted), and the pass fails.
   // `where` is the folder's state at the start of the pass: where the folder
   // has no stored state yet, it is stored as it is, and its mark must be one
   // that no uncommitted batch has moved.
   Task<bool> refused_for_good(const FolderState& where, std::vector<std::uint32_t> asked) {
-    if (asked.size() != 1) co_return false;
+    if (asked.empty()) co_return false;
     const std::int64_t now =
         std::chrono::duration_cast<std::chrono::seconds>(clocks.system().time_since_epoch())
             .count();
     Refusal r = where.refused.uid == asked.front() ? where.refused : Refusal{asked.front(), 0, now};
-    ++r.passes;
-    if (r.passes >= options.refusals_before_failed &&
+    // A batch of several refused as a whole counts against none of them, but
+    // names its first: the next pass asks for that one alone (sync_folder),
+    // and so each message of such a batch comes to be counted in turn.
+    if (asked.size() == 1) ++r.passes;
+    if (asked.size() == 1 && r.passes >= options.refusals_before_failed &&
         now - r.since >= options.refusals_span.count()) {
       co_return true;
     }
@@ -732,9 +777,15 @@ struct Core {
     // or outside the window: the high-water mark can move up to it.
     const std::uint32_t final_mark =
         std::max(state.highest_uid, ex->uidnext > 0 ? ex->uidnext - 1 : 0u);
-    // Batch k holds uids[starts[k], starts[k + 1]).
+    // Batch k holds uids[starts[k], starts[k + 1]). A message whose refusal
+    // is being counted comes alone first: a batch refused as a whole says
+    // nothing of its messages, and only a refusal of one alone counts
+    // towards its failure (refused_for_good).
     std::vector<std::size_t> starts{0};
-    for (const std::size_t n : batch_sizes(uids.size(), options.batch_size)) {
+    const bool refused_first = !uids.empty() && uids.front() == state.refused.uid;
+    if (refused_first) starts.push_back(1);
+    for (const std::size_t n :
+         batch_sizes(uids.size() - (refused_first ? 1 : 0), options.batch_size)) {
       starts.push_back(starts.back() + n);
     }
     auto slice = [&](std::size_t k) {
@@ -766,6 +817,31 @@ struct Core {
       }
       co_return co_await conn.send(out);
     };
+    // The folder's state once batch k is committed.
+    auto state_after = [&](std::size_t k) {
+      FolderState s = plan.start;
+      const bool last = k + 1 == count;
+      s.highest_uid =
+          last ? std::max(final_mark, uids[starts[k + 1] - 1]) : uids[starts[k + 1] - 1];
+      s.backfilling = !last && plan.kind == PlanKind::backfill;
+      // UIDNEXT only with the last batch: the pre-check takes a folder whose
+      // UIDNEXT is the stored one as unchanged, so a pass that stops after a
+      // middle batch must leave one that tells it otherwise (0: not known).
+      s.uidnext = last ? plan.start.uidnext : 0;
+      return s;
+    };
+    auto count_in = [&](const std::vector<FetchedMessage>& batch) {
+      rep.handed_over += static_cast<std::uint32_t>(batch.size());
+      for (const auto& m : batch) rep.known += m.known ? 1 : 0;
+    };
+    // A batch read is stored even when a later step fails, so that what it
+    // decided (a message refused for good, above all) is not lost, and the
+    // failure's count is of the message after it. `read` is batch k's.
+    auto keep = [&](std::size_t k, std::vector<FetchedMessage> read,
+                    SyncError failure) -> Task<SyncResult<FolderReport>> {
+      if (auto c = co_await commit(state_after(k), std::move(read)); !c) co_return c.error();
+      co_return failure;
+    };
     std::vector<FetchedMessage> msgs;  // of batch k, read
     std::optional<InFlight> next;      // batch k + 1: bytes asked for
     std::optional<InFlight> after;     // batch k + 2: first fetch asked for
@@ -786,26 +862,11 @@ struct Core {
         auto third = begin(2);
         if (!third) co_return third.error();
         after = std::move(*third);
-        if (auto r = co_await request(*next, after); !r) co_return r.error();
+        if (auto r = co_await request(*next, after); !r) {
+          co_return co_await keep(0, std::move(msgs), r.error());
+        }
       }
     }
-    // The folder's state once batch k is committed.
-    auto state_after = [&](std::size_t k) {
-      FolderState s = plan.start;
-      const bool last = k + 1 == count;
-      s.highest_uid =
-          last ? std::max(final_mark, uids[starts[k + 1] - 1]) : uids[starts[k + 1] - 1];
-      s.backfilling = !last && plan.kind == PlanKind::backfill;
-      // UIDNEXT only with the last batch: the pre-check takes a folder whose
-      // UIDNEXT is the stored one as unchanged, so a pass that stops after a
-      // middle batch must leave one that tells it otherwise (0: not known).
-      s.uidnext = last ? plan.start.uidnext : 0;
-      return s;
-    };
-    auto count_in = [&](const std::vector<FetchedMessage>& batch) {
-      rep.handed_over += static_cast<std::uint32_t>(batch.size());
-      for (const auto& m : batch) rep.known += m.known ? 1 : 0;
-    };
     for (std::size_t k = 0; k < count; ++k) {
       if (stopped) {
         co_return make_sync_error(SyncErrc::cancelled, "stopped", RetryClass::retry_later);
@@ -856,7 +917,9 @@ struct Core {
         auto later = begin(k + 3);
         if (!later) co_return later.error();
         after = std::move(*later);
-        if (auto r = co_await request(*next, after); !r) co_return r.error();
+        if (auto r = co_await request(*next, after); !r) {
+          co_return co_await keep(k + 1, std::move(msgs), r.error());
+        }
       }
     }
     if (uids.empty()) {
@@ -990,7 +1053,7 @@ Action Core::resume(Io& io) {
     if (!r) failure = std::move(r).error();
     failed = !r;
   } catch (...) {
-    failure = failure_of(options.name, std::current_exception());
+    failure = failure_of(std::current_exception());
     failed = true;
   }
   exchange.io = nullptr;

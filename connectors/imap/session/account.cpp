@@ -230,7 +230,7 @@ struct Account::Impl {
     // Nothing the session started outlives it: a read left going, commits.
     co_await waking.close();
     co_await drain_commits();
-    if (thrown) failed = failure_of(options.name, std::move(thrown));
+    if (thrown) failed = failure_of(std::move(thrown));
     co_return failed;
   }
 };
