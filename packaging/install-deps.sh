@@ -17,6 +17,8 @@ packages=(
   googletest libgtest-dev libgmock-dev libbenchmark-dev
   dovecot-imapd isync openssl python3 sqlite3
   radicale
+  # the CalDAV benchmark's peer (tests/bench/bench_caldav.py)
+  vdirsyncer
   # the fuzz_smoke test and sanitizer builds: clang, and libclang-rt-14-dev for
   # libFuzzer and the sanitizer runtimes (clang only recommends it, and
   # recommends are not installed below)

@@ -257,6 +257,13 @@ struct SyncOptions {
   // multiget_batch events.
   std::size_t max_reply_bytes = 64 * 1024 * 1024;
   std::function<std::chrono::system_clock::time_point()> clock = std::chrono::system_clock::now;
+  // The calendar as discovery_fsm read it a moment ago: its getctag,
+  // sync-token and supported-report-set came in the same properties that
+  // step 1 below asks for. When given with a sync-token (or with a ctag while
+  // neither it nor the sink holds a token), step 1 is not sent: the sync
+  // starts from these, so an unchanged calendar costs no request of its own.
+  // Anything else (no token, no ctag) is asked again by step 1.
+  std::optional<CalendarInfo> discovered;
 };
 
 struct SyncReport {
@@ -272,8 +279,9 @@ struct SyncReport {
 };
 
 // Syncs one calendar into the sink:
-// 1. PROPFIND Depth 0 (getctag, sync-token, supported-report-set): a sync
-//    token (else a ctag) equal to the stored one ends the sync there.
+// 1. PROPFIND Depth 0 (getctag, sync-token, supported-report-set), unless
+//    SyncOptions::discovered already holds them: a sync token (else a ctag)
+//    equal to the stored one ends the sync there.
 // 2. Where the server lists sync-collection: the REPORT from the stored token
 //    (or from none: a full listing), page by page (a 507 response inside the
 //    multistatus means more pages). Each page's changed items are fetched by
@@ -301,6 +309,8 @@ class sync_fsm {
   };
   Action on_response(const Io& io);
   Action on_probe(const HttpResponse& r);
+  // Step 1's decision, from the server's token and ctag in server_.
+  Action from_server_state(bool sync_collection);
   Action on_sync_page(const HttpResponse& r);
   Action on_listing(const HttpResponse& r);
   Action on_multiget(const HttpResponse& r);

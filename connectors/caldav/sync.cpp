@@ -62,6 +62,11 @@ Action sync_fsm::resume(const Io& io) {
       if (!stored) return fail(stored.error());
       stored_ = std::move(*stored);
       stored_.state.url = options_.calendar_url;
+      if (const auto& d = options_.discovered;
+          d && (!d->sync_token.empty() || (stored_.state.sync_token.empty() && !d->ctag.empty()))) {
+        server_ = CalendarState{options_.calendar_url, d->sync_token, d->ctag};
+        return from_server_state(d->sync_collection);
+      }
       return send(detail::propfind(options_.calendar_url, 0, PropSet::calendar), Step::probe);
     }
     return on_response(io);
@@ -119,6 +124,10 @@ Action sync_fsm::on_probe(const HttpResponse& r) {
                                    RetryClass::needs_user));
   }
   server_ = CalendarState{options_.calendar_url, p.sync_token.value_or(""), p.ctag.value_or("")};
+  return from_server_state(p.sync_collection);
+}
+
+Action sync_fsm::from_server_state(bool sync_collection) {
   const CalendarState& had = stored_.state;
   bool unchanged = false;
   if (!server_.sync_token.empty()) {
@@ -130,7 +139,7 @@ Action sync_fsm::on_probe(const HttpResponse& r) {
     report_.mode = SyncReport::Mode::unchanged;
     return done();
   }
-  if (options_.use_sync_collection && p.sync_collection) {
+  if (options_.use_sync_collection && sync_collection) {
     full_ = had.sync_token.empty();
     report_.mode =
         full_ ? SyncReport::Mode::full_sync_collection : SyncReport::Mode::sync_collection;

@@ -99,6 +99,7 @@ CaldavPass sync_caldav_once(const std::string& mailbox, const std::string& url,
     CaldavCalendarPass c{cal, std::nullopt, std::nullopt};
     caldav::SyncOptions options;
     options.calendar_url = cal.url;
+    options.discovered = cal;  // its token and ctag: no second PROPFIND
     caldav::sync_fsm sync(std::move(options), sink);
     if (auto a = drive(sync, transport); a.kind == caldav::Action::Kind::error) {
       c.error = explained(mailbox, std::move(a.error), cal.url);

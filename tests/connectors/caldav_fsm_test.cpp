@@ -12,6 +12,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace crmcap::caldav {
@@ -346,6 +347,56 @@ TEST(CaldavSync, NoChangeByCtagWithoutToken) {
   ASSERT_EQ(run.last.kind, Action::Kind::done);
   EXPECT_EQ(fsm.report().requests, 1u);
   EXPECT_TRUE(sink.commits.empty());
+}
+
+// Discovery's PROPFIND of the calendar already carried its token and ctag.
+SyncOptions discovered(const std::string& token, const std::string& ctag, bool sync = true) {
+  SyncOptions o = options();
+  o.discovered = CalendarInfo{kCal, "Work", ctag, token, sync};
+  return o;
+}
+
+TEST(CaldavSync, DiscoveredAndUnchangedIsNoRequest) {
+  MemorySink sink = sink_with("t2", "c1", {{"a.ics", "\"1\""}});
+  sync_fsm fsm(discovered("t2", "c2"), sink);
+  auto run = drive(fsm, {});
+  ASSERT_EQ(run.last.kind, Action::Kind::done);
+  EXPECT_EQ(fsm.report().requests, 0u);
+  EXPECT_EQ(fsm.report().mode, SyncReport::Mode::unchanged);
+  EXPECT_TRUE(sink.commits.empty());
+}
+
+TEST(CaldavSync, DiscoveredAndChangedStartsWithTheReport) {
+  MemorySink sink = sink_with("t1", "c1", {{"a.ics", "\"1\""}});
+  sync_fsm fsm(discovered("t2", "c2"), sink);
+  auto run = drive(fsm, {sync_ex("t1", multi(ms({item("b.ics", "\"2\"")}, "t2"))),
+                         multiget_ex({"b.ics"}, multi(ms({fetched("b.ics", "\"2\"")})))});
+  ASSERT_EQ(run.last.kind, Action::Kind::done) << run.last.error.message;
+  EXPECT_EQ(fsm.report().requests, 2u);
+  ASSERT_EQ(sink.commits.size(), 1u);
+  EXPECT_EQ(sink.commits[0].state, (CalendarState{kCal, "t2", "c2"}));
+  EXPECT_EQ(hrefs(sink.commits[0].changed), (std::vector<std::string>{url("b.ics")}));
+}
+
+TEST(CaldavSync, DiscoveredByCtagAloneWithoutTokens) {
+  MemorySink sink = sink_with("", "c1", {{"a.ics", "\"1\""}});
+  sync_fsm fsm(discovered("", "c1", false), sink);
+  auto run = drive(fsm, {});
+  ASSERT_EQ(run.last.kind, Action::Kind::done);
+  EXPECT_EQ(fsm.report().requests, 0u);
+  EXPECT_EQ(fsm.report().mode, SyncReport::Mode::unchanged);
+}
+
+TEST(CaldavSync, DiscoveredWithoutTheTokenTheSinkHasIsAskedAgain) {
+  // A listing may leave out what a Depth 0 PROPFIND gives: ask.
+  for (const auto& [token, ctag] : {std::pair<std::string, std::string>{"", ""}, {"", "c1"}}) {
+    MemorySink sink = sink_with("t2", "c1", {{"a.ics", "\"1\""}});
+    sync_fsm fsm(discovered(token, ctag), sink);
+    auto run = drive(fsm, {probe_ex(probe("t2", "c1"))});
+    ASSERT_EQ(run.last.kind, Action::Kind::done);
+    EXPECT_EQ(fsm.report().requests, 1u);
+    EXPECT_EQ(fsm.report().mode, SyncReport::Mode::unchanged);
+  }
 }
 
 TEST(CaldavSync, TruncatedPageThenTheRest) {
