@@ -473,3 +473,59 @@ TEST(Imip, ACopyInAnExcludedFolderKeepsItsDecision) {
   EXPECT_EQ(f.mail("t1@acme.com").rule, "folder");
   EXPECT_EQ(f.get("ical:review-1@acme.com")->meeting->sequence, 0);
 }
+
+// RFC 5546 lets a CANCEL leave out DTSTART: its event cannot be read, but it
+// still names what it cancels by UID, RECURRENCE-ID and SEQUENCE. What is
+// stored is cancelled (the meeting keeps its time and subject); an older
+// SEQUENCE changes nothing; with nothing stored it is a failed row.
+TEST(Imip, ACancelWithoutDtstartStillCancels) {
+  Fixture f;
+  f.deliver({imip("REQUEST", "r2@acme.com", review(2, k_dec1 + 14 * 3600))});
+  // Older than what is stored: kept.
+  f.deliver({imip("CANCEL", "c1@acme.com",
+                  vevent("UID:review-1@acme.com\r\nSEQUENCE:1\r\nSTATUS:CANCELLED\r\n"
+                         "ORGANIZER:mailto:jane@acme.com\r\n"))});
+  EXPECT_FALSE(f.get("ical:review-1@acme.com")->meeting->cancelled);
+  EXPECT_EQ(f.mail("c1@acme.com").reason,
+            "skipped (imip): iMIP CANCEL for meeting review-1@acme.com, SEQUENCE 1: kept "
+            "ical:review-1@acme.com (the stored SEQUENCE 2 is newer)");
+  EXPECT_FALSE(f.get("imip:c1@acme.com#1"));
+
+  f.deliver({imip("CANCEL", "c3@acme.com",
+                  vevent("UID:review-1@acme.com\r\nSEQUENCE:3\r\nSTATUS:CANCELLED\r\n"
+                         "ORGANIZER:mailto:jane@acme.com\r\n"))});
+  const auto m = f.get("ical:review-1@acme.com");
+  ASSERT_TRUE(m && m->meeting);
+  EXPECT_TRUE(m->meeting->cancelled);
+  EXPECT_EQ(m->meeting->sequence, 3);
+  EXPECT_EQ(m->meeting->starts_at, "2026-12-01T14:00:00Z");
+  EXPECT_EQ(m->subject, "Pilot review");
+  EXPECT_EQ(m->status, DecisionStatus::captured);
+  EXPECT_EQ(m->reason.rfind("iMIP CANCEL, SEQUENCE 3, in mail <c3@acme.com>; cancelled; ", 0), 0u)
+      << m->reason;
+  EXPECT_EQ(f.mail("c3@acme.com").reason,
+            "skipped (imip): iMIP CANCEL for meeting review-1@acme.com, SEQUENCE 3: cancelled "
+            "ical:review-1@acme.com");
+  EXPECT_FALSE(f.get("imip:c3@acme.com#1"));
+
+  // One occurrence of a series, by its RECURRENCE-ID alone.
+  f.deliver({imip("REQUEST", "w0@acme.com", f.weekly(0))});
+  const std::string second = ics_time(f.base + 7 * k_day + 14 * 3600);
+  f.deliver({imip("CANCEL", "w1@acme.com",
+                  vevent("UID:weekly@acme.com\r\nSEQUENCE:1\r\nRECURRENCE-ID:" + second +
+                         "\r\nORGANIZER:mailto:jane@acme.com\r\n"))});
+  for (int week = 0; week < 4; ++week) {
+    const auto o = f.get(f.occurrence(week));
+    ASSERT_TRUE(o && o->meeting) << week;
+    EXPECT_EQ(o->meeting->cancelled, week == 1) << week;
+  }
+
+  // Nothing stored for the UID: nothing to cancel, a failed row.
+  f.deliver({imip("CANCEL", "c9@acme.com",
+                  vevent("UID:unknown@acme.com\r\nSEQUENCE:1\r\n"
+                         "ORGANIZER:mailto:jane@acme.com\r\n"))});
+  const auto failed = f.get("imip:c9@acme.com#1");
+  ASSERT_TRUE(failed);
+  EXPECT_EQ(failed->status, DecisionStatus::failed);
+  EXPECT_FALSE(f.get("ical:unknown@acme.com"));
+}
