@@ -607,6 +607,46 @@ store::Result<void> Pipeline::imip_cancel(ImipRun& run, ical::Calendar& cal) {
   return {};
 }
 
+store::Result<void> Pipeline::record_answers(ImipRun& run, const ical::Calendar& cal,
+                                             const std::string& uid,
+                                             const std::vector<std::string>& known,
+                                             std::vector<std::string>& recorded) {
+  for (const auto& m : cal.meetings) {
+    if (m.uid != uid) continue;
+    // A REPLY to one occurrence answers for it; one to the event, for all.
+    std::vector<std::string> keys;
+    const std::string key = meeting_key(uid, m.recurrence_id);
+    if (!m.recurrence_id) {
+      keys = known;
+    } else if (std::binary_search(known.begin(), known.end(), key)) {
+      keys.push_back(key);
+    }
+    for (const std::string& key : keys) {
+      if (!run.first(key)) continue;
+      auto stored = stored_meeting(key);
+      if (!stored) return stored.error();
+      if (!*stored || !(*stored)->meeting) continue;
+      store::Activity& a = **stored;
+      // An answer to an older revision is out of date (RFC 5546 2.1.5).
+      if (m.sequence < a.meeting->sequence) continue;
+      bool changed = false;
+      for (const auto& answer : m.attendees) {
+        const std::string addr = normalize_address(answer.address, settings_.strip_plus_tags);
+        for (auto& p : a.participants) {
+          if (p.role == "attendee" && p.address == addr && p.partstat != answer.partstat) {
+            p.partstat = answer.partstat;
+            changed = true;
+          }
+        }
+      }
+      if (!changed) continue;
+      recorded.push_back(key);
+      run.add(std::move(a));
+    }
+  }
+  return {};
+}
+
 store::Result<void> Pipeline::imip_answer(ImipRun& run, const ical::Calendar& cal) {
   std::vector<std::string> uids;
   for (const auto& m : cal.meetings) add_unique(uids, m.uid);
@@ -637,7 +677,14 @@ store::Result<void> Pipeline::imip_answer(ImipRun& run, const ical::Calendar& ca
     if (!known) return known.error();
     if (!known->empty()) {
       // The meeting's details are the organizer's: an answer changes none.
-      add_unique(run.lines, line);
+      // A REPLY's PARTSTAT is recorded on the attendee, though.
+      std::vector<std::string> recorded;
+      if (run.part->method == "REPLY") {
+        auto r = record_answers(run, cal, uid, *known, recorded);
+        if (!r) return r;
+      }
+      add_unique(run.lines,
+                 recorded.empty() ? line : line + ": answer recorded on " + occurrences(recorded));
       continue;
     }
     // Nothing stored: the meeting as the answer gives it.

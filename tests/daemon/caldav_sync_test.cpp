@@ -513,6 +513,9 @@ TEST_F(CaldavSync, DaemonOnceSyncsAMailboxWithOnlyCaldav) {
   auto a = run("crm-capture", "--store " + db.string() + " activities --json");
   ASSERT_EQ(a.status, 0) << a.out;
   EXPECT_NE(a.out.find("Meeting ev-acme"), std::string::npos) << a.out;
+  // Jane's answer as the event gives it.
+  EXPECT_NE(a.out.find(R"("address":"jane@acme.com")"), std::string::npos) << a.out;
+  EXPECT_NE(a.out.find(R"("partstat":"ACCEPTED")"), std::string::npos) << a.out;
   // Once more: nothing changed.
   d = run("crm-captured", "--once --config " + conf.string());
   ASSERT_EQ(d.status, 0) << d.out;
