@@ -3,10 +3,11 @@
 // runs every configured mailbox's IMAP account on one io_context: once
 // (--once), or continuously with IDLE until SIGINT/SIGTERM. A mailbox's
 // CalDAV account runs on a worker thread of its own (its transport blocks),
-// once or every interval_seconds; its sink's calls run on the capture thread. Capture and the
-// store run on a second thread of their own, so that parsing and committing
-// a batch never holds up the network (any mailbox's) and the reading of the
-// next batch overlaps the commit of this one.
+// once or every interval_seconds (sooner or later after a failure: a
+// Retry-After, a backoff); its sink's calls run on the capture thread.
+// Capture and the store run on a second thread of their own, so that parsing
+// and committing a batch never holds up the network (any mailbox's) and the
+// reading of the next batch overlaps the commit of this one.
 #include "connectors/caldav/caldav.hpp"
 #include "connectors/caldav/transport.hpp"
 #include "connectors/imap/imap.hpp"
@@ -27,6 +28,7 @@
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include <chrono>
 #include <condition_variable>
 #include <cstdio>
 #include <filesystem>
@@ -34,6 +36,7 @@
 #include <iostream>
 #include <memory>
 #include <mutex>
+#include <random>
 #include <set>
 #include <thread>
 
@@ -108,7 +111,7 @@ struct StopSignal {
     changed.notify_all();
   }
   // Waits `d` or until raised; true when raised.
-  bool wait(std::chrono::seconds d) {
+  bool wait(std::chrono::milliseconds d) {
     std::unique_lock<std::mutex> lock(mutex);
     return changed.wait_for(lock, d, [this] { return stop; });
   }
@@ -242,11 +245,21 @@ std::string describe(const imap::SyncReport& r, const capture::Tally& c) {
   return out;
 }
 
-// A mailbox's CalDAV account: a pass now, then (without `once`) one every
-// interval_seconds until stopped. A needs_user error stops the calendar it
-// came from, or the account when discovery or the credentials failed.
+// "12 s", or "500 ms" under a second: how long until the next pass.
+std::string in_words(std::chrono::milliseconds d) {
+  if (d < std::chrono::seconds(1)) return std::to_string(d.count()) + " ms";
+  return std::to_string(std::chrono::duration_cast<std::chrono::seconds>(d).count()) + " s";
+}
+
+// A mailbox's CalDAV account: a pass now, then (without `once`) the next one
+// when capture::next_pass_delay says: every interval_seconds, sooner or later
+// after a retryable failure (a Retry-After the server sent, else a backoff
+// with jitter). A needs_user error stops the calendar it came from, or the
+// account when discovery or the credentials failed.
 void run_caldav(CaldavRuntime& rt, const config::Environment& env, bool once, StopSignal& stop) {
   std::set<std::string> stopped;  // calendars that need the user
+  unsigned failures = 0;          // passes in a row with a retryable failure
+  std::mt19937_64 rng{std::random_device{}()};
   for (;;) {
     auto options = capture::caldav_transport_options(rt.name, rt.config, env);
     if (!options) {
@@ -258,23 +271,28 @@ void run_caldav(CaldavRuntime& rt, const config::Environment& env, bool once, St
     auto pass =
         capture::sync_caldav_once(rt.name, rt.config.url, transport, *rt.on_capture, stopped);
     rt.failed = pass.first_error() != nullptr;
+    failures = pass.retryable_failure() ? failures + 1 : 0;
+    const auto delay =
+        capture::next_pass_delay(pass, failures, std::chrono::seconds(rt.config.interval_seconds),
+                                 std::chrono::system_clock::now(), rng());
+    const std::string again = once ? " (will retry)" : " (will retry in " + in_words(delay) + ")";
     for (const auto& c : pass.calendars) {
       if (!c.error) continue;
       const bool final = c.error->retry == caldav::RetryClass::needs_user;
       if (final) stopped.insert(c.calendar.url);
       say_line("crm-captured: " + c.error->message +
-               (final ? " (needs attention; not retrying)" : " (will retry)"));
+               (final ? " (needs attention; not retrying)" : again));
     }
     if (pass.error) {
       const bool final = pass.error->retry == caldav::RetryClass::needs_user;
       say_line("crm-captured: " + pass.error->message +
-               (final ? " (needs attention; not retrying)" : " (will retry)"));
+               (final ? " (needs attention; not retrying)" : again));
       if (final) return;
     }
     rt.summary = "caldav: " + capture::describe(pass, rt.sink->counters(), rt.sink->cancelled());
     if (once) return;
     if (!pass.error) say_line("crm-captured: " + rt.name + ": " + rt.summary);
-    if (stop.wait(std::chrono::seconds(rt.config.interval_seconds))) return;
+    if (stop.wait(delay)) return;
   }
 }
 

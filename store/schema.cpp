@@ -277,6 +277,11 @@ CREATE TABLE calendar_items (
 ) WITHOUT ROWID;
 )sql";
 
+// v9: a meeting attendee's answer (PARTSTAT), '' when none.
+constexpr const char* k_v9 = R"sql(
+ALTER TABLE activity_participants ADD COLUMN partstat TEXT NOT NULL DEFAULT '';
+)sql";
+
 // Fills email_key of every contact address (v6).
 void fill_email_keys(SQLite::Database& db) {
   std::vector<std::pair<std::string, std::string>> rows;  // (email, contact_id)
@@ -298,7 +303,7 @@ void fill_email_keys(SQLite::Database& db) {
 
 constexpr Migration k_migrations[] = {{k_v1, nullptr}, {k_v2, nullptr}, {k_v3, nullptr},
                                       {k_v4, nullptr}, {k_v5, nullptr}, {k_v6, fill_email_keys},
-                                      {k_v7, nullptr}, {k_v8, nullptr}};
+                                      {k_v7, nullptr}, {k_v8, nullptr}, {k_v9, nullptr}};
 
 }  // namespace
 

@@ -487,7 +487,7 @@ class SqliteStore final : public Store {
         "location, cancelled, sequence) VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
     auto& ins_p = stmt(
         "INSERT INTO activity_participants (activity_seq, position, address, name, role, "
-        "contact_id, company_id) VALUES (?, ?, ?, ?, ?, ?, ?)");
+        "contact_id, company_id, partstat) VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
     auto& ins_s = stmt(
         "INSERT INTO activity_sources (activity_seq, mailbox, folder, uidvalidity, uid, path, "
         "seen_at, remote_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET "
@@ -546,7 +546,7 @@ class SqliteStore final : public Store {
         for (std::size_t i = 0; i < a.participants.size(); ++i) {
           const Participant& p = a.participants[i];
           run(ins_p, seq, static_cast<std::int64_t>(i), p.address, p.name, p.role, p.contact_id,
-              p.company_id);
+              p.company_id, p.partstat);
         }
       }
       const SourceRef& s = item.source;
@@ -958,14 +958,14 @@ class SqliteStore final : public Store {
   // The participants stored for the activity `seq`, in order.
   std::vector<Participant> participants_of(std::int64_t seq) {
     auto& p = stmt(
-        "SELECT address, name, role, contact_id, company_id FROM activity_participants "
-        "WHERE activity_seq = ? ORDER BY position");
+        "SELECT address, name, role, contact_id, company_id, partstat FROM "
+        "activity_participants WHERE activity_seq = ? ORDER BY position");
     p.bind(1, seq);
     std::vector<Participant> out;
     while (p.executeStep()) {
       out.push_back({p.getColumn(0).getString(), p.getColumn(1).getString(),
                      p.getColumn(2).getString(), p.getColumn(3).getString(),
-                     p.getColumn(4).getString()});
+                     p.getColumn(4).getString(), p.getColumn(5).getString()});
     }
     p.reset();
     return out;

@@ -154,6 +154,10 @@ struct Participant {
   std::string role;        // from, to, cc, bcc, organizer, attendee
   std::string contact_id;  // empty when not matched
   std::string company_id;  // empty when not matched
+  // A meeting attendee's answer as last known (PARTSTAT: ACCEPTED, DECLINED,
+  // TENTATIVE, NEEDS-ACTION, ...), from the event or an iMIP REPLY; empty
+  // when none was given, and for mail.
+  std::string partstat;
   bool operator==(const Participant&) const = default;
 };
 

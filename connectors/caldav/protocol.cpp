@@ -153,8 +153,12 @@ std::optional<std::chrono::system_clock::time_point> parse_http_date(std::string
                            std::chrono::month{static_cast<unsigned>(month)},
                            std::chrono::day{static_cast<unsigned>(day)}};
   if (!ymd.ok()) return std::nullopt;
-  return time_point_cast<system_clock::duration>(sys_days{ymd} + hours{hh} + minutes{mm} +
-                                                 seconds{ss});
+  const sys_seconds at = sys_days{ymd} + hours{hh} + minutes{mm} + seconds{ss};
+  // system_clock counts nanoseconds in 64 bits: it ends in April 2262, and
+  // converting a later date overflows (fuzz_multistatus found "Sun, 06 Dec
+  // 4052"). Any such date is past every clamp: it stands as 2262 begins.
+  constexpr sys_seconds kLast = sys_days{std::chrono::year{2262} / 1 / 1};
+  return time_point_cast<system_clock::duration>(std::min(at, kLast));
 }
 
 }  // namespace

@@ -3,6 +3,7 @@
 
 #include "daemon/service/secrets.hpp"
 
+#include <algorithm>
 #include <utility>
 
 namespace crmcap::capture {
@@ -83,6 +84,42 @@ const caldav::SyncError* CaldavPass::first_error() const {
 bool CaldavPass::needs_user() const {
   const auto* e = first_error();
   return e != nullptr && e->retry == caldav::RetryClass::needs_user;
+}
+
+bool CaldavPass::retryable_failure() const {
+  if (error) return error->retry == caldav::RetryClass::retry_later;
+  for (const auto& c : calendars) {
+    if (c.error && c.error->retry == caldav::RetryClass::retry_later) return true;
+  }
+  return false;
+}
+
+std::chrono::milliseconds next_pass_delay(const CaldavPass& pass, unsigned failures,
+                                          std::chrono::seconds interval,
+                                          std::chrono::system_clock::time_point now,
+                                          std::uint64_t random_bits) {
+  using std::chrono::milliseconds;
+  if (!pass.retryable_failure()) return interval;
+  std::optional<std::chrono::system_clock::time_point> retry_at;
+  auto consider = [&](const std::optional<caldav::SyncError>& e) {
+    if (e && e->retry == caldav::RetryClass::retry_later && e->retry_at) {
+      retry_at = retry_at ? std::max(*retry_at, *e->retry_at) : *e->retry_at;
+    }
+  };
+  consider(pass.error);
+  for (const auto& c : pass.calendars) consider(c.error);
+  if (retry_at) {
+    return std::max<milliseconds>(std::chrono::duration_cast<milliseconds>(*retry_at - now),
+                                  caldav::kMinRetryAfter);
+  }
+  const milliseconds first = std::min<milliseconds>(kFirstRetry, interval);
+  const milliseconds cap = std::max<milliseconds>(kMaxBackoff, interval);
+  // 2^16 times the first delay is past any cap: no overflow, no loop.
+  const unsigned doublings = std::min(failures == 0 ? 0u : failures - 1, 16u);
+  const milliseconds base = std::min<milliseconds>(first * (1LL << doublings), cap);
+  const double unit = static_cast<double>(random_bits % 10001) / 10000.0;  // [0, 1]
+  return milliseconds(
+      static_cast<std::int64_t>(static_cast<double>(base.count()) * (0.8 + 0.4 * unit)));
 }
 
 CaldavPass sync_caldav_once(const std::string& mailbox, const std::string& url,

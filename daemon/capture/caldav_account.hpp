@@ -12,6 +12,8 @@
 
 #include <boost/system/result.hpp>
 
+#include <chrono>
+#include <cstdint>
 #include <functional>
 #include <optional>
 #include <set>
@@ -40,6 +42,9 @@ struct CaldavPass {
   // The first error of the pass: discovery's or a calendar's.
   const caldav::SyncError* first_error() const;
   bool needs_user() const;
+  // Whether an error of the pass (discovery's or a calendar's) is worth a
+  // retry (RetryClass::retry_later).
+  bool retryable_failure() const;
 };
 
 // One pass: discovery from `url`, then a sync of every calendar found but
@@ -49,6 +54,28 @@ struct CaldavPass {
 CaldavPass sync_caldav_once(const std::string& mailbox, const std::string& url,
                             caldav::Transport& transport, caldav::CalendarSink& sink,
                             const std::set<std::string>& skip = {});
+
+// How long an account waits after `pass` before its next one:
+// - `interval` when the pass had no retryable failure: it went through, or
+//   failed only in ways that need the user (those calendars are left out of
+//   later passes, and a discovery that needs the user ends the account's
+//   passes: a refused password is never tried again and again);
+// - when a retryable error came with a Retry-After (a 429 or 503), until the
+//   latest such time of the pass (SyncError::retry_at, which the core clamps
+//   to [1 s, 6 h]), at least kMinRetryAfter from `now`;
+// - else an exponential backoff: `failures` is the number of passes in a row
+//   with a retryable failure, this one included (1 for the first); the delay
+//   starts at kFirstRetry (or `interval`, when shorter), doubles with each
+//   failure up to kMaxBackoff (or `interval`, when longer), and is spread by
+//   up to 20% either way by `random_bits`, so that many accounts failing
+//   together do not come back in step. A short outage is thus retried
+//   sooner than the interval, a long one less and less often.
+inline constexpr std::chrono::seconds kFirstRetry{30};
+inline constexpr std::chrono::seconds kMaxBackoff{30 * 60};
+std::chrono::milliseconds next_pass_delay(const CaldavPass& pass, unsigned failures,
+                                          std::chrono::seconds interval,
+                                          std::chrono::system_clock::time_point now,
+                                          std::uint64_t random_bits);
 
 // "2 calendars: work 3 changed, home unchanged; captured 1, skipped 1, failed 1"
 std::string describe(const CaldavPass& pass, const Tally& tally, std::size_t cancelled);

@@ -481,6 +481,54 @@ store::Result<void> Pipeline::imip_update(ImipRun& run, ical::Calendar& cal) {
 }
 
 store::Result<void> Pipeline::imip_cancel(ImipRun& run, ical::Calendar& cal) {
+  // Cancels the stored occurrence `key` of `uid` at `sequence`; `given` is
+  // the occurrence as the CANCEL gives it, null when it gives none (another
+  // occurrence of the series is, or its event cannot be read).
+  auto cancel_stored = [&](const std::string& uid, const std::string& key, int sequence,
+                           const ical::Meeting* given) -> store::Result<void> {
+    Verdicts& v = run.of(uid, sequence);
+    auto stored = stored_meeting(key);
+    if (!stored) return stored.error();
+    if (!*stored) return {};
+    store::Activity& a = **stored;
+    if (!a.meeting) {
+      // Stored without its fields (its event was unreadable): the
+      // occurrence as the CANCEL gives it, where it does.
+      if (given == nullptr) {
+        v.add("left", "stored without meeting fields", key);
+        return {};
+      }
+      v.add("recorded", "", key);
+      run.add(decide_occurrence(*given, run.source), sequence);
+      return {};
+    }
+    if (auto why = stored_version_stands(MeetingOrigin::imip_cancel, sequence, a)) {
+      v.add("kept", std::move(*why), key);
+      return {};
+    }
+    a.meeting->cancelled = true;
+    a.meeting->sequence = sequence;
+    v.add("cancelled", "", key);
+    if (a.status != store::DecisionStatus::captured) {
+      run.add(std::move(a));  // still skipped (or failed), for the same reason
+      return {};
+    }
+    // Decided again, cancelled, as decide_occurrence() decides: its stored
+    // details and participants matched afresh.
+    Outcome o;
+    o.activity = std::move(a);
+    for (auto& p : o.activity.participants) p.contact_id.clear(), p.company_id.clear();
+    o.activity.contact_ids.clear();
+    o.activity.company_ids.clear();
+    o.activity.opportunity_id.clear();
+    match_into(o);
+    if (o.activity.status == store::DecisionStatus::captured) {
+      o.activity.reason = "cancelled; " + o.activity.reason;
+    }
+    run.add(std::move(o), sequence);
+    return {};
+  };
+
   std::vector<std::string> uids;
   for (const auto& m : cal.meetings) add_unique(uids, m.uid);
   for (const std::string& uid : uids) {
@@ -521,51 +569,80 @@ store::Result<void> Pipeline::imip_cancel(ImipRun& run, ical::Calendar& cal) {
       if (!run.first(key)) continue;
       const auto g = given.find(key);
       const ical::Meeting* m = g != given.end() ? g->second : master;
-      Verdicts& v = run.of(uid, m->sequence);
-      auto stored = stored_meeting(key);
-      if (!stored) return stored.error();
-      if (!*stored) continue;
-      store::Activity& a = **stored;
-      if (!a.meeting) {
-        // Stored without its fields (its event was unreadable): the
-        // occurrence as the CANCEL gives it, where it does.
-        if (g == given.end()) {
-          v.add("left", "stored without meeting fields", key);
-          continue;
-        }
-        v.add("recorded", "", key);
-        run.add(decide_occurrence(*m, run.source), m->sequence);
-        continue;
+      if (auto r = cancel_stored(uid, key, m->sequence, g != given.end() ? m : nullptr); !r) {
+        return r;
       }
-      if (auto why = stored_version_stands(MeetingOrigin::imip_cancel, m->sequence, a)) {
-        v.add("kept", std::move(*why), key);
-        continue;
-      }
-      a.meeting->cancelled = true;
-      a.meeting->sequence = m->sequence;
-      v.add("cancelled", "", key);
-      if (a.status != store::DecisionStatus::captured) {
-        run.add(std::move(a));  // still skipped (or failed), for the same reason
-        continue;
-      }
-      // Decided again, cancelled, as decide_occurrence() decides: its stored
-      // details and participants matched afresh.
-      Outcome o;
-      o.activity = std::move(a);
-      for (auto& p : o.activity.participants) p.contact_id.clear(), p.company_id.clear();
-      o.activity.contact_ids.clear();
-      o.activity.company_ids.clear();
-      o.activity.opportunity_id.clear();
-      match_into(o);
-      if (o.activity.status == store::DecisionStatus::captured) {
-        o.activity.reason = "cancelled; " + o.activity.reason;
-      }
-      run.add(std::move(o), m->sequence);
     }
   }
+  // An event that cannot be read still says what it cancels, by UID,
+  // RECURRENCE-ID and SEQUENCE: RFC 5546 lets a CANCEL leave out DTSTART.
+  // What it names that is stored is cancelled as above; with nothing
+  // stored (or no UID) there is no meeting to record, only a failure.
+  const auto unreadable = ical::make_error_code(ical::Errc::bad_event);
   for (const auto& f : cal.failed) {
-    run.failures.push_back("cannot read an event of the iMIP " + run.part->method + ": " +
-                           f.reason);
+    std::vector<std::string> targets;
+    // An unreadable RECURRENCE-ID names no occurrence: nothing is cancelled.
+    const bool named = !f.has_recurrence_id || f.own_recurrence_id;
+    if (!f.uid.empty() && f.code == unreadable && named &&
+        std::find(uids.begin(), uids.end(), f.uid) == uids.end()) {
+      auto known = stored_meeting_keys(f.uid);
+      if (!known) return known.error();
+      if (!f.own_recurrence_id) {
+        targets = *known;
+      } else if (const std::string key = meeting_key(f.uid, f.own_recurrence_id);
+                 std::binary_search(known->begin(), known->end(), key)) {
+        targets.push_back(key);
+      }
+    }
+    if (targets.empty()) {
+      run.failures.push_back("cannot read an event of the iMIP " + run.part->method + ": " +
+                             f.reason);
+      continue;
+    }
+    for (const std::string& key : targets) {
+      if (!run.first(key)) continue;
+      if (auto r = cancel_stored(f.uid, key, f.sequence, nullptr); !r) return r;
+    }
+  }
+  return {};
+}
+
+store::Result<void> Pipeline::record_answers(ImipRun& run, const ical::Calendar& cal,
+                                             const std::string& uid,
+                                             const std::vector<std::string>& known,
+                                             std::vector<std::string>& recorded) {
+  for (const auto& m : cal.meetings) {
+    if (m.uid != uid) continue;
+    // A REPLY to one occurrence answers for it; one to the event, for all.
+    std::vector<std::string> keys;
+    const std::string key = meeting_key(uid, m.recurrence_id);
+    if (!m.recurrence_id) {
+      keys = known;
+    } else if (std::binary_search(known.begin(), known.end(), key)) {
+      keys.push_back(key);
+    }
+    for (const std::string& key : keys) {
+      if (!run.first(key)) continue;
+      auto stored = stored_meeting(key);
+      if (!stored) return stored.error();
+      if (!*stored || !(*stored)->meeting) continue;
+      store::Activity& a = **stored;
+      // An answer to an older revision is out of date (RFC 5546 2.1.5).
+      if (m.sequence < a.meeting->sequence) continue;
+      bool changed = false;
+      for (const auto& answer : m.attendees) {
+        const std::string addr = normalize_address(answer.address, settings_.strip_plus_tags);
+        for (auto& p : a.participants) {
+          if (p.role == "attendee" && p.address == addr && p.partstat != answer.partstat) {
+            p.partstat = answer.partstat;
+            changed = true;
+          }
+        }
+      }
+      if (!changed) continue;
+      recorded.push_back(key);
+      run.add(std::move(a));
+    }
   }
   return {};
 }
@@ -600,7 +677,14 @@ store::Result<void> Pipeline::imip_answer(ImipRun& run, const ical::Calendar& ca
     if (!known) return known.error();
     if (!known->empty()) {
       // The meeting's details are the organizer's: an answer changes none.
-      add_unique(run.lines, line);
+      // A REPLY's PARTSTAT is recorded on the attendee, though.
+      std::vector<std::string> recorded;
+      if (run.part->method == "REPLY") {
+        auto r = record_answers(run, cal, uid, *known, recorded);
+        if (!r) return r;
+      }
+      add_unique(run.lines,
+                 recorded.empty() ? line : line + ": answer recorded on " + occurrences(recorded));
       continue;
     }
     // Nothing stored: the meeting as the answer gives it.

@@ -158,6 +158,12 @@ class Pipeline {
   store::Result<void> imip_update(ImipRun& run, ical::Calendar& cal);
   store::Result<void> imip_cancel(ImipRun& run, ical::Calendar& cal);
   store::Result<void> imip_answer(ImipRun& run, const ical::Calendar& cal);
+  // A REPLY's PARTSTATs onto the attendees of the stored occurrences of
+  // `uid` (`known`, sorted) that it answers for, unless it answers an older
+  // SEQUENCE; the keys of those it changed are appended to `recorded`.
+  store::Result<void> record_answers(ImipRun& run, const ical::Calendar& cal,
+                                     const std::string& uid, const std::vector<std::string>& known,
+                                     std::vector<std::string>& recorded);
   // decide_meeting without rule 6: the occurrence's own decision.
   Outcome decide_occurrence(const ical::Meeting& m, const MessageSource& source);
   // The meeting occurrence pending in this batch under `key`, else the

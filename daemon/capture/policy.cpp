@@ -43,7 +43,9 @@ std::vector<store::Participant> meeting_participants(const ical::Meeting& m, boo
                     [&](const store::Participant& p) { return p.address == addr; })) {
       return;
     }
-    people.push_back({std::move(addr), x.name, role, "", ""});
+    // An organizer's PARTSTAT says nothing of an answer: kept for attendees.
+    const bool attendee = std::string_view(role) == "attendee";
+    people.push_back({std::move(addr), x.name, role, "", "", attendee ? x.partstat : ""});
   };
   if (m.organizer) add(*m.organizer, "organizer");
   for (const auto& a : m.attendees) add(a, "attendee");

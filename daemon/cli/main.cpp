@@ -58,6 +58,7 @@ boost::json::object activity_json(const store::Activity& a) {
           p.contact_id.empty() ? boost::json::value(nullptr) : boost::json::value(p.contact_id)},
          {"company_id",
           p.company_id.empty() ? boost::json::value(nullptr) : boost::json::value(p.company_id)}});
+    if (!p.partstat.empty()) participants.back().as_object()["partstat"] = p.partstat;
   }
   boost::json::array contacts(a.contact_ids.begin(), a.contact_ids.end());
   boost::json::array companies(a.company_ids.begin(), a.company_ids.end());

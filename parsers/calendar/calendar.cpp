@@ -1057,11 +1057,31 @@ struct Output {
     EventFailure f;
     f.uid = std::move(uid);
     if (e != nullptr && e->rid) f.recurrence_id = when_of(*e->rid);
+    if (e != nullptr) {
+      f.sequence = e->proto.sequence;
+      f.has_recurrence_id = e->rid.has_value();
+      f.own_recurrence_id = f.recurrence_id;
+    }
     f.code = make_error_code(code);
     f.reason = text::repair_utf8(reason);
     cal.failed.push_back(std::move(f));
   }
 };
+
+// What a VEVENT that could not be read still says of itself
+// (EventFailure::sequence, has_recurrence_id, own_recurrence_id). Its
+// RECURRENCE-ID is read in its own TZID, UTC or the floating zone: without a
+// readable DTSTART there is no other zone to follow.
+void identify(icalcomponent* c, ZoneBook& zones, EventFailure& f) {
+  if (icalproperty* p = icalcomponent_get_first_property(c, ICAL_SEQUENCE_PROPERTY)) {
+    f.sequence = std::max(0, icalproperty_get_sequence(p));
+  }
+  if (icalproperty* p = icalcomponent_get_first_property(c, ICAL_RECURRENCEID_PROPERTY)) {
+    f.has_recurrence_id = true;
+    std::string ignored;
+    if (auto rid = read_time(p, zones, nullptr, ignored)) f.own_recurrence_id = when_of(*rid);
+  }
+}
 
 Meeting meeting_at(const Event& e, std::int64_t start, std::int64_t end,
                    const icaltimetype* start_date, const icaltimetype* end_date) {
@@ -1352,6 +1372,7 @@ Result<Calendar> parse_impl(std::string_view ics, const ParseOptions& o) {
           if (why.size() < 600) why += "; " + n;
         }
         out.fail(nullptr, text::repair_utf8(text::trim(first_text(c, ICAL_UID_PROPERTY))), why);
+        identify(c, zones, cal.failed.back());
         continue;
       }
       events.push_back(std::move(*e));

@@ -131,6 +131,17 @@ struct EventFailure {
   std::optional<When> recurrence_id;
   std::error_code code;  // Errc::bad_event or Errc::limit_exceeded
   std::string reason;    // what and where, e.g. "VEVENT 3: no DTSTART"
+  // What the VEVENT names, read even when the event itself is not: an iMIP
+  // CANCEL need not say when (RFC 5546 makes DTSTART optional there), yet
+  // names what it cancels and in which revision. Its SEQUENCE (0 when it has
+  // none); whether it has a RECURRENCE-ID, and that RECURRENCE-ID when it
+  // can be read on its own (in its TZID, UTC or the floating zone). Kept
+  // apart from recurrence_id, which keys the failure: an override that
+  // cannot be read must not take the key of the occurrence its series still
+  // gives.
+  int sequence = 0;
+  bool has_recurrence_id = false;
+  std::optional<When> own_recurrence_id;
 };
 
 struct Calendar {

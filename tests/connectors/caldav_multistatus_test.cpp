@@ -308,6 +308,9 @@ TEST(CaldavRetryAfter, SecondsDatesAndClamp) {
   EXPECT_EQ(parse_retry_after("Sun Nov  6 08:49:37 1994", now), now + 30s);
   EXPECT_EQ(parse_retry_after("Sat, 05 Nov 1994 08:49:37 GMT", now), now + kMinRetryAfter);
   EXPECT_EQ(parse_retry_after("Fri, 06 Nov 2099 08:49:37 GMT", now), now + kMaxRetryAfter);
+  // Past what system_clock holds (found by fuzz_multistatus): clamped, no overflow.
+  EXPECT_EQ(parse_retry_after("Sun, 06 Dec 4052 20:00:00 GMT", now), now + kMaxRetryAfter);
+  EXPECT_EQ(parse_retry_after("Fri, 31 Dec 9999 23:59:59 GMT", now), now + kMaxRetryAfter);
   EXPECT_FALSE(parse_retry_after("soon", now));
   EXPECT_FALSE(parse_retry_after("", now));
   EXPECT_FALSE(parse_retry_after("Sun, 31 Feb 1994 08:49:37 GMT", now));

@@ -10,10 +10,13 @@
 
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <map>
+#include <set>
 #include <thread>
+#include <vector>
 
 namespace fs = std::filesystem;
 using namespace crmcap;
@@ -224,6 +227,266 @@ TEST_F(CaldavSync, AWrongPasswordNeedsTheUser) {
   EXPECT_TRUE(st->list({}).value().empty());
 }
 
+// A meeting organized by alice with these attendees (SEQUENCE as given).
+std::string meeting_with(const std::string& uid, const std::vector<std::string>& attendees,
+                         int sequence = 0) {
+  std::string body = "BEGIN:VEVENT\nUID:" + uid +
+                     "\nDTSTAMP:20261101T000000Z\nSEQUENCE:" + std::to_string(sequence) +
+                     "\nDTSTART:20261201T100000Z\nDTEND:20261201T110000Z\nSUMMARY:Meeting " + uid +
+                     "\nORGANIZER;CN=Alice:mailto:alice@example.com";
+  for (const auto& a : attendees) body += "\nATTENDEE;PARTSTAT=ACCEPTED:mailto:" + a;
+  return ics(body + "\nEND:VEVENT");
+}
+
+std::vector<std::string> sorted(std::vector<std::string> v) {
+  std::sort(v.begin(), v.end());
+  return v;
+}
+
+std::vector<std::string> addresses(const store::Activity& a) {
+  std::vector<std::string> out;
+  for (const auto& p : a.participants) out.push_back(p.address);
+  return sorted(std::move(out));
+}
+
+TEST_F(CaldavSync, FirstSyncOfAnEmptyCalendar) {
+  auto pass = sync();
+  ASSERT_EQ(pass.calendars.size(), 1u);
+  ASSERT_TRUE(pass.calendars[0].report);
+  EXPECT_EQ(pass.calendars[0].report->changed, 0u);
+  EXPECT_EQ(pass.calendars[0].report->deleted, 0u);
+  EXPECT_TRUE(st->list({}).value().empty());
+  EXPECT_EQ(sink->counters().captured + sink->counters().skipped + sink->counters().failed, 0u);
+  // The state is stored all the same: the next sync asks nothing more.
+  auto rec = st->calendar("m", cal).value();
+  ASSERT_TRUE(rec);
+  EXPECT_TRUE(rec->items.empty());
+  EXPECT_FALSE(rec->sync_token.empty());
+  pass = sync();
+  ASSERT_EQ(pass.calendars.size(), 1u);
+  EXPECT_EQ(pass.calendars[0].report->mode, caldav::SyncReport::Mode::unchanged);
+  EXPECT_EQ(pass.calendars[0].report->requests, 1u);
+  EXPECT_TRUE(st->list({}).value().empty());
+}
+
+TEST_F(CaldavSync, FirstSyncOfOneEvent) {
+  const std::string etag = dav->put_event("work", "acme.ics", meeting("ev-acme", "jane@acme.com"));
+  auto pass = sync();
+  ASSERT_EQ(pass.calendars.size(), 1u);
+  EXPECT_EQ(pass.calendars[0].report->changed, 1u);
+  auto all = by_key();
+  ASSERT_EQ(all.size(), 1u);
+  const auto& a = all.at("ical:ev-acme");
+  EXPECT_EQ(a.status, store::DecisionStatus::captured) << a.reason;
+  EXPECT_EQ(a.direction, store::Direction::outbound);
+  EXPECT_EQ(a.opportunity_id, "O-1") << a.reason;
+  EXPECT_EQ(addresses(a), (std::vector<std::string>{"alice@example.com", "jane@acme.com"}));
+  EXPECT_EQ(sink->counters().captured, 1u);
+  EXPECT_EQ(sink->counters().skipped + sink->counters().failed, 0u);
+  auto rec = st->calendar("m", cal).value();
+  ASSERT_TRUE(rec);
+  ASSERT_EQ(rec->items.size(), 1u);
+  EXPECT_EQ(rec->items.begin()->first, cal + "acme.ics");
+  EXPECT_EQ(rec->items.begin()->second, etag);
+}
+
+TEST_F(CaldavSync, FirstSyncOf250EventsThenNoDuplicates) {
+  // 200 with a customer, every fifth internal only (skipped).
+  constexpr int kEvents = 250;
+  for (int i = 0; i < kEvents; ++i) {
+    char day[32];
+    std::snprintf(day, sizeof day, "202612%02dT%02d", 1 + i % 28, 8 + i % 10);
+    const std::string who = i % 5 == 4 ? "bob@example.com" : "jane@acme.com";
+    dav->put_event("work", "ev" + std::to_string(i) + ".ics",
+                   meeting("ev-" + std::to_string(i), who, std::string(day) + "0000Z",
+                           std::string(day) + "3000Z"));
+  }
+  auto pass = sync();
+  ASSERT_EQ(pass.calendars.size(), 1u);
+  const auto& report = *pass.calendars[0].report;
+  EXPECT_EQ(report.changed, static_cast<std::size_t>(kEvents));
+  EXPECT_EQ(report.failed, 0u);
+  // 100 hrefs a multiget: at least three commits, each its own transaction.
+  EXPECT_GE(report.commits, 3u);
+  auto all = by_key();
+  ASSERT_EQ(all.size(), static_cast<std::size_t>(kEvents));
+  std::size_t captured = 0, skipped = 0;
+  std::set<std::string> ids;
+  for (const auto& [key, a] : all) {
+    ids.insert(a.id);
+    EXPECT_EQ(a.sources.size(), 1u) << key;
+    captured += a.status == store::DecisionStatus::captured;
+    skipped += a.status == store::DecisionStatus::skipped;
+  }
+  EXPECT_EQ(ids.size(), static_cast<std::size_t>(kEvents));
+  EXPECT_EQ(captured, 200u);
+  EXPECT_EQ(skipped, 50u);
+  EXPECT_EQ(sink->counters().captured, 200u);
+  EXPECT_EQ(sink->counters().skipped, 50u);
+  EXPECT_EQ(sink->counters().failed, 0u);
+  EXPECT_EQ(st->calendar("m", cal).value()->items.size(), static_cast<std::size_t>(kEvents));
+
+  // Nothing changed: one request, nothing written.
+  std::this_thread::sleep_for(std::chrono::milliseconds(1100));
+  pass = sync();
+  EXPECT_EQ(pass.calendars[0].report->mode, caldav::SyncReport::Mode::unchanged);
+  EXPECT_EQ(pass.calendars[0].report->requests, 1u);
+  auto again = by_key();
+  ASSERT_EQ(again.size(), all.size());
+  for (const auto& [key, a] : again) EXPECT_EQ(a.updated_at, all.at(key).updated_at) << key;
+  EXPECT_EQ(sink->counters().captured, 200u);
+
+  // One new and one changed: exactly those two, the rest untouched.
+  dav->put_event("work", "new.ics", meeting("ev-new", "hank@globex.com"));
+  dav->put_event("work", "ev7.ics",
+                 meeting("ev-7", "jane@acme.com", "20261220T100000Z", "20261220T110000Z"));
+  pass = sync();
+  EXPECT_EQ(pass.calendars[0].report->mode, caldav::SyncReport::Mode::sync_collection);
+  EXPECT_EQ(pass.calendars[0].report->changed, 2u);
+  again = by_key();
+  ASSERT_EQ(again.size(), static_cast<std::size_t>(kEvents + 1));
+  EXPECT_EQ(again.at("ical:ev-7").id, all.at("ical:ev-7").id);
+  EXPECT_EQ(again.at("ical:ev-7").occurred_at, "2026-12-20T10:00:00Z");
+  EXPECT_EQ(again.at("ical:ev-new").status, store::DecisionStatus::captured);
+  std::size_t touched = 0;
+  for (const auto& [key, a] : all) touched += again.at(key).updated_at != a.updated_at;
+  EXPECT_EQ(touched, 1u);
+  EXPECT_EQ(sink->counters().captured, 202u);
+}
+
+TEST_F(CaldavSync, AnAttendeeAddedUpdatesParticipantsAndLinksInPlace) {
+  // Initech has two open opportunities: none is chosen.
+  dav->put_event("work", "m.ics", meeting_with("ev-m", {"peter@initech.com"}));
+  sync();
+  auto all = by_key();
+  ASSERT_EQ(all.size(), 1u);
+  const store::Activity before = all.at("ical:ev-m");
+  EXPECT_EQ(before.contact_ids, std::vector<std::string>{"C-3"});
+  EXPECT_EQ(before.company_ids, std::vector<std::string>{"CO-3"});
+  EXPECT_EQ(before.opportunity_id, "") << before.reason;
+
+  // Jane (a role on O-1) is invited too.
+  dav->put_event("work", "m.ics", meeting_with("ev-m", {"peter@initech.com", "jane@acme.com"}, 1));
+  auto pass = sync();
+  EXPECT_EQ(pass.calendars[0].report->changed, 1u);
+  all = by_key();
+  ASSERT_EQ(all.size(), 1u);
+  const auto& a = all.at("ical:ev-m");
+  EXPECT_EQ(a.id, before.id);
+  EXPECT_EQ(a.status, store::DecisionStatus::captured);
+  EXPECT_EQ(addresses(a),
+            (std::vector<std::string>{"alice@example.com", "jane@acme.com", "peter@initech.com"}));
+  EXPECT_EQ(sorted(a.contact_ids), (std::vector<std::string>{"C-1", "C-3"}));
+  EXPECT_EQ(sorted(a.company_ids), (std::vector<std::string>{"CO-1", "CO-3"}));
+  EXPECT_EQ(a.opportunity_id, "O-1") << a.reason;
+  ASSERT_TRUE(a.meeting);
+  EXPECT_EQ(a.meeting->sequence, 1);
+  EXPECT_FALSE(a.meeting->cancelled);
+  ASSERT_EQ(a.sources.size(), 1u);
+  EXPECT_TRUE(a.sources[0].removed_at.empty());
+}
+
+TEST_F(CaldavSync, AMovedOccurrenceOfASeriesUpdatesInPlace) {
+  const std::string series =
+      "BEGIN:VEVENT\nUID:ev-weekly\nDTSTAMP:20261101T000000Z\nDTSTART:20261202T150000Z\n"
+      "DTEND:20261202T153000Z\nRRULE:FREQ=WEEKLY;COUNT=3\nSUMMARY:Weekly\n"
+      "ORGANIZER:mailto:alice@example.com\nATTENDEE;PARTSTAT=ACCEPTED:mailto:jane@acme.com\n"
+      "END:VEVENT";
+  dav->put_event("work", "weekly.ics", ics(series));
+  sync();
+  const auto before = by_key();
+  ASSERT_EQ(before.size(), 3u);
+  const std::string key = "ical:ev-weekly/2026-12-09T15:00:00Z";
+  // The second occurrence moved a day later and to 17:00, with Hank invited.
+  const std::string moved =
+      "\nBEGIN:VEVENT\nUID:ev-weekly\nDTSTAMP:20261102T000000Z\nRECURRENCE-ID:20261209T150000Z\n"
+      "DTSTART:20261210T170000Z\nDTEND:20261210T173000Z\nSUMMARY:Weekly (moved)\n"
+      "ORGANIZER:mailto:alice@example.com\nATTENDEE;PARTSTAT=ACCEPTED:mailto:jane@acme.com\n"
+      "ATTENDEE;PARTSTAT=ACCEPTED:mailto:hank@globex.com\nEND:VEVENT";
+  dav->put_event("work", "weekly.ics", ics(series + moved));
+  auto pass = sync();
+  EXPECT_EQ(pass.calendars[0].report->changed, 1u);
+  auto all = by_key();
+  ASSERT_EQ(all.size(), 3u);
+  const auto& m = all.at(key);
+  EXPECT_EQ(m.id, before.at(key).id);
+  EXPECT_EQ(m.occurred_at, "2026-12-10T17:00:00Z");
+  ASSERT_TRUE(m.meeting);
+  EXPECT_EQ(m.meeting->starts_at, "2026-12-10T17:00:00Z");
+  EXPECT_EQ(m.meeting->ends_at, "2026-12-10T17:30:00Z");
+  EXPECT_FALSE(m.meeting->cancelled) << m.reason;
+  EXPECT_EQ(m.subject, "Weekly (moved)");
+  EXPECT_EQ(sorted(m.contact_ids), (std::vector<std::string>{"C-1", "C-2"}));
+  ASSERT_EQ(m.sources.size(), 1u);
+  EXPECT_TRUE(m.sources[0].removed_at.empty());
+  // The other occurrences are as they were.
+  for (const char* k :
+       {"ical:ev-weekly/2026-12-02T15:00:00Z", "ical:ev-weekly/2026-12-16T15:00:00Z"}) {
+    EXPECT_EQ(all.at(k).id, before.at(k).id) << k;
+    EXPECT_EQ(all.at(k).occurred_at, before.at(k).occurred_at) << k;
+    EXPECT_FALSE(all.at(k).meeting->cancelled) << k;
+    EXPECT_EQ(all.at(k).contact_ids, std::vector<std::string>{"C-1"}) << k;
+  }
+  EXPECT_EQ(sink->cancelled(), 0u);
+}
+
+TEST_F(CaldavSync, AnInvalidSyncTokenFallsBackToAFullListing) {
+  dav->put_event("work", "a.ics", meeting("ev-a", "jane@acme.com"));
+  dav->put_event("work", "b.ics", meeting("ev-b", "hank@globex.com"));
+  dav->put_event("work", "c.ics", meeting("ev-c", "peter@initech.com"));
+  sync();
+  const auto before = by_key();
+  ASSERT_EQ(before.size(), 3u);
+  const std::string real_token = st->calendar("m", cal).value()->sync_token;
+
+  // Meanwhile: a moved, b deleted, d new, c unchanged.
+  dav->put_event("work", "a.ics",
+                 meeting("ev-a", "jane@acme.com", "20261204T090000Z", "20261204T100000Z"));
+  dav->delete_event("work", "b.ics");
+  dav->put_event("work", "d.ics", meeting("ev-d", "jane@acme.com"));
+  // A token of Radicale's form that it never issued, and one of no form:
+  // Radicale answers 403 with DAV:valid-sync-token to either.
+  for (const std::string& bogus :
+       {std::string("http://radicale.org/ns/sync/") + std::string(64, 'a'),
+        std::string("not-a-token")}) {
+    SCOPED_TRACE(bogus);
+    caldav::CalendarChanges forged;
+    forged.state = {cal, bogus, ""};
+    ASSERT_TRUE(sink->commit(forged));
+    ASSERT_EQ(st->calendar("m", cal).value()->sync_token, bogus);
+
+    auto pass = sync();
+    ASSERT_EQ(pass.calendars.size(), 1u);
+    const auto& report = *pass.calendars[0].report;
+    EXPECT_TRUE(report.fell_back);
+    EXPECT_EQ(report.mode, caldav::SyncReport::Mode::etag_listing);
+    auto all = by_key();
+    ASSERT_EQ(all.size(), 4u);
+    for (const auto& [key, a] : before) EXPECT_EQ(all.at(key).id, a.id) << key;
+    EXPECT_EQ(all.at("ical:ev-a").occurred_at, "2026-12-04T09:00:00Z");
+    EXPECT_FALSE(all.at("ical:ev-a").meeting->cancelled);
+    EXPECT_TRUE(all.at("ical:ev-b").meeting->cancelled);
+    EXPECT_FALSE(all.at("ical:ev-c").meeting->cancelled);
+    EXPECT_EQ(all.at("ical:ev-c").updated_at, before.at("ical:ev-c").updated_at);
+    EXPECT_EQ(all.at("ical:ev-d").status, store::DecisionStatus::captured);
+    for (const auto& [key, a] : all) EXPECT_EQ(a.sources.size(), 1u) << key;
+    auto rec = st->calendar("m", cal).value();
+    ASSERT_TRUE(rec);
+    EXPECT_NE(rec->sync_token, bogus);
+    EXPECT_NE(rec->sync_token, real_token);
+    std::vector<std::string> hrefs;
+    for (const auto& [href, etag] : rec->items) hrefs.push_back(href);
+    EXPECT_EQ(hrefs, (std::vector<std::string>{cal + "a.ics", cal + "c.ics", cal + "d.ics"}));
+    // The token stored is the server's again: the next sync asks nothing more.
+    pass = sync();
+    EXPECT_EQ(pass.calendars[0].report->mode, caldav::SyncReport::Mode::unchanged);
+  }
+  // a (twice: first version, then moved), b, c, d: no decision made twice
+  // for an unchanged item.
+  EXPECT_EQ(sink->counters().captured, 5u);
+  EXPECT_EQ(sink->cancelled(), 1u);
+}
+
 using test::run;
 
 TEST_F(CaldavSync, DaemonOnceSyncsAMailboxWithOnlyCaldav) {
@@ -250,6 +513,9 @@ TEST_F(CaldavSync, DaemonOnceSyncsAMailboxWithOnlyCaldav) {
   auto a = run("crm-capture", "--store " + db.string() + " activities --json");
   ASSERT_EQ(a.status, 0) << a.out;
   EXPECT_NE(a.out.find("Meeting ev-acme"), std::string::npos) << a.out;
+  // Jane's answer as the event gives it.
+  EXPECT_NE(a.out.find(R"("address":"jane@acme.com")"), std::string::npos) << a.out;
+  EXPECT_NE(a.out.find(R"("partstat":"ACCEPTED")"), std::string::npos) << a.out;
   // Once more: nothing changed.
   d = run("crm-captured", "--once --config " + conf.string());
   ASSERT_EQ(d.status, 0) << d.out;

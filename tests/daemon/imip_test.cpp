@@ -13,6 +13,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <ctime>
 #include <filesystem>
 #include <fstream>
@@ -346,7 +347,8 @@ TEST(Imip, ACancelOfTheMeetingCancelsItWhole) {
 }
 
 // An attendee's REPLY changes no stored meeting (its time and subject may be
-// the answering client's); it is listed with who answered what.
+// the answering client's); it is listed with who answered what, and the
+// answer (PARTSTAT) is recorded on that attendee.
 TEST(Imip, AReplyChangesNoStoredMeeting) {
   Fixture f;
   f.deliver({imip("REQUEST", "r0@acme.com", review(0, k_dec1 + 14 * 3600))});
@@ -355,17 +357,61 @@ TEST(Imip, AReplyChangesNoStoredMeeting) {
   const auto sum = f.deliver({imip("REPLY", "a1@globex.com",
                                    hank_accepts("DTSTART:" + ics_time(k_dec1 + 9 * 3600) + "\r\n"),
                                    "hank@globex.com", "Accepted: Pilot review")});
-  EXPECT_EQ(sum.line(), "seen 1, captured 0, skipped 1 (imip 1), failed 0");
+  // The mail, and the meeting written again with Hank's answer.
+  EXPECT_EQ(sum.line(), "seen 2, captured 1, skipped 1 (imip 1), failed 0");
   const auto after = f.get("ical:review-1@acme.com");
   EXPECT_EQ(after->subject, "Pilot review");
   EXPECT_EQ(after->meeting, before->meeting);
-  EXPECT_EQ(after->participants, before->participants);
-  EXPECT_EQ(after->updated_at, before->updated_at);
-  EXPECT_EQ(after->sources.size(), 1u);
+  EXPECT_EQ(after->occurred_at, before->occurred_at);
+  // Only Hank's answer changed.
+  auto expected = before->participants;
+  ASSERT_EQ(expected.size(), 3u);
+  EXPECT_EQ(expected[2].address, "hank@globex.com");
+  EXPECT_EQ(expected[2].partstat, "NEEDS-ACTION");
+  expected[2].partstat = "ACCEPTED";
+  EXPECT_EQ(after->participants, expected);
   EXPECT_EQ(f.meetings().size(), 1u);
   EXPECT_EQ(f.mail("a1@globex.com").reason,
             "skipped (imip): iMIP REPLY from hank@globex.com: ACCEPTED for meeting "
+            "review-1@acme.com: answer recorded on ical:review-1@acme.com");
+}
+
+// A REPLY to an older SEQUENCE records nothing; one to an occurrence of a
+// series (RECURRENCE-ID) records on that occurrence only.
+TEST(Imip, AReplyRecordsTheAnswerOfItsRevisionAndOccurrence) {
+  Fixture f;
+  f.deliver({imip("REQUEST", "r1@acme.com", review(1, k_dec1 + 14 * 3600))});
+  f.deliver({imip("REPLY", "a0@globex.com",
+                  hank_accepts("DTSTART:" + ics_time(k_dec1 + 14 * 3600) + "\r\n"),
+                  "hank@globex.com", "Accepted: Pilot review")});
+  auto m = f.get("ical:review-1@acme.com");
+  ASSERT_TRUE(m && m->participants.size() == 3u);
+  EXPECT_EQ(m->participants[2].partstat, "NEEDS-ACTION");
+  EXPECT_EQ(f.mail("a0@globex.com").reason,
+            "skipped (imip): iMIP REPLY from hank@globex.com: ACCEPTED for meeting "
             "review-1@acme.com");
+
+  f.deliver({imip("REQUEST", "w0@acme.com", f.weekly(0))});
+  const std::string second = ics_time(f.base + 7 * k_day + 14 * 3600);
+  f.deliver({imip("REPLY", "w1@globex.com",
+                  vevent("UID:weekly@acme.com\r\nSEQUENCE:0\r\nRECURRENCE-ID:" + second +
+                         "\r\nDTSTART:" + second +
+                         "\r\nORGANIZER:mailto:jane@acme.com\r\n"
+                         "ATTENDEE;PARTSTAT=DECLINED:mailto:hank@globex.com\r\n"),
+                  "hank@globex.com", "Declined: Pilot sync")});
+  for (int week = 0; week < 4; ++week) {
+    const auto o = f.get(f.occurrence(week));
+    ASSERT_TRUE(o) << week;
+    const auto hank = std::find_if(o->participants.begin(), o->participants.end(),
+                                   [](const auto& p) { return p.address == "hank@globex.com"; });
+    ASSERT_NE(hank, o->participants.end()) << week;
+    EXPECT_EQ(hank->partstat, week == 1 ? "DECLINED" : "NEEDS-ACTION") << week;
+    EXPECT_FALSE(o->meeting->cancelled) << week;
+  }
+  EXPECT_EQ(f.mail("w1@globex.com").reason,
+            "skipped (imip): iMIP REPLY from hank@globex.com: DECLINED for meeting "
+            "weekly@acme.com: answer recorded on " +
+                f.occurrence(1));
 }
 
 // A REPLY with nothing stored for its UID (the owner organized the meeting
@@ -472,4 +518,60 @@ TEST(Imip, ACopyInAnExcludedFolderKeepsItsDecision) {
   f.deliver({imip("REQUEST", "t1@acme.com", review(1, k_dec1 + 9 * 3600))}, false, "Trash");
   EXPECT_EQ(f.mail("t1@acme.com").rule, "folder");
   EXPECT_EQ(f.get("ical:review-1@acme.com")->meeting->sequence, 0);
+}
+
+// RFC 5546 lets a CANCEL leave out DTSTART: its event cannot be read, but it
+// still names what it cancels by UID, RECURRENCE-ID and SEQUENCE. What is
+// stored is cancelled (the meeting keeps its time and subject); an older
+// SEQUENCE changes nothing; with nothing stored it is a failed row.
+TEST(Imip, ACancelWithoutDtstartStillCancels) {
+  Fixture f;
+  f.deliver({imip("REQUEST", "r2@acme.com", review(2, k_dec1 + 14 * 3600))});
+  // Older than what is stored: kept.
+  f.deliver({imip("CANCEL", "c1@acme.com",
+                  vevent("UID:review-1@acme.com\r\nSEQUENCE:1\r\nSTATUS:CANCELLED\r\n"
+                         "ORGANIZER:mailto:jane@acme.com\r\n"))});
+  EXPECT_FALSE(f.get("ical:review-1@acme.com")->meeting->cancelled);
+  EXPECT_EQ(f.mail("c1@acme.com").reason,
+            "skipped (imip): iMIP CANCEL for meeting review-1@acme.com, SEQUENCE 1: kept "
+            "ical:review-1@acme.com (the stored SEQUENCE 2 is newer)");
+  EXPECT_FALSE(f.get("imip:c1@acme.com#1"));
+
+  f.deliver({imip("CANCEL", "c3@acme.com",
+                  vevent("UID:review-1@acme.com\r\nSEQUENCE:3\r\nSTATUS:CANCELLED\r\n"
+                         "ORGANIZER:mailto:jane@acme.com\r\n"))});
+  const auto m = f.get("ical:review-1@acme.com");
+  ASSERT_TRUE(m && m->meeting);
+  EXPECT_TRUE(m->meeting->cancelled);
+  EXPECT_EQ(m->meeting->sequence, 3);
+  EXPECT_EQ(m->meeting->starts_at, "2026-12-01T14:00:00Z");
+  EXPECT_EQ(m->subject, "Pilot review");
+  EXPECT_EQ(m->status, DecisionStatus::captured);
+  EXPECT_EQ(m->reason.rfind("iMIP CANCEL, SEQUENCE 3, in mail <c3@acme.com>; cancelled; ", 0), 0u)
+      << m->reason;
+  EXPECT_EQ(f.mail("c3@acme.com").reason,
+            "skipped (imip): iMIP CANCEL for meeting review-1@acme.com, SEQUENCE 3: cancelled "
+            "ical:review-1@acme.com");
+  EXPECT_FALSE(f.get("imip:c3@acme.com#1"));
+
+  // One occurrence of a series, by its RECURRENCE-ID alone.
+  f.deliver({imip("REQUEST", "w0@acme.com", f.weekly(0))});
+  const std::string second = ics_time(f.base + 7 * k_day + 14 * 3600);
+  f.deliver({imip("CANCEL", "w1@acme.com",
+                  vevent("UID:weekly@acme.com\r\nSEQUENCE:1\r\nRECURRENCE-ID:" + second +
+                         "\r\nORGANIZER:mailto:jane@acme.com\r\n"))});
+  for (int week = 0; week < 4; ++week) {
+    const auto o = f.get(f.occurrence(week));
+    ASSERT_TRUE(o && o->meeting) << week;
+    EXPECT_EQ(o->meeting->cancelled, week == 1) << week;
+  }
+
+  // Nothing stored for the UID: nothing to cancel, a failed row.
+  f.deliver({imip("CANCEL", "c9@acme.com",
+                  vevent("UID:unknown@acme.com\r\nSEQUENCE:1\r\n"
+                         "ORGANIZER:mailto:jane@acme.com\r\n"))});
+  const auto failed = f.get("imip:c9@acme.com#1");
+  ASSERT_TRUE(failed);
+  EXPECT_EQ(failed->status, DecisionStatus::failed);
+  EXPECT_FALSE(f.get("ical:unknown@acme.com"));
 }

@@ -15,8 +15,9 @@
 # -DCRMCAP_BENCH=OFF; reused by the next run, so only changes are rebuilt),
 # DIR/corpus/TARGET (a fresh copy of the seeds at every run, which the fuzzer
 # adds to), DIR/artifacts/TARGET (crash, leak and timeout inputs) and
-# DIR/TARGET.log. Seeds: tests/corpora/mail/*.eml, ics/*.ics, csv/*.csv, and
-# the server bytes (S: lines) of tests/transcripts/imap/*.txt.
+# DIR/TARGET.log. Seeds: tests/corpora/mail/*.eml, ics/*.ics, csv/*.csv,
+# multistatus/*, the server bytes (S: lines) of tests/transcripts/imap/*.txt
+# and the response bodies of tests/transcripts/caldav/*.txt.
 #
 # Each target runs N seconds (default 5) with -seed=1, so that a run is
 # repeatable on one machine. Exit status 0 when every target built and ran
@@ -56,7 +57,7 @@ fi
 mkdir -p "$work"
 work=$(cd "$work" && pwd)
 build=$work/build
-targets=(fuzz_csv fuzz_ical fuzz_imap fuzz_mail)
+targets=(fuzz_csv fuzz_ical fuzz_imap fuzz_mail fuzz_multistatus)
 
 start=$SECONDS
 echo "== configure $build (CXX=$cxx)"
@@ -93,6 +94,19 @@ seed_corpus() {
         sed -n -e 's/^S: //p' -e 's/^S:$//p' "$f" | sed 's/$/\r/' >"$dir/$(basename "$f" .txt)"
       done
       ;;
+    fuzz_multistatus)
+      cp "$source_dir"/tests/corpora/multistatus/*.xml "$source_dir"/tests/corpora/multistatus/*.txt "$dir"/
+      # Each response body of the recorded exchanges (after S: and its H:
+      # lines, up to the "." line), as tests/transcripts/caldav/*.txt hold them.
+      local t
+      for t in "$source_dir"/tests/transcripts/caldav/*.txt; do
+        awk -v out="$dir/$(basename "$t" .txt)" '
+          /^S: / { body = 1; n++; file = sprintf("%s_%03d.xml", out, n); printf "" >file; next }
+          body && /^H: / { next }
+          body && /^\.$/ { body = 0; close(file); next }
+          body { print >file }' "$t"
+      done
+      ;;
   esac
 }
 
@@ -103,6 +117,7 @@ options_of() {
     fuzz_ical) echo "-max_len=65536 -rss_limit_mb=2048" ;;
     fuzz_csv) echo "-max_len=4096" ;;
     fuzz_imap) echo "-max_len=8192" ;;
+    fuzz_multistatus) echo "-max_len=65536" ;;
   esac
 }
 

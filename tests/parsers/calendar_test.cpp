@@ -319,4 +319,31 @@ TEST(Calendar, ParsesOnSeveralThreadsAtOnce) {
   for (int n : ok) EXPECT_EQ(n, 20);
 }
 
+// An event that cannot be read still says what it names: an iMIP CANCEL may
+// leave out DTSTART (RFC 5546). Its RECURRENCE-ID does not key the failure;
+// one out of range (c3) is there, but names no time.
+TEST(Calendar, AnUnreadableEventKeepsItsSequenceAndRecurrenceId) {
+  const auto r = parse(calendar(event("c1", "SEQUENCE:3\r\nSTATUS:CANCELLED\r\n") +
+                                event("c2", "SEQUENCE:2\r\nRECURRENCE-ID:20260309T140000Z\r\n") +
+                                event("c3", "RECURRENCE-ID:30000101T000000Z\r\n")),
+                       year_2026());
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->failed.size(), 3u);
+  for (const auto& f : r->failed) {
+    EXPECT_EQ(f.code, make_error_code(Errc::bad_event)) << f.uid;
+    EXPECT_NE(f.reason.find("no DTSTART"), std::string::npos) << f.reason;
+    EXPECT_FALSE(f.recurrence_id) << f.uid;
+  }
+  EXPECT_EQ(r->failed[0].sequence, 3);
+  EXPECT_FALSE(r->failed[0].has_recurrence_id);
+  EXPECT_FALSE(r->failed[0].own_recurrence_id);
+  EXPECT_EQ(r->failed[1].sequence, 2);
+  EXPECT_TRUE(r->failed[1].has_recurrence_id);
+  ASSERT_TRUE(r->failed[1].own_recurrence_id);
+  EXPECT_EQ(r->failed[1].own_recurrence_id->utc, "2026-03-09T14:00:00Z");
+  EXPECT_EQ(r->failed[2].sequence, 0);
+  EXPECT_TRUE(r->failed[2].has_recurrence_id);
+  EXPECT_FALSE(r->failed[2].own_recurrence_id);
+}
+
 }  // namespace
