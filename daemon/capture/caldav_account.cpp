@@ -127,8 +127,10 @@ CaldavPass sync_caldav_once(const std::string& mailbox, const std::string& url,
                             const std::set<std::string>& skip) {
   CaldavPass pass;
   caldav::discovery_fsm discovery(caldav::DiscoveryOptions{url});
-  if (auto a = drive(discovery, transport); a.kind == caldav::Action::Kind::error) {
-    pass.error = explained(mailbox, std::move(a.error), url);
+  const caldav::Action discovered = drive(discovery, transport);
+  pass.discovery_requests = discovery.requests();
+  if (discovered.kind == caldav::Action::Kind::error) {
+    pass.error = explained(mailbox, discovered.error, url);
     return pass;
   }
   for (const auto& cal : discovery.calendars()) {

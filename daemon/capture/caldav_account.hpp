@@ -39,6 +39,9 @@ struct CaldavPass {
   // Discovery's failure (no calendar was synced then).
   std::optional<caldav::SyncError> error;
   std::vector<CaldavCalendarPass> calendars;
+  // HTTP requests of discovery (each calendar's own: its report's). An
+  // unchanged calendar given by its URL costs discovery's one PROPFIND alone.
+  unsigned discovery_requests = 0;
   // The first error of the pass: discovery's or a calendar's.
   const caldav::SyncError* first_error() const;
   bool needs_user() const;
