@@ -15,6 +15,7 @@
 #include "daemon/capture/capture.hpp"
 #include "daemon/capture/imap_sink.hpp"
 #include "daemon/config/config.hpp"
+#include "daemon/service/check.hpp"
 #include "daemon/service/secrets.hpp"
 #include "store/store.hpp"
 
@@ -290,6 +291,10 @@ int main(int argc, char** argv) {
   app.add_option("--config", config_path, "the configuration file")->capture_default_str();
   app.add_flag("--once", once, "sync every mailbox once and exit (non-zero if any failed)");
   app.add_option("--free-mail", free_mail_path, "free-mail domain list file");
+  bool check = false;
+  app.add_flag("--check", check,
+               "validate the configuration and read its secrets, then exit; no server is "
+               "contacted and the store is not opened");
   CLI11_PARSE(app, argc, argv);
 
   auto cfg = config::load_config(config_path, env);
@@ -302,6 +307,14 @@ int main(int argc, char** argv) {
   if (!free_mail) {
     std::cerr << "crm-captured: " << free_mail.error() << "\n";
     return 2;
+  }
+  if (check) {
+    const auto r = service::check_config(*cfg, env);
+    for (const auto& n : r.notes) std::cerr << "crm-captured: note: " << n << "\n";
+    for (const auto& e : r.errors) std::cerr << "crm-captured: " << e << "\n";
+    if (!r.errors.empty()) return 2;
+    std::cout << "crm-captured: " << r.summary << "\n";
+    return 0;
   }
   {
     std::error_code ec;
