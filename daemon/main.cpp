@@ -16,6 +16,7 @@
 #include "daemon/capture/imap_sink.hpp"
 #include "daemon/config/config.hpp"
 #include "daemon/service/check.hpp"
+#include "daemon/service/notify.hpp"
 #include "daemon/service/secrets.hpp"
 #include "store/store.hpp"
 
@@ -418,6 +419,7 @@ int main(int argc, char** argv) {
   signals.async_wait([&](const boost::system::error_code& ec, int) {
     if (ec) return;
     std::cerr << "crm-captured: stopping\n";
+    service::notify("STOPPING=1");
     for (auto& b : boxes) b->account->stop();
     stop.raise();
   });
@@ -452,6 +454,9 @@ int main(int argc, char** argv) {
   }
   std::cerr << "crm-captured: running " << boxes.size() << " IMAP and " << calendars.size()
             << " CalDAV account(s), store " << cfg->store_path << "\n";
+  // Type=notify (packaging/systemd): running now, and alive while the loop turns.
+  const service::Watchdog watchdog(io.get_executor());
+  service::notify("READY=1");
   io.run();
   join_workers();
   for (const auto& b : boxes) {
