@@ -8,13 +8,19 @@
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 
+#include <fcntl.h>
+#include <spawn.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <csignal>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <string>
+#include <vector>
 
 using namespace crmcap;
 
@@ -35,15 +41,15 @@ class NotifySocket {
       ++len;
     }
     bound_ = ::bind(fd_, reinterpret_cast<const sockaddr*>(&addr), len) == 0;
-    timeval tv{2, 0};
-    ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
   }
   ~NotifySocket() { ::close(fd_); }
   NotifySocket(const NotifySocket&) = delete;
   NotifySocket& operator=(const NotifySocket&) = delete;
   bool bound() const { return bound_; }
-  // The next datagram; "" after 2 s without one.
-  std::string receive() {
+  // The next datagram; "" after `seconds` without one.
+  std::string receive(int seconds = 2) {
+    timeval tv{seconds, 0};
+    ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     char buf[4096];
     const ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
     return n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : std::string();
@@ -120,4 +126,50 @@ TEST(SdNotify, WatchdogOfAnotherProcessIsNotOurs) {
   }
   const ScopedEnv pid_env("WATCHDOG_PID", std::to_string(::getpid()));
   EXPECT_EQ(service::watchdog_interval(), std::chrono::microseconds(100000));
+}
+
+// The built daemon as systemd runs a Type=notify unit with WatchdogSec=: READY=1
+// once running, WATCHDOG=1 while its loop turns, STOPPING=1 on SIGTERM, then a
+// clean exit. Its one mailbox has only a calendar on a closed port, so it
+// runs without a server (the pass fails and waits to be retried).
+TEST(SdNotify, TheDaemonRunsAsATypeNotifyUnitWithAWatchdog) {
+  test::TempDir dir;
+  const std::string notify = (dir.path() / "notify").string();
+  NotifySocket sock(notify);
+  ASSERT_TRUE(sock.bound());
+  const std::string toml = (dir.path() / "c.toml").string();
+  std::ofstream(dir.path() / "alice.pass") << "secret\n";
+  std::ofstream(toml) << "[store]\npath = \"capture.db\"\n[api]\nsocket = \"api.sock\"\n"
+                         "[[mailbox]]\nname = \"alice\"\nowner = [\"alice@example.com\"]\n"
+                         "[mailbox.caldav]\nurl = \"http://127.0.0.1:9/\"\n"
+                         "allow_insecure = true\nusername = \"alice\"\n"
+                         "password_file = \"alice.pass\"\ninterval_seconds = 3600\n";
+  const std::string exe = std::string(CRMCAP_BINARY_DIR) + "/daemon/crm-captured";
+  std::vector<std::string> args = {exe, "--config", toml};
+  std::vector<std::string> env = {"NOTIFY_SOCKET=" + notify, "WATCHDOG_USEC=200000",
+                                  "PATH=/usr/bin:/bin"};
+  std::vector<char*> argv, envp;
+  for (auto& a : args) argv.push_back(a.data());
+  for (auto& e : env) envp.push_back(e.data());
+  argv.push_back(nullptr);
+  envp.push_back(nullptr);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
+  posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0);
+  pid_t pid = 0;
+  ASSERT_EQ(posix_spawn(&pid, exe.c_str(), &actions, nullptr, argv.data(), envp.data()), 0);
+  posix_spawn_file_actions_destroy(&actions);
+
+  EXPECT_EQ(sock.receive(30), "READY=1");
+  EXPECT_EQ(sock.receive(), "WATCHDOG=1");
+  EXPECT_EQ(sock.receive(), "WATCHDOG=1");
+  ::kill(pid, SIGTERM);
+  std::string got;
+  for (int i = 0; i < 20 && got != "STOPPING=1"; ++i) got = sock.receive();
+  EXPECT_EQ(got, "STOPPING=1");
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  EXPECT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0);
 }
