@@ -16,6 +16,8 @@
 #include "daemon/capture/capture.hpp"
 #include "daemon/capture/imap_sink.hpp"
 #include "daemon/config/config.hpp"
+#include "daemon/service/check.hpp"
+#include "daemon/service/notify.hpp"
 #include "daemon/service/secrets.hpp"
 #include "store/store.hpp"
 
@@ -308,6 +310,10 @@ int main(int argc, char** argv) {
   app.add_option("--config", config_path, "the configuration file")->capture_default_str();
   app.add_flag("--once", once, "sync every mailbox once and exit (non-zero if any failed)");
   app.add_option("--free-mail", free_mail_path, "free-mail domain list file");
+  bool check = false;
+  app.add_flag("--check", check,
+               "validate the configuration and read its secrets, then exit; no server is "
+               "contacted and the store is not opened");
   CLI11_PARSE(app, argc, argv);
 
   auto cfg = config::load_config(config_path, env);
@@ -320,6 +326,14 @@ int main(int argc, char** argv) {
   if (!free_mail) {
     std::cerr << "crm-captured: " << free_mail.error() << "\n";
     return 2;
+  }
+  if (check) {
+    const auto r = service::check_config(*cfg, env);
+    for (const auto& n : r.notes) std::cerr << "crm-captured: note: " << n << "\n";
+    for (const auto& e : r.errors) std::cerr << "crm-captured: " << e << "\n";
+    if (!r.errors.empty()) return 2;
+    std::cout << "crm-captured: " << r.summary << "\n";
+    return 0;
   }
   {
     std::error_code ec;
@@ -423,6 +437,7 @@ int main(int argc, char** argv) {
   signals.async_wait([&](const boost::system::error_code& ec, int) {
     if (ec) return;
     std::cerr << "crm-captured: stopping\n";
+    service::notify("STOPPING=1");
     for (auto& b : boxes) b->account->stop();
     stop.raise();
   });
@@ -457,6 +472,9 @@ int main(int argc, char** argv) {
   }
   std::cerr << "crm-captured: running " << boxes.size() << " IMAP and " << calendars.size()
             << " CalDAV account(s), store " << cfg->store_path << "\n";
+  // Type=notify (packaging/systemd): running now, and alive while the loop turns.
+  const service::Watchdog watchdog(io.get_executor());
+  service::notify("READY=1");
   io.run();
   join_workers();
   for (const auto& b : boxes) {

@@ -23,6 +23,8 @@ packages=(
   # libFuzzer and the sanitizer runtimes (clang only recommends it, and
   # recommends are not installed below)
   clang libclang-rt-14-dev
+  # the man pages (packaging/man/): scdoc builds them, man-db's man checks them
+  scdoc man-db
 )
 
 missing=()

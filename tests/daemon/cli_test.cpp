@@ -6,7 +6,9 @@
 #include <boost/json/parse.hpp>
 #include <boost/json/value.hpp>
 
+#include <sys/stat.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -43,7 +45,78 @@ std::string write_emls(const fs::path& dir, int n) {
   return args;
 }
 
+// A configuration with one IMAP mailbox whose password is dir/alice.pass, its
+// store and socket inside dir; `extra` is appended to [capture].
+std::string check_config(const fs::path& dir, const std::string& extra = "") {
+  return "[store]\npath = \"" + (dir / "capture.db").string() + "\"\n[api]\nsocket = \"" +
+         (dir / "api.sock").string() + "\"\n[capture]\nbackfill_days = 30\n" + extra +
+         "[[mailbox]]\nname = \"alice\"\nowner = [\"alice@example.com\"]\n"
+         "[mailbox.imap]\nurl = \"imaps://imap.example.com\"\n"
+         "username = \"alice@example.com\"\npassword_file = \"alice.pass\"\n";
+}
+
 }  // namespace
+
+// --check reads the file and the secrets, and touches nothing else: the
+// store is not created, and no server is contacted (imap.example.com is not
+// reachable from a test).
+TEST(Cli, CheckAcceptsAGoodConfigurationInOneLine) {
+  test::TempDir dir;
+  const fs::path toml = dir.path() / "alice.toml";
+  write(toml, check_config(dir.path()));
+  write(dir.path() / "alice.pass", "secret\n");
+  fs::permissions(dir.path() / "alice.pass", fs::perms::owner_read | fs::perms::owner_write);
+  auto r = run("crm-captured", "--check --config " + toml.string());
+  EXPECT_EQ(r.status, 0) << r.out;
+  EXPECT_EQ(r.out, "crm-captured: " + toml.string() +
+                       ": OK: 1 mailbox (1 IMAP, 0 CalDAV), 1 secret readable, store " +
+                       (dir.path() / "capture.db").string() + "\n");
+  EXPECT_FALSE(fs::exists(dir.path() / "capture.db"));
+}
+
+TEST(Cli, CheckRefusesAnUnknownKeyWithFileAndLine) {
+  test::TempDir dir;
+  const fs::path toml = dir.path() / "alice.toml";
+  write(toml, check_config(dir.path(), "backfil_days = 3\n"));
+  write(dir.path() / "alice.pass", "secret\n");
+  auto r = run("crm-captured", "--check --config " + toml.string());
+  EXPECT_EQ(r.status, 2);
+  EXPECT_EQ(r.out,
+            "crm-captured: " + toml.string() + ":7:1: unknown key \"backfil_days\" in [capture]\n");
+  EXPECT_FALSE(fs::exists(dir.path() / "capture.db"));
+}
+
+// A secret the daemon's user cannot read fails the check. Root reads any
+// file, so as root the daemon runs as nobody (as the service's own user
+// would), the secret still root's and mode 0600.
+TEST(Cli, CheckRefusesAnUnreadableSecretAndNamesIt) {
+  test::TempDir dir;
+  fs::permissions(dir.path(), fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
+                                  fs::perms::others_read | fs::perms::others_exec);
+  const fs::path toml = dir.path() / "alice.toml";
+  const fs::path pass = dir.path() / "alice.pass";
+  write(toml, check_config(dir.path()));
+  write(pass, "secret\n");
+  fs::permissions(toml, fs::perms::owner_read | fs::perms::owner_write | fs::perms::group_read |
+                            fs::perms::others_read);
+  fs::permissions(
+      pass, ::geteuid() == 0 ? fs::perms::owner_read | fs::perms::owner_write : fs::perms::none);
+  const std::string as_user = ::geteuid() == 0 ? "--reuid=65534 --regid=65534 --clear-groups "
+                                               : "--reuid=" + std::to_string(::geteuid()) + " ";
+  const std::string cmd = "setpriv " + as_user + std::string(CRMCAP_BINARY_DIR) +
+                          "/daemon/crm-captured --check --config " + toml.string() + " 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  ASSERT_NE(p, nullptr);
+  std::string out;
+  char buf[4096];
+  std::size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+  const int st = pclose(p);
+  EXPECT_EQ(WIFEXITED(st) ? WEXITSTATUS(st) : -1, 2) << out;
+  EXPECT_EQ(out, "crm-captured: " + toml.string() +
+                     ": mailbox alice: imap: cannot read password file " + pass.string() +
+                     ": Permission denied\n");
+}
 
 TEST(Cli, ImportIngestAndListAsAUserWould) {
   test::TempDir dir;

@@ -1,0 +1,79 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "daemon/service/notify.hpp"
+
+#include <boost/asio/post.hpp>
+
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+
+namespace crmcap::service {
+
+bool notify_to(const std::string& socket, std::string_view state) {
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (socket.size() < 2 || (socket[0] != '/' && socket[0] != '@') ||
+      socket.size() >= sizeof addr.sun_path) {
+    errno = EINVAL;
+    return false;
+  }
+  std::memcpy(addr.sun_path, socket.data(), socket.size());
+  socklen_t len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + socket.size());
+  if (socket[0] == '@') {
+    addr.sun_path[0] = '\0';  // abstract: the length, not a NUL, ends the name
+  } else {
+    ++len;  // the path's terminating NUL
+  }
+  const int fd = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return false;
+  const ssize_t n = ::sendto(fd, state.data(), state.size(), MSG_NOSIGNAL,
+                             reinterpret_cast<const sockaddr*>(&addr), len);
+  const int err = errno;
+  ::close(fd);
+  errno = err;
+  return n == static_cast<ssize_t>(state.size());
+}
+
+bool notify(std::string_view state) {
+  const char* socket = std::getenv("NOTIFY_SOCKET");
+  if (socket == nullptr || socket[0] == '\0') return true;
+  return notify_to(socket, state);
+}
+
+std::chrono::microseconds watchdog_interval() {
+  const char* usec = std::getenv("WATCHDOG_USEC");
+  if (usec == nullptr) return {};
+  if (const char* pid = std::getenv("WATCHDOG_PID")) {
+    if (std::strtoll(pid, nullptr, 10) != static_cast<long long>(::getpid())) return {};
+  }
+  char* end = nullptr;
+  const long long v = std::strtoll(usec, &end, 10);
+  if (end == usec || *end != '\0' || v <= 0) return {};
+  return std::chrono::microseconds(v);
+}
+
+Watchdog::Watchdog(boost::asio::any_io_executor loop) {
+  const auto interval = watchdog_interval();
+  if (interval.count() == 0) return;
+  thread_ = std::thread([this, loop, every = interval / 2] {
+    std::unique_lock<std::mutex> lock(mutex_);
+    while (!changed_.wait_for(lock, every, [this] { return stop_; })) {
+      boost::asio::post(loop, [] { notify("WATCHDOG=1"); });
+    }
+  });
+}
+
+Watchdog::~Watchdog() {
+  {
+    const std::lock_guard<std::mutex> lock(mutex_);
+    stop_ = true;
+  }
+  changed_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+}  // namespace crmcap::service
