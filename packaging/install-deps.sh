@@ -25,6 +25,8 @@ packages=(
   clang libclang-rt-14-dev
   # the man pages (packaging/man/): scdoc builds them, man-db's man checks them
   scdoc man-db
+  # the units' tests (packaging/systemd/): systemd-analyze verify and security
+  systemd
 )
 
 missing=()
