@@ -366,7 +366,7 @@ int main(int argc, char** argv) {
   }
   if (*act_cmd || *dec_cmd) {
     auto st = open_store(store_path);
-    if (*act_cmd) filter.status = store::DecisionStatus::captured;
+    if (*act_cmd) filter.statuses = {store::DecisionStatus::captured};
     auto rows = st->list(*act_cmd ? filter : store::ActivityFilter{});
     if (!rows) {
       std::cerr << "crm-capture: " << rows.error().message << "\n";
