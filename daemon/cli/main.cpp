@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // crm-capture: the command-line client and offline tools.
 #include "connectors/maildir/maildir.hpp"
+#include "daemon/api/json.hpp"
 #include "daemon/capture/capture.hpp"
 #include "daemon/capture/directory_import.hpp"
 #include "daemon/cli/ingest.hpp"
@@ -45,60 +46,6 @@ std::unique_ptr<store::Store> open_store(const std::string& path) {
     std::exit(1);
   }
   return std::move(*s);
-}
-
-boost::json::object activity_json(const store::Activity& a) {
-  boost::json::array participants;
-  for (const auto& p : a.participants) {
-    participants.push_back(
-        {{"address", p.address},
-         {"name", p.name},
-         {"role", p.role},
-         {"contact_id",
-          p.contact_id.empty() ? boost::json::value(nullptr) : boost::json::value(p.contact_id)},
-         {"company_id",
-          p.company_id.empty() ? boost::json::value(nullptr) : boost::json::value(p.company_id)}});
-  }
-  boost::json::array contacts(a.contact_ids.begin(), a.contact_ids.end());
-  boost::json::array companies(a.company_ids.begin(), a.company_ids.end());
-  boost::json::array sources;
-  for (const auto& s : a.sources) {
-    boost::json::object o{{"mailbox", s.mailbox}, {"folder", s.folder}};
-    if (s.uid) {
-      o["uidvalidity"] = s.uidvalidity;
-      o["uid"] = s.uid;
-    }
-    if (!s.path.empty()) o["path"] = s.path;
-    if (!s.remote_id.empty()) o["remote_id"] = s.remote_id;
-    if (!s.removed_at.empty()) o["removed_at"] = s.removed_at;
-    sources.push_back(std::move(o));
-  }
-  boost::json::object out{
-      {"id", a.id},
-      {"kind", store::to_string(a.kind)},
-      {"direction", store::to_string(a.direction)},
-      {"occurred_at", a.occurred_at},
-      {"subject", a.subject},
-      {"snippet", a.snippet},
-      {"message_id", a.message_id},
-      {"thread_key", a.thread_key},
-      {"participants", std::move(participants)},
-      {"contact_ids", std::move(contacts)},
-      {"company_ids", std::move(companies)},
-      {"opportunity_id", a.opportunity_id.empty() ? boost::json::value(nullptr)
-                                                  : boost::json::value(a.opportunity_id)},
-      {"status", store::to_string(a.status)},
-      {"reason", a.reason},
-      {"sources", std::move(sources)}};
-  if (const auto& m = a.meeting) {
-    out["event_uid"] = m->event_uid;
-    out["starts_at"] = m->starts_at;
-    out["ends_at"] = m->ends_at;
-    out["all_day"] = m->all_day;
-    out["location"] = m->location;
-    out["meeting_status"] = capture::meeting_status(*m, std::time(nullptr));
-  }
-  return out;
 }
 
 std::string cut(std::string_view s, std::size_t n) {
@@ -373,7 +320,10 @@ int main(int argc, char** argv) {
       return 1;
     }
     if (*act_cmd && act_json) {
-      for (const auto& a : *rows) std::cout << boost::json::serialize(activity_json(a)) << "\n";
+      const std::int64_t now = std::time(nullptr);
+      for (const auto& a : *rows) {
+        std::cout << boost::json::serialize(api::activity_json(a, now)) << "\n";
+      }
     } else if (*act_cmd) {
       std::printf("%-20s %-8s %-40s %-16s %-10s\n", "OCCURRED (UTC)", "DIR", "SUBJECT", "CONTACTS",
                   "OPPORTUNITY");
@@ -387,19 +337,8 @@ int main(int argc, char** argv) {
     } else {
       for (const auto& a : *rows) {
         for (const auto& s : a.sources) {
-          boost::json::object o{{"message_id", a.message_id},
-                                {"activity_id", a.id},
-                                {"mailbox", s.mailbox},
-                                {"folder", s.folder},
-                                {"decision", store::to_string(a.status)},
-                                {"rule", a.rule},
-                                {"reason", a.reason}};
-          if (!s.path.empty()) o["path"] = s.path;
-          if (s.uid) o["uid"] = s.uid;
-          if (!s.removed_at.empty()) o["removed_at"] = s.removed_at;
-          if (a.meeting) o["event_uid"] = a.meeting->event_uid;
           if (dec_json) {
-            std::cout << boost::json::serialize(o) << "\n";
+            std::cout << boost::json::serialize(api::decision_json(a, s)) << "\n";
           } else {
             std::cout << a.occurred_at << "  " << store::to_string(a.status) << "  "
                       << (s.folder.empty() ? s.path : s.folder) << "  " << a.message_id
