@@ -486,7 +486,8 @@ class SqliteStore final : public Store {
     auto& ins_a = stmt(
         "INSERT INTO activities (id, source_key, kind, direction, status, occurred_at, subject, "
         "snippet, message_id, thread_key, opportunity_id, reason, rule, created_at, updated_at, "
-        "change_seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING");
+        "change_seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+        "ON CONFLICT DO NOTHING");
     auto& upd_a = stmt(
         "UPDATE activities SET kind = ?, direction = ?, status = ?, occurred_at = ?, subject = ?, "
         "snippet = ?, message_id = ?, thread_key = ?, opportunity_id = ?, reason = ?, rule = ?, "
