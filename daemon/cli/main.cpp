@@ -5,6 +5,8 @@
 #include "daemon/capture/capture.hpp"
 #include "daemon/capture/directory_import.hpp"
 #include "daemon/cli/ingest.hpp"
+#include "daemon/cli/remote.hpp"
+#include "daemon/config/config.hpp"
 #include "parsers/calendar/calendar.hpp"
 #include "store/store.hpp"
 
@@ -53,6 +55,28 @@ std::string cut(std::string_view s, std::size_t n) {
   if (s.size() <= n) return std::string(s);
   while (n > 0 && (static_cast<unsigned char>(s[n]) & 0xC0) == 0x80) --n;
   return std::string(s.substr(0, n)) + "…";
+}
+
+// `activities`: one JSON object per line, or a table.
+void print_activities(const std::vector<boost::json::object>& items, bool json) {
+  if (json) {
+    for (const auto& o : items) std::cout << boost::json::serialize(o) << "\n";
+    return;
+  }
+  const auto text = [](const boost::json::value& v) {
+    return v.is_string() ? std::string(v.as_string()) : std::string();
+  };
+  std::printf("%-20s %-8s %-40s %-16s %-10s\n", "OCCURRED (UTC)", "DIR", "SUBJECT", "CONTACTS",
+              "OPPORTUNITY");
+  for (const auto& o : items) {
+    std::string contacts;
+    for (const auto& c : o.at("contact_ids").as_array()) {
+      contacts += (contacts.empty() ? "" : ",") + text(c);
+    }
+    std::printf("%-20s %-8s %-40s %-16s %-10s\n", text(o.at("occurred_at")).c_str(),
+                text(o.at("direction")).c_str(), cut(text(o.at("subject")), 40).c_str(),
+                cut(contacts, 16).c_str(), text(o.at("opportunity_id")).c_str());
+  }
 }
 
 // Makes `o`, a vector option, take exactly one value per use (`--owner a
@@ -166,7 +190,17 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", "crm-capture " CRMCAP_VERSION);
   app.require_subcommand(1);
   std::string store_path = default_store_path();
-  app.add_option("--store", store_path, "the store file")->capture_default_str();
+  auto* store_opt =
+      app.add_option("--store", store_path, "the store file (offline: no daemon asked)")
+          ->capture_default_str();
+  std::string socket_path = config::default_socket_path();
+  app.add_option("--socket", socket_path, "a running daemon's API socket ([api] socket)")
+      ->capture_default_str();
+
+  // status
+  auto* status_cmd = app.add_subcommand("status", "ask the running daemon how it is doing");
+  bool status_json = false;
+  status_cmd->add_flag("--json", status_json, "the daemon's answer as it is (GET /v1/status)");
 
   // import
   auto* import_cmd = app.add_subcommand("import", "import the CRM directory from a CSV file");
@@ -311,6 +345,28 @@ int main(int argc, char** argv) {
     print_decision(o);
     return 0;
   }
+  if (*status_cmd) {
+    auto body = cli::remote_status(socket_path);
+    if (!body) {
+      std::cerr << "crm-capture: no answer from a daemon: " << body.error().message << "\n";
+      return 1;
+    }
+    std::cout << (status_json ? *body + "\n" : cli::describe_status(*body));
+    return 0;
+  }
+  if (*act_cmd && store_opt->count() == 0 && !socket_path.empty()) {
+    // A running daemon answers for its store; without one, the store is read
+    // directly, as with --store.
+    auto items = cli::remote_activities(socket_path, filter);
+    if (items) {
+      print_activities(*items, act_json);
+      return 0;
+    }
+    if (!items.error().unreachable) {
+      std::cerr << "crm-capture: " << items.error().message << "\n";
+      return 1;
+    }
+  }
   if (*act_cmd || *dec_cmd) {
     auto st = open_store(store_path);
     if (*act_cmd) filter.statuses = {store::DecisionStatus::captured};
@@ -319,21 +375,12 @@ int main(int argc, char** argv) {
       std::cerr << "crm-capture: " << rows.error().message << "\n";
       return 1;
     }
-    if (*act_cmd && act_json) {
+    if (*act_cmd) {
       const std::int64_t now = std::time(nullptr);
-      for (const auto& a : *rows) {
-        std::cout << boost::json::serialize(api::activity_json(a, now)) << "\n";
-      }
-    } else if (*act_cmd) {
-      std::printf("%-20s %-8s %-40s %-16s %-10s\n", "OCCURRED (UTC)", "DIR", "SUBJECT", "CONTACTS",
-                  "OPPORTUNITY");
-      for (const auto& a : *rows) {
-        std::string contacts;
-        for (const auto& c : a.contact_ids) contacts += (contacts.empty() ? "" : ",") + c;
-        std::printf("%-20s %-8s %-40s %-16s %-10s\n", a.occurred_at.c_str(),
-                    std::string(store::to_string(a.direction)).c_str(), cut(a.subject, 40).c_str(),
-                    cut(contacts, 16).c_str(), a.opportunity_id.c_str());
-      }
+      std::vector<boost::json::object> items;
+      items.reserve(rows->size());
+      for (const auto& a : *rows) items.push_back(api::activity_json(a, now));
+      print_activities(items, act_json);
     } else {
       for (const auto& a : *rows) {
         for (const auto& s : a.sources) {

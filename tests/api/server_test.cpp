@@ -674,3 +674,51 @@ TEST_F(ApiServer, PeerOfAnotherUidIsRefused) {
   EXPECT_EQ(r.status, 200) << r.body;
   record("GET", "/v1/status", r);
 }
+
+namespace {
+
+// The built crm-capture's standard output (and error) and exit status.
+std::pair<int, std::string> crm_capture(const std::string& args) {
+  const std::string cmd = std::string(CRMCAP_BINARY_DIR) + "/daemon/crm-capture " + args + " 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  std::string out;
+  char buf[4096];
+  std::size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+  const int st = pclose(p);
+  return {WIFEXITED(st) ? WEXITSTATUS(st) : -1, out};
+}
+
+}  // namespace
+
+// crm-capture asks a running daemon when no --store is given, and prints
+// what it prints offline from the store itself.
+TEST_F(ApiServer, CommandLineToolIsAClientOfTheDaemon) {
+  std::vector<store::Activity> v;
+  for (int i = 0; i < 2500; ++i) v.push_back(activity(i, time_of(i % 50, i % 60)));
+  commit(v);
+  start();
+  const std::string remote = "--socket " + socket_ + " ";
+  const std::string offline = "--store " + db_path_ + " ";
+  for (const std::string args : {"activities --json", "activities --json --contact C-1 --limit 7",
+                                 "activities --since 2026-01-20 --json", "activities"}) {
+    const auto a = crm_capture(remote + args);
+    const auto b = crm_capture(offline + args);
+    EXPECT_EQ(a.first, 0) << a.second;
+    EXPECT_EQ(a.second, b.second) << args;
+  }
+  const auto st = crm_capture(remote + "status --json");
+  ASSERT_EQ(st.first, 0) << st.second;
+  Response r;
+  r.status = 200;
+  r.body = st.second;
+  r.headers["content-type"] = "application/json";
+  record("GET", "/v1/status", r);
+  const auto text = crm_capture(remote + "status");
+  EXPECT_NE(text.second.find("alice imap: starting"), std::string::npos) << text.second;
+  stop();
+  // No daemon: status says so; activities reads the store.
+  const auto none = crm_capture(remote + "status");
+  EXPECT_EQ(none.first, 1);
+  EXPECT_NE(none.second.find("no answer from a daemon"), std::string::npos) << none.second;
+}
