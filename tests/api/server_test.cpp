@@ -20,6 +20,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -493,6 +494,64 @@ TEST_F(ApiServer, KeepAliveServesSeveralRequestsOnOneConnection) {
     EXPECT_EQ(r.status, 200);
     EXPECT_EQ(r.body, R"({"items":[],"next_cursor":null})");
   }
+}
+
+// 100 clients at once, each with a few requests on one connection, beside an
+// event stream: every request is answered.
+TEST_F(ApiServer, HundredConcurrentClientsAreAllServed) {
+  std::vector<store::Activity> v;
+  for (int i = 0; i < 200; ++i) v.push_back(activity(i, time_of(i % 20, i % 60)));
+  commit(v);
+  start();
+  Client events(socket_);
+  events.send("GET /v1/events HTTP/1.1\r\nHost: localhost\r\nLast-Event-ID: 0\r\n\r\n");
+  std::atomic<int> ok{0};
+  std::vector<std::thread> clients;
+  for (int c = 0; c < 100; ++c) {
+    clients.emplace_back([&, c] {
+      Client conn(socket_);
+      if (!conn.connected()) return;
+      for (int i = 0; i < 3; ++i) {
+        const std::string target =
+            i == 0 ? "/v1/status" : "/v1/activities?limit=" + std::to_string(1 + (c + i) % 50);
+        conn.send("GET " + target + " HTTP/1.1\r\nHost: localhost\r\n" +
+                  (i == 2 ? "Connection: close\r\n" : "") + "\r\n");
+        std::string raw;
+        if (!conn.read_until(raw, "\r\n\r\n", 10000ms)) return;
+        auto r = parse_response(raw);
+        const std::size_t length = std::stoul(r.headers["content-length"]);
+        const auto t0 = std::chrono::steady_clock::now();
+        while (r.body.size() < length && std::chrono::steady_clock::now() - t0 < 10s) {
+          if (!conn.read_some(r.body, 50ms)) break;
+        }
+        if (r.status == 200 && r.body.size() == length) ++ok;
+      }
+    });
+  }
+  for (auto& t : clients) t.join();
+  EXPECT_EQ(ok.load(), 300);
+  std::string raw;
+  EXPECT_TRUE(events.read_until(raw, "\"Subject 199\"", 5000ms));
+  EXPECT_EQ(events_in(raw).size(), 200u);
+}
+
+// Past max_connections, a new connection gets 503 and is closed; the ones
+// before it are served.
+TEST_F(ApiServer, ConnectionsPastTheLimitGet503) {
+  options_.max_connections = 3;
+  start();
+  std::vector<std::unique_ptr<Client>> held;
+  for (int i = 0; i < 3; ++i) {
+    held.push_back(std::make_unique<Client>(socket_));
+    held.back()->send("GET /v1/st");  // incomplete: the connection stays
+  }
+  std::this_thread::sleep_for(200ms);
+  const auto r = get("/v1/status");
+  EXPECT_EQ(r.status, 503);
+  EXPECT_EQ(r.json().at("error").at("code").as_string(), "too_many_connections");
+  held.clear();
+  std::this_thread::sleep_for(200ms);
+  EXPECT_EQ(get("/v1/status").status, 200);
 }
 
 // Pages of 50 over 1,000 activities while new ones arrive between pages,
