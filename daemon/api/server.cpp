@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <charconv>
 #include <cstring>
@@ -170,7 +171,8 @@ struct Connection {
   explicit Connection(local::socket s) : stream(std::move(s)), wake(stream.get_executor()) {}
   Stream stream;
   asio::steady_timer wake;
-  bool dirty = false;  // a store change came since the stream last looked
+  bool dirty = false;   // a store change came since the stream last looked
+  bool closed = false;  // the client of an event stream hung up
 };
 
 struct Server::Impl : std::enable_shared_from_this<Impl> {
@@ -227,6 +229,9 @@ struct Server::Impl : std::enable_shared_from_this<Impl> {
   // `reply` must live until the write completes (a named local of the caller:
   // GCC 12 mishandles temporaries and by-value class parameters of coroutines).
   Awaitable<bool> write_reply(Connection& conn, const Reply& reply, bool keep_alive);
+  // Reads and drops what an event stream's client sends, so that its
+  // hanging up ends the stream at once, not at the next keep-alive.
+  Awaitable<void> watch_hangup(std::shared_ptr<Connection> conn);
   void notify_all();
   void stop();
 };
@@ -470,8 +475,9 @@ Awaitable<void> Server::Impl::events(std::shared_ptr<Connection> conn,
   conn->stream.expires_after(options.write_timeout);
   if (auto [ec, n] = co_await http::async_write_header(conn->stream, sr, use_tuple); ec) co_return;
 
+  asio::co_spawn(io, watch_hangup(conn), asio::detached);
   constexpr std::size_t k_batch = 200;
-  while (!stopping) {
+  while (!stopping && !conn->closed) {
     conn->dirty = false;
     using Page = boost::system::result<detail::EventsPage, detail::StoreFailure>;
     std::function<Page(store::Store&)> job = [last](store::Store& s) {
@@ -487,11 +493,12 @@ Awaitable<void> Server::Impl::events(std::shared_ptr<Connection> conn,
       if (page->count == k_batch) continue;
     }
     if (conn->dirty) continue;
-    // stop() may have come while the store was asked: it cancelled no wait.
-    if (stopping) co_return;
+    // stop() or a hang-up may have come while the store was asked: they
+    // cancelled no wait.
+    if (stopping || conn->closed) co_return;
     conn->wake.expires_after(options.keepalive_interval);
     auto [ec] = co_await conn->wake.async_wait(use_tuple);
-    if (stopping) co_return;
+    if (stopping || conn->closed) co_return;
     if (!ec) {
       static constexpr std::string_view k_keepalive = ": keep-alive\n\n";
       conn->stream.expires_after(options.write_timeout);
@@ -500,6 +507,17 @@ Awaitable<void> Server::Impl::events(std::shared_ptr<Connection> conn,
       if (wec) co_return;
     }
   }
+}
+
+Awaitable<void> Server::Impl::watch_hangup(std::shared_ptr<Connection> conn) {
+  std::array<char, 512> sink;
+  for (;;) {
+    // The socket itself, not the timed stream: this read has no deadline.
+    auto [ec, n] = co_await conn->stream.socket().async_read_some(asio::buffer(sink), use_tuple);
+    if (ec) break;
+  }
+  conn->closed = true;
+  conn->wake.cancel();
 }
 
 void Server::Impl::notify_all() {

@@ -650,6 +650,28 @@ TEST_F(ApiServer, EventsStreamNewChangesAndKeepAlives) {
   EXPECT_EQ(json::parse(ev[1].second).at("id").as_string(), "act-1");
 }
 
+// A client that hangs up on its event stream frees its connection at once,
+// not at the next keep-alive.
+TEST_F(ApiServer, EventStreamEndsWhenItsClientHangsUp) {
+  options_.max_connections = 1;
+  start();
+  {
+    Client c(socket_);
+    c.send("GET /v1/events HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    std::string raw;
+    ASSERT_TRUE(c.read_until(raw, "\r\n\r\n", 2000ms));
+  }
+  // The keep-alive interval is 15 s; the one connection is free well before.
+  const auto t0 = std::chrono::steady_clock::now();
+  int status = 0;
+  while (std::chrono::steady_clock::now() - t0 < 3s) {
+    status = get("/v1/status").status;
+    if (status == 200) break;
+    std::this_thread::sleep_for(50ms);
+  }
+  EXPECT_EQ(status, 200);
+}
+
 // A client that saw events up to N reconnects with Last-Event-ID: N to a
 // restarted server and gets every change after N, from the store.
 TEST_F(ApiServer, EventsResumeWithLastEventIdAcrossARestart) {
