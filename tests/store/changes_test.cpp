@@ -106,17 +106,18 @@ TEST(Listing, PagesNewestFirstNeverRepeatOrSkipWhileRowsArrive) {
   crmcap::test::TempDir dir;
   auto s = Store::open((dir.path() / "p.db").string()).value();
   std::vector<Activity> first;
-  // Several rows share a time: the id breaks the tie.
-  for (int i = 0; i < 100; ++i) {
-    first.push_back(
-        activity("m" + std::to_string(i), "2026-11-" + std::string(i / 10 < 9 ? "0" : "") +
-                                              std::to_string(i / 10 + 1) + "T10:00:00Z"));
+  // 10,000 rows over 10 days: many share a time, and the id breaks the tie.
+  for (int i = 0; i < 10000; ++i) {
+    const int day = i / 1000 + 1;
+    first.push_back(activity("m" + std::to_string(i),
+                             "2026-11-" + std::string(day < 10 ? "0" : "") + std::to_string(day) +
+                                 "T10:00:" + std::to_string(10 + i % 50) + "Z"));
   }
   ASSERT_TRUE(s->commit(batch_of(first)));
   std::set<std::string> seen;
   ActivityFilter f;
   f.newest_first = true;
-  f.limit = 7;
+  f.limit = 333;
   int round = 0;
   for (;;) {
     const auto page = s->list(f).value();
