@@ -11,6 +11,7 @@
 #include "connectors/caldav/caldav.hpp"
 #include "connectors/caldav/transport.hpp"
 #include "connectors/imap/imap.hpp"
+#include "daemon/api/api.hpp"
 #include "daemon/capture/caldav_account.hpp"
 #include "daemon/capture/caldav_sink.hpp"
 #include "daemon/capture/capture.hpp"
@@ -339,7 +340,10 @@ int main(int argc, char** argv) {
     std::error_code ec;
     std::filesystem::create_directories(std::filesystem::path(cfg->store_path).parent_path(), ec);
   }
-  auto st = store::Store::open(cfg->store_path);
+  api::Board board;  // what the local API tells of the mailboxes and the store's changes
+  store::StoreOptions store_options;
+  store_options.on_change = board.change_hook();
+  auto st = store::Store::open(cfg->store_path, store_options);
   if (!st) {
     std::cerr << "crm-captured: " << st.error().message << "\n";
     return 2;
@@ -433,6 +437,21 @@ int main(int argc, char** argv) {
     return failed ? 1 : 0;
   }
 
+  for (const auto& mb : cfg->mailboxes) board.add_mailbox(mb.name, !!mb.imap, !!mb.caldav);
+  auto server = api::Server::start(
+      io, {cfg->api_socket, cfg->api_mode, cfg->allow_uids, cfg->store_path, CRMCAP_VERSION},
+      board);
+  if (!server) {
+    std::cerr << "crm-captured: " << server.error().message << "\n";
+    join_workers();
+    return 2;
+  }
+  // Its own signal set: the API serves on (status says needs_user) after
+  // every mailbox stopped, until SIGINT or SIGTERM.
+  asio::signal_set api_signals(io, SIGINT, SIGTERM);
+  api_signals.async_wait([&](const boost::system::error_code& ec, int) {
+    if (!ec) (*server)->stop();
+  });
   asio::signal_set signals(io, SIGINT, SIGTERM);
   signals.async_wait([&](const boost::system::error_code& ec, int) {
     if (ec) return;
@@ -470,6 +489,7 @@ int main(int argc, char** argv) {
           if (--running == 0 && !has_calendars) signals.cancel();
         });
   }
+  for (auto& b : boxes) api::report_imap(board, b->name, *b->account, *b->sink);
   std::cerr << "crm-captured: running " << boxes.size() << " IMAP and " << calendars.size()
             << " CalDAV account(s), store " << cfg->store_path << "\n";
   // Type=notify (packaging/systemd): running now, and alive while the loop turns.

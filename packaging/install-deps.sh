@@ -16,6 +16,8 @@ packages=(
   # tests and benchmarks
   googletest libgtest-dev libgmock-dev libbenchmark-dev
   dovecot-imapd isync openssl python3 sqlite3
+  # the API tests: openapi.yaml read and every response checked against it
+  python3-yaml python3-jsonschema curl util-linux
   radicale
   # the CalDAV benchmark's peer (tests/bench/bench_caldav.py)
   vdirsyncer

@@ -277,8 +277,27 @@ CREATE TABLE calendar_items (
 ) WITHOUT ROWID;
 )sql";
 
-// v9: a meeting attendee's answer (PARTSTAT), '' when none.
+// v9: a change sequence number per activity (change_seq: the number of the
+// commit that last created or changed it), from one counter (changes) that
+// only grows, so that a reader of the API's event stream resumes after the
+// last number it saw, across restarts; rows already stored take their seq.
+// Listings page newest first by (occurred_at, id): the time index holds id,
+// so that a page is read in index order, not sorted.
 constexpr const char* k_v9 = R"sql(
+ALTER TABLE activities ADD COLUMN change_seq INTEGER NOT NULL DEFAULT 0;
+UPDATE activities SET change_seq = seq;
+CREATE INDEX activities_by_change ON activities(change_seq);
+CREATE TABLE changes (
+  id       INTEGER PRIMARY KEY CHECK (id = 1),
+  last_seq INTEGER NOT NULL
+);
+INSERT INTO changes (id, last_seq) SELECT 1, COALESCE(MAX(seq), 0) FROM activities;
+DROP INDEX activities_by_time;
+CREATE INDEX activities_by_time ON activities(occurred_at, id);
+)sql";
+
+// v10: a meeting attendee's answer (PARTSTAT), '' when none.
+constexpr const char* k_v10 = R"sql(
 ALTER TABLE activity_participants ADD COLUMN partstat TEXT NOT NULL DEFAULT '';
 )sql";
 
@@ -303,7 +322,8 @@ void fill_email_keys(SQLite::Database& db) {
 
 constexpr Migration k_migrations[] = {{k_v1, nullptr}, {k_v2, nullptr}, {k_v3, nullptr},
                                       {k_v4, nullptr}, {k_v5, nullptr}, {k_v6, fill_email_keys},
-                                      {k_v7, nullptr}, {k_v8, nullptr}, {k_v9, nullptr}};
+                                      {k_v7, nullptr}, {k_v8, nullptr}, {k_v9, nullptr},
+                                      {k_v10, nullptr}};
 
 }  // namespace
 

@@ -174,7 +174,10 @@ class SqliteStore final : public Store {
  public:
   SqliteStore(SQLite::Database db, int version, const std::string& path,
               const StoreOptions& options)
-      : db_(std::move(db)), version_(version), checkpointer_(path, options.wal_idle_truncate) {
+      : db_(std::move(db)),
+        version_(version),
+        on_change_(options.on_change),
+        checkpointer_(path, options.wal_idle_truncate) {
     sqlite3_wal_hook(db_.getHandle(), &SqliteStore::on_wal_commit, this);
   }
   SqliteStore(const SqliteStore&) = delete;
@@ -464,6 +467,14 @@ class SqliteStore final : public Store {
     // be overtaken by another writer before this transaction writes.
     SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
     const std::string now = now_iso();
+    // The change numbers of this commit follow the counter's last; the
+    // counter is read and written under the write lock taken above.
+    auto& last_change = stmt("SELECT last_seq FROM changes WHERE id = 1");
+    const std::int64_t first_change =
+        first_row(last_change, [](SQLite::Statement& r) { return r.getColumn(0).getInt64(); })
+            .value_or(0) +
+        1;
+    std::int64_t next_change = first_change;
     // An INSERT that does nothing on a stored key, then, only for such a key,
     // a look-up and a plain UPDATE, rather than one INSERT ... ON CONFLICT DO
     // UPDATE ... RETURNING: SQLite builds a temporary table for every
@@ -474,12 +485,13 @@ class SqliteStore final : public Store {
         "opportunity_id, reason, rule FROM activities WHERE source_key = ?");
     auto& ins_a = stmt(
         "INSERT INTO activities (id, source_key, kind, direction, status, occurred_at, subject, "
-        "snippet, message_id, thread_key, opportunity_id, reason, rule, created_at, updated_at) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING");
+        "snippet, message_id, thread_key, opportunity_id, reason, rule, created_at, updated_at, "
+        "change_seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+        "ON CONFLICT DO NOTHING");
     auto& upd_a = stmt(
         "UPDATE activities SET kind = ?, direction = ?, status = ?, occurred_at = ?, subject = ?, "
         "snippet = ?, message_id = ?, thread_key = ?, opportunity_id = ?, reason = ?, rule = ?, "
-        "updated_at = ? WHERE seq = ?");
+        "updated_at = ?, change_seq = ? WHERE seq = ?");
     auto& del_p = stmt("DELETE FROM activity_participants WHERE activity_seq = ?");
     auto& del_m = stmt("DELETE FROM activity_meetings WHERE activity_seq = ?");
     auto& ins_m = stmt(
@@ -501,10 +513,11 @@ class SqliteStore final : public Store {
       // Most activities are new: the INSERT's own unique check is the
       // look-up, and only a key already stored is read back and compared.
       run(ins_a, a.id, a.source_key, kind, direction, status, a.occurred_at, a.subject, a.snippet,
-          a.message_id, a.thread_key, a.opportunity_id, a.reason, a.rule, now, now);
+          a.message_id, a.thread_key, a.opportunity_id, a.reason, a.rule, now, now, next_change);
       if (db_.getChanges() > 0) {
         seq = db_.getLastInsertRowid();
         inserted = true;
+        ++next_change;
       } else if (find.bind(1, a.source_key); find.executeStep()) {
         seq = find.getColumn(0).getInt64();
         // A row identical in every field capture decides is left alone, so
@@ -528,7 +541,7 @@ class SqliteStore final : public Store {
         if (!changed && a.kind == ActivityKind::meeting) changed = meeting_of(seq) != a.meeting;
         if (changed) {
           run(upd_a, kind, direction, status, a.occurred_at, a.subject, a.snippet, a.message_id,
-              a.thread_key, a.opportunity_id, a.reason, a.rule, now, seq);
+              a.thread_key, a.opportunity_id, a.reason, a.rule, now, next_change++, seq);
         }
       } else {
         // Not inserted, yet not there: the id is another key's (a hash
@@ -576,7 +589,10 @@ class SqliteStore final : public Store {
     }
     if (batch.cursor) write_cursor(*batch.cursor, now);
     if (batch.calendar) write_calendar(*batch.calendar, now);
+    const std::int64_t last = next_change - 1;
+    if (last >= first_change) run(stmt("UPDATE changes SET last_seq = ? WHERE id = 1"), last);
     tx.commit();
+    if (last >= first_change && on_change_) on_change_(last);
     return {};
   } catch (const std::exception& e) {
     return sql_error("committing activities", e);
@@ -602,33 +618,66 @@ class SqliteStore final : public Store {
       sql += " AND a.opportunity_id = ? AND a.opportunity_id <> ''";
       args.push_back(f.opportunity_id);
     }
+    if (!f.mailbox.empty()) {
+      sql += " AND a.seq IN (SELECT activity_seq FROM activity_sources WHERE mailbox = ?)";
+      args.push_back(f.mailbox);
+    }
     if (!f.since.empty()) {
       sql += " AND a.occurred_at >= ?";
       args.push_back(f.since);
+    }
+    if (!f.until.empty()) {
+      sql += " AND a.occurred_at < ?";
+      args.push_back(f.until);
     }
     if (f.kind) {
       sql += " AND a.kind = ?";
       args.emplace_back(to_string(*f.kind));
     }
-    if (f.status) {
-      sql += " AND a.status = ?";
-      args.emplace_back(to_string(*f.status));
+    if (!f.statuses.empty()) {
+      sql += " AND a.status IN (";
+      for (std::size_t i = 0; i < f.statuses.size(); ++i) {
+        sql += i ? ", ?" : "?";
+        args.emplace_back(to_string(f.statuses[i]));
+      }
+      sql += ")";
     }
-    sql += " ORDER BY a.occurred_at, a.id";
+    if (f.after) {
+      // A row value comparison: SQLite (and PostgreSQL) seek the index to it.
+      sql += f.newest_first ? " AND (a.occurred_at, a.id) < (?, ?)"
+                            : " AND (a.occurred_at, a.id) > (?, ?)";
+      args.push_back(f.after->occurred_at);
+      args.push_back(f.after->id);
+    }
+    sql += f.newest_first ? " ORDER BY a.occurred_at DESC, a.id DESC"
+                          : " ORDER BY a.occurred_at, a.id";
     if (f.limit > 0) sql += detail::cat(" LIMIT ", f.limit);
+    // One snapshot for the rows and their participants and places.
+    const ReadScope scope(db_);
     SQLite::Statement st(db_, sql);
     for (std::size_t i = 0; i < args.size(); ++i) st.bind(static_cast<int>(i + 1), args[i]);
-    std::vector<std::pair<std::int64_t, Activity>> rows;
-    while (st.executeStep()) rows.emplace_back(st.getColumn(14).getInt64(), read_activity(st));
-    std::vector<Activity> out;
-    out.reserve(rows.size());
-    for (auto& [seq, a] : rows) {
-      fill_activity(seq, a);
-      out.push_back(std::move(a));
-    }
-    return out;
+    return read_filled(st);
   } catch (const std::exception& e) {
     return sql_error("listing activities", e);
+  }
+
+  Result<std::vector<Activity>> changes_after(std::int64_t after, std::size_t limit) override try {
+    std::string sql = std::string(k_act_select) + " WHERE a.change_seq > ? ORDER BY a.change_seq";
+    if (limit > 0) sql += detail::cat(" LIMIT ", limit);
+    const ReadScope scope(db_);
+    SQLite::Statement st(db_, sql);
+    st.bind(1, after);
+    return read_filled(st);
+  } catch (const std::exception& e) {
+    return sql_error("reading changed activities", e);
+  }
+
+  Result<std::int64_t> last_change_seq() override try {
+    auto& st = stmt("SELECT last_seq FROM changes WHERE id = 1");
+    return first_row(st, [](SQLite::Statement& r) { return r.getColumn(0).getInt64(); })
+        .value_or(0);
+  } catch (const std::exception& e) {
+    return sql_error("reading the change sequence", e);
   }
 
   Result<std::optional<Activity>> get(std::string_view id) override {
@@ -831,7 +880,7 @@ class SqliteStore final : public Store {
   static constexpr const char* k_act_select =
       "SELECT a.id, a.source_key, a.kind, a.direction, a.status, a.occurred_at, a.subject, "
       "a.snippet, a.message_id, a.thread_key, a.opportunity_id, a.reason, a.rule, a.updated_at, "
-      "a.seq FROM activities a";
+      "a.seq, a.change_seq FROM activities a";
   static constexpr const char* k_cursor_select =
       "SELECT mailbox, folder, uidvalidity, highest_uid, highest_modseq, extra FROM sync_state";
 
@@ -952,6 +1001,7 @@ class SqliteStore final : public Store {
     a.reason = st.getColumn(11).getString();
     a.rule = st.getColumn(12).getString();
     a.updated_at = st.getColumn(13).getString();
+    a.change_seq = st.getColumn(15).getInt64();
     return a;
   }
 
@@ -1006,6 +1056,20 @@ class SqliteStore final : public Store {
                                     s.getColumn(4).getString(), s.getColumn(5).getString(),
                                     s.getColumn(6).getString()});
     }
+  }
+
+  // Every row of `st` (a k_act_select), filled with participants and places.
+  std::vector<Activity> read_filled(SQLite::Statement& st) {
+    std::vector<std::pair<std::int64_t, Activity>> rows;
+    while (st.executeStep()) rows.emplace_back(st.getColumn(14).getInt64(), read_activity(st));
+    st.reset();
+    std::vector<Activity> out;
+    out.reserve(rows.size());
+    for (auto& [seq, a] : rows) {
+      fill_activity(seq, a);
+      out.push_back(std::move(a));
+    }
+    return out;
   }
 
   Result<std::optional<Activity>> get_one(const char* where, std::string_view key) try {
@@ -1092,6 +1156,7 @@ class SqliteStore final : public Store {
   static constexpr std::size_t k_cache_limit = 100000;
   SQLite::Database db_;
   int version_;
+  std::function<void(std::int64_t)> on_change_;
   Checkpointer checkpointer_;  // after db_: closed before it, so db_ closes last
   // By PlusTags: [0] distinct, [1] ignored (keys without their tags).
   std::unordered_map<std::string, std::optional<Contact>> contact_cache_[2];

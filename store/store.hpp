@@ -10,6 +10,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -209,6 +210,9 @@ struct Activity {
   std::vector<SourceRef> sources;  // filled on read
   std::string updated_at;
   std::optional<MeetingFields> meeting;  // set for kind meeting when known
+  // Filled on read: the store's change sequence number of the commit that
+  // last created or changed this activity (see Activities::changes_after).
+  std::int64_t change_seq = 0;
 };
 
 // A folder's (or calendar's) sync cursor. Committed together with the batch of
@@ -222,12 +226,28 @@ struct SyncCursor {
   std::string extra;  // connector-specific state (JSON), opaque to the store
 };
 
+// Where a listing stands: the sort key of the last row a page returned.
+struct ActivityKey {
+  std::string occurred_at;
+  std::string id;
+  bool operator==(const ActivityKey&) const = default;
+};
+
 struct ActivityFilter {
   std::string contact_id, company_id, opportunity_id;
-  std::string since;  // ISO 8601 UTC, inclusive
+  std::string mailbox;  // only activities seen (with a place) in this mailbox
+  // ISO 8601 UTC times or dates, compared as text with occurred_at: `since`
+  // inclusive, `until` exclusive (so a date as `until` excludes that day).
+  std::string since, until;
   std::optional<ActivityKind> kind;
-  std::optional<DecisionStatus> status;  // default: every status
-  std::size_t limit = 0;                 // 0: no limit
+  std::vector<DecisionStatus> statuses;  // any of these; empty: every status
+  // Rows are sorted by (occurred_at, id), oldest first unless newest_first.
+  bool newest_first = false;
+  // Only rows after this key in the sort order: the next page of a listing.
+  // Rows inserted meanwhile before the key are not seen, and none is seen
+  // twice, as long as an activity's occurred_at does not change.
+  std::optional<ActivityKey> after;
+  std::size_t limit = 0;  // 0: no limit
 };
 
 // A batch is what one commit covers. The rows upsert by source_key: the same
@@ -292,6 +312,17 @@ class Activities {
   virtual Result<std::unique_ptr<ReadHold>> hold_reads() = 0;
   virtual Result<std::vector<Activity>> list(const ActivityFilter& filter) = 0;
   virtual Result<std::optional<Activity>> get(std::string_view id) = 0;
+  // Activities created or changed by commits after the change sequence
+  // number `after`, in the order of their latest change, at most `limit`
+  // (0: no limit); each with change_seq set. Every commit that creates an
+  // activity, or changes a field capture decides (its participants and
+  // meeting fields included), gives it a new number, greater than every
+  // number given before, in this file: a reader that saw up to N misses
+  // nothing by asking for what came after N, across restarts. A new place of
+  // a known message, or a place marked removed, changes no number.
+  virtual Result<std::vector<Activity>> changes_after(std::int64_t after, std::size_t limit) = 0;
+  // The greatest change sequence number given so far; 0 when none.
+  virtual Result<std::int64_t> last_change_seq() = 0;
   virtual Result<std::optional<Activity>> by_source_key(std::string_view source_key) = 0;
   // For each key, whether an activity with that source key is stored.
   virtual Result<std::vector<bool>> have_source_keys(const std::vector<std::string>& keys) = 0;
@@ -357,6 +388,11 @@ struct StoreOptions {
   // for as long as the daemon runs; a size limit instead would also cut it
   // during a backfill, where it slows commits.
   std::chrono::milliseconds wal_idle_truncate{std::chrono::seconds(30)};
+  // Called after each commit that gave activities change sequence numbers,
+  // with the greatest, on the committing thread, once the commit is durable
+  // (readers on other connections see it). Must not throw, and should return
+  // quickly (post the news elsewhere): the writer waits for it.
+  std::function<void(std::int64_t change_seq)> on_change;
 };
 
 // The SQLite store: one file, WAL, foreign keys on, busy_timeout set; schema made

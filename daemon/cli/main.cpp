@@ -1,9 +1,12 @@
 // SPDX-License-Identifier: Apache-2.0
 // crm-capture: the command-line client and offline tools.
 #include "connectors/maildir/maildir.hpp"
+#include "daemon/api/json.hpp"
 #include "daemon/capture/capture.hpp"
 #include "daemon/capture/directory_import.hpp"
 #include "daemon/cli/ingest.hpp"
+#include "daemon/cli/remote.hpp"
+#include "daemon/config/config.hpp"
 #include "parsers/calendar/calendar.hpp"
 #include "store/store.hpp"
 
@@ -47,66 +50,33 @@ std::unique_ptr<store::Store> open_store(const std::string& path) {
   return std::move(*s);
 }
 
-boost::json::object activity_json(const store::Activity& a) {
-  boost::json::array participants;
-  for (const auto& p : a.participants) {
-    participants.push_back(
-        {{"address", p.address},
-         {"name", p.name},
-         {"role", p.role},
-         {"contact_id",
-          p.contact_id.empty() ? boost::json::value(nullptr) : boost::json::value(p.contact_id)},
-         {"company_id",
-          p.company_id.empty() ? boost::json::value(nullptr) : boost::json::value(p.company_id)}});
-    if (!p.partstat.empty()) participants.back().as_object()["partstat"] = p.partstat;
-  }
-  boost::json::array contacts(a.contact_ids.begin(), a.contact_ids.end());
-  boost::json::array companies(a.company_ids.begin(), a.company_ids.end());
-  boost::json::array sources;
-  for (const auto& s : a.sources) {
-    boost::json::object o{{"mailbox", s.mailbox}, {"folder", s.folder}};
-    if (s.uid) {
-      o["uidvalidity"] = s.uidvalidity;
-      o["uid"] = s.uid;
-    }
-    if (!s.path.empty()) o["path"] = s.path;
-    if (!s.remote_id.empty()) o["remote_id"] = s.remote_id;
-    if (!s.removed_at.empty()) o["removed_at"] = s.removed_at;
-    sources.push_back(std::move(o));
-  }
-  boost::json::object out{
-      {"id", a.id},
-      {"kind", store::to_string(a.kind)},
-      {"direction", store::to_string(a.direction)},
-      {"occurred_at", a.occurred_at},
-      {"subject", a.subject},
-      {"snippet", a.snippet},
-      {"message_id", a.message_id},
-      {"thread_key", a.thread_key},
-      {"participants", std::move(participants)},
-      {"contact_ids", std::move(contacts)},
-      {"company_ids", std::move(companies)},
-      {"opportunity_id", a.opportunity_id.empty() ? boost::json::value(nullptr)
-                                                  : boost::json::value(a.opportunity_id)},
-      {"status", store::to_string(a.status)},
-      {"reason", a.reason},
-      {"sources", std::move(sources)}};
-  if (const auto& m = a.meeting) {
-    out["event_uid"] = m->event_uid;
-    out["starts_at"] = m->starts_at;
-    out["ends_at"] = m->ends_at;
-    out["all_day"] = m->all_day;
-    out["location"] = m->location;
-    out["meeting_status"] = capture::meeting_status(*m, std::time(nullptr));
-  }
-  return out;
-}
-
 std::string cut(std::string_view s, std::size_t n) {
   // Cut on a UTF-8 boundary.
   if (s.size() <= n) return std::string(s);
   while (n > 0 && (static_cast<unsigned char>(s[n]) & 0xC0) == 0x80) --n;
   return std::string(s.substr(0, n)) + "…";
+}
+
+// `activities`: one JSON object per line, or a table.
+void print_activities(const std::vector<boost::json::object>& items, bool json) {
+  if (json) {
+    for (const auto& o : items) std::cout << boost::json::serialize(o) << "\n";
+    return;
+  }
+  const auto text = [](const boost::json::value& v) {
+    return v.is_string() ? std::string(v.as_string()) : std::string();
+  };
+  std::printf("%-20s %-8s %-40s %-16s %-10s\n", "OCCURRED (UTC)", "DIR", "SUBJECT", "CONTACTS",
+              "OPPORTUNITY");
+  for (const auto& o : items) {
+    std::string contacts;
+    for (const auto& c : o.at("contact_ids").as_array()) {
+      contacts += (contacts.empty() ? "" : ",") + text(c);
+    }
+    std::printf("%-20s %-8s %-40s %-16s %-10s\n", text(o.at("occurred_at")).c_str(),
+                text(o.at("direction")).c_str(), cut(text(o.at("subject")), 40).c_str(),
+                cut(contacts, 16).c_str(), text(o.at("opportunity_id")).c_str());
+  }
 }
 
 // Makes `o`, a vector option, take exactly one value per use (`--owner a
@@ -220,7 +190,17 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", "crm-capture " CRMCAP_VERSION);
   app.require_subcommand(1);
   std::string store_path = default_store_path();
-  app.add_option("--store", store_path, "the store file")->capture_default_str();
+  auto* store_opt =
+      app.add_option("--store", store_path, "the store file (offline: no daemon asked)")
+          ->capture_default_str();
+  std::string socket_path = config::default_socket_path();
+  app.add_option("--socket", socket_path, "a running daemon's API socket ([api] socket)")
+      ->capture_default_str();
+
+  // status
+  auto* status_cmd = app.add_subcommand("status", "ask the running daemon how it is doing");
+  bool status_json = false;
+  status_cmd->add_flag("--json", status_json, "the daemon's answer as it is (GET /v1/status)");
 
   // import
   auto* import_cmd = app.add_subcommand("import", "import the CRM directory from a CSV file");
@@ -365,42 +345,47 @@ int main(int argc, char** argv) {
     print_decision(o);
     return 0;
   }
+  if (*status_cmd) {
+    auto body = cli::remote_status(socket_path);
+    if (!body) {
+      std::cerr << "crm-capture: no answer from a daemon: " << body.error().message << "\n";
+      return 1;
+    }
+    std::cout << (status_json ? *body + "\n" : cli::describe_status(*body));
+    return 0;
+  }
+  if (*act_cmd && store_opt->count() == 0 && !socket_path.empty()) {
+    // A running daemon answers for its store; without one, the store is read
+    // directly, as with --store.
+    auto items = cli::remote_activities(socket_path, filter);
+    if (items) {
+      print_activities(*items, act_json);
+      return 0;
+    }
+    if (!items.error().unreachable) {
+      std::cerr << "crm-capture: " << items.error().message << "\n";
+      return 1;
+    }
+  }
   if (*act_cmd || *dec_cmd) {
     auto st = open_store(store_path);
-    if (*act_cmd) filter.status = store::DecisionStatus::captured;
+    if (*act_cmd) filter.statuses = {store::DecisionStatus::captured};
     auto rows = st->list(*act_cmd ? filter : store::ActivityFilter{});
     if (!rows) {
       std::cerr << "crm-capture: " << rows.error().message << "\n";
       return 1;
     }
-    if (*act_cmd && act_json) {
-      for (const auto& a : *rows) std::cout << boost::json::serialize(activity_json(a)) << "\n";
-    } else if (*act_cmd) {
-      std::printf("%-20s %-8s %-40s %-16s %-10s\n", "OCCURRED (UTC)", "DIR", "SUBJECT", "CONTACTS",
-                  "OPPORTUNITY");
-      for (const auto& a : *rows) {
-        std::string contacts;
-        for (const auto& c : a.contact_ids) contacts += (contacts.empty() ? "" : ",") + c;
-        std::printf("%-20s %-8s %-40s %-16s %-10s\n", a.occurred_at.c_str(),
-                    std::string(store::to_string(a.direction)).c_str(), cut(a.subject, 40).c_str(),
-                    cut(contacts, 16).c_str(), a.opportunity_id.c_str());
-      }
+    if (*act_cmd) {
+      const std::int64_t now = std::time(nullptr);
+      std::vector<boost::json::object> items;
+      items.reserve(rows->size());
+      for (const auto& a : *rows) items.push_back(api::activity_json(a, now));
+      print_activities(items, act_json);
     } else {
       for (const auto& a : *rows) {
         for (const auto& s : a.sources) {
-          boost::json::object o{{"message_id", a.message_id},
-                                {"activity_id", a.id},
-                                {"mailbox", s.mailbox},
-                                {"folder", s.folder},
-                                {"decision", store::to_string(a.status)},
-                                {"rule", a.rule},
-                                {"reason", a.reason}};
-          if (!s.path.empty()) o["path"] = s.path;
-          if (s.uid) o["uid"] = s.uid;
-          if (!s.removed_at.empty()) o["removed_at"] = s.removed_at;
-          if (a.meeting) o["event_uid"] = a.meeting->event_uid;
           if (dec_json) {
-            std::cout << boost::json::serialize(o) << "\n";
+            std::cout << boost::json::serialize(api::decision_json(a, s)) << "\n";
           } else {
             std::cout << a.occurred_at << "  " << store::to_string(a.status) << "  "
                       << (s.folder.empty() ? s.path : s.folder) << "  " << a.message_id

@@ -503,12 +503,9 @@ class Loader {
   }
 
   std::string default_socket_path() {
-    if (env_.root) return "/run/crm-capture/api.sock";
-    if (env_.xdg_runtime_dir.empty()) {
-      error("api.socket is not set and $XDG_RUNTIME_DIR is not set");
-      return {};
-    }
-    return env_.xdg_runtime_dir + "/crm-capture/api.sock";
+    std::string path = config::default_socket_path(env_);
+    if (path.empty()) error("api.socket is not set and $XDG_RUNTIME_DIR is not set");
+    return path;
   }
 
   void read_mailboxes(const toml::table& root, Config& c) {
@@ -818,6 +815,12 @@ Environment Environment::current() {
   env.xdg_runtime_dir = absolute_env("XDG_RUNTIME_DIR");
   env.credentials_directory = absolute_env("CREDENTIALS_DIRECTORY");
   return env;
+}
+
+std::string default_socket_path(const Environment& env) {
+  if (env.root) return "/run/crm-capture/api.sock";
+  if (env.xdg_runtime_dir.empty()) return {};
+  return env.xdg_runtime_dir + "/crm-capture/api.sock";
 }
 
 std::string default_config_path(const Environment& env) {

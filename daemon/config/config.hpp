@@ -129,6 +129,10 @@ struct Environment {
 // $XDG_CONFIG_HOME/crm-capture/crm-capture.toml (~/.config when unset).
 std::string default_config_path(const Environment& env = Environment::current());
 
+// The API socket when the file names none: /run/crm-capture/api.sock for
+// root, else $XDG_RUNTIME_DIR/crm-capture/api.sock; empty when that is unset.
+std::string default_socket_path(const Environment& env = Environment::current());
+
 // Reads and validates the file at `path`. Defaults: store.path is
 // /var/lib/crm-capture/capture.db for root, else
 // $XDG_DATA_HOME/crm-capture/capture.db (~/.local/share when unset); api.socket

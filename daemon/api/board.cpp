@@ -1,0 +1,158 @@
+// SPDX-License-Identifier: Apache-2.0
+// The board (mailbox states and store changes) and the IMAP account's
+// reports on it. No Asio here.
+#include "connectors/imap/imap.hpp"
+#include "daemon/api/api.hpp"
+#include "daemon/capture/imap_sink.hpp"
+
+#include <algorithm>
+#include <ctime>
+
+namespace crmcap::api {
+
+namespace {
+
+std::string now_iso() {
+  const std::time_t t = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+void take_counters(SourceStatus& s, const capture::Tally& t) {
+  s.seen = t.seen;
+  s.captured = t.captured;
+  s.skipped = t.skipped;
+  s.failed = t.failed;
+  s.known = t.known;
+}
+
+}  // namespace
+
+std::string_view to_string(SourceState s) noexcept {
+  switch (s) {
+    case SourceState::starting:
+      return "starting";
+    case SourceState::connecting:
+      return "connecting";
+    case SourceState::backfilling:
+      return "backfilling";
+    case SourceState::syncing:
+      return "syncing";
+    case SourceState::idle:
+      return "idle";
+    case SourceState::retrying:
+      return "retrying";
+    case SourceState::needs_user:
+      return "needs_user";
+    case SourceState::stopped:
+      return "stopped";
+  }
+  return "starting";
+}
+
+void Board::add_mailbox(const std::string& name, bool imap, bool caldav) {
+  const std::lock_guard<std::mutex> lock(mutex_);
+  MailboxStatus m{name, {}, {}};
+  const std::string now = now_iso();
+  if (imap) m.imap = SourceStatus{.state_since = now};
+  if (caldav) m.caldav = SourceStatus{.state_since = now};
+  mailboxes_.push_back(std::move(m));
+}
+
+void Board::update(std::string_view mailbox, Side side,
+                   const std::function<void(SourceStatus&)>& change) {
+  const std::lock_guard<std::mutex> lock(mutex_);
+  for (auto& m : mailboxes_) {
+    if (m.name != mailbox) continue;
+    auto& s = side == Side::imap ? m.imap : m.caldav;
+    if (!s) return;
+    const SourceState before = s->state;
+    change(*s);
+    if (s->state != before) s->state_since = now_iso();
+    return;
+  }
+}
+
+std::vector<MailboxStatus> Board::mailboxes() const {
+  const std::lock_guard<std::mutex> lock(mutex_);
+  return mailboxes_;
+}
+
+bool Board::has_mailbox(std::string_view name) const {
+  const std::lock_guard<std::mutex> lock(mutex_);
+  return std::any_of(mailboxes_.begin(), mailboxes_.end(),
+                     [&](const MailboxStatus& m) { return m.name == name; });
+}
+
+void Board::store_changed(std::int64_t) {
+  // Under the lock, so that once the server has cleared its listener no call
+  // of it is under way or to come.
+  const std::lock_guard<std::mutex> lock(mutex_);
+  if (change_listener_) change_listener_();
+}
+
+void Board::set_change_listener(std::function<void()> listener) {
+  const std::lock_guard<std::mutex> lock(mutex_);
+  change_listener_ = std::move(listener);
+}
+
+void Board::set_sync_handler(std::function<bool(const std::string&)> handler) {
+  const std::lock_guard<std::mutex> lock(mutex_);
+  sync_handler_ = std::move(handler);
+}
+
+std::optional<bool> Board::request_sync(const std::string& mailbox) const {
+  std::function<bool(const std::string&)> h;
+  {
+    const std::lock_guard<std::mutex> lock(mutex_);
+    h = sync_handler_;
+  }
+  if (!h) return std::nullopt;
+  return h(mailbox);
+}
+
+void report_imap(Board& board, const std::string& mailbox, imap::Account& account,
+                 const capture::ImapSink& sink) {
+  auto synced = std::move(account.on_synced);
+  account.on_synced = [&board, &sink, mailbox, synced](const imap::SyncReport& r) {
+    if (synced) synced(r);
+    const capture::Tally t = sink.counters();
+    board.update(mailbox, Side::imap, [&](SourceStatus& s) {
+      const std::string now = now_iso();
+      // run() goes on to wait for new mail after a pass.
+      s.state = SourceState::idle;
+      s.reason.clear();
+      s.next_attempt_at.clear();
+      s.progress_done.reset();
+      s.progress_total.reset();
+      s.last_pass_at = now;
+      s.last_pass_ok = true;
+      s.last_success_at = now;
+      ++s.passes;
+      take_counters(s, t);
+    });
+  };
+  auto failed = std::move(account.on_failure);
+  account.on_failure = [&board, &sink, mailbox, failed](const imap::SyncError& e) {
+    if (failed) failed(e);
+    const capture::Tally t = sink.counters();
+    board.update(mailbox, Side::imap, [&](SourceStatus& s) {
+      s.state =
+          e.retry == imap::RetryClass::needs_user ? SourceState::needs_user : SourceState::retrying;
+      // The account does not tell when it tries again (backoff_delay, 1 s
+      // to 5 min): next_attempt_at stays unknown until it does.
+      s.next_attempt_at.clear();
+      s.reason = e.message;
+      s.last_pass_at = now_iso();
+      s.last_pass_ok = false;
+      ++s.passes;
+      ++s.failed_passes;
+      take_counters(s, t);
+    });
+  };
+}
+
+}  // namespace crmcap::api

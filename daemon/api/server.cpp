@@ -1,0 +1,600 @@
+// SPDX-License-Identifier: Apache-2.0
+// The local API's server: the listener, one coroutine per connection on the
+// daemon's io_context, and a thread with a store connection of its own where
+// every query runs (the network thread never waits for SQLite).
+#include "daemon/api/api.hpp"
+#include "daemon/api/json.hpp"
+#include "daemon/api/query.hpp"
+#include "store/store.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/local/stream_protocol.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core/basic_stream.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/json.hpp>
+
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <charconv>
+#include <cstring>
+#include <ctime>
+#include <filesystem>
+#include <set>
+#include <thread>
+#include <variant>
+
+namespace crmcap::api {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace fs = std::filesystem;
+using local = asio::local::stream_protocol;
+using Stream = beast::basic_stream<local>;
+template <class T>
+using Awaitable = asio::awaitable<T>;
+constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
+using detail::ApiError;
+using detail::Endpoint;
+
+namespace {
+
+std::string iso_utc(std::time_t t) {
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+// The peer's credentials, with its supplementary groups where the kernel
+// gives them (SO_PEERGROUPS, Linux 4.13).
+std::optional<PeerCred> peer_of(int fd) {
+  ucred c{};
+  socklen_t len = sizeof c;
+  if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &c, &len) != 0) return std::nullopt;
+  PeerCred p{c.pid, c.uid, c.gid, {}};
+#ifdef SO_PEERGROUPS
+  std::vector<gid_t> groups(64);
+  for (int tries = 0; tries < 4; ++tries) {
+    socklen_t glen = static_cast<socklen_t>(groups.size() * sizeof(gid_t));
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups.data(), &glen) == 0) {
+      groups.resize(glen / sizeof(gid_t));
+      p.groups.assign(groups.begin(), groups.end());
+      break;
+    }
+    if (errno != ERANGE) break;
+    groups.resize(glen / sizeof(gid_t) + 16);
+  }
+#endif
+  return p;
+}
+
+// Makes the socket's directory: created owner-only (plus search for those
+// the mode lets in) when absent; an existing one must be the daemon's own
+// and writable by nobody else, or another user could put their own socket
+// in its place.
+std::optional<std::string> prepare_directory(const fs::path& dir, std::uint32_t mode) {
+  struct stat st {};
+  if (lstat(dir.c_str(), &st) != 0) {
+    if (errno != ENOENT) return dir.string() + ": " + std::strerror(errno);
+    std::error_code ec;
+    if (dir.has_parent_path()) fs::create_directories(dir.parent_path(), ec);
+    mode_t dmode = 0700;
+    if (mode & 0060) dmode |= 0010;
+    if (mode & 0006) dmode |= 0001;
+    if (mkdir(dir.c_str(), dmode) != 0 && errno != EEXIST) {
+      return dir.string() + ": cannot create the socket's directory: " + std::strerror(errno);
+    }
+    chmod(dir.c_str(), dmode);  // whatever the umask took away
+    if (lstat(dir.c_str(), &st) != 0) return dir.string() + ": " + std::strerror(errno);
+  }
+  if (!S_ISDIR(st.st_mode)) return dir.string() + ": not a directory";
+  if (st.st_uid != geteuid()) {
+    return dir.string() + ": the socket's directory belongs to uid " + std::to_string(st.st_uid) +
+           ", not to this daemon's (" + std::to_string(geteuid()) + ")";
+  }
+  if (st.st_mode & 0022) {
+    return dir.string() + ": the socket's directory is writable by others than its owner";
+  }
+  return std::nullopt;
+}
+
+// A socket file left by a daemon that died is removed; one that a live
+// process listens on is not ours to take.
+std::optional<std::string> clear_stale_socket(const std::string& path) {
+  struct stat st {};
+  if (lstat(path.c_str(), &st) != 0) return std::nullopt;
+  if (!S_ISSOCK(st.st_mode)) return path + ": exists and is not a socket";
+  asio::io_context probe_io;
+  local::socket probe(probe_io);
+  boost::system::error_code ec;
+  probe.connect(local::endpoint(path), ec);
+  if (!ec) return path + ": another process is listening on this socket";
+  if (unlink(path.c_str()) != 0 && errno != ENOENT) {
+    return path + ": cannot remove the stale socket: " + std::strerror(errno);
+  }
+  return std::nullopt;
+}
+
+// A response in the making.
+struct Reply {
+  http::status status = http::status::ok;
+  std::string body;  // JSON
+  std::vector<std::pair<http::field, std::string>> headers;
+};
+
+Reply error_reply(http::status status, std::string_view code, std::string_view message) {
+  return {status, detail::error_body(code, message), {}};
+}
+
+Reply error_reply(const ApiError& e) {
+  return error_reply(static_cast<http::status>(e.status), e.code, e.message);
+}
+
+}  // namespace
+
+bool peer_allowed(const PeerCred& peer, const Access& access) {
+  if (peer.uid == 0 || peer.uid == access.owner_uid) return true;
+  if (std::find(access.allow_uids.begin(), access.allow_uids.end(), peer.uid) !=
+      access.allow_uids.end()) {
+    return true;
+  }
+  // The group counts only when the socket's mode lets it read and write.
+  if ((access.mode & 0060) == 0060) {
+    if (peer.gid == access.group_gid) return true;
+    if (std::find(peer.groups.begin(), peer.groups.end(), access.group_gid) != peer.groups.end()) {
+      return true;
+    }
+  }
+  return false;
+}
+
+// A connection: its stream and, for an event stream, the timer it waits on
+// between events (a store change cancels it).
+struct Connection {
+  explicit Connection(local::socket s) : stream(std::move(s)), wake(stream.get_executor()) {}
+  Stream stream;
+  asio::steady_timer wake;
+  bool dirty = false;   // a store change came since the stream last looked
+  bool closed = false;  // the client of an event stream hung up
+};
+
+struct Server::Impl : std::enable_shared_from_this<Impl> {
+  Impl(asio::io_context& io, Options o, Board& b)
+      : io(io),
+        options(std::move(o)),
+        board(b),
+        acceptor(io),
+        store_work(asio::make_work_guard(store_io)),
+        started(std::chrono::steady_clock::now()),
+        started_at(std::time(nullptr)) {}
+  ~Impl() {
+    store_work.reset();
+    if (store_thread.joinable()) store_thread.join();
+  }
+
+  asio::io_context& io;
+  Options options;
+  Board& board;
+  local::acceptor acceptor;
+  Access access;
+  bool stopping = false;
+  std::set<std::shared_ptr<Connection>> connections;
+
+  // The store's thread: every query runs there, one at a time.
+  asio::io_context store_io;
+  asio::executor_work_guard<asio::io_context::executor_type> store_work;
+  std::thread store_thread;
+  std::unique_ptr<store::Store> db;
+
+  std::chrono::steady_clock::time_point started;
+  std::time_t started_at;
+
+  // Runs job(store) on the store's thread; the awaiting coroutine resumes
+  // on its own executor. Not a coroutine itself: GCC 12 destroyed a lambda
+  // passed by value to a coroutine twice (a free() of an invalid pointer),
+  // so jobs travel as std::function, made into named locals by the callers.
+  template <class R>
+  Awaitable<R> on_store(std::function<R(store::Store&)> job) {
+    store::Store* s = db.get();
+    return asio::co_spawn(
+        store_io, [s, job = std::move(job)]() -> Awaitable<R> { co_return job(*s); },
+        asio::use_awaitable);
+  }
+  using Job = std::function<Reply(store::Store&)>;
+  // What a request asks: a reply now, or a job for the store's thread.
+  std::variant<Reply, Job> plan(const http::request<http::string_body>& req, detail::Request r);
+
+  Awaitable<void> accept_loop();
+  Awaitable<void> session(std::shared_ptr<Connection> conn);
+  Awaitable<Reply> handle(const http::request<http::string_body>& req, detail::Request r);
+  Awaitable<void> events(std::shared_ptr<Connection> conn,
+                         const http::request<http::string_body>& req);
+  // `reply` must live until the write completes (a named local of the caller:
+  // GCC 12 mishandles temporaries and by-value class parameters of coroutines).
+  Awaitable<bool> write_reply(Connection& conn, const Reply& reply, bool keep_alive);
+  // Reads and drops what an event stream's client sends, so that its
+  // hanging up ends the stream at once, not at the next keep-alive.
+  Awaitable<void> watch_hangup(std::shared_ptr<Connection> conn);
+  void notify_all();
+  void stop();
+};
+
+namespace {
+
+constexpr std::string_view k_json = "application/json";
+
+}  // namespace
+
+Awaitable<void> Server::Impl::accept_loop() {
+  auto self = shared_from_this();
+  while (!stopping) {
+    auto [ec, sock] = co_await acceptor.async_accept(use_tuple);
+    if (ec) {
+      if (stopping || ec == asio::error::operation_aborted) co_return;
+      // EMFILE and the like: wait a little rather than spin.
+      asio::steady_timer t(io, std::chrono::milliseconds(100));
+      co_await t.async_wait(use_tuple);
+      continue;
+    }
+    auto conn = std::make_shared<Connection>(std::move(sock));
+    connections.insert(conn);
+    asio::co_spawn(io, session(conn), [self, conn](std::exception_ptr) {
+      // A session's exceptions end only its connection.
+      self->connections.erase(conn);
+      boost::system::error_code ignored;
+      conn->stream.socket().close(ignored);
+    });
+  }
+}
+
+Awaitable<bool> Server::Impl::write_reply(Connection& conn, const Reply& reply, bool keep_alive) {
+  http::response<http::string_body> res{reply.status, 11};
+  res.set(http::field::server, "crm-captured/" + options.version);
+  res.set(http::field::content_type, k_json);
+  res.set(http::field::cache_control, "no-store");
+  for (auto& [f, v] : reply.headers) res.set(f, v);
+  res.body() = reply.body;
+  res.keep_alive(keep_alive);
+  res.prepare_payload();
+  conn.stream.expires_after(options.write_timeout);
+  auto [ec, n] = co_await http::async_write(conn.stream, res, use_tuple);
+  co_return !ec;
+}
+
+Awaitable<void> Server::Impl::session(std::shared_ptr<Connection> conn) {
+  auto self = shared_from_this();
+  const auto peer = peer_of(conn->stream.socket().native_handle());
+  // A refused peer's request is still read (within the limits and the
+  // deadline), so that it gets its 403 instead of a connection reset.
+  const bool refused = !peer || !peer_allowed(*peer, access);
+  if (connections.size() > options.max_connections) {
+    const Reply rep = error_reply(http::status::service_unavailable, "too_many_connections",
+                                  "too many connections; try again later");
+    co_await write_reply(*conn, rep, false);
+    co_return;
+  }
+  beast::flat_buffer buffer;
+  while (!stopping) {
+    http::request_parser<http::string_body> parser;
+    parser.header_limit(static_cast<std::uint32_t>(options.header_limit));
+    parser.body_limit(options.body_limit);
+    // One deadline for the whole request: a client trickling bytes does not
+    // move it (slowloris), and an idle keep-alive connection ends there too.
+    conn->stream.expires_after(options.request_timeout);
+    auto [ec, n] = co_await http::async_read(conn->stream, buffer, parser, use_tuple);
+    if (refused && ec) co_return;  // nothing for it but its 403
+    if (ec == http::error::header_limit) {
+      const Reply rep = error_reply(
+          http::status::payload_too_large, "headers_too_large",
+          "the request line and headers exceed " + std::to_string(options.header_limit) + " bytes");
+      co_await write_reply(*conn, rep, false);
+      co_return;
+    }
+    if (ec == http::error::body_limit) {
+      const Reply rep =
+          error_reply(http::status::payload_too_large, "body_too_large",
+                      "the request body exceeds " + std::to_string(options.body_limit) + " bytes");
+      co_await write_reply(*conn, rep, false);
+      co_return;
+    }
+    if (ec == http::error::end_of_stream || ec == beast::error::timeout ||
+        ec == asio::error::operation_aborted || ec == asio::error::connection_reset) {
+      co_return;  // closed, too slow, or stopping: nothing to answer
+    }
+    if (ec) {
+      const Reply rep = error_reply(http::status::bad_request, "bad_request",
+                                    "malformed HTTP request: " + ec.message());
+      co_await write_reply(*conn, rep, false);
+      co_return;
+    }
+    if (refused) {
+      const Reply rep =
+          error_reply(http::status::forbidden, "forbidden",
+                      peer ? "uid " + std::to_string(peer->uid) +
+                                 " may not use this socket (not its owner, its group or allow_uids)"
+                           : std::string("the peer's credentials could not be read"));
+      co_await write_reply(*conn, rep, false);
+      co_return;
+    }
+    const auto& req = parser.get();
+    const bool keep_alive = req.keep_alive();
+    auto parsed = detail::parse_target(std::string_view(req.target()));
+    if (parsed && parsed->endpoint == Endpoint::events && req.method() == http::verb::get) {
+      co_await events(conn, req);
+      co_return;
+    }
+    Reply reply;
+    if (parsed) {
+      reply = co_await handle(req, std::move(*parsed));
+    } else {
+      reply = error_reply(parsed.error());
+    }
+    const bool written = co_await write_reply(*conn, reply, keep_alive);
+    if (!written || !keep_alive) co_return;
+  }
+}
+
+std::variant<Reply, Server::Impl::Job> Server::Impl::plan(
+    const http::request<http::string_body>& req, detail::Request r) {
+  const std::string_view allow = detail::allowed_method(r.endpoint);
+  if (std::string_view(req.method_string()) != allow) {
+    Reply rep = error_reply(http::status::method_not_allowed, "method_not_allowed",
+                            std::string(req.method_string()) + " is not allowed on " +
+                                std::string(req.target().substr(0, req.target().find('?'))) +
+                                "; allowed: " + std::string(allow));
+    rep.headers.emplace_back(http::field::allow, std::string(allow));
+    return rep;
+  }
+  if (!req.body().empty()) {
+    const std::string_view type = req[http::field::content_type];
+    if (type.substr(0, type.find(';')) != k_json) {
+      return error_reply(http::status::unsupported_media_type, "unsupported_media_type",
+                         "a request body must be application/json");
+    }
+  }
+  switch (r.endpoint) {
+    case Endpoint::status: {
+      const auto uptime = std::chrono::duration_cast<std::chrono::seconds>(
+                              std::chrono::steady_clock::now() - started)
+                              .count();
+      detail::StatusFacts facts{options.version, iso_utc(started_at), uptime, options.store_path,
+                                board.mailboxes()};
+      return Job([facts = std::move(facts)](store::Store& s) {
+        auto body = detail::status_body(s, facts);
+        if (!body) {
+          return error_reply(http::status::internal_server_error, "store", body.error().message);
+        }
+        return Reply{http::status::ok, std::move(*body), {}};
+      });
+    }
+    case Endpoint::activities:
+    case Endpoint::decisions: {
+      return Job([r = std::move(r)](store::Store& s) {
+        auto body = detail::list_body(s, r, std::time(nullptr));
+        if (!body) {
+          return error_reply(http::status::internal_server_error, "store", body.error().message);
+        }
+        return Reply{http::status::ok, std::move(*body), {}};
+      });
+    }
+    case Endpoint::activity: {
+      return Job([r = std::move(r)](store::Store& s) {
+        auto a = s.get(r.id);
+        if (!a) return error_reply(http::status::internal_server_error, "store", a.error().message);
+        if (!*a) {
+          return error_reply(http::status::not_found, "not_found", "no activity " + r.id);
+        }
+        return Reply{
+            http::status::ok, boost::json::serialize(activity_json(**a, std::time(nullptr))), {}};
+      });
+    }
+    case Endpoint::sync: {
+      if (!r.mailbox.empty() && !board.has_mailbox(r.mailbox)) {
+        return error_reply(http::status::not_found, "not_found", "no mailbox " + r.mailbox);
+      }
+      const auto asked = board.request_sync(r.mailbox);
+      if (!asked) {
+        return error_reply(http::status::not_implemented, "not_implemented",
+                           "this daemon cannot be asked to sync now yet; its mailboxes "
+                           "sync on new mail (IDLE) and on their poll intervals");
+      }
+      if (!*asked) {
+        return error_reply(http::status::not_found, "not_found", "no mailbox " + r.mailbox);
+      }
+      boost::json::object o{{"accepted", true},
+                            {"mailbox", r.mailbox.empty() ? boost::json::value(nullptr)
+                                                          : boost::json::value(r.mailbox)}};
+      return Reply{http::status::accepted, boost::json::serialize(o), {}};
+    }
+    case Endpoint::events:
+      break;  // served by session()
+  }
+  return error_reply(http::status::not_found, "not_found", "no such resource");
+}
+
+Awaitable<Reply> Server::Impl::handle(const http::request<http::string_body>& req,
+                                      detail::Request r) {
+  auto planned = plan(req, std::move(r));
+  if (auto* now = std::get_if<Reply>(&planned)) co_return std::move(*now);
+  Job job = std::move(std::get<Job>(planned));
+  co_return co_await on_store(std::move(job));
+}
+
+Awaitable<void> Server::Impl::events(std::shared_ptr<Connection> conn,
+                                     const http::request<http::string_body>& req) {
+  std::int64_t last = 0;
+  const std::string_view resume = req["Last-Event-ID"];
+  if (!resume.empty()) {
+    auto n = detail::parse_event_id(resume);
+    if (!n) {
+      const Reply rep = error_reply(http::status::bad_request, "bad_parameter",
+                                    "Last-Event-ID: expected a change sequence number, got \"" +
+                                        std::string(resume.substr(0, 40)) + "\"");
+      co_await write_reply(*conn, rep, false);
+      co_return;
+    }
+    last = *n;
+  } else {
+    // Without Last-Event-ID: what changes from now on.
+    std::function<store::Result<std::int64_t>(store::Store&)> job = [](store::Store& s) {
+      return s.last_change_seq();
+    };
+    auto now = co_await on_store(std::move(job));
+    if (!now) {
+      const Reply rep =
+          error_reply(http::status::internal_server_error, "store", now.error().message);
+      co_await write_reply(*conn, rep, false);
+      co_return;
+    }
+    last = *now;
+  }
+
+  http::response<http::empty_body> head{http::status::ok, 11};
+  head.set(http::field::server, "crm-captured/" + options.version);
+  head.set(http::field::content_type, "text/event-stream");
+  head.set(http::field::cache_control, "no-store");
+  head.keep_alive(false);
+  http::response_serializer<http::empty_body> sr{head};
+  conn->stream.expires_after(options.write_timeout);
+  if (auto [ec, n] = co_await http::async_write_header(conn->stream, sr, use_tuple); ec) co_return;
+
+  asio::co_spawn(io, watch_hangup(conn), asio::detached);
+  constexpr std::size_t k_batch = 200;
+  while (!stopping && !conn->closed) {
+    conn->dirty = false;
+    using Page = boost::system::result<detail::EventsPage, detail::StoreFailure>;
+    std::function<Page(store::Store&)> job = [last](store::Store& s) {
+      return detail::events_page(s, last, k_batch, std::time(nullptr));
+    };
+    auto page = co_await on_store(std::move(job));
+    if (!page) co_return;  // the store failed: the client reconnects with its last id
+    if (!page->text.empty()) {
+      conn->stream.expires_after(options.write_timeout);
+      auto [ec, n] = co_await asio::async_write(conn->stream, asio::buffer(page->text), use_tuple);
+      if (ec) co_return;  // gone, or not reading: dropped
+      last = page->last;
+      if (page->count == k_batch) continue;
+    }
+    if (conn->dirty) continue;
+    // stop() or a hang-up may have come while the store was asked: they
+    // cancelled no wait.
+    if (stopping || conn->closed) co_return;
+    conn->wake.expires_after(options.keepalive_interval);
+    auto [ec] = co_await conn->wake.async_wait(use_tuple);
+    if (stopping || conn->closed) co_return;
+    if (!ec) {
+      static constexpr std::string_view k_keepalive = ": keep-alive\n\n";
+      conn->stream.expires_after(options.write_timeout);
+      auto [wec, n] =
+          co_await asio::async_write(conn->stream, asio::buffer(k_keepalive), use_tuple);
+      if (wec) co_return;
+    }
+  }
+}
+
+Awaitable<void> Server::Impl::watch_hangup(std::shared_ptr<Connection> conn) {
+  std::array<char, 512> sink;
+  for (;;) {
+    // The socket itself, not the timed stream: this read has no deadline.
+    auto [ec, n] = co_await conn->stream.socket().async_read_some(asio::buffer(sink), use_tuple);
+    if (ec) break;
+  }
+  conn->closed = true;
+  conn->wake.cancel();
+}
+
+void Server::Impl::notify_all() {
+  for (const auto& c : connections) {
+    c->dirty = true;
+    c->wake.cancel();
+  }
+}
+
+void Server::Impl::stop() {
+  if (stopping) return;
+  stopping = true;
+  board.set_change_listener({});
+  boost::system::error_code ignored;
+  acceptor.close(ignored);
+  for (const auto& c : connections) {
+    c->wake.cancel();
+    c->stream.socket().close(ignored);
+  }
+  unlink(options.socket_path.c_str());
+}
+
+boost::system::result<std::unique_ptr<Server>, StartError> Server::start(asio::io_context& io,
+                                                                         Options options,
+                                                                         Board& board) {
+  const fs::path path(options.socket_path);
+  if (options.socket_path.empty()) return StartError{"api.socket is empty"};
+  if (options.socket_path.size() >= sizeof(sockaddr_un{}.sun_path)) {
+    return StartError{options.socket_path + ": the socket path is longer than " +
+                      std::to_string(sizeof(sockaddr_un{}.sun_path) - 1) + " bytes"};
+  }
+  if (auto e = prepare_directory(path.parent_path(), options.mode)) return StartError{*e};
+  if (auto e = clear_stale_socket(options.socket_path)) return StartError{*e};
+
+  auto impl = std::make_shared<Impl>(io, std::move(options), board);
+  const Options& o = impl->options;
+  auto st = store::Store::open(o.store_path);
+  if (!st) return StartError{"api: " + st.error().message};
+  impl->db = std::move(*st);
+
+  boost::system::error_code ec;
+  impl->acceptor.open(local(), ec);
+  if (!ec) impl->acceptor.bind(local::endpoint(o.socket_path), ec);
+  if (ec) return StartError{o.socket_path + ": cannot bind: " + ec.message()};
+  if (chmod(o.socket_path.c_str(), static_cast<mode_t>(o.mode)) != 0) {
+    const std::string why = std::strerror(errno);
+    unlink(o.socket_path.c_str());
+    return StartError{o.socket_path + ": cannot set its mode: " + why};
+  }
+  struct stat sst {};
+  if (stat(o.socket_path.c_str(), &sst) != 0) {
+    return StartError{o.socket_path + ": " + std::strerror(errno)};
+  }
+  impl->access = Access{static_cast<std::uint32_t>(geteuid()), sst.st_gid, o.mode, o.allow_uids};
+  impl->acceptor.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) {
+    unlink(o.socket_path.c_str());
+    return StartError{o.socket_path + ": cannot listen: " + ec.message()};
+  }
+
+  impl->store_thread = std::thread([raw = impl.get()] { raw->store_io.run(); });
+  std::weak_ptr<Impl> weak = impl;
+  board.set_change_listener([weak, &io] {
+    asio::post(io, [weak] {
+      if (auto s = weak.lock()) s->notify_all();
+    });
+  });
+  asio::co_spawn(io, impl->accept_loop(), asio::detached);
+  return std::unique_ptr<Server>(new Server(std::move(impl)));
+}
+
+Server::Server(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+Server::~Server() {
+  if (impl_) impl_->stop();
+}
+
+void Server::stop() { impl_->stop(); }
+
+}  // namespace crmcap::api

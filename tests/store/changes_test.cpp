@@ -1,0 +1,165 @@
+// SPDX-License-Identifier: Apache-2.0
+// The change sequence (Activities::changes_after, StoreOptions::on_change)
+// and paged listings (ActivityFilter::after, newest_first, until, mailbox).
+#include "store/schema.hpp"
+#include "store/store.hpp"
+#include "tests/support/temp_dir.hpp"
+
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+
+#include <set>
+#include <tuple>
+
+using namespace crmcap::store;
+
+namespace {
+
+Activity activity(const std::string& key, const std::string& when,
+                  DecisionStatus status = DecisionStatus::captured) {
+  Activity a;
+  a.id = "id-" + key;
+  a.source_key = key;
+  a.occurred_at = when;
+  a.subject = "about " + key;
+  a.status = status;
+  a.participants.push_back({"jane@acme.com", "Jane", "from", "C-1", "CO-1"});
+  return a;
+}
+
+Batch batch_of(const std::vector<Activity>& v, const std::string& mailbox = "alice") {
+  Batch b;
+  std::int64_t uid = 1;
+  for (const auto& a : v) {
+    b.items.push_back({a, SourceRef{mailbox, "INBOX", 1, uid++, ""}});
+  }
+  return b;
+}
+
+std::vector<std::string> ids(const std::vector<Activity>& v) {
+  std::vector<std::string> out;
+  for (const auto& a : v) out.push_back(a.id);
+  return out;
+}
+
+}  // namespace
+
+TEST(Changes, EveryCreateOrChangeGetsTheNextNumberAndTheHookHearsIt) {
+  crmcap::test::TempDir dir;
+  std::vector<std::int64_t> heard;
+  StoreOptions o;
+  o.on_change = [&](std::int64_t seq) { heard.push_back(seq); };
+  auto s = Store::open((dir.path() / "c.db").string(), o).value();
+  EXPECT_EQ(s->last_change_seq().value(), 0);
+  ASSERT_TRUE(s->commit(
+      batch_of({activity("a", "2026-11-01T10:00:00Z"), activity("b", "2026-11-02T10:00:00Z")})));
+  EXPECT_EQ(heard, (std::vector<std::int64_t>{2}));
+  // The same rows again: nothing changed, no number, no call.
+  ASSERT_TRUE(s->commit(batch_of({activity("a", "2026-11-01T10:00:00Z")})));
+  EXPECT_EQ(heard.size(), 1u);
+  // A changed row takes a new number and moves behind the others.
+  auto a2 = activity("a", "2026-11-01T10:00:00Z");
+  a2.subject = "changed";
+  ASSERT_TRUE(s->commit(batch_of({a2, activity("c", "2026-11-03T10:00:00Z")})));
+  EXPECT_EQ(heard, (std::vector<std::int64_t>{2, 4}));
+  const auto all = s->changes_after(0, 0).value();
+  EXPECT_EQ(ids(all), (std::vector<std::string>{"id-b", "id-a", "id-c"}));
+  EXPECT_EQ(all[0].change_seq, 2);
+  EXPECT_EQ(all[1].change_seq, 3);
+  EXPECT_EQ(all[1].subject, "changed");
+  EXPECT_EQ(ids(s->changes_after(3, 0).value()), (std::vector<std::string>{"id-c"}));
+  EXPECT_EQ(ids(s->changes_after(0, 1).value()), (std::vector<std::string>{"id-b"}));
+  EXPECT_TRUE(s->changes_after(4, 0).value().empty());
+  EXPECT_EQ(s->last_change_seq().value(), 4);
+}
+
+TEST(Changes, NumbersSurviveReopeningAndAnUpgradeNumbersOldRows) {
+  crmcap::test::TempDir dir;
+  const std::string path = (dir.path() / "old.db").string();
+  { auto s = detail::open_at_version(path, 8).value(); }
+  sqlite3* h = nullptr;
+  ASSERT_EQ(sqlite3_open(path.c_str(), &h), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(h,
+                         "INSERT INTO activities (id, source_key, kind, direction, status, "
+                         "occurred_at, created_at, updated_at) VALUES "
+                         "('id-old1', 'old1', 'email', 'inbound', 'captured', "
+                         "'2026-10-01T00:00:00Z', 'x', 'x'), "
+                         "('id-old2', 'old2', 'email', 'inbound', 'captured', "
+                         "'2026-10-02T00:00:00Z', 'x', 'x')",
+                         nullptr, nullptr, nullptr),
+            SQLITE_OK);
+  sqlite3_close(h);
+  {
+    auto s = Store::open(path).value();
+    EXPECT_EQ(s->last_change_seq().value(), 2);
+    EXPECT_EQ(ids(s->changes_after(1, 0).value()), (std::vector<std::string>{"id-old2"}));
+    ASSERT_TRUE(s->commit(batch_of({activity("new", "2026-11-01T00:00:00Z")})));
+  }
+  auto s = Store::open(path).value();
+  const auto after = s->changes_after(2, 0).value();
+  ASSERT_EQ(after.size(), 1u);
+  EXPECT_EQ(after[0].id, "id-new");
+  EXPECT_EQ(after[0].change_seq, 3);
+}
+
+TEST(Listing, PagesNewestFirstNeverRepeatOrSkipWhileRowsArrive) {
+  crmcap::test::TempDir dir;
+  auto s = Store::open((dir.path() / "p.db").string()).value();
+  std::vector<Activity> first;
+  // 10,000 rows over 10 days: many share a time, and the id breaks the tie.
+  for (int i = 0; i < 10000; ++i) {
+    const int day = i / 1000 + 1;
+    first.push_back(activity("m" + std::to_string(i),
+                             "2026-11-" + std::string(day < 10 ? "0" : "") + std::to_string(day) +
+                                 "T10:00:" + std::to_string(10 + i % 50) + "Z"));
+  }
+  ASSERT_TRUE(s->commit(batch_of(first)));
+  std::set<std::string> seen;
+  ActivityFilter f;
+  f.newest_first = true;
+  f.limit = 333;
+  int round = 0;
+  for (;;) {
+    const auto page = s->list(f).value();
+    for (const auto& a : page) {
+      EXPECT_TRUE(seen.insert(a.id).second) << a.id << " twice";
+      if (f.after) {
+        EXPECT_LT(std::tie(a.occurred_at, a.id), std::tie(f.after->occurred_at, f.after->id));
+      }
+    }
+    if (page.size() < f.limit) break;
+    f.after = ActivityKey{page.back().occurred_at, page.back().id};
+    // New rows between pages, newer and older than the position.
+    ++round;
+    ASSERT_TRUE(
+        s->commit(batch_of({activity("new" + std::to_string(round), "2026-12-01T00:00:00Z"),
+                            activity("old" + std::to_string(round), "2026-01-01T00:00:00Z")},
+                           "bob")));
+  }
+  for (const auto& a : first) EXPECT_TRUE(seen.count(a.id)) << a.id << " missed";
+  for (int r = 1; r <= round; ++r) EXPECT_FALSE(seen.count("id-new" + std::to_string(r)));
+}
+
+TEST(Listing, UntilIsExclusiveMailboxAndStatusesFilter) {
+  crmcap::test::TempDir dir;
+  auto s = Store::open((dir.path() / "f.db").string()).value();
+  ASSERT_TRUE(
+      s->commit(batch_of({activity("a", "2026-11-01T10:00:00Z"),
+                          activity("b", "2026-11-02T00:00:00Z", DecisionStatus::skipped)})));
+  ASSERT_TRUE(
+      s->commit(batch_of({activity("c", "2026-11-03T10:00:00Z", DecisionStatus::failed)}, "bob")));
+  ActivityFilter f;
+  f.until = "2026-11-02";
+  EXPECT_EQ(ids(s->list(f).value()), (std::vector<std::string>{"id-a"}));
+  f = {};
+  f.until = "2026-11-02T00:00:01Z";
+  f.since = "2026-11-02";
+  EXPECT_EQ(ids(s->list(f).value()), (std::vector<std::string>{"id-b"}));
+  f = {};
+  f.mailbox = "bob";
+  EXPECT_EQ(ids(s->list(f).value()), (std::vector<std::string>{"id-c"}));
+  f = {};
+  f.statuses = {DecisionStatus::skipped, DecisionStatus::failed};
+  f.newest_first = true;
+  EXPECT_EQ(ids(s->list(f).value()), (std::vector<std::string>{"id-c", "id-b"}));
+}
