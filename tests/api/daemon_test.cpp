@@ -3,6 +3,7 @@
 // server refuses connections, asked over its socket with the client that
 // crm-capture uses.
 #include "daemon/api/client.hpp"
+#include "store/store.hpp"
 #include "tests/support/temp_dir.hpp"
 
 #include <gtest/gtest.h>
@@ -60,7 +61,8 @@ TEST(Daemon, ServesItsStateOnTheSocketAndStopsOnSigterm) {
   EXPECT_EQ(imap.at("state").as_string(), "retrying");
   EXPECT_NE(std::string(imap.at("reason").as_string()).find("127.0.0.1:1"), std::string::npos);
   EXPECT_FALSE(imap.at("last_pass").at("ok").as_bool());
-  EXPECT_EQ(status.at("store").at("schema_version").as_int64(), 9);
+  EXPECT_EQ(status.at("store").at("schema_version").as_int64(),
+            store::Store::latest_schema_version());
   auto page = api::call(socket, "GET", "/v1/activities");
   ASSERT_TRUE(page);
   EXPECT_EQ(page->body, R"({"items":[],"next_cursor":null})");
