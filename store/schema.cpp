@@ -320,10 +320,9 @@ void fill_email_keys(SQLite::Database& db) {
   }
 }
 
-constexpr Migration k_migrations[] = {{k_v1, nullptr}, {k_v2, nullptr}, {k_v3, nullptr},
-                                      {k_v4, nullptr}, {k_v5, nullptr}, {k_v6, fill_email_keys},
-                                      {k_v7, nullptr}, {k_v8, nullptr}, {k_v9, nullptr},
-                                      {k_v10, nullptr}};
+constexpr Migration k_migrations[] = {
+    {k_v1, nullptr},         {k_v2, nullptr}, {k_v3, nullptr}, {k_v4, nullptr}, {k_v5, nullptr},
+    {k_v6, fill_email_keys}, {k_v7, nullptr}, {k_v8, nullptr}, {k_v9, nullptr}, {k_v10, nullptr}};
 
 }  // namespace
 

@@ -77,7 +77,8 @@ class Connection {
   using Handler = std::function<void(Response&)>;
   enum class Malformed { fail, tolerate };
   Task<SyncResult<TaggedStatus>> run(const Command& command, const Handler& on_untagged,
-                                     std::string_view what, Malformed malformed = Malformed::tolerate);
+                                     std::string_view what,
+                                     Malformed malformed = Malformed::tolerate);
   // The two halves of run(), for overlapping a command with other work:
   // send() writes a one-segment command; finish() reads until its completion.
   // Several commands may be outstanding: a completion that arrives for a
