@@ -6,6 +6,7 @@
 // test ends.
 #include "daemon/api/api.hpp"
 #include "store/store.hpp"
+#include "tests/daemon/test_support.hpp"
 #include "tests/support/temp_dir.hpp"
 
 #include <gtest/gtest.h>
@@ -756,21 +757,7 @@ TEST_F(ApiServer, PeerOfAnotherUidIsRefused) {
   record("GET", "/v1/status", r);
 }
 
-namespace {
-
-// The built crm-capture's standard output (and error) and exit status.
-std::pair<int, std::string> crm_capture(const std::string& args) {
-  const std::string cmd = std::string(CRMCAP_BINARY_DIR) + "/daemon/crm-capture " + args + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  std::string out;
-  char buf[4096];
-  std::size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  const int st = pclose(p);
-  return {WIFEXITED(st) ? WEXITSTATUS(st) : -1, out};
-}
-
-}  // namespace
+namespace {}  // namespace
 
 // crm-capture asks a running daemon when no --store is given, and prints
 // what it prints offline from the store itself.
@@ -783,23 +770,23 @@ TEST_F(ApiServer, CommandLineToolIsAClientOfTheDaemon) {
   const std::string offline = "--store " + db_path_ + " ";
   for (const std::string args : {"activities --json", "activities --json --contact C-1 --limit 7",
                                  "activities --since 2026-01-20 --json", "activities"}) {
-    const auto a = crm_capture(remote + args);
-    const auto b = crm_capture(offline + args);
-    EXPECT_EQ(a.first, 0) << a.second;
-    EXPECT_EQ(a.second, b.second) << args;
+    const auto a = test::run("crm-capture", remote + args);
+    const auto b = test::run("crm-capture", offline + args);
+    EXPECT_EQ(a.status, 0) << a.out;
+    EXPECT_EQ(a.out, b.out) << args;
   }
-  const auto st = crm_capture(remote + "status --json");
-  ASSERT_EQ(st.first, 0) << st.second;
+  const auto st = test::run("crm-capture", remote + "status --json");
+  ASSERT_EQ(st.status, 0) << st.out;
   Response r;
   r.status = 200;
-  r.body = st.second;
+  r.body = st.out;
   r.headers["content-type"] = "application/json";
   record("GET", "/v1/status", r);
-  const auto text = crm_capture(remote + "status");
-  EXPECT_NE(text.second.find("alice imap: starting"), std::string::npos) << text.second;
+  const auto text = test::run("crm-capture", remote + "status");
+  EXPECT_NE(text.out.find("alice imap: starting"), std::string::npos) << text.out;
   stop();
   // No daemon: status says so; activities reads the store.
-  const auto none = crm_capture(remote + "status");
-  EXPECT_EQ(none.first, 1);
-  EXPECT_NE(none.second.find("no answer from a daemon"), std::string::npos) << none.second;
+  const auto none = test::run("crm-capture", remote + "status");
+  EXPECT_EQ(none.status, 1);
+  EXPECT_NE(none.out.find("no answer from a daemon"), std::string::npos) << none.out;
 }
