@@ -194,6 +194,21 @@ void skip_into(Outcome& out, Skip s) {
   out.steps.push_back(a.reason);
 }
 
+// A stored activity to be decided anew: its earlier decision, matches and
+// places cleared, its details and participants kept.
+Outcome decided_again(store::Activity a) {
+  Outcome o;
+  a.rule.clear();
+  a.reason.clear();
+  for (auto& p : a.participants) p.contact_id.clear(), p.company_id.clear();
+  a.contact_ids.clear();
+  a.company_ids.clear();
+  a.opportunity_id.clear();
+  a.sources.clear();
+  o.activity = std::move(a);
+  return o;
+}
+
 void fail_into(Outcome& out, const store::Error& e) {
   store::Activity& a = out.activity;
   a.status = store::DecisionStatus::failed;
@@ -515,12 +530,7 @@ store::Result<void> Pipeline::imip_cancel(ImipRun& run, ical::Calendar& cal) {
     }
     // Decided again, cancelled, as decide_occurrence() decides: its stored
     // details and participants matched afresh.
-    Outcome o;
-    o.activity = std::move(a);
-    for (auto& p : o.activity.participants) p.contact_id.clear(), p.company_id.clear();
-    o.activity.contact_ids.clear();
-    o.activity.company_ids.clear();
-    o.activity.opportunity_id.clear();
+    Outcome o = decided_again(std::move(a));
     match_into(o);
     if (o.activity.status == store::DecisionStatus::captured) {
       o.activity.reason = "cancelled; " + o.activity.reason;
@@ -632,16 +642,43 @@ store::Result<void> Pipeline::record_answers(ImipRun& run, const ical::Calendar&
       bool changed = false;
       for (const auto& answer : m.attendees) {
         const std::string addr = normalize_address(answer.address, settings_.strip_plus_tags);
+        bool listed = false;
         for (auto& p : a.participants) {
-          if (p.role == "attendee" && p.address == addr && p.partstat != answer.partstat) {
+          if (p.address != addr) continue;
+          listed = true;
+          if (p.role == "attendee" && p.partstat != answer.partstat) {
             p.partstat = answer.partstat;
             changed = true;
           }
         }
+        // The owner answering an invitation that did not name her (it was
+        // sent to a list) attends all the same: her answer counts.
+        if (!listed && !answer.resource && policy_.is_owner(addr)) {
+          a.participants.push_back({addr, answer.name, "attendee", "", "", answer.partstat});
+          changed = true;
+        }
       }
       if (!changed) continue;
       recorded.push_back(key);
-      run.add(std::move(a));
+      // The owner's own answer decides whether the occurrence is declined.
+      const std::optional<Skip> declined = policy_.declined(a.participants);
+      switch (after_answer(a, declined.has_value())) {
+        case AfterAnswer::stands:
+          run.add(std::move(a));
+          break;
+        case AfterAnswer::decline: {
+          Outcome o = decided_again(std::move(a));
+          skip_into(o, {declined->rule, declined->why + " (" + run.by(m.sequence) + ")"});
+          run.add(std::move(o), m.sequence);
+          break;
+        }
+        case AfterAnswer::match_again: {
+          Outcome o = decided_again(std::move(a));
+          match_into(o);
+          run.add(std::move(o), m.sequence);
+          break;
+        }
+      }
     }
   }
   return {};

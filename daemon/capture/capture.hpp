@@ -87,9 +87,11 @@ class Pipeline {
   // version does not stand (stored_version_stands). CANCEL marks the stored
   // occurrences cancelled (every one of the UID, or the RECURRENCE-ID's),
   // or, with none stored for the UID, records the cancelled meeting from its
-  // own content. An answer (REPLY, COUNTER, ...) changes nothing stored;
-  // with nothing stored for the UID it records the meeting from the
-  // answer's event. The message's row (skipped, rule kImipRule) says what
+  // own content. An answer (REPLY, COUNTER, ...) changes no meeting
+  // details; a REPLY records its PARTSTATs on the stored occurrences'
+  // attendees, and the owner's own answer applies the declined rule to them
+  // (after_answer). With nothing stored for the UID an answer records the
+  // meeting from its event. The message's row (skipped, rule kImipRule) says what
   // was done. A part or an event in it that cannot be read is a failed row
   // of its own in Outcome::meetings (rule "parse", keyed "imip:" Message-ID
   // "#" and its number), and changes no meeting. A message is applied once:
@@ -160,7 +162,8 @@ class Pipeline {
   store::Result<void> imip_answer(ImipRun& run, const ical::Calendar& cal);
   // A REPLY's PARTSTATs onto the attendees of the stored occurrences of
   // `uid` (`known`, sorted) that it answers for, unless it answers an older
-  // SEQUENCE; the keys of those it changed are appended to `recorded`.
+  // SEQUENCE, each occurrence then decided as after_answer() says; the keys
+  // of those it changed are appended to `recorded`.
   store::Result<void> record_answers(ImipRun& run, const ical::Calendar& cal,
                                      const std::string& uid, const std::vector<std::string>& known,
                                      std::vector<std::string>& recorded);

@@ -45,4 +45,17 @@ std::optional<std::string> stored_version_stands(MeetingOrigin origin, int seque
   return std::nullopt;
 }
 
+AfterAnswer after_answer(const store::Activity& stored, bool declined) {
+  if (!stored.meeting || stored.status == store::DecisionStatus::failed) {
+    return AfterAnswer::stands;
+  }
+  const bool was_declined =
+      stored.status == store::DecisionStatus::skipped && stored.rule == "declined";
+  if (stored.status == store::DecisionStatus::skipped && stored.rule == "private") {
+    return AfterAnswer::stands;
+  }
+  if (declined) return was_declined ? AfterAnswer::stands : AfterAnswer::decline;
+  return was_declined ? AfterAnswer::match_again : AfterAnswer::stands;
+}
+
 }  // namespace crmcap::capture

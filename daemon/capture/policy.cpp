@@ -129,11 +129,23 @@ std::optional<Skip> Policy::meeting_skip(const ical::Meeting& m) const {
     return Skip{"private", "marked private (CLASS: " + m.klass + ")"};
   }
   for (const auto& a : m.attendees) {
-    if (a.partstat == "DECLINED" && is_owner(normalize_address(a.address, strip_plus_tags_))) {
-      return Skip{"declined", "declined by " + text::to_lower_copy(a.address)};
-    }
+    if (auto s = declined_by(normalize_address(a.address, strip_plus_tags_), a.partstat)) return s;
   }
   return std::nullopt;
+}
+
+std::optional<Skip> Policy::declined(const std::vector<store::Participant>& people) const {
+  for (const auto& p : people) {
+    if (p.role != "attendee") continue;
+    if (auto s = declined_by(p.address, p.partstat)) return s;
+  }
+  return std::nullopt;
+}
+
+std::optional<Skip> Policy::declined_by(const std::string& address,
+                                        std::string_view partstat) const {
+  if (partstat != "DECLINED" || !is_owner(address)) return std::nullopt;
+  return Skip{"declined", "declined by " + address};
 }
 
 boost::system::result<std::vector<std::size_t>, Skip> Policy::outside_participants(

@@ -104,6 +104,10 @@ class Policy {
   // What a meeting's own fields say: private (CLASS PRIVATE or
   // CONFIDENTIAL), declined (an owner address declined it).
   std::optional<Skip> meeting_skip(const ical::Meeting& m) const;
+  // The declined rule on a stored occurrence's participants (as
+  // meeting_participants gives them, with answers recorded since): an
+  // attendee at an owner address whose PARTSTAT is DECLINED.
+  std::optional<Skip> declined(const std::vector<store::Participant>& people) const;
 
   // Rule 2 and the blocklist: the positions in `people` left to match, in
   // order, or the skip when none is ("no-participants", "internal",
@@ -118,6 +122,9 @@ class Policy {
   static bool sent_copy_decides_again(const store::Activities::StoredCopy& stored);
 
  private:
+  // The declined rule for one attendee's answer; `address` normalized.
+  std::optional<Skip> declined_by(const std::string& address, std::string_view partstat) const;
+
   bool strip_plus_tags_;
   std::set<std::string> owners_;
   std::vector<std::string> internal_domains_, block_addresses_, block_domains_, excluded_folders_;
@@ -152,6 +159,22 @@ inline constexpr std::string_view kImipRule = "imip";
 // stored one without meeting fields (an unreadable event) always yields.
 std::optional<std::string> stored_version_stands(MeetingOrigin origin, int sequence,
                                                  const store::Activity& stored);
+
+// Rule 6 for an answer (REPLY) recorded on a stored occurrence: what becomes
+// of the occurrence's decision.
+enum class AfterAnswer {
+  stands,       // the decision is kept (the answer is recorded only)
+  decline,      // skipped, rule "declined": the owner declined it
+  match_again,  // the owner no longer declines it: matched afresh
+};
+// `stored` is the occurrence with the answer recorded on its participants,
+// `declined` whether Policy::declined finds an owner's DECLINED among them.
+// A decision the owner's answer has no part in stands: a private meeting
+// (that rule comes first), a failed row, an occurrence without meeting
+// fields. Otherwise an owner's DECLINED skips it, and an occurrence skipped
+// as declined whose owner answers otherwise (ACCEPTED, TENTATIVE, ...) is
+// matched again, as the calendar would decide it.
+AfterAnswer after_answer(const store::Activity& stored, bool declined);
 
 // What the matcher found.
 struct Match {

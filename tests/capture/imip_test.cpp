@@ -100,3 +100,41 @@ TEST(Imip, AStoredRowWithoutMeetingFieldsAlwaysYields) {
     EXPECT_FALSE(stored_version_stands(origin, 0, failed)) << static_cast<int>(origin);
   }
 }
+
+// What an answer recorded on a stored occurrence does to its decision, by
+// what was stored and whether the owner now declines it.
+TEST(Imip, AfterAnAnswer) {
+  using capture::AfterAnswer;
+  using store::DecisionStatus;
+  struct Case {
+    const char* name;
+    store::Activity stored;
+    bool declined;
+    AfterAnswer after;
+  };
+  store::Activity unreadable;
+  unreadable.kind = store::ActivityKind::meeting;
+  unreadable.status = DecisionStatus::failed;
+  unreadable.rule = "parse";
+  const auto skipped = [](const char* rule) {
+    return stored(0, false, DecisionStatus::skipped, rule);
+  };
+  const Case cases[] = {
+      {"captured, declined now", stored(0), true, AfterAnswer::decline},
+      {"cancelled, declined now", stored(0, true), true, AfterAnswer::decline},
+      {"captured, not declined", stored(0), false, AfterAnswer::stands},
+      {"internal, declined now", skipped("internal"), true, AfterAnswer::decline},
+      {"unmatched, declined now", skipped("unmatched"), true, AfterAnswer::decline},
+      {"declined, declined still", skipped("declined"), true, AfterAnswer::stands},
+      {"declined, accepted now", skipped("declined"), false, AfterAnswer::match_again},
+      {"internal, accepted now", skipped("internal"), false, AfterAnswer::stands},
+      {"private, declined now", skipped("private"), true, AfterAnswer::stands},
+      {"private, accepted now", skipped("private"), false, AfterAnswer::stands},
+      {"store failure, declined now", stored(0, false, DecisionStatus::failed, "store"), true,
+       AfterAnswer::stands},
+      {"unreadable, declined now", unreadable, true, AfterAnswer::stands},
+  };
+  for (const auto& c : cases) {
+    EXPECT_EQ(capture::after_answer(c.stored, c.declined), c.after) << c.name;
+  }
+}

@@ -576,3 +576,23 @@ TEST(Policy, AMeetingIsSkippedWhenPrivateOrDeclinedByTheOwner) {
   EXPECT_EQ(s->rule, "private");
   EXPECT_EQ(s->why, "marked private (CLASS: CONFIDENTIAL)");
 }
+
+// The declined rule on a stored occurrence's participants: an attendee at an
+// owner address (+tags stripped as configured) who declined; never the
+// organizer's PARTSTAT, never a colleague's.
+TEST(Policy, AStoredOccurrenceIsDeclinedByTheOwnersAnswer) {
+  const Policy policy(settings());  // owner Alice+Sales@Example.com
+  std::vector<store::Participant> people = {
+      {"alice@example.com", "", "organizer", "", "", "DECLINED"},
+      {"bob@example.com", "", "attendee", "", "", "DECLINED"},
+      {"jane@acme.com", "", "attendee", "", "", "ACCEPTED"},
+  };
+  EXPECT_FALSE(policy.declined(people));
+  people.push_back({"alice@example.com", "", "attendee", "", "", "TENTATIVE"});
+  EXPECT_FALSE(policy.declined(people));
+  people.back().partstat = "DECLINED";
+  const auto s = policy.declined(people);
+  ASSERT_TRUE(s);
+  EXPECT_EQ(s->rule, "declined");
+  EXPECT_EQ(s->why, "declined by alice@example.com");
+}

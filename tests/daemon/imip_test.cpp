@@ -414,6 +414,159 @@ TEST(Imip, AReplyRecordsTheAnswerOfItsRevisionAndOccurrence) {
                 f.occurrence(1));
 }
 
+// The owner's own answer, as her client sends it from her Sent folder: the
+// review with her PARTSTAT at `sequence`, for the occurrence `recurrence`
+// (a DTSTART-style line) or the whole event.
+std::string alice_answers(const std::string& partstat, int sequence = 0,
+                          const std::string& recurrence = "") {
+  return vevent("UID:review-1@acme.com\r\nSEQUENCE:" + std::to_string(sequence) + "\r\n" +
+                recurrence + "DTSTART:" + ics_time(k_dec1 + 14 * 3600) +
+                "\r\nORGANIZER:mailto:jane@acme.com\r\nATTENDEE;PARTSTAT=" + partstat +
+                ":mailto:alice@example.com\r\n");
+}
+
+// The owner declining by REPLY skips the meeting (rule "declined", saying
+// which mail), a later invitation of the same revision keeps it so, and her
+// ACCEPTED later matches it again as it was. Colleagues' answers decide
+// nothing.
+TEST(Imip, TheOwnersDeclineByReplySkipsTheMeetingAndHerAcceptUndoesIt) {
+  Fixture f;
+  f.deliver({imip("REQUEST", "r0@acme.com", review(0, k_dec1 + 14 * 3600))});
+  const auto captured = f.get("ical:review-1@acme.com");
+  ASSERT_TRUE(captured && captured->meeting);
+  ASSERT_EQ(captured->status, DecisionStatus::captured);
+  ASSERT_EQ(captured->opportunity_id, "O-1");
+
+  const auto sum = f.deliver({imip("REPLY", "d1@example.com", alice_answers("DECLINED"),
+                                   "alice@example.com", "Declined: Pilot review")},
+                             false, "Sent");
+  EXPECT_EQ(sum.line(), "seen 2, captured 0, skipped 2 (declined 1, imip 1), failed 0");
+  auto m = f.get("ical:review-1@acme.com");
+  ASSERT_TRUE(m && m->meeting);
+  EXPECT_EQ(m->status, DecisionStatus::skipped);
+  EXPECT_EQ(m->rule, "declined");
+  EXPECT_EQ(m->reason,
+            "skipped (declined): declined by alice@example.com (iMIP REPLY, SEQUENCE 0, in mail "
+            "<d1@example.com>)");
+  EXPECT_EQ(m->meeting, captured->meeting);
+  EXPECT_EQ(m->subject, "Pilot review");
+  EXPECT_TRUE(m->contact_ids.empty());
+  EXPECT_TRUE(m->opportunity_id.empty());
+  ASSERT_EQ(m->participants.size(), 3u);
+  EXPECT_EQ(m->participants[1].address, "alice@example.com");
+  EXPECT_EQ(m->participants[1].partstat, "DECLINED");
+  EXPECT_EQ(f.mail("d1@example.com").reason,
+            "skipped (imip): iMIP REPLY from alice@example.com: DECLINED for meeting "
+            "review-1@acme.com: answer recorded on ical:review-1@acme.com");
+
+  // The invitation of the same revision again, and a colleague's answer:
+  // still declined.
+  f.deliver({imip("REQUEST", "r0-again@acme.com", review(0, k_dec1 + 14 * 3600)),
+             imip("REPLY", "a1@globex.com",
+                  hank_accepts("DTSTART:" + ics_time(k_dec1 + 14 * 3600) + "\r\n"),
+                  "hank@globex.com", "Accepted: Pilot review")});
+  m = f.get("ical:review-1@acme.com");
+  EXPECT_EQ(m->rule, "declined");
+  EXPECT_EQ(m->participants[2].partstat, "ACCEPTED");
+
+  // She changes her mind: matched again, as the invitation was.
+  f.deliver({imip("REPLY", "d2@example.com", alice_answers("ACCEPTED"), "alice@example.com",
+                  "Accepted: Pilot review")},
+            false, "Sent");
+  m = f.get("ical:review-1@acme.com");
+  EXPECT_EQ(m->status, DecisionStatus::captured);
+  EXPECT_EQ(m->rule, "");
+  EXPECT_EQ(m->contact_ids, captured->contact_ids);
+  EXPECT_EQ(m->opportunity_id, "O-1");
+  EXPECT_EQ(m->reason.rfind("iMIP REPLY, SEQUENCE 0, in mail <d2@example.com>; organizer: "
+                            "jane@acme.com = contact C-1; ",
+                            0),
+            0u)
+      << m->reason;
+  EXPECT_EQ(m->participants[1].partstat, "ACCEPTED");
+  EXPECT_EQ(f.meetings().size(), 1u);
+
+  // An answer to an older revision decides nothing.
+  f.deliver({imip("REQUEST", "r1@acme.com", review(1, k_dec1 + 14 * 3600))});
+  f.deliver({imip("REPLY", "d3@example.com", alice_answers("DECLINED", 0), "alice@example.com",
+                  "Declined: Pilot review")},
+            false, "Sent");
+  EXPECT_EQ(f.get("ical:review-1@acme.com")->status, DecisionStatus::captured);
+}
+
+// A decline of one occurrence of a series skips that one only; one of the
+// event skips them all, even when the invitation did not name the owner
+// (it went to a list she is on). A calendar's decline is undone by her
+// ACCEPTED the same way. A private meeting stays private.
+TEST(Imip, TheOwnersDeclineCoversWhatItAnswersFor) {
+  Fixture f;
+  f.deliver({imip("REQUEST", "w0@acme.com", f.weekly(0))});
+  const std::string second = ics_time(f.base + 7 * k_day + 14 * 3600);
+  auto weekly_answer = [&](const std::string& partstat, const std::string& more) {
+    return vevent("UID:weekly@acme.com\r\nSEQUENCE:0\r\n" + more +
+                  "ORGANIZER:mailto:jane@acme.com\r\nATTENDEE;PARTSTAT=" + partstat +
+                  ":mailto:alice@example.com\r\n");
+  };
+  f.deliver(
+      {imip("REPLY", "w1@example.com",
+            weekly_answer("DECLINED", "RECURRENCE-ID:" + second + "\r\nDTSTART:" + second + "\r\n"),
+            "alice@example.com", "Declined: Pilot sync")},
+      false, "Sent");
+  for (int week = 0; week < 4; ++week) {
+    const auto o = f.get(f.occurrence(week));
+    ASSERT_TRUE(o) << week;
+    EXPECT_EQ(o->rule, week == 1 ? "declined" : "") << week;
+    // Alice is an attendee now, by her own answer.
+    const auto alice = std::find_if(o->participants.begin(), o->participants.end(),
+                                    [](const auto& p) { return p.address == "alice@example.com"; });
+    EXPECT_EQ(alice != o->participants.end(), week == 1) << week;
+  }
+  f.deliver({imip("REPLY", "w2@example.com",
+                  weekly_answer("DECLINED", "DTSTART:" + ics_time(f.base + 14 * 3600) + "\r\n"),
+                  "alice@example.com", "Declined: Pilot sync")},
+            false, "Sent");
+  for (int week = 0; week < 4; ++week) {
+    const auto o = f.get(f.occurrence(week));
+    EXPECT_EQ(o->status, DecisionStatus::skipped) << week;
+    EXPECT_EQ(o->rule, "declined") << week;
+  }
+  EXPECT_EQ(f.mail("w2@example.com").reason,
+            "skipped (imip): iMIP REPLY from alice@example.com: DECLINED for meeting "
+            "weekly@acme.com: answer recorded on 3 occurrences");
+
+  // Declined in the calendar, accepted by mail later.
+  f.ingest_ics("review.ics",
+               vevent("UID:review-1@acme.com\r\nSEQUENCE:0\r\nSUMMARY:Pilot review\r\nDTSTART:" +
+                      ics_time(k_dec1 + 14 * 3600) +
+                      "\r\nORGANIZER:mailto:jane@acme.com\r\n"
+                      "ATTENDEE;PARTSTAT=DECLINED:mailto:alice@example.com\r\n"
+                      "ATTENDEE:mailto:hank@globex.com\r\n"));
+  ASSERT_EQ(f.get("ical:review-1@acme.com")->rule, "declined");
+  f.deliver({imip("REPLY", "t1@example.com", alice_answers("TENTATIVE"), "alice@example.com",
+                  "Tentative: Pilot review")},
+            false, "Sent");
+  EXPECT_EQ(f.get("ical:review-1@acme.com")->status, DecisionStatus::captured);
+
+  // Private: what it says stays unkept, whatever she answers.
+  f.deliver({imip("REQUEST", "p0@acme.com",
+                  vevent("UID:private@acme.com\r\nSEQUENCE:0\r\nCLASS:PRIVATE\r\n"
+                         "SUMMARY:Offsite\r\nDTSTART:" +
+                         ics_time(k_dec1 + 10 * 3600) +
+                         "\r\nORGANIZER:mailto:jane@acme.com\r\n"
+                         "ATTENDEE:mailto:alice@example.com\r\n"))});
+  f.deliver(
+      {imip("REPLY", "p1@example.com",
+            vevent("UID:private@acme.com\r\nSEQUENCE:0\r\nDTSTART:" + ics_time(k_dec1 + 10 * 3600) +
+                   "\r\nORGANIZER:mailto:jane@acme.com\r\n"
+                   "ATTENDEE;PARTSTAT=DECLINED:mailto:alice@example.com\r\n"),
+            "alice@example.com", "Declined")},
+      false, "Sent");
+  const auto p = f.get("ical:private@acme.com");
+  ASSERT_TRUE(p);
+  EXPECT_EQ(p->rule, "private");
+  EXPECT_EQ(p->subject, "");
+}
+
 // A REPLY with nothing stored for its UID (the owner organized the meeting
 // elsewhere) records the meeting as the reply gives it, which the
 // organizer's version of the same SEQUENCE then replaces. A reply without a
