@@ -22,6 +22,7 @@
 #include <mutex>
 #include <new>
 #include <set>
+#include <unordered_map>
 
 namespace crmcap::ical {
 namespace {
@@ -132,13 +133,76 @@ std::int64_t to_unix(icaltimetype local, const Zone& z) {
   return civil_seconds(local) - offset;
 }
 
-// The zones of one object: its VTIMEZONEs, then the system database, then the
-// calendar's X-WR-TIMEZONE, then UTC. Each TZID is resolved once.
+// The VTIMEZONEs checked and built so far, across parse() calls. CalDAV
+// clients store the VTIMEZONE with each event, and libical expands a zone's
+// changes (every year from its first observance) on its first conversion:
+// built anew per object, that was half of a first sync's CPU. An entry is
+// keyed by the VTIMEZONE's text as libical writes it, TZID included, and a
+// hit compares that whole text: two definitions under one TZID never share a
+// zone. A refused VTIMEZONE is kept with its reason, so that a hostile one
+// repeated costs its check once. At most `capacity` entries; the least
+// recently used goes first. Not locked: parse() holds its one_at_a_time
+// mutex around every use (libical's zones have no lock of their own).
+class ZoneCache {
+ public:
+  struct Entry {
+    std::shared_ptr<icaltimezone> zone;  // null when refused
+    std::string why_not;                 // the reason it was refused
+  };
+
+  // The zone of `vtimezone` (which is not changed), checked and built on
+  // first use. The entry stays valid while the caller holds it.
+  Entry get(icalcomponent* vtimezone) {
+    char* text = icalcomponent_as_ical_string_r(vtimezone);
+    std::string key = text == nullptr ? std::string() : std::string(text);
+    std::free(text);
+    if (const auto it = slots_.find(key); it != slots_.end()) {
+      it->second.used = ++tick_;
+      return it->second.entry;
+    }
+    if (slots_.size() >= capacity) {
+      auto oldest = slots_.begin();
+      for (auto it = slots_.begin(); it != slots_.end(); ++it) {
+        if (it->second.used < oldest->second.used) oldest = it;
+      }
+      slots_.erase(oldest);
+    }
+    return slots_.emplace(std::move(key), Slot{build(vtimezone), ++tick_}).first->second.entry;
+  }
+
+ private:
+  static constexpr std::size_t capacity = 64;
+
+  static Entry build(icalcomponent* vtimezone) {
+    ComponentPtr clone(icalcomponent_new_clone(vtimezone));
+    if (!clone) return {nullptr, "could not be copied"};
+    if (std::string why = detail::check_vtimezone(clone.get()); !why.empty()) {
+      return {nullptr, std::move(why)};
+    }
+    ZonePtr z(icaltimezone_new());
+    if (!z || !icaltimezone_set_component(z.get(), clone.get())) {
+      return {nullptr, "refused by libical"};
+    }
+    clone.release();  // the zone owns it now
+    return {std::shared_ptr<icaltimezone>(z.release(), ZoneFree{}), {}};
+  }
+
+  struct Slot {
+    Entry entry;
+    std::uint64_t used = 0;  // tick_ at its last use
+  };
+  std::unordered_map<std::string, Slot> slots_;
+  std::uint64_t tick_ = 0;
+};
+
+// The zones of one object: its VTIMEZONEs (built through `cache`), then the
+// system database, then the calendar's X-WR-TIMEZONE, then UTC. Each TZID is
+// resolved once.
 class ZoneBook {
  public:
   ZoneBook(const std::vector<icalcomponent*>& vtimezones, std::string x_wr_timezone,
-           const std::string& floating_zone, std::vector<std::string>& warnings)
-      : x_wr_(std::move(x_wr_timezone)), warnings_(warnings) {
+           const std::string& floating_zone, ZoneCache& cache, std::vector<std::string>& warnings)
+      : x_wr_(std::move(x_wr_timezone)), warnings_(warnings), zone_cache_(cache) {
     for (icalcomponent* v : vtimezones) {
       icalproperty* p = icalcomponent_get_first_property(v, ICAL_TZID_PROPERTY);
       const std::string tzid(text::trim(p == nullptr ? "" : str(icalproperty_get_tzid(p))));
@@ -169,20 +233,15 @@ class ZoneBook {
     std::string why_not;
     icalcomponent* v = find_vtimezone(tzid);
     if (v != nullptr) {
-      if (owned_.size() >= max_vtimezones_used) {
+      if (used_.size() >= max_vtimezones_used) {
         why_not = "more than 50 VTIMEZONEs in use";
       } else {
-        ComponentPtr clone(icalcomponent_new_clone(v));
-        why_not = clone ? detail::check_vtimezone(clone.get()) : "could not be copied";
-        if (why_not.empty()) {
-          ZonePtr z(icaltimezone_new());
-          if (z && icaltimezone_set_component(z.get(), clone.get())) {
-            clone.release();  // the zone owns it now
-            owned_.push_back(std::move(z));
-            return Zone{owned_.back().get(), false, tzid, {}};
-          }
-          why_not = "refused by libical";
+        ZoneCache::Entry e = zone_cache_.get(v);
+        if (e.zone) {
+          used_.push_back(std::move(e.zone));
+          return Zone{used_.back().get(), false, tzid, {}};
         }
+        why_not = std::move(e.why_not);
       }
       add_warning("VTIMEZONE '" + tzid + "' ignored: " + why_not);
     }
@@ -222,7 +281,10 @@ class ZoneBook {
   std::vector<std::string>& warnings_;
   Zone floating_;
   std::map<std::string, Zone> cache_;
-  std::vector<ZonePtr> owned_;
+  ZoneCache& zone_cache_;
+  // The object's VTIMEZONE zones, held while it is read (the cache may drop
+  // them meanwhile).
+  std::vector<std::shared_ptr<icaltimezone>> used_;
 };
 
 // ---- time values -----------------------------------------------------------------
@@ -1256,7 +1318,7 @@ std::optional<ParseError> check_structure(std::string_view s) {
   return std::nullopt;
 }
 
-Result<Calendar> parse_impl(std::string_view ics, const ParseOptions& o) {
+Result<Calendar> parse_impl(std::string_view ics, const ParseOptions& o, ZoneCache& zone_cache) {
   detail::init_libical();
   if (o.window_end < o.window_start || o.max_occurrences == 0 || o.max_iterations == 0) {
     return ParseError{make_error_code(Errc::bad_options),
@@ -1345,7 +1407,7 @@ Result<Calendar> parse_impl(std::string_view ics, const ParseOptions& o) {
         x_wr = std::string(text::trim(str(icalproperty_get_x(p))));
       }
     }
-    ZoneBook zones(vtimezones, x_wr, o.floating_zone, cal.warnings);
+    ZoneBook zones(vtimezones, x_wr, o.floating_zone, zone_cache, cal.warnings);
     if (!zones.floating().note.empty()) add_note(cal.warnings, zones.floating().note);
     Output out{cal, o};
 
@@ -1445,11 +1507,12 @@ Result<Calendar> parse(std::string_view ics, const ParseOptions& options) {
   // threads crashed (Calendar.ParsesOnSeveralThreadsAtOnce, about one run in
   // three on a loaded machine). Calendar parsing is far from the hot path.
   static std::mutex one_at_a_time;
+  static ZoneCache zone_cache;  // under one_at_a_time
   const std::lock_guard lock(one_at_a_time);
   // The readers do not throw; this is the last line for std::bad_alloc and for
   // anything a library might still raise.
   try {
-    return parse_impl(ics, options);
+    return parse_impl(ics, options, zone_cache);
   } catch (const std::bad_alloc&) {
     return ParseError{make_error_code(Errc::too_large), "out of memory"};
   } catch (const std::exception& e) {

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <string>
 #include <thread>
 
@@ -317,6 +318,80 @@ TEST(Calendar, ParsesOnSeveralThreadsAtOnce) {
   }
   for (auto& th : threads) th.join();
   for (int n : ok) EXPECT_EQ(n, 20);
+}
+
+// A VTIMEZONE of `tzid` with one observance of `offset` ("+0530") all year.
+std::string fixed_zone(const std::string& tzid, const std::string& offset) {
+  return "BEGIN:VTIMEZONE\r\nTZID:" + tzid + "\r\nBEGIN:STANDARD\r\nDTSTART:19700101T000000\r\n" +
+         "TZOFFSETFROM:" + offset + "\r\nTZOFFSETTO:" + offset +
+         "\r\nEND:STANDARD\r\nEND:VTIMEZONE\r\n";
+}
+
+// A VTIMEZONE of `tzid` at +0100 in winter and +0200 in summer, summer time
+// starting on `dst_start` (an RRULE's BYDAY) of March and ending on the last
+// Sunday of October.
+std::string dst_zone(const std::string& tzid, const std::string& dst_start) {
+  return "BEGIN:VTIMEZONE\r\nTZID:" + tzid +
+         "\r\nBEGIN:DAYLIGHT\r\nDTSTART:19700301T020000\r\nRRULE:FREQ=YEARLY;BYMONTH=3;BYDAY=" +
+         dst_start +
+         "\r\nTZOFFSETFROM:+0100\r\nTZOFFSETTO:+0200\r\nEND:DAYLIGHT\r\n"
+         "BEGIN:STANDARD\r\nDTSTART:19701025T030000\r\nRRULE:FREQ=YEARLY;BYMONTH=10;BYDAY=-1SU\r\n"
+         "TZOFFSETFROM:+0200\r\nTZOFFSETTO:+0100\r\nEND:STANDARD\r\nEND:VTIMEZONE\r\n";
+}
+
+// The parser keeps the VTIMEZONEs it built across objects (CalDAV sends one
+// with every event), keyed by their whole definition: calendars that define
+// one TZID differently each convert by their own, whichever came first, and
+// however many definitions passed in between (more than the cache holds).
+TEST(Calendar, OneTzidDefinedDifferentlyConvertsByEachDefinition) {
+  // 2026-03-15 falls between the second Sunday of March (8th, US rules) and
+  // the last (29th, EU rules).
+  const std::string noon = event("n", "DTSTART;TZID=Europe/Berlin:20260315T120000\r\n");
+  const std::string eu = calendar(dst_zone("Europe/Berlin", "-1SU") + noon);
+  const std::string us_rules = calendar(dst_zone("Europe/Berlin", "2SU") + noon);
+  for (int round = 0; round < 2; ++round) {
+    for (const auto& [ics, utc] :
+         {std::pair{eu, "2026-03-15T11:00:00Z"}, std::pair{us_rules, "2026-03-15T10:00:00Z"}}) {
+      const auto r = parse(ics, year_2026());
+      ASSERT_TRUE(r);
+      ASSERT_EQ(r->meetings.size(), 1u);
+      EXPECT_EQ(r->meetings[0].start.utc, utc) << round;
+      EXPECT_EQ(r->meetings[0].zone, "Europe/Berlin");
+      EXPECT_TRUE(r->warnings.empty()) << r->warnings[0];
+    }
+  }
+  // 70 definitions of "Office", from +0100 to +0209, twice over.
+  for (int round = 0; round < 2; ++round) {
+    for (int m = 0; m < 70; ++m) {
+      char offset[8];
+      std::snprintf(offset, sizeof offset, "+%02d%02d", 1 + m / 60, m % 60);
+      const auto r = parse(calendar(fixed_zone("Office", offset) +
+                                    event("o", "DTSTART;TZID=Office:20260601T120000\r\n")),
+                           year_2026());
+      ASSERT_TRUE(r);
+      ASSERT_EQ(r->meetings.size(), 1u);
+      EXPECT_EQ(r->meetings[0].start.unix, 1780315200 - (60 + m) * 60) << offset;
+    }
+  }
+}
+
+// A VTIMEZONE refused once is refused again with the same reason, and the
+// event falls back to the system zone each time.
+TEST(Calendar, ARefusedVtimezoneIsRefusedEveryTime) {
+  const std::string ics = calendar(
+      "BEGIN:VTIMEZONE\r\nTZID:Europe/Berlin\r\nBEGIN:STANDARD\r\nDTSTART:19700101T000000\r\n"
+      "RRULE:FREQ=SECONDLY\r\nTZOFFSETFROM:+0500\r\nTZOFFSETTO:+0500\r\nEND:STANDARD\r\n"
+      "END:VTIMEZONE\r\n" +
+      event("r", "DTSTART;TZID=Europe/Berlin:20260601T120000\r\n"));
+  for (int round = 0; round < 2; ++round) {
+    const auto r = parse(ics, year_2026());
+    ASSERT_TRUE(r);
+    ASSERT_EQ(r->meetings.size(), 1u);
+    EXPECT_EQ(r->meetings[0].start.utc, "2026-06-01T10:00:00Z");
+    ASSERT_EQ(r->warnings.size(), 1u);
+    EXPECT_EQ(r->warnings[0],
+              "VTIMEZONE 'Europe/Berlin' ignored: an observance's RRULE is not FREQ=YEARLY");
+  }
 }
 
 // An event that cannot be read still says what it names: an iMIP CANCEL may
