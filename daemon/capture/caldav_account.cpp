@@ -125,12 +125,18 @@ std::chrono::milliseconds next_pass_delay(const CaldavPass& pass, unsigned failu
 CaldavPass sync_caldav_once(const std::string& mailbox, const std::string& url,
                             caldav::Transport& transport, caldav::CalendarSink& sink,
                             const std::set<std::string>& skip) {
+  const auto started = std::chrono::steady_clock::now();
+  auto took = [&] {
+    return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() -
+                                                                 started);
+  };
   CaldavPass pass;
   caldav::discovery_fsm discovery(caldav::DiscoveryOptions{url});
   const caldav::Action discovered = drive(discovery, transport);
   pass.discovery_requests = discovery.requests();
   if (discovered.kind == caldav::Action::Kind::error) {
     pass.error = explained(mailbox, discovered.error, url);
+    pass.elapsed = took();
     return pass;
   }
   for (const auto& cal : discovery.calendars()) {
@@ -147,6 +153,7 @@ CaldavPass sync_caldav_once(const std::string& mailbox, const std::string& url,
     }
     pass.calendars.push_back(std::move(c));
   }
+  pass.elapsed = took();
   return pass;
 }
 
@@ -170,6 +177,8 @@ std::string describe(const CaldavPass& pass, const Tally& tally, std::size_t can
   out += "; captured " + std::to_string(tally.captured) + ", skipped " +
          std::to_string(tally.skipped) + ", failed " + std::to_string(tally.failed);
   if (cancelled) out += ", cancelled " + std::to_string(cancelled);
+  const auto tenths = (pass.elapsed.count() + 50) / 100;  // of a millisecond
+  out += "; pass " + std::to_string(tenths / 10) + "." + std::to_string(tenths % 10) + " ms";
   return out;
 }
 

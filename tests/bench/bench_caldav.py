@@ -18,10 +18,26 @@ Then, --rounds times, in turns (the order reversed every other round):
 Both are given the calendar's URL. Each run is one process, timed from its
 start to its exit (wall time) with its peak RSS. The HTTP requests of each
 run are counted in Radicale's log, with the time Radicale itself took to
-answer them. Prints each run, the medians, and one JSON line with every
-figure.
+answer them.
 
-  bench_caldav.py --build BUILD_DIR [--count 2000] [--rounds 5] [--seed 1]
+Then the daemon's own passes, without a process start in them (--passes,
+mode "daemon"): crm-captured runs as a daemon with interval_seconds = 1 into
+a new store; each pass's duration is read from its log line ("; pass 812.4
+ms", from its first request to its last commit), its requests and
+Radicale's time from Radicale's log. The first pass is the first sync, the
+others change nothing. The same depth-0 PROPFIND a no-change pass sends is
+then timed with curl, --passes times: what is left of a pass beyond that is
+crm-captured's own.
+
+With --callgrind N, N more first syncs (crm-captured --once) run under
+valgrind --tool=callgrind: their instructions (every thread), and the share
+spent converting times through libical's zones (icaltimezone_get_utc_offset,
+inclusive: where libical expands a VTIMEZONE's changes).
+
+Prints each run, the medians, and one JSON line with every figure.
+
+  bench_caldav.py --build BUILD_DIR [--count 2000] [--rounds 5] [--passes 10]
+                  [--callgrind 0] [--mode both|compare|daemon] [--seed 1]
 
 vdirsyncer: `apt-get install vdirsyncer` (packaging/install-deps.sh installs it).
 """
@@ -33,10 +49,12 @@ import os
 import random
 import re
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 
@@ -50,6 +68,17 @@ RADICALE_SH = os.path.join(ROOT, "tests", "servers", "radicale.sh")
 # Radicale logs, at level info, one line per answered request:
 #   PROPFIND response status for '/user1/work/' with depth '0' in 0.041 seconds: 207 ...
 RESPONSE_LINE = re.compile(r"(\w+) response status for '([^']*)'.* in ([0-9.]+) seconds: (\d+)")
+# crm-captured's line after each CalDAV pass (daemon/capture/caldav_account.cpp's describe()):
+#   crm-captured: alice: caldav: 1 calendar(s): Work unchanged; captured ...; pass 812.4 ms
+PASS_LINE = re.compile(r"^crm-captured: alice: caldav: (.*); pass ([0-9.]+) ms$")
+# The PROPFIND of a no-change pass: discovery's probe of the calendar's URL
+# (connectors/caldav/protocol.cpp, propfind_body(PropSet::probe)), depth 0.
+PROBE_BODY = (
+    '<?xml version="1.0" encoding="utf-8"?>\n<d:propfind xmlns:d="DAV:" '
+    'xmlns:c="urn:ietf:params:xml:ns:caldav" xmlns:cs="http://calendarserver.org/ns/"><d:prop>'
+    '<d:resourcetype/><d:current-user-principal/><c:calendar-home-set/><d:displayname/>'
+    '<c:supported-calendar-component-set/><cs:getctag/><d:sync-token/>'
+    '<d:supported-report-set/></d:prop></d:propfind>\n')
 
 VTIMEZONES = {
     "Europe/Berlin": ("+0100", "+0200", "CET", "CEST", "19700329T020000", "-1SU", 3,
@@ -289,11 +318,16 @@ def main():
     ap.add_argument("--count", type=int, default=2000)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--passes", type=int, default=10,
+                    help="no-change passes of the running daemon (mode daemon)")
+    ap.add_argument("--callgrind", type=int, default=0,
+                    help="first syncs to run under callgrind (0: none)")
+    ap.add_argument("--mode", choices=["both", "compare", "daemon"], default="both")
     args = ap.parse_args()
     daemon = os.path.join(args.build, "daemon", "crm-captured")
     client = os.path.join(args.build, "daemon", "crm-capture")
     vdirsyncer = shutil.which("vdirsyncer")
-    if not vdirsyncer:
+    if not vdirsyncer and args.mode != "daemon":
         raise SystemExit("vdirsyncer is not installed: apt-get install vdirsyncer "
                          "(or packaging/install-deps.sh)")
     for binary in (daemon, client):
@@ -354,17 +388,18 @@ def main():
                   f"Radicale {server_s:.3f} s{extra and '  ' + extra}"
                   f"{('  (' + out.strip() + ')') if out.strip() and 'crm' in name else ''}")
 
-        def crm_round(r):
-            db = os.path.join(work, f"capture-{r}.db")
+        def new_store(name, interval=300):
+            """A new store with the CRM directory, and its config file."""
+            db = os.path.join(work, f"capture-{name}.db")
             for kind in ("companies", "contacts", "opportunities"):
                 bench_imap.run([client, "--store", db, "import", kind,
                                 os.path.join(crm, kind + ".csv")])
-            conf = os.path.join(work, f"capture-{r}.toml")
+            conf = os.path.join(work, f"capture-{name}.toml")
             with open(conf, "w") as f:
                 f.write(f"""[store]
 path = "{db}"
 [api]
-socket = "{work}/api.sock"
+socket = "{work}/api-{name}.sock"
 [identity]
 internal_domains = ["example.com"]
 [[mailbox]]
@@ -374,8 +409,13 @@ owner = ["alice@example.com"]
 url = "{cal_url}"
 username = "{env['DAV_USER']}"
 password_file = "{pw}"
+interval_seconds = {interval}
 allow_insecure = true
 """)
+            return conf
+
+        def crm_round(r):
+            conf = new_store(r)
             timed("crm_first", [daemon, "--config", conf, "--once"], r)
             timed("crm_nochange", [daemon, "--config", conf, "--once"], r)
             # The floor of any run: the process starting (its shared libraries
@@ -420,13 +460,125 @@ fileext = ".ics"
                 raise SystemExit(f"vdirsyncer wrote {got} files, the calendar has {args.count}")
             shutil.rmtree(base, ignore_errors=True)
 
-        contenders = [crm_round, vdirsyncer_round]
-        for r in range(args.rounds):
-            for c in contenders if r % 2 == 0 else list(reversed(contenders)):
-                c(r)
+        def daemon_passes():
+            """crm-captured running, a pass a second: each pass's duration,
+            requests and Radicale's time; then the same PROPFIND with curl."""
+            conf = new_store("daemon", interval=1)
+            log.mark()
+            p = subprocess.Popen([daemon, "--config", conf], stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.PIPE, text=True)
+            # The daemon is stopped after the last pass, or when it stalls.
+            timer = threading.Timer(600 + 5 * args.passes, p.kill)
+            timer.start()
+            passes = []
+            try:
+                for line in p.stderr:
+                    m = PASS_LINE.match(line.rstrip("\n"))
+                    if not m:
+                        continue
+                    methods, server_s = log.since_mark()
+                    log.mark()
+                    passes.append((float(m.group(2)), len(methods), server_s, m.group(1)))
+                    if len(passes) > args.passes:
+                        break
+            finally:
+                timer.cancel()
+                p.send_signal(signal.SIGTERM)
+                try:
+                    p.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait()
+            if len(passes) <= args.passes:
+                raise SystemExit(f"crm-captured ended after {len(passes)} pass(es)")
+            for i, (ms, n, server_s, what) in enumerate(passes):
+                print(f"daemon pass {i + 1}: {ms:9.1f} ms  {n:3d} requests, "
+                      f"Radicale {server_s * 1000:7.1f} ms  ({what})")
+            first, rest = passes[0], passes[1:]
+            results["daemon_first_ms"] = first[0]
+            results["daemon_first_requests"] = first[1]
+            results["daemon_first_server_ms"] = round(first[2] * 1000, 1)
+            results["daemon_nochange_ms_each"] = [ms for ms, _, _, _ in rest]
+            results["daemon_nochange_ms"] = statistics.median(ms for ms, _, _, _ in rest)
+            results["daemon_nochange_requests"] = statistics.median(n for _, n, _, _ in rest)
+            results["daemon_nochange_server_ms"] = round(
+                statistics.median(s for _, _, s, _ in rest) * 1000, 1)
+            # Ours: the pass less Radicale's own time for its one request.
+            results["daemon_nochange_own_ms"] = round(
+                statistics.median(ms - s * 1000 for ms, _, s, _ in rest), 1)
+
+            body = os.path.join(work, "probe.xml")
+            with open(body, "w") as f:
+                f.write(PROBE_BODY)
+            curl, curl_server = [], []
+            for _ in range(args.passes):
+                log.mark()
+                out = bench_imap.run([
+                    "curl", "-sS", "-o", "/dev/null", "-w", "%{http_code} %{time_total}",
+                    "-X", "PROPFIND", "-H", "Depth: 0",
+                    "-H", "Content-Type: application/xml; charset=utf-8",
+                    "-u", f"{env['DAV_USER']}:{env['DAV_PASSWORD']}",
+                    "--data-binary", "@" + body, cal_url]).stdout.split()
+                if out[0] != "207":
+                    raise SystemExit(f"curl PROPFIND: status {out[0]}")
+                curl.append(float(out[1]) * 1000)
+                curl_server.append(log.since_mark()[1] * 1000)
+            results["curl_propfind_ms"] = round(statistics.median(curl), 1)
+            results["curl_propfind_server_ms"] = round(statistics.median(curl_server), 1)
+            results["daemon_nochange_less_curl_ms"] = round(
+                results["daemon_nochange_ms"] - results["curl_propfind_ms"], 1)
+            print(f"curl, the same PROPFIND {args.passes} times: median "
+                  f"{results['curl_propfind_ms']:.1f} ms (Radicale "
+                  f"{results['curl_propfind_server_ms']:.1f} ms)")
+
+        def callgrind_first(r):
+            out = os.path.join(work, f"first-{r}.callgrind")
+            t0 = time.monotonic()
+            bench_imap.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
+                            daemon, "--config", new_store(f"callgrind-{r}"), "--once"])
+            seconds = time.monotonic() - t0
+            text = bench_imap.run(["callgrind_annotate", "--inclusive=yes", "--threshold=100",
+                                   out]).stdout
+            total = zones = 0
+            for line in text.splitlines():
+                m = re.match(r"\s*([\d,]+) \([\s\d.]+%\)\s+(.*)", line)
+                if not m:
+                    continue
+                n = int(m.group(1).replace(",", ""))
+                if "PROGRAM TOTALS" in m.group(2):
+                    total = n
+                elif re.search(r"\bicaltimezone_get_utc_offset\b", m.group(2)):
+                    zones = max(zones, n)
+            results.setdefault("callgrind_first_ir", []).append(total)
+            results.setdefault("callgrind_first_zone_ir", []).append(zones)
+            print(f"callgrind {r + 1}: first sync {total:,} instructions, of them "
+                  f"{zones:,} ({100 * zones / max(total, 1):.0f} %) in "
+                  f"icaltimezone_get_utc_offset ({seconds:.0f} s under valgrind)")
+
+        if args.mode != "daemon":
+            contenders = [crm_round, vdirsyncer_round]
+            for r in range(args.rounds):
+                for c in contenders if r % 2 == 0 else list(reversed(contenders)):
+                    c(r)
+        if args.mode != "compare" and args.passes > 0:
+            daemon_passes()
+        for r in range(args.callgrind):
+            callgrind_first(r)
 
         for line in bench_imap.summarize(results):
             print(line)
+        if args.mode != "compare" and args.passes > 0:
+            print(f"  crm-captured running, no-change pass: median "
+                  f"{results['daemon_nochange_ms']:.1f} ms, "
+                  f"{results['daemon_nochange_requests']:g} request(s); Radicale's own time "
+                  f"for it {results['daemon_nochange_server_ms']:.1f} ms, so crm-captured's "
+                  f"{results['daemon_nochange_own_ms']:.1f} ms; the same PROPFIND with curl "
+                  f"{results['curl_propfind_ms']:.1f} ms, the pass "
+                  f"{results['daemon_nochange_less_curl_ms']:.1f} ms more; first sync in "
+                  f"the running daemon {results['daemon_first_ms'] / 1000:.2f} s")
+        if args.mode == "daemon":
+            print(json.dumps(results))
+            return 0
         for name in ("crm_first", "crm_nochange", "crm_start", "vdirsyncer_discover",
                      "vdirsyncer_first", "vdirsyncer_nochange"):
             results[name + "_requests_median"] = statistics.median(results[name + "_requests"])
