@@ -34,8 +34,8 @@ TEST(Query, RoutesAndDefaults) {
   EXPECT_EQ(r.id, "id/with slash");
   EXPECT_EQ(parse_target("/v1/sync?mailbox=alice").value().mailbox, "alice");
   EXPECT_EQ(parse_target("/v1/events").value().endpoint, Endpoint::events);
-  EXPECT_EQ(allowed_method(Endpoint::sync), "POST");
-  EXPECT_EQ(allowed_method(Endpoint::status), "GET");
+  EXPECT_EQ(allowed_methods(Endpoint::sync), "POST");
+  EXPECT_EQ(allowed_methods(Endpoint::status), "GET");
 }
 
 TEST(Query, FiltersAreRead) {
