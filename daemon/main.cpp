@@ -15,6 +15,7 @@
 #include "daemon/capture/caldav_account.hpp"
 #include "daemon/capture/caldav_sink.hpp"
 #include "daemon/capture/capture.hpp"
+#include "daemon/capture/directory_edit.hpp"
 #include "daemon/capture/imap_sink.hpp"
 #include "daemon/config/config.hpp"
 #include "daemon/service/check.hpp"
@@ -34,9 +35,11 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
+#include <ctime>
 #include <filesystem>
 #include <future>
 #include <iostream>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <random>
@@ -350,10 +353,22 @@ int main(int argc, char** argv) {
   }
   store::Store& db = **st;
 
+  // Directory changes over the API: applied on the capture thread too.
+  std::map<std::string, capture::Settings> by_mailbox;
+  for (const auto& mb : cfg->mailboxes) by_mailbox.emplace(mb.name, settings_of(*cfg, mb));
+  capture::DirectoryEditor editor(db, by_mailbox, settings_of(*cfg, {}), *free_mail);
+
   // The capture thread: every sink call of every mailbox runs here, one at a
   // time, so the pipelines and the store are only ever used by this thread.
   CaptureThread capture_thread;
   const asio::any_io_executor capture = capture_thread.executor();
+  board.set_directory_writer([&editor, capture](const std::vector<store::DirectoryEdit>& edits) {
+    std::packaged_task<store::Result<capture::DirectoryReport>()> task(
+        [&] { return editor.apply(edits, "over the API", std::time(nullptr)); });
+    auto done = task.get_future();
+    asio::post(capture, [&task] { task(); });
+    return done.get();
+  });
 
   asio::io_context io;
   std::vector<std::unique_ptr<MailboxRuntime>> boxes;

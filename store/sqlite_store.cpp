@@ -16,6 +16,7 @@
 #include <optional>
 #include <stdexcept>
 #include <thread>
+#include <tuple>
 #include <type_traits>
 #include <unordered_map>
 
@@ -364,16 +365,7 @@ class SqliteStore final : public Store {
     clear_caches();
     SQLite::Transaction tx(db_);
     const std::string now = now_iso();
-    auto& up = stmt(
-        "INSERT INTO companies (id, name, updated_at) VALUES (?, ?, ?) "
-        "ON CONFLICT (id) DO UPDATE SET name = excluded.name, updated_at = excluded.updated_at");
-    auto& del = stmt("DELETE FROM company_domains WHERE company_id = ?");
-    auto& dom = stmt("INSERT OR IGNORE INTO company_domains (domain, company_id) VALUES (?, ?)");
-    for (const auto& c : rows) {
-      run(up, c.id, c.name, now);
-      run(del, c.id);
-      for (const auto& d : c.domains) run(dom, d, c.id);
-    }
+    for (const auto& c : rows) put_company(c, now);
     if (replace) delete_absent("companies", rows);
     tx.commit();
     return rows.size();
@@ -385,22 +377,7 @@ class SqliteStore final : public Store {
     clear_caches();
     SQLite::Transaction tx(db_);
     const std::string now = now_iso();
-    auto& up = stmt(
-        "INSERT INTO contacts (id, name, company_id, title, phone, updated_at) "
-        "VALUES (?, ?, NULLIF(?, ''), ?, ?, ?) ON CONFLICT (id) DO UPDATE SET "
-        "name = excluded.name, company_id = excluded.company_id, title = excluded.title, "
-        "phone = excluded.phone, updated_at = excluded.updated_at");
-    auto& del = stmt("DELETE FROM contact_emails WHERE contact_id = ?");
-    auto& em = stmt(
-        "INSERT OR IGNORE INTO contact_emails (email, contact_id, position, email_key) "
-        "VALUES (?, ?, ?, ?)");
-    for (const auto& c : rows) {
-      run(up, c.id, c.name, c.company_id, c.title, c.phone, now);
-      run(del, c.id);
-      for (std::size_t i = 0; i < c.emails.size(); ++i) {
-        run(em, c.emails[i], c.id, static_cast<std::int64_t>(i), without_plus_tag(c.emails[i]));
-      }
-    }
+    for (const auto& c : rows) put_contact(c, now);
     if (replace) delete_absent("contacts", rows);
     tx.commit();
     return rows.size();
@@ -413,39 +390,44 @@ class SqliteStore final : public Store {
     clear_caches();
     SQLite::Transaction tx(db_);
     const std::string now = now_iso();
-    auto& up = stmt(
-        "INSERT INTO opportunities (id, name, company_id, stage, amount, close_date, status, "
-        "updated_at) VALUES (?, ?, NULLIF(?, ''), ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET "
-        "name = excluded.name, company_id = excluded.company_id, stage = excluded.stage, "
-        "amount = excluded.amount, close_date = excluded.close_date, status = excluded.status, "
-        "updated_at = excluded.updated_at");
-    auto& del = stmt("DELETE FROM opportunity_contacts WHERE opportunity_id = ?");
-    auto& oc = stmt(
-        "INSERT OR IGNORE INTO opportunity_contacts (opportunity_id, contact_id, role) "
-        "VALUES (?, ?, ?)");
-    for (const auto& o : rows) {
-      up.bind(1, o.id);
-      up.bind(2, o.name);
-      up.bind(3, o.company_id);
-      up.bind(4, o.stage);
-      if (o.amount) {
-        up.bind(5, *o.amount);
-      } else {
-        up.bind(5);
-      }
-      up.bind(6, o.close_date);
-      up.bind(7, std::string(to_string(o.status)));
-      up.bind(8, now);
-      up.exec();
-      up.reset();
-      run(del, o.id);
-      for (const auto& c : o.contacts) run(oc, o.id, c.contact_id, c.role);
-    }
+    for (const auto& o : rows) put_opportunity(o, now);
     if (replace) delete_absent("opportunities", rows);
     tx.commit();
     return rows.size();
   } catch (const std::exception& e) {
     return sql_error("importing opportunities", e);
+  }
+
+  Result<std::vector<EditApplied>> apply(
+      const std::vector<DirectoryEdit>& edits,
+      const std::function<Result<Batch>(const std::vector<EditApplied>&)>& then) override {
+    // The look-up caches may hold rows of a transaction rolled back: none
+    // survives this call.
+    struct ClearCaches {
+      SqliteStore& s;
+      ~ClearCaches() { s.clear_caches(); }
+    } clear_after{*this};
+    clear_caches();
+    try {
+      SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
+      const std::string now = now_iso();
+      std::vector<EditApplied> done;
+      done.reserve(edits.size());
+      for (const auto& e : edits) {
+        auto r = apply_edit(e, now);
+        clear_caches();
+        if (!r) return r.error();
+        done.push_back(std::move(*r));
+      }
+      auto batch = then(done);
+      if (!batch) return batch.error();
+      const std::int64_t last = write_batch(*batch);
+      tx.commit();
+      if (last > 0 && on_change_) on_change_(last);
+      return done;
+    } catch (const std::exception& e) {
+      return sql_error("applying directory changes", e);
+    }
   }
 
   Result<std::vector<std::string>> missing_company_ids(
@@ -466,133 +448,9 @@ class SqliteStore final : public Store {
     // IMMEDIATE: the write lock is taken first, so the look-ups below cannot
     // be overtaken by another writer before this transaction writes.
     SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
-    const std::string now = now_iso();
-    // The change numbers of this commit follow the counter's last; the
-    // counter is read and written under the write lock taken above.
-    auto& last_change = stmt("SELECT last_seq FROM changes WHERE id = 1");
-    const std::int64_t first_change =
-        first_row(last_change, [](SQLite::Statement& r) { return r.getColumn(0).getInt64(); })
-            .value_or(0) +
-        1;
-    std::int64_t next_change = first_change;
-    // An INSERT that does nothing on a stored key, then, only for such a key,
-    // a look-up and a plain UPDATE, rather than one INSERT ... ON CONFLICT DO
-    // UPDATE ... RETURNING: SQLite builds a temporary table for every
-    // RETURNING and an undo journal for every upsert, which cost more than the
-    // statements themselves on a backfill.
-    auto& find = stmt(
-        "SELECT seq, kind, direction, status, occurred_at, subject, snippet, thread_key, "
-        "opportunity_id, reason, rule FROM activities WHERE source_key = ?");
-    auto& ins_a = stmt(
-        "INSERT INTO activities (id, source_key, kind, direction, status, occurred_at, subject, "
-        "snippet, message_id, thread_key, opportunity_id, reason, rule, created_at, updated_at, "
-        "change_seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-        "ON CONFLICT DO NOTHING");
-    auto& upd_a = stmt(
-        "UPDATE activities SET kind = ?, direction = ?, status = ?, occurred_at = ?, subject = ?, "
-        "snippet = ?, message_id = ?, thread_key = ?, opportunity_id = ?, reason = ?, rule = ?, "
-        "updated_at = ?, change_seq = ? WHERE seq = ?");
-    auto& del_p = stmt("DELETE FROM activity_participants WHERE activity_seq = ?");
-    auto& del_m = stmt("DELETE FROM activity_meetings WHERE activity_seq = ?");
-    auto& ins_m = stmt(
-        "INSERT INTO activity_meetings (activity_seq, event_uid, starts_at, ends_at, all_day, "
-        "location, cancelled, sequence) VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
-    auto& ins_p = stmt(
-        "INSERT INTO activity_participants (activity_seq, position, address, name, role, "
-        "contact_id, company_id, partstat) VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
-    auto& ins_s = stmt(
-        "INSERT INTO activity_sources (activity_seq, mailbox, folder, uidvalidity, uid, path, "
-        "seen_at, remote_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET "
-        "activity_seq = excluded.activity_seq, remote_id = excluded.remote_id, removed_at = ''");
-    for (const auto& item : batch.items) {
-      const Activity& a = item.activity;
-      const std::string kind(to_string(a.kind)), direction(to_string(a.direction)),
-          status(to_string(a.status));
-      std::int64_t seq = 0;
-      bool changed = true, inserted = false;
-      // Most activities are new: the INSERT's own unique check is the
-      // look-up, and only a key already stored is read back and compared.
-      run(ins_a, a.id, a.source_key, kind, direction, status, a.occurred_at, a.subject, a.snippet,
-          a.message_id, a.thread_key, a.opportunity_id, a.reason, a.rule, now, now, next_change);
-      if (db_.getChanges() > 0) {
-        seq = db_.getLastInsertRowid();
-        inserted = true;
-        ++next_change;
-      } else if (find.bind(1, a.source_key); find.executeStep()) {
-        seq = find.getColumn(0).getInt64();
-        // A row identical in every field capture decides is left alone, so
-        // updated_at says when capture last changed its mind. (The Message-ID
-        // of an iMIP update is not such a field: it is written along when
-        // something else changed.)
-        changed =
-            find.getColumn(1).getString() != kind || find.getColumn(2).getString() != direction ||
-            find.getColumn(3).getString() != status ||
-            find.getColumn(4).getString() != a.occurred_at ||
-            find.getColumn(5).getString() != a.subject ||
-            find.getColumn(6).getString() != a.snippet ||
-            find.getColumn(7).getString() != a.thread_key ||
-            find.getColumn(8).getString() != a.opportunity_id ||
-            find.getColumn(9).getString() != a.reason || find.getColumn(10).getString() != a.rule;
-        find.reset();
-        // Participants too: a copy kept as sent mail lists the Bcc its
-        // first copy lacked, and a participant may match a contact
-        // imported since the first decision.
-        if (!changed) changed = participants_of(seq) != a.participants;
-        if (!changed && a.kind == ActivityKind::meeting) changed = meeting_of(seq) != a.meeting;
-        if (changed) {
-          run(upd_a, kind, direction, status, a.occurred_at, a.subject, a.snippet, a.message_id,
-              a.thread_key, a.opportunity_id, a.reason, a.rule, now, next_change++, seq);
-        }
-      } else {
-        // Not inserted, yet not there: the id is another key's (a hash
-        // collision), which the store cannot hold.
-        find.reset();
-        throw std::runtime_error("activity id " + a.id + " is taken by another source key");
-      }
-      if (changed) {
-        if (!inserted) run(del_m, seq);
-        if (const auto& m = a.meeting) {
-          run(ins_m, seq, m->event_uid, m->starts_at, m->ends_at, m->all_day ? 1 : 0, m->location,
-              m->cancelled ? 1 : 0, m->sequence);
-        }
-        if (!inserted) run(del_p, seq);
-        for (std::size_t i = 0; i < a.participants.size(); ++i) {
-          const Participant& p = a.participants[i];
-          run(ins_p, seq, static_cast<std::int64_t>(i), p.address, p.name, p.role, p.contact_id,
-              p.company_id, p.partstat);
-        }
-      }
-      const SourceRef& s = item.source;
-      run(ins_s, seq, s.mailbox, s.folder, s.uidvalidity, s.uid, s.path, now, s.remote_id);
-    }
-    auto& again = stmt(
-        "INSERT INTO activity_sources (activity_seq, mailbox, folder, uidvalidity, uid, path, "
-        "seen_at, remote_id) SELECT seq, ?, ?, ?, ?, ?, ?, ? FROM activities WHERE source_key = ? "
-        "ON CONFLICT DO UPDATE SET activity_seq = excluded.activity_seq, "
-        "remote_id = excluded.remote_id, removed_at = ''");
-    for (const auto& seen : batch.seen_again) {
-      const SourceRef& s = seen.source;
-      run(again, s.mailbox, s.folder, s.uidvalidity, s.uid, s.path, now, s.remote_id,
-          seen.source_key);
-    }
-    if (!batch.removed_uids.empty()) {
-      const SyncCursor& c = *batch.cursor;  // checked above
-      // IMAP places only (a calendar's and a file's have UIDVALIDITY 0): a
-      // message's own, and those of the meetings it decided (their path "#"
-      // and a key). Only the first report counts.
-      auto& gone = stmt(
-          "UPDATE activity_sources SET removed_at = ? WHERE mailbox = ? AND folder = ? AND "
-          "uidvalidity = ? AND uid BETWEEN ? AND ? AND removed_at = ''");
-      for (const auto& [first, last] : batch.removed_uids) {
-        run(gone, now, c.mailbox, c.folder, c.uidvalidity, first, last);
-      }
-    }
-    if (batch.cursor) write_cursor(*batch.cursor, now);
-    if (batch.calendar) write_calendar(*batch.calendar, now);
-    const std::int64_t last = next_change - 1;
-    if (last >= first_change) run(stmt("UPDATE changes SET last_seq = ? WHERE id = 1"), last);
+    const std::int64_t last = write_batch(batch);
     tx.commit();
-    if (last >= first_change && on_change_) on_change_(last);
+    if (last > 0 && on_change_) on_change_(last);
     return {};
   } catch (const std::exception& e) {
     return sql_error("committing activities", e);
@@ -789,6 +647,57 @@ class SqliteStore final : public Store {
     return sql_error("reading a calendar item's places", e);
   }
 
+  Result<std::vector<Activity>> involving(const Involving& keys, std::string_view since) override
+      try {
+    // One pass over the window's participants; only the activities found
+    // are read whole.
+    const ReadScope scope(db_);
+    SQLite::Statement st(
+        db_,
+        "SELECT a.seq, a.opportunity_id, p.address, p.contact_id, p.company_id FROM activities a "
+        "LEFT JOIN activity_participants p ON p.activity_seq = a.seq WHERE a.occurred_at >= ?");
+    st.bind(1, std::string(since));
+    std::vector<std::int64_t> hits;
+    std::int64_t seq = -1;
+    Activity probe;  // the opportunity and participants of the row `seq`
+    auto decide = [&] {
+      if (seq >= 0 && involves(keys, probe)) hits.push_back(seq);
+    };
+    while (st.executeStep()) {
+      const std::int64_t s = st.getColumn(0).getInt64();
+      if (s != seq) {
+        decide();
+        seq = s;
+        probe.opportunity_id = st.getColumn(1).getString();
+        probe.participants.clear();
+      }
+      if (!st.getColumn(2).isNull()) {
+        Participant p;
+        p.address = st.getColumn(2).getString();
+        p.contact_id = st.getColumn(3).getString();
+        p.company_id = st.getColumn(4).getString();
+        probe.participants.push_back(std::move(p));
+      }
+    }
+    decide();
+    st.reset();
+    std::vector<Activity> out;
+    auto& one = stmt(std::string(k_act_select) + " WHERE a.seq = ?");
+    for (const std::int64_t s : hits) {
+      one.bind(1, s);
+      auto a = first_row(one, [](SQLite::Statement& r) { return read_activity(r); });
+      if (!a) continue;
+      fill_activity(s, *a);
+      out.push_back(std::move(*a));
+    }
+    std::sort(out.begin(), out.end(), [](const Activity& x, const Activity& y) {
+      return std::tie(x.occurred_at, x.id) < std::tie(y.occurred_at, y.id);
+    });
+    return out;
+  } catch (const std::exception& e) {
+    return sql_error("finding activities a directory change involves", e);
+  }
+
   Result<std::optional<std::string>> thread_opportunity(std::string_view thread_key,
                                                         std::string_view before) override try {
     auto& st = stmt(
@@ -945,6 +854,159 @@ class SqliteStore final : public Store {
     st.clearBindings();
   }
 
+  void put_company(const Company& c, const std::string& now) {
+    run(stmt("INSERT INTO companies (id, name, updated_at) VALUES (?, ?, ?) "
+             "ON CONFLICT (id) DO UPDATE SET name = excluded.name, "
+             "updated_at = excluded.updated_at"),
+        c.id, c.name, now);
+    run(stmt("DELETE FROM company_domains WHERE company_id = ?"), c.id);
+    auto& dom = stmt("INSERT OR IGNORE INTO company_domains (domain, company_id) VALUES (?, ?)");
+    for (const auto& d : c.domains) run(dom, d, c.id);
+  }
+
+  void put_contact(const Contact& c, const std::string& now) {
+    run(stmt("INSERT INTO contacts (id, name, company_id, title, phone, updated_at) "
+             "VALUES (?, ?, NULLIF(?, ''), ?, ?, ?) ON CONFLICT (id) DO UPDATE SET "
+             "name = excluded.name, company_id = excluded.company_id, title = excluded.title, "
+             "phone = excluded.phone, updated_at = excluded.updated_at"),
+        c.id, c.name, c.company_id, c.title, c.phone, now);
+    run(stmt("DELETE FROM contact_emails WHERE contact_id = ?"), c.id);
+    auto& em = stmt(
+        "INSERT OR IGNORE INTO contact_emails (email, contact_id, position, email_key) "
+        "VALUES (?, ?, ?, ?)");
+    for (std::size_t i = 0; i < c.emails.size(); ++i) {
+      run(em, c.emails[i], c.id, static_cast<std::int64_t>(i), without_plus_tag(c.emails[i]));
+    }
+  }
+
+  void put_opportunity(const Opportunity& o, const std::string& now) {
+    auto& up = stmt(
+        "INSERT INTO opportunities (id, name, company_id, stage, amount, close_date, status, "
+        "updated_at) VALUES (?, ?, NULLIF(?, ''), ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET "
+        "name = excluded.name, company_id = excluded.company_id, stage = excluded.stage, "
+        "amount = excluded.amount, close_date = excluded.close_date, status = excluded.status, "
+        "updated_at = excluded.updated_at");
+    up.bind(1, o.id);
+    up.bind(2, o.name);
+    up.bind(3, o.company_id);
+    up.bind(4, o.stage);
+    if (o.amount) {
+      up.bind(5, *o.amount);
+    } else {
+      up.bind(5);
+    }
+    up.bind(6, o.close_date);
+    up.bind(7, std::string(to_string(o.status)));
+    up.bind(8, now);
+    up.exec();
+    up.reset();
+    run(stmt("DELETE FROM opportunity_contacts WHERE opportunity_id = ?"), o.id);
+    auto& oc = stmt(
+        "INSERT OR IGNORE INTO opportunity_contacts (opportunity_id, contact_id, role) "
+        "VALUES (?, ?, ?)");
+    for (const auto& c : o.contacts) run(oc, o.id, c.contact_id, c.role);
+  }
+
+  bool row_exists(const std::string& sql, const std::string& id) {
+    auto& st = stmt(sql);
+    st.bind(1, id);
+    return first_row(st, [](SQLite::Statement&) { return true; }).has_value();
+  }
+
+  // One edit of apply(), inside its transaction.
+  Result<EditApplied> apply_edit(const DirectoryEdit& e, const std::string& now) {
+    auto fail = [&](Errc c, const std::string& what) {
+      return make_error(c, e.where.empty() ? what : e.where + ": " + what);
+    };
+    const std::string noun(to_string(e.kind));
+    auto unknown = [&](std::string_view field, std::string_view kind, const std::string& id) {
+      return fail(Errc::bad_input,
+                  std::string(field) + ": unknown " + std::string(kind) + " id '" + id + "'");
+    };
+    const char* company_exists = "SELECT 1 FROM companies WHERE id = ?";
+    const char* contact_exists = "SELECT 1 FROM contacts WHERE id = ?";
+    EditApplied r;
+    Involving& keys = r.involving;
+    bool existed = false;
+    switch (e.kind) {
+      case DirectoryKind::company: {
+        if (!e.remove && e.company.id != e.id) return fail(Errc::bad_input, "id: differs");
+        auto old = company(e.id);
+        if (!old) return old.error();
+        existed = old->has_value();
+        keys.company_ids.insert(e.id);
+        if (existed) keys.domains.insert((*old)->domains.begin(), (*old)->domains.end());
+        if (!e.remove) {
+          keys.domains.insert(e.company.domains.begin(), e.company.domains.end());
+          put_company(e.company, now);
+        } else if (existed) {
+          run(stmt("DELETE FROM companies WHERE id = ?"), e.id);
+        }
+        break;
+      }
+      case DirectoryKind::contact: {
+        if (!e.remove && e.contact.id != e.id) return fail(Errc::bad_input, "id: differs");
+        existed = row_exists(contact_exists, e.id);
+        keys.contact_ids.insert(e.id);
+        auto& em = stmt("SELECT email FROM contact_emails WHERE contact_id = ?");
+        em.bind(1, e.id);
+        std::vector<std::string> emails;
+        while (em.executeStep()) emails.push_back(em.getColumn(0).getString());
+        em.reset();
+        if (!e.remove) {
+          const std::string& company_id = e.contact.company_id;
+          if (!company_id.empty() && !row_exists(company_exists, company_id)) {
+            return unknown("company_id", "company", company_id);
+          }
+          emails.insert(emails.end(), e.contact.emails.begin(), e.contact.emails.end());
+          put_contact(e.contact, now);
+        } else if (existed) {
+          run(stmt("DELETE FROM contacts WHERE id = ?"), e.id);
+        }
+        // Either form of an address: a participant's is stored with its
+        // +tag or without it, as the settings of its capture said.
+        for (const auto& a : emails) {
+          keys.addresses.insert(a);
+          keys.addresses.insert(without_plus_tag(a));
+        }
+        break;
+      }
+      case DirectoryKind::opportunity: {
+        if (!e.remove && e.opportunity.id != e.id) return fail(Errc::bad_input, "id: differs");
+        auto old = opportunity(e.id);
+        if (!old) return old.error();
+        existed = old->has_value();
+        keys.opportunity_ids.insert(e.id);
+        auto involve = [&](const Opportunity& o) {
+          if (!o.company_id.empty()) keys.company_ids.insert(o.company_id);
+          for (const auto& c : o.contacts) keys.contact_ids.insert(c.contact_id);
+        };
+        if (existed) involve(**old);
+        if (!e.remove) {
+          const Opportunity& o = e.opportunity;
+          if (!o.company_id.empty() && !row_exists(company_exists, o.company_id)) {
+            return unknown("company_id", "company", o.company_id);
+          }
+          for (const auto& c : o.contacts) {
+            if (!row_exists(contact_exists, c.contact_id)) {
+              return unknown("contact_ids", "contact", c.contact_id);
+            }
+          }
+          involve(o);
+          put_opportunity(o, now);
+        } else if (existed) {
+          run(stmt("DELETE FROM opportunities WHERE id = ?"), e.id);
+        }
+        break;
+      }
+    }
+    if (e.remove && !existed) return fail(Errc::not_found, "no " + noun + " '" + e.id + "'");
+    r.what = e.remove  ? EditApplied::What::removed
+             : existed ? EditApplied::What::changed
+                       : EditApplied::What::created;
+    return r;
+  }
+
   template <class Row>
   void delete_absent(const std::string& table, const std::vector<Row>& rows) {
     db_.exec("CREATE TEMP TABLE IF NOT EXISTS keep_ids (id TEXT PRIMARY KEY)");
@@ -983,6 +1045,147 @@ class SqliteStore final : public Store {
       out.push_back(std::move(o));
     }
     return out;
+  }
+
+  // Writes `batch` inside the open write transaction; returns the greatest
+  // change sequence number it gave, 0 when it gave none.
+  std::int64_t write_batch(const Batch& batch) {
+    const std::string now = now_iso();
+    // The change numbers of this commit follow the counter's last; the
+    // counter is read and written under the write lock taken above.
+    auto& last_change = stmt("SELECT last_seq FROM changes WHERE id = 1");
+    const std::int64_t first_change =
+        first_row(last_change, [](SQLite::Statement& r) { return r.getColumn(0).getInt64(); })
+            .value_or(0) +
+        1;
+    std::int64_t next_change = first_change;
+    // An INSERT that does nothing on a stored key, then, only for such a key,
+    // a look-up and a plain UPDATE, rather than one INSERT ... ON CONFLICT DO
+    // UPDATE ... RETURNING: SQLite builds a temporary table for every
+    // RETURNING and an undo journal for every upsert, which cost more than the
+    // statements themselves on a backfill.
+    auto& find = stmt(
+        "SELECT seq, kind, direction, status, occurred_at, subject, snippet, thread_key, "
+        "opportunity_id, reason, rule FROM activities WHERE source_key = ?");
+    auto& ins_a = stmt(
+        "INSERT INTO activities (id, source_key, kind, direction, status, occurred_at, subject, "
+        "snippet, message_id, thread_key, opportunity_id, reason, rule, created_at, updated_at, "
+        "change_seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+        "ON CONFLICT DO NOTHING");
+    auto& upd_a = stmt(
+        "UPDATE activities SET kind = ?, direction = ?, status = ?, occurred_at = ?, subject = ?, "
+        "snippet = ?, message_id = ?, thread_key = ?, opportunity_id = ?, reason = ?, rule = ?, "
+        "updated_at = ?, change_seq = ? WHERE seq = ?");
+    auto& del_p = stmt("DELETE FROM activity_participants WHERE activity_seq = ?");
+    auto& del_m = stmt("DELETE FROM activity_meetings WHERE activity_seq = ?");
+    auto& ins_m = stmt(
+        "INSERT INTO activity_meetings (activity_seq, event_uid, starts_at, ends_at, all_day, "
+        "location, cancelled, sequence) VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
+    auto& ins_p = stmt(
+        "INSERT INTO activity_participants (activity_seq, position, address, name, role, "
+        "contact_id, company_id, partstat) VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
+    auto& ins_s = stmt(
+        "INSERT INTO activity_sources (activity_seq, mailbox, folder, uidvalidity, uid, path, "
+        "seen_at, remote_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET "
+        "activity_seq = excluded.activity_seq, remote_id = excluded.remote_id, removed_at = ''");
+    // Writes `a` (inserted with `insert` when its key is new, else only
+    // compared and updated); returns its row's key, 0 when not stored.
+    auto write = [&](const Activity& a, bool insert) -> std::int64_t {
+      const std::string kind(to_string(a.kind)), direction(to_string(a.direction)),
+          status(to_string(a.status));
+      std::int64_t seq = 0;
+      bool changed = true, inserted = false;
+      // Most activities are new: the INSERT's own unique check is the
+      // look-up, and only a key already stored is read back and compared.
+      if (insert) {
+        run(ins_a, a.id, a.source_key, kind, direction, status, a.occurred_at, a.subject, a.snippet,
+            a.message_id, a.thread_key, a.opportunity_id, a.reason, a.rule, now, now, next_change);
+      }
+      if (insert && db_.getChanges() > 0) {
+        seq = db_.getLastInsertRowid();
+        inserted = true;
+        ++next_change;
+      } else if (find.bind(1, a.source_key); find.executeStep()) {
+        seq = find.getColumn(0).getInt64();
+        // A row identical in every field capture decides is left alone, so
+        // updated_at says when capture last changed its mind. (The Message-ID
+        // of an iMIP update is not such a field: it is written along when
+        // something else changed.)
+        changed =
+            find.getColumn(1).getString() != kind || find.getColumn(2).getString() != direction ||
+            find.getColumn(3).getString() != status ||
+            find.getColumn(4).getString() != a.occurred_at ||
+            find.getColumn(5).getString() != a.subject ||
+            find.getColumn(6).getString() != a.snippet ||
+            find.getColumn(7).getString() != a.thread_key ||
+            find.getColumn(8).getString() != a.opportunity_id ||
+            find.getColumn(9).getString() != a.reason || find.getColumn(10).getString() != a.rule;
+        find.reset();
+        // Participants too: a copy kept as sent mail lists the Bcc its
+        // first copy lacked, and a participant may match a contact
+        // imported since the first decision.
+        if (!changed) changed = participants_of(seq) != a.participants;
+        if (!changed && a.kind == ActivityKind::meeting) changed = meeting_of(seq) != a.meeting;
+        if (changed) {
+          run(upd_a, kind, direction, status, a.occurred_at, a.subject, a.snippet, a.message_id,
+              a.thread_key, a.opportunity_id, a.reason, a.rule, now, next_change++, seq);
+        }
+      } else {
+        find.reset();
+        if (!insert) return 0;
+        // Not inserted, yet not there: the id is another key's (a hash
+        // collision), which the store cannot hold.
+        throw std::runtime_error("activity id " + a.id + " is taken by another source key");
+      }
+      if (changed) {
+        if (!inserted) run(del_m, seq);
+        if (const auto& m = a.meeting) {
+          run(ins_m, seq, m->event_uid, m->starts_at, m->ends_at, m->all_day ? 1 : 0, m->location,
+              m->cancelled ? 1 : 0, m->sequence);
+        }
+        if (!inserted) run(del_p, seq);
+        for (std::size_t i = 0; i < a.participants.size(); ++i) {
+          const Participant& p = a.participants[i];
+          run(ins_p, seq, static_cast<std::int64_t>(i), p.address, p.name, p.role, p.contact_id,
+              p.company_id, p.partstat);
+        }
+      }
+      return seq;
+    };
+    for (const auto& item : batch.items) {
+      const std::int64_t seq = write(item.activity, true);
+      const SourceRef& s = item.source;
+      run(ins_s, seq, s.mailbox, s.folder, s.uidvalidity, s.uid, s.path, now, s.remote_id);
+    }
+    for (const auto& a : batch.decided_again) write(a, false);
+    auto& again = stmt(
+        "INSERT INTO activity_sources (activity_seq, mailbox, folder, uidvalidity, uid, path, "
+        "seen_at, remote_id) SELECT seq, ?, ?, ?, ?, ?, ?, ? FROM activities WHERE source_key = ? "
+        "ON CONFLICT DO UPDATE SET activity_seq = excluded.activity_seq, "
+        "remote_id = excluded.remote_id, removed_at = ''");
+    for (const auto& seen : batch.seen_again) {
+      const SourceRef& s = seen.source;
+      run(again, s.mailbox, s.folder, s.uidvalidity, s.uid, s.path, now, s.remote_id,
+          seen.source_key);
+    }
+    if (!batch.removed_uids.empty()) {
+      const SyncCursor& c = *batch.cursor;  // checked above
+      // IMAP places only (a calendar's and a file's have UIDVALIDITY 0): a
+      // message's own, and those of the meetings it decided (their path "#"
+      // and a key). Only the first report counts.
+      auto& gone = stmt(
+          "UPDATE activity_sources SET removed_at = ? WHERE mailbox = ? AND folder = ? AND "
+          "uidvalidity = ? AND uid BETWEEN ? AND ? AND removed_at = ''");
+      for (const auto& [first, last] : batch.removed_uids) {
+        run(gone, now, c.mailbox, c.folder, c.uidvalidity, first, last);
+      }
+    }
+    if (batch.cursor) write_cursor(*batch.cursor, now);
+    if (batch.calendar) write_calendar(*batch.calendar, now);
+    const std::int64_t last = next_change - 1;
+    if (last < first_change) return 0;
+    run(stmt("UPDATE changes SET last_seq = ? WHERE id = 1"), last);
+    return last;
   }
 
   static Activity read_activity(SQLite::Statement& st) {

@@ -14,6 +14,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -122,9 +123,49 @@ class Directory {
   virtual Result<DirectoryStats> stats() = 0;
 };
 
-// Write side of the directory (daemon/capture's CSV import now, the API's
-// PUT/DELETE later). Each call is one transaction: all rows or none. With
-// `replace`, rows of that kind absent from `rows` are deleted too.
+// One change to the directory: a row put (created, or replaced whole) or
+// removed, as the local API's PUT, DELETE and directory batches give them.
+enum class DirectoryKind { company, contact, opportunity };
+std::string_view to_string(DirectoryKind k) noexcept;  // "company", "contact", "opportunity"
+
+struct DirectoryEdit {
+  DirectoryKind kind = DirectoryKind::contact;
+  bool remove = false;  // false: put the row of `kind` below
+  std::string id;       // the row's id (a put's row carries it too)
+  Company company;
+  Contact contact;
+  Opportunity opportunity;
+  // Where the edit came from ("line 3"); the prefix of its error messages
+  // ("line 3: company_id: unknown company id 'CO-9'"), none when empty.
+  std::string where;
+};
+
+struct Activity;
+
+// What activities a directory change may decide differently: those with a
+// participant whose address is one of `addresses`, whose address's domain
+// is one of `domains` or a sub-domain of one, or who was matched to one of
+// `contact_ids` or `company_ids`; or whose opportunity is one of
+// `opportunity_ids`.
+struct Involving {
+  std::set<std::string> addresses, domains, contact_ids, company_ids, opportunity_ids;
+  void add(const Involving& o);
+};
+bool involves(const Involving& keys, const Activity& a);
+
+// An edit as applied: whether it created, changed or removed its row, and
+// what the row was and is now involves (Involving of the old and the new row).
+struct EditApplied {
+  enum class What { created, changed, removed };
+  What what = What::created;
+  Involving involving;
+};
+
+struct Batch;
+
+// Write side of the directory: the CSV import (upsert_*) and the local API
+// (apply). Each call is one transaction: all rows or none. With `replace`,
+// rows of that kind absent from `rows` are deleted too.
 class DirectoryWriter {
  public:
   virtual ~DirectoryWriter() = default;
@@ -137,6 +178,18 @@ class DirectoryWriter {
       const std::vector<std::string>& ids) = 0;
   virtual Result<std::vector<std::string>> missing_contact_ids(
       const std::vector<std::string>& ids) = 0;
+  // Applies `edits` in order in one transaction, then calls `then` with what
+  // each did (same order), still inside it: `then`'s reads see the new
+  // directory, and the batch it returns commits in the same transaction
+  // (announced through StoreOptions::on_change). Any failure, `then`'s
+  // included, leaves the store as it was. A put whose company_id or
+  // contact_ids name no row (stored, or put earlier in `edits` and not
+  // removed since) fails with Errc::bad_input, a removal of an unknown id
+  // with Errc::not_found; each message starts with the edit's `where`. The
+  // rows are stored as given: check them first (capture::check_row).
+  virtual Result<std::vector<EditApplied>> apply(
+      const std::vector<DirectoryEdit>& edits,
+      const std::function<Result<Batch>(const std::vector<EditApplied>&)>& then) = 0;
 };
 
 // ---- Activities and decisions ---------------------------------------------
@@ -267,6 +320,10 @@ struct Batch {
     SourceRef source;
   };
   std::vector<SeenAgain> seen_again;
+  // Stored activities decided again without a new place (after a directory
+  // change): each updates the row of its source key as an item would; a
+  // key with no stored activity is ignored.
+  std::vector<Activity> decided_again;
   std::optional<SyncCursor> cursor;
   // Inclusive UID ranges the server reports gone from the cursor's folder, at
   // the cursor's UIDVALIDITY (needs `cursor`): the sources there are marked
@@ -356,6 +413,11 @@ class Activities {
   virtual Result<std::vector<Placement>> placed_under(std::string_view mailbox,
                                                       std::string_view folder,
                                                       std::string_view path_prefix) = 0;
+  // The activities that occurred at or after `since` (ISO 8601 UTC) and
+  // that `keys` involves (see Involving), with participants and places,
+  // oldest first.
+  virtual Result<std::vector<Activity>> involving(const Involving& keys,
+                                                  std::string_view since) = 0;
   // The opportunity of the most recent captured activity in the thread, if any.
   // Only activities that occurred before `before` (ISO 8601 UTC) count, so the
   // answer does not depend on the order in which a thread was seen.

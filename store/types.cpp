@@ -105,4 +105,44 @@ std::string without_plus_tag(std::string_view address) {
   return out;
 }
 
+std::string_view to_string(DirectoryKind k) noexcept {
+  switch (k) {
+    case DirectoryKind::company:
+      return "company";
+    case DirectoryKind::contact:
+      return "contact";
+    case DirectoryKind::opportunity:
+      return "opportunity";
+  }
+  return "contact";
+}
+
+void Involving::add(const Involving& o) {
+  addresses.insert(o.addresses.begin(), o.addresses.end());
+  domains.insert(o.domains.begin(), o.domains.end());
+  contact_ids.insert(o.contact_ids.begin(), o.contact_ids.end());
+  company_ids.insert(o.company_ids.begin(), o.company_ids.end());
+  opportunity_ids.insert(o.opportunity_ids.begin(), o.opportunity_ids.end());
+}
+
+bool involves(const Involving& keys, const Activity& a) {
+  if (!a.opportunity_id.empty() && keys.opportunity_ids.contains(a.opportunity_id)) return true;
+  for (const Participant& p : a.participants) {
+    if (keys.addresses.contains(p.address)) return true;
+    if (!p.contact_id.empty() && keys.contact_ids.contains(p.contact_id)) return true;
+    if (!p.company_id.empty() && keys.company_ids.contains(p.company_id)) return true;
+    if (keys.domains.empty()) continue;
+    // The domain and each parent of it: "mail.acme.com", "acme.com", "com".
+    const auto at = p.address.rfind('@');
+    if (at == std::string::npos) continue;
+    for (std::string_view d = std::string_view(p.address).substr(at + 1); !d.empty();) {
+      if (keys.domains.contains(std::string(d))) return true;
+      const auto dot = d.find('.');
+      if (dot == std::string_view::npos) break;
+      d.remove_prefix(dot + 1);
+    }
+  }
+  return false;
+}
+
 }  // namespace crmcap::store

@@ -3,7 +3,9 @@
 // (Boost.Beast), described in daemon/api/openapi.yaml.
 //
 // Read side: GET /v1/status, /v1/activities, /v1/activities/{id},
-// /v1/decisions, /v1/events (Server-Sent Events); and POST /v1/sync. Every
+// /v1/decisions, /v1/events (Server-Sent Events); and POST /v1/sync. Write
+// side: PUT and DELETE /v1/contacts/{id}, /v1/companies/{id},
+// /v1/opportunities/{id}, and POST /v1/directory (a batch). Every
 // connection's peer is checked with SO_PEERCRED before a byte is read; every
 // request has size limits and a deadline, every write a deadline, so a slow or
 // stuck client is dropped and never holds up another or the daemon. Queries
@@ -13,6 +15,9 @@
 // This header does not include Asio (see DESIGN.md, "Build time"); server.cpp
 // does. The JSON of activities and decisions is in json.hpp.
 #pragma once
+
+#include "daemon/capture/directory_edit.hpp"
+#include "store/store.hpp"
 
 #include <boost/system/result.hpp>
 
@@ -107,11 +112,25 @@ class Board {
   // nullopt: no handler; else the handler's answer.
   std::optional<bool> request_sync(const std::string& mailbox) const;
 
+  // PUT and DELETE of directory rows and POST /v1/directory: applies the
+  // edits in one transaction with the decisions they change
+  // (capture::DirectoryEditor::apply). Set by the daemon, which runs it
+  // where its one store writer runs; called on a thread of the server's own
+  // (never the network thread), it may block until the change is applied.
+  // Unset, the API answers 501.
+  using DirectoryWriter = std::function<store::Result<capture::DirectoryReport>(
+      const std::vector<store::DirectoryEdit>& edits)>;
+  void set_directory_writer(DirectoryWriter writer);
+  // nullopt: no writer; else the writer's answer.
+  std::optional<store::Result<capture::DirectoryReport>> write_directory(
+      const std::vector<store::DirectoryEdit>& edits) const;
+
  private:
   mutable std::mutex mutex_;
   std::vector<MailboxStatus> mailboxes_;
   std::function<void()> change_listener_;
   std::function<bool(const std::string&)> sync_handler_;
+  DirectoryWriter directory_writer_;
 };
 
 // Reports `account`'s passes and failures, and `sink`'s counters, on the
@@ -151,6 +170,8 @@ struct Options {
 
   std::size_t header_limit = 8 * 1024;  // request line and headers, bytes (413)
   std::size_t body_limit = 64 * 1024;   // request body, bytes (413)
+  // The body of a directory batch (POST /v1/directory), bytes (413).
+  std::size_t directory_body_limit = 16 * 1024 * 1024;
   // A request must arrive whole within this, from the connection's start or
   // the previous response (slowloris); an idle keep-alive connection is
   // closed after it too.

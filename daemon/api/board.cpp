@@ -104,6 +104,22 @@ void Board::set_sync_handler(std::function<bool(const std::string&)> handler) {
   sync_handler_ = std::move(handler);
 }
 
+void Board::set_directory_writer(DirectoryWriter writer) {
+  const std::lock_guard<std::mutex> lock(mutex_);
+  directory_writer_ = std::move(writer);
+}
+
+std::optional<store::Result<capture::DirectoryReport>> Board::write_directory(
+    const std::vector<store::DirectoryEdit>& edits) const {
+  DirectoryWriter w;
+  {
+    const std::lock_guard<std::mutex> lock(mutex_);
+    w = directory_writer_;
+  }
+  if (!w) return std::nullopt;
+  return w(edits);
+}
+
 std::optional<bool> Board::request_sync(const std::string& mailbox) const {
   std::function<bool(const std::string&)> h;
   {

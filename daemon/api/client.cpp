@@ -18,6 +18,13 @@ boost::system::result<ClientReply, ClientError> call(const std::string& socket,
                                                      std::string_view method,
                                                      std::string_view target,
                                                      std::chrono::milliseconds timeout) {
+  return call(socket, method, target, {}, timeout);
+}
+
+boost::system::result<ClientReply, ClientError> call(const std::string& socket,
+                                                     std::string_view method,
+                                                     std::string_view target, const Body& body,
+                                                     std::chrono::milliseconds timeout) {
   asio::io_context io;
   asio::local::stream_protocol::socket s(io);
   boost::system::error_code ec;
@@ -32,10 +39,13 @@ boost::system::result<ClientReply, ClientError> call(const std::string& socket,
              static_cast<suseconds_t>((timeout.count() % 1000) * 1000)};
   setsockopt(s.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
   setsockopt(s.native_handle(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-  http::request<http::empty_body> req{http::string_to_verb(method), std::string(target), 11};
+  http::request<http::string_body> req{http::string_to_verb(method), std::string(target), 11};
   req.set(http::field::host, "localhost");
   req.set(http::field::user_agent, "crm-capture");
+  if (!body.content_type.empty()) req.set(http::field::content_type, body.content_type);
+  req.body() = body.data;
   req.keep_alive(false);
+  req.prepare_payload();
   http::write(s, req, ec);
   if (ec) return ClientError{socket + ": sending the request: " + ec.message(), false};
   boost::beast::flat_buffer buffer;

@@ -27,4 +27,14 @@ boost::system::result<ClientReply, ClientError> call(
     const std::string& socket, std::string_view method, std::string_view target,
     std::chrono::milliseconds timeout = std::chrono::seconds(30));
 
+// A request body and its media type ("application/json").
+struct Body {
+  std::string data;
+  std::string content_type;
+};
+// Same, sending `body` (none when its content_type is empty).
+boost::system::result<ClientReply, ClientError> call(
+    const std::string& socket, std::string_view method, std::string_view target, const Body& body,
+    std::chrono::milliseconds timeout = std::chrono::seconds(30));
+
 }  // namespace crmcap::api

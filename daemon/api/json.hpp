@@ -9,8 +9,12 @@
 #include "store/store.hpp"
 
 #include <boost/json/fwd.hpp>
+#include <boost/system/result.hpp>
 
 #include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
 
 namespace crmcap::api {
 
@@ -22,5 +26,17 @@ boost::json::object activity_json(const store::Activity& a, std::int64_t now);
 // What capture decided of the message of `a` seen at the place `s`: one object
 // per place, with the rule (empty when captured) and the reason.
 boost::json::object decision_json(const store::Activity& a, const store::SourceRef& s);
+
+// A line of a directory batch (POST /v1/directory, openapi.yaml's
+// DirectoryLine): {"kind", "op", "id"} and, for a put, the row's fields,
+// read into an edit whose row is checked (capture::check_row); else "field:
+// what is wrong".
+boost::system::result<store::DirectoryEdit, std::string> edit_from_json(std::string_view line);
+// The lines of a batch (JSON lines; blank ones are skipped), each edit's
+// `where` its line number ("line 3"); else "line 3: field: what is wrong".
+boost::system::result<std::vector<store::DirectoryEdit>, std::string> edits_from_lines(
+    std::string_view text);
+// An edit as one line of a batch, without a newline.
+std::string edit_line(const store::DirectoryEdit& e);
 
 }  // namespace crmcap::api

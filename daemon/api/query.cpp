@@ -139,8 +139,19 @@ Parsed<Request> parse_target(std::string_view target) {
     return ApiError{404, "not_found", "no resource at " + std::string(u->encoded_path())};
   };
   if (segs.size() < 2 || segs[0] != "v1") return not_found();
+  static const std::pair<std::string_view, store::DirectoryKind> rows[] = {
+      {"contacts", store::DirectoryKind::contact},
+      {"companies", store::DirectoryKind::company},
+      {"opportunities", store::DirectoryKind::opportunity}};
+  const auto row = std::find_if(std::begin(rows), std::end(rows), [&](const auto& x) {
+    return segs.size() > 1 && segs[1] == x.first;
+  });
   if (segs.size() == 3 && segs[1] == "activities" && !segs[2].empty()) {
     r.endpoint = Endpoint::activity;
+    r.id = segs[2];
+  } else if (segs.size() == 3 && row != std::end(rows) && !segs[2].empty()) {
+    r.endpoint = Endpoint::directory_row;
+    r.row_kind = row->second;
     r.id = segs[2];
   } else if (segs.size() != 2) {
     return not_found();
@@ -154,6 +165,8 @@ Parsed<Request> parse_target(std::string_view target) {
     r.endpoint = Endpoint::events;
   } else if (segs[1] == "sync") {
     r.endpoint = Endpoint::sync;
+  } else if (segs[1] == "directory") {
+    r.endpoint = Endpoint::directory_batch;
   } else {
     return not_found();
   }
@@ -177,8 +190,21 @@ Parsed<Request> parse_target(std::string_view target) {
   return r;
 }
 
-std::string_view allowed_method(Endpoint e) noexcept {
-  return e == Endpoint::sync ? "POST" : "GET";
+std::string_view allowed_methods(Endpoint e) noexcept {
+  switch (e) {
+    case Endpoint::sync:
+    case Endpoint::directory_batch:
+      return "POST";
+    case Endpoint::directory_row:
+      return "PUT, DELETE";
+    default:
+      return "GET";
+  }
+}
+
+bool method_allowed(Endpoint e, std::string_view method) noexcept {
+  if (e == Endpoint::directory_row) return method == "PUT" || method == "DELETE";
+  return method == allowed_methods(e);
 }
 
 std::string error_body(std::string_view code, std::string_view message) {

@@ -5,6 +5,7 @@
 #pragma once
 
 #include "daemon/api/api.hpp"
+#include "daemon/capture/directory_edit.hpp"
 #include "store/store.hpp"
 
 #include <boost/system/result.hpp>
@@ -18,7 +19,16 @@
 
 namespace crmcap::api::detail {
 
-enum class Endpoint { status, activities, activity, decisions, events, sync };
+enum class Endpoint {
+  status,
+  activities,
+  activity,
+  decisions,
+  events,
+  sync,
+  directory_row,    // /v1/contacts/{id}, /v1/companies/{id}, /v1/opportunities/{id}
+  directory_batch,  // /v1/directory
+};
 
 // Why a request is refused: the HTTP status, a stable code and a message
 // that names what is wrong (the parameter, the path).
@@ -34,7 +44,8 @@ using Parsed = boost::system::result<T, ApiError>;
 
 struct Request {
   Endpoint endpoint = Endpoint::status;
-  std::string id;  // /v1/activities/{id}
+  std::string id;  // /v1/activities/{id}, a directory row's
+  store::DirectoryKind row_kind = store::DirectoryKind::contact;  // directory_row
   // activities, decisions: the filter, page size and position.
   store::ActivityFilter filter;
   // sync: the mailbox asked for; empty: every one.
@@ -46,8 +57,10 @@ struct Request {
 // (named); 404 for a path that names nothing.
 Parsed<Request> parse_target(std::string_view target);
 
-// "GET" or "POST": the one method each endpoint takes.
-std::string_view allowed_method(Endpoint e) noexcept;
+// The methods an endpoint takes, as an Allow header lists them ("GET",
+// "PUT, DELETE").
+std::string_view allowed_methods(Endpoint e) noexcept;
+bool method_allowed(Endpoint e, std::string_view method) noexcept;
 
 // {"error": {"code": ..., "message": ...}}
 std::string error_body(std::string_view code, std::string_view message);
@@ -58,6 +71,24 @@ std::optional<store::ActivityKey> decode_cursor(std::string_view cursor);
 
 // A Last-Event-ID: a change sequence number, digits only.
 std::optional<std::int64_t> parse_event_id(std::string_view s);
+
+// The directory edits a request asks for: a PUT's body (a JSON object,
+// `body`) or a DELETE of the row at `r`'s path, or a batch's lines (JSON
+// lines, each {"kind", "op", "id", and for "put" the row's fields}),
+// checked with capture::check_row. 400 "bad_field" naming the field, or
+// "bad_line" naming the line number and the field.
+Parsed<std::vector<store::DirectoryEdit>> directory_edits(const Request& r, std::string_view method,
+                                                          std::string_view body);
+
+// What the media type (Content-Type without parameters) of a directory
+// request's body must be: "application/json" for a row,
+// "application/x-ndjson" (or "application/jsonl") for a batch.
+bool directory_media_type_ok(Endpoint e, std::string_view media_type) noexcept;
+
+// The answer to an applied directory change: {"created", "changed",
+// "removed", "rematched"}; what the store's refusal means (400, 404, 500).
+std::string directory_result_body(const capture::DirectoryReport& report);
+ApiError directory_error(const Request& r, const store::Error& e);
 
 // What /v1/status says besides the store's figures.
 struct StatusFacts {

@@ -15,6 +15,7 @@
 #include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/thread_pool.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/basic_stream.hpp>
@@ -36,6 +37,7 @@
 #include <filesystem>
 #include <set>
 #include <thread>
+#include <tuple>
 #include <variant>
 
 namespace crmcap::api {
@@ -218,8 +220,22 @@ struct Server::Impl : std::enable_shared_from_this<Impl> {
         asio::use_awaitable);
   }
   using Job = std::function<Reply(store::Store&)>;
-  // What a request asks: a reply now, or a job for the store's thread.
-  std::variant<Reply, Job> plan(const http::request<http::string_body>& req, detail::Request r);
+
+  // The thread of directory writes: each waits there for the daemon's
+  // writer (Board::write_directory), so that neither the network thread nor
+  // the queries wait for a write.
+  asio::thread_pool writes{1};
+  using WriteJob = std::function<Reply()>;
+  Awaitable<Reply> on_writer(WriteJob job) {
+    return asio::co_spawn(
+        writes, [job = std::move(job)]() -> Awaitable<Reply> { co_return job(); },
+        asio::use_awaitable);
+  }
+
+  // What a request asks: a reply now, a job for the store's thread, or one
+  // for the thread of writes.
+  std::variant<Reply, Job, WriteJob> plan(const http::request<http::string_body>& req,
+                                          detail::Request r);
 
   Awaitable<void> accept_loop();
   Awaitable<void> session(std::shared_ptr<Connection> conn);
@@ -294,11 +310,23 @@ Awaitable<void> Server::Impl::session(std::shared_ptr<Connection> conn) {
   while (!stopping) {
     http::request_parser<http::string_body> parser;
     parser.header_limit(static_cast<std::uint32_t>(options.header_limit));
-    parser.body_limit(options.body_limit);
+    // The larger limit while the header is read (Beast checks a
+    // Content-Length against the limit set then), the target's own after.
+    parser.body_limit(std::max(options.body_limit, options.directory_body_limit));
     // One deadline for the whole request: a client trickling bytes does not
     // move it (slowloris), and an idle keep-alive connection ends there too.
     conn->stream.expires_after(options.request_timeout);
-    auto [ec, n] = co_await http::async_read(conn->stream, buffer, parser, use_tuple);
+    auto [ec, n] = co_await http::async_read_header(conn->stream, buffer, parser, use_tuple);
+    std::size_t body_limit = options.body_limit;
+    if (!ec && std::string_view(parser.get().target()).starts_with("/v1/directory")) {
+      body_limit = options.directory_body_limit;  // a directory batch may be larger
+    }
+    if (!ec && parser.content_length() && *parser.content_length() > body_limit) {
+      ec = http::error::body_limit;
+    } else if (!ec && !parser.is_done()) {
+      parser.body_limit(body_limit);  // a chunked body's
+      std::tie(ec, n) = co_await http::async_read(conn->stream, buffer, parser, use_tuple);
+    }
     if (refused && ec) co_return;  // nothing for it but its 403
     if (ec == http::error::header_limit) {
       const Reply rep = error_reply(
@@ -310,7 +338,7 @@ Awaitable<void> Server::Impl::session(std::shared_ptr<Connection> conn) {
     if (ec == http::error::body_limit) {
       const Reply rep =
           error_reply(http::status::payload_too_large, "body_too_large",
-                      "the request body exceeds " + std::to_string(options.body_limit) + " bytes");
+                      "the request body exceeds " + std::to_string(body_limit) + " bytes");
       co_await write_reply(*conn, rep, false);
       co_return;
     }
@@ -351,23 +379,47 @@ Awaitable<void> Server::Impl::session(std::shared_ptr<Connection> conn) {
   }
 }
 
-std::variant<Reply, Server::Impl::Job> Server::Impl::plan(
+std::variant<Reply, Server::Impl::Job, Server::Impl::WriteJob> Server::Impl::plan(
     const http::request<http::string_body>& req, detail::Request r) {
-  const std::string_view allow = detail::allowed_method(r.endpoint);
-  if (std::string_view(req.method_string()) != allow) {
+  const std::string_view method = req.method_string();
+  if (!detail::method_allowed(r.endpoint, method)) {
+    const std::string_view allow = detail::allowed_methods(r.endpoint);
     Reply rep = error_reply(http::status::method_not_allowed, "method_not_allowed",
-                            std::string(req.method_string()) + " is not allowed on " +
+                            std::string(method) + " is not allowed on " +
                                 std::string(req.target().substr(0, req.target().find('?'))) +
                                 "; allowed: " + std::string(allow));
     rep.headers.emplace_back(http::field::allow, std::string(allow));
     return rep;
   }
+  const bool directory =
+      r.endpoint == Endpoint::directory_row || r.endpoint == Endpoint::directory_batch;
   if (!req.body().empty()) {
-    const std::string_view type = req[http::field::content_type];
-    if (type.substr(0, type.find(';')) != k_json) {
+    std::string_view type = req[http::field::content_type];
+    type = type.substr(0, type.find(';'));
+    while (!type.empty() && type.back() == ' ') type.remove_suffix(1);
+    if (directory ? !detail::directory_media_type_ok(r.endpoint, type) : type != k_json) {
       return error_reply(http::status::unsupported_media_type, "unsupported_media_type",
-                         "a request body must be application/json");
+                         r.endpoint == Endpoint::directory_batch
+                             ? "a directory batch must be application/x-ndjson (JSON lines)"
+                             : "a request body must be application/json");
     }
+  }
+  if (directory) {
+    return WriteJob(
+        [this, r = std::move(r), method = std::string(method), body = req.body()]() -> Reply {
+          auto edits = detail::directory_edits(r, method, body);
+          if (!edits) return error_reply(edits.error());
+          auto done = board.write_directory(*edits);
+          if (!done) {
+            return error_reply(http::status::not_implemented, "not_implemented",
+                               "this daemon takes no directory changes");
+          }
+          if (!*done) return error_reply(detail::directory_error(r, done->error()));
+          const bool created = r.endpoint == Endpoint::directory_row && (*done)->created > 0;
+          return Reply{created ? http::status::created : http::status::ok,
+                       detail::directory_result_body(**done),
+                       {}};
+        });
   }
   switch (r.endpoint) {
     case Endpoint::status: {
@@ -425,6 +477,9 @@ std::variant<Reply, Server::Impl::Job> Server::Impl::plan(
     }
     case Endpoint::events:
       break;  // served by session()
+    case Endpoint::directory_row:
+    case Endpoint::directory_batch:
+      break;  // planned above
   }
   return error_reply(http::status::not_found, "not_found", "no such resource");
 }
@@ -433,6 +488,10 @@ Awaitable<Reply> Server::Impl::handle(const http::request<http::string_body>& re
                                       detail::Request r) {
   auto planned = plan(req, std::move(r));
   if (auto* now = std::get_if<Reply>(&planned)) co_return std::move(*now);
+  if (auto* write = std::get_if<WriteJob>(&planned)) {
+    WriteJob job = std::move(*write);
+    co_return co_await on_writer(std::move(job));
+  }
   Job job = std::move(std::get<Job>(planned));
   co_return co_await on_store(std::move(job));
 }

@@ -237,6 +237,29 @@ void Pipeline::match_into(Outcome& out) {
   a.reason = join(match->links, "; ") + "; " + match->opportunity_line;
 }
 
+bool Pipeline::can_redecide(const store::Activity& stored) {
+  return stored.status == store::DecisionStatus::captured ||
+         (stored.status == store::DecisionStatus::skipped && stored.rule == "unmatched");
+}
+
+Outcome Pipeline::redecide(store::Activity stored) {
+  Outcome out;
+  store::Activity& a = out.activity;
+  a = std::move(stored);
+  a.sources.clear();
+  for (auto& p : a.participants) p.contact_id.clear(), p.company_id.clear();
+  a.contact_ids.clear();
+  a.company_ids.clear();
+  a.opportunity_id.clear();
+  a.rule.clear();
+  a.reason.clear();
+  match_into(out);
+  if (a.status == store::DecisionStatus::captured && a.meeting && a.meeting->cancelled) {
+    a.reason = "cancelled; " + a.reason;
+  }
+  return out;
+}
+
 Outcome Pipeline::decide(mail::MailMessage m, const MessageSource& source) {
   Outcome out;
   decide_mail_into(out, m, source);

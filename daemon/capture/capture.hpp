@@ -135,6 +135,18 @@ class Pipeline {
   // keyed by its place, so that it is listed and never silently dropped.
   Outcome unfetched(std::string_view why, const MessageSource& source) const;
 
+  // Decides a stored activity again from what the store keeps of it (its
+  // participants, thread, time and direction; the message is not read
+  // again): rule 2, the blocklist and the matcher, against the directory
+  // as it is now. The links of the outcome are its own: the stored
+  // participants' contact and company ids are not kept. Messages skipped
+  // for what their header fields or their folder said are not asked here:
+  // the directory cannot change those decisions (see can_redecide).
+  Outcome redecide(store::Activity stored);
+  // Whether a directory change can change this stored decision: it was
+  // captured, or skipped as unmatched.
+  static bool can_redecide(const store::Activity& stored);
+
   // Tells the pipeline that `activity` will be committed: later messages of the
   // same thread in this batch then see its opportunity before the commit.
   void remember(const store::Activity& activity);

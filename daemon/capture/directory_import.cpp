@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "daemon/capture/directory_import.hpp"
 
+#include "daemon/capture/directory_edit.hpp"
+
 #include "parsers/csv/csv.hpp"
 #include "parsers/text/text.hpp"
 
@@ -10,6 +12,7 @@
 #include <map>
 #include <set>
 #include <sstream>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -34,37 +37,6 @@ std::vector<std::string> split_list(std::string_view s) {
     start = end + 1;
   }
   return out;
-}
-
-bool valid_domain(std::string_view d) {
-  if (d.empty() || d.size() > 253 || d.front() == '.' || d.back() == '.' ||
-      d.find('.') == std::string_view::npos || d.find("..") != std::string_view::npos) {
-    return false;
-  }
-  return std::all_of(d.begin(), d.end(), [](unsigned char c) {
-    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '.' || c >= 0x80;
-  });
-}
-
-bool valid_address(std::string_view a) {
-  const auto at = a.rfind('@');
-  if (at == std::string_view::npos || at == 0) return false;
-  if (a.find_first_of(" \t<>,;\"") != std::string_view::npos) return false;
-  return valid_domain(a.substr(at + 1));
-}
-
-bool valid_date(std::string_view s) {
-  if (s.size() != 10 || s[4] != '-' || s[7] != '-') return false;
-  int y = 0, m = 0, d = 0;
-  auto num = [&](std::size_t pos, std::size_t len, int& out) {
-    auto r = std::from_chars(s.data() + pos, s.data() + pos + len, out);
-    return r.ec == std::errc{} && r.ptr == s.data() + pos + len;
-  };
-  if (!num(0, 4, y) || !num(5, 2, m) || !num(8, 2, d)) return false;
-  if (m < 1 || m > 12 || d < 1) return false;
-  static constexpr int days[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-  const bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-  return d <= days[m - 1] + ((m == 2 && leap) ? 1 : 0);
 }
 
 store::Error bad(std::string_view name, std::size_t line, std::string_view what) {
@@ -134,12 +106,20 @@ std::optional<ImportKind> import_kind_from_string(std::string_view s) noexcept {
   return std::nullopt;
 }
 
-Result<std::size_t> import_directory_csv_text(store::DirectoryWriter& writer, ImportKind kind,
-                                              std::string_view data, std::string_view name,
-                                              bool replace) {
+namespace {
+
+// The rows of a CSV file, checked, as puts ("file:line" their `where`), and
+// the ids of other rows they name, with the line naming each.
+struct CsvRows {
+  std::vector<store::DirectoryEdit> edits;
+  Refs company_refs, contact_refs;
+};
+
+Result<CsvRows> read_csv_rows(ImportKind kind, std::string_view data, std::string_view name) {
   auto table = csv::parse(data, name);
   if (!table) return make_error(Errc::bad_input, std::move(table.error().message));
   const Columns cols(*table, name);
+  CsvRows out;
   std::set<std::string> seen;
   // The id (not empty, not seen before in this file) and name of a row.
   auto id_and_name = [&](const csv::Record& rec, auto& row) -> Result<void> {
@@ -149,62 +129,51 @@ Result<std::size_t> import_directory_csv_text(store::DirectoryWriter& writer, Im
     row.name = cols.get(rec, "name");
     return {};
   };
-  // Ids of other rows, with the line naming them; checked against the store
-  // once the whole file is read.
-  Refs company_refs, contact_refs;
   auto company_of = [&](const csv::Record& rec) {
     std::string id = cols.get(rec, "company_id");
-    if (!id.empty()) company_refs.emplace_back(rec.line, id);
+    if (!id.empty()) out.company_refs.emplace_back(rec.line, id);
     return id;
   };
-  auto companies_known = [&] {
-    return check_refs(name, company_refs, writer.missing_company_ids(ids_of(company_refs)),
-                      "company");
+  auto edit = [&](const csv::Record& rec, store::DirectoryKind k) -> store::DirectoryEdit& {
+    store::DirectoryEdit& e = out.edits.emplace_back();
+    e.kind = k;
+    e.where = std::string(name) + ":" + std::to_string(rec.line);
+    return e;
   };
 
   switch (kind) {
     case ImportKind::companies: {
       if (auto r = cols.require({"id", "name"}); !r) return r.error();
-      std::vector<store::Company> rows;
       for (const auto& rec : table->records) {
-        store::Company c;
+        store::DirectoryEdit& e = edit(rec, store::DirectoryKind::company);
+        store::Company& c = e.company;
         if (auto r = id_and_name(rec, c); !r) return r.error();
-        for (auto& d : split_list(cols.get(rec, "domains"))) {
-          d = normalized(d);
-          if (d.starts_with("@")) d.erase(0, 1);
-          if (!valid_domain(d)) return bad(name, rec.line, "bad domain '" + d + "'");
-          c.domains.push_back(std::move(d));
-        }
-        rows.push_back(std::move(c));
+        c.domains = split_list(cols.get(rec, "domains"));
+        if (auto p = check_row(c)) return bad(name, rec.line, p->what);
+        e.id = c.id;
       }
-      return writer.upsert_companies(rows, replace);
+      return out;
     }
     case ImportKind::contacts: {
       if (auto r = cols.require({"id", "name", "emails"}); !r) return r.error();
-      std::vector<store::Contact> rows;
       for (const auto& rec : table->records) {
-        store::Contact c;
+        store::DirectoryEdit& e = edit(rec, store::DirectoryKind::contact);
+        store::Contact& c = e.contact;
         if (auto r = id_and_name(rec, c); !r) return r.error();
         c.company_id = company_of(rec);
         c.title = cols.get(rec, "title");
         c.phone = cols.get(rec, "phone");
-        for (auto& e : split_list(cols.get(rec, "emails"))) {
-          e = normalized(e);
-          if (!valid_address(e)) return bad(name, rec.line, "bad address '" + e + "'");
-          if (std::find(c.emails.begin(), c.emails.end(), e) == c.emails.end()) {
-            c.emails.push_back(std::move(e));
-          }
-        }
-        rows.push_back(std::move(c));
+        c.emails = split_list(cols.get(rec, "emails"));
+        if (auto p = check_row(c)) return bad(name, rec.line, p->what);
+        e.id = c.id;
       }
-      if (auto r = companies_known(); !r) return r.error();
-      return writer.upsert_contacts(rows, replace);
+      return out;
     }
     case ImportKind::opportunities: {
       if (auto r = cols.require({"id", "name", "status"}); !r) return r.error();
-      std::vector<store::Opportunity> rows;
       for (const auto& rec : table->records) {
-        store::Opportunity o;
+        store::DirectoryEdit& e = edit(rec, store::DirectoryKind::opportunity);
+        store::Opportunity& o = e.opportunity;
         if (auto r = id_and_name(rec, o); !r) return r.error();
         o.company_id = company_of(rec);
         o.stage = cols.get(rec, "stage");
@@ -223,23 +192,58 @@ Result<std::size_t> import_directory_csv_text(store::DirectoryWriter& writer, Im
           o.amount = v;
         }
         o.close_date = cols.get(rec, "close_date");
-        if (!o.close_date.empty() && !valid_date(o.close_date)) {
-          return bad(name, rec.line, "bad close_date '" + o.close_date + "' (expected YYYY-MM-DD)");
-        }
         for (auto& id : split_list(cols.get(rec, "contact_ids"))) {
-          contact_refs.emplace_back(rec.line, id);
+          out.contact_refs.emplace_back(rec.line, id);
           o.contacts.push_back({std::move(id), ""});
         }
-        rows.push_back(std::move(o));
+        if (auto p = check_row(o)) return bad(name, rec.line, p->what);
+        e.id = o.id;
       }
-      if (auto r = companies_known(); !r) return r.error();
-      if (auto r = check_refs(name, contact_refs, writer.missing_contact_ids(ids_of(contact_refs)),
-                              "contact");
-          !r) {
-        return r.error();
-      }
-      return writer.upsert_opportunities(rows, replace);
+      return out;
     }
+  }
+  return make_error(Errc::bad_input, "unknown import kind");
+}
+
+}  // namespace
+
+Result<std::vector<store::DirectoryEdit>> directory_csv_edits(ImportKind kind,
+                                                              std::string_view data,
+                                                              std::string_view name) {
+  auto rows = read_csv_rows(kind, data, name);
+  if (!rows) return rows.error();
+  return std::move(rows->edits);
+}
+
+Result<std::size_t> import_directory_csv_text(store::DirectoryWriter& writer, ImportKind kind,
+                                              std::string_view data, std::string_view name,
+                                              bool replace) {
+  auto rows = read_csv_rows(kind, data, name);
+  if (!rows) return rows.error();
+  // Ids of other rows are checked against the store once the whole file is read.
+  if (auto r = check_refs(name, rows->company_refs,
+                          writer.missing_company_ids(ids_of(rows->company_refs)), "company");
+      !r) {
+    return r.error();
+  }
+  if (auto r = check_refs(name, rows->contact_refs,
+                          writer.missing_contact_ids(ids_of(rows->contact_refs)), "contact");
+      !r) {
+    return r.error();
+  }
+  auto rows_of = [&](auto member) {
+    std::vector<std::remove_cvref_t<decltype(rows->edits.front().*member)>> v;
+    v.reserve(rows->edits.size());
+    for (auto& e : rows->edits) v.push_back(std::move(e.*member));
+    return v;
+  };
+  switch (kind) {
+    case ImportKind::companies:
+      return writer.upsert_companies(rows_of(&store::DirectoryEdit::company), replace);
+    case ImportKind::contacts:
+      return writer.upsert_contacts(rows_of(&store::DirectoryEdit::contact), replace);
+    case ImportKind::opportunities:
+      return writer.upsert_opportunities(rows_of(&store::DirectoryEdit::opportunity), replace);
   }
   return make_error(Errc::bad_input, "unknown import kind");
 }

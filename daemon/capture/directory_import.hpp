@@ -11,6 +11,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace crmcap::capture {
 
@@ -28,6 +29,13 @@ std::optional<ImportKind> import_kind_from_string(std::string_view s) noexcept;
 // Returns the number of rows imported.
 store::Result<std::size_t> import_directory_csv(store::DirectoryWriter& writer, ImportKind kind,
                                                 const std::string& path, bool replace);
+
+// The rows of CSV text, checked as above but not their references to other
+// rows, as puts whose `where` is "name:line" (for DirectoryEditor::apply,
+// where the store checks the references).
+store::Result<std::vector<store::DirectoryEdit>> directory_csv_edits(ImportKind kind,
+                                                                     std::string_view data,
+                                                                     std::string_view name);
 
 // Same, from CSV text already in memory; `name` is used in messages.
 store::Result<std::size_t> import_directory_csv_text(store::DirectoryWriter& writer,

@@ -3,6 +3,7 @@
 #include "connectors/maildir/maildir.hpp"
 #include "daemon/api/json.hpp"
 #include "daemon/capture/capture.hpp"
+#include "daemon/capture/directory_edit.hpp"
 #include "daemon/capture/directory_import.hpp"
 #include "daemon/cli/ingest.hpp"
 #include "daemon/cli/remote.hpp"
@@ -183,6 +184,70 @@ int explain_calendar(capture::Pipeline& pipeline, const std::string& raw,
   return 0;
 }
 
+// `directory push`: the edits of a CSV file (`args`: KIND FILE) or of JSON
+// lines (FILE), sent to the daemon on `socket`, or applied to the store at
+// `store_path` when one is given.
+int push(const std::vector<std::string>& args, const CaptureOptions& opts,
+         const std::string& store_path, const std::string& socket) {
+  const std::string& file = args.back();
+  std::ifstream in(file, std::ios::binary);
+  if (!in) {
+    std::cerr << "crm-capture: " << file << ": cannot read the file\n";
+    return 1;
+  }
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  std::vector<store::DirectoryEdit> edits;
+  if (args.size() == 2) {
+    const auto kind = capture::import_kind_from_string(args.front());
+    if (!kind) {
+      std::cerr << "crm-capture: " << args.front()
+                << ": expected companies, contacts or opportunities\n";
+      return 2;
+    }
+    auto rows = capture::directory_csv_edits(*kind, ss.str(), file);
+    if (!rows) {
+      std::cerr << "crm-capture: " << rows.error().message << "\n";
+      return 1;
+    }
+    edits = std::move(*rows);
+  } else {
+    auto lines = api::edits_from_lines(ss.str());
+    if (!lines) {
+      std::cerr << "crm-capture: " << file << ": " << lines.error() << "\n";
+      return 1;
+    }
+    edits = std::move(*lines);
+  }
+  if (store_path.empty()) {
+    std::string body;
+    for (const auto& e : edits) body += api::edit_line(e) + "\n";
+    auto r = cli::remote_push(socket, std::move(body));
+    if (!r) {
+      std::cerr << "crm-capture: " << file << ": " << r.error().message
+                << (r.error().unreachable ? " (no daemon answers; --store applies it offline)" : "")
+                << "\n";
+      return 1;
+    }
+    std::cout << cli::describe_push(*r);
+    return 0;
+  }
+  auto free_mail = capture::FreeMailDomains::load(opts.free_mail_file);
+  if (!free_mail) {
+    std::cerr << "crm-capture: " << free_mail.error() << "\n";
+    return 1;
+  }
+  auto st = open_store(store_path);
+  capture::DirectoryEditor editor(*st, {}, opts.settings(), *free_mail);
+  auto r = editor.apply(edits, "by directory push", std::time(nullptr));
+  if (!r) {
+    std::cerr << "crm-capture: " << r.error().message << "\n";
+    return 1;
+  }
+  std::cout << cli::describe_push(*r);
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -216,6 +281,16 @@ int main(int argc, char** argv) {
   auto* dir_cmd = app.add_subcommand("directory", "the CRM directory");
   dir_cmd->require_subcommand(1);
   auto* stats_cmd = dir_cmd->add_subcommand("stats", "print counts");
+  auto* push_cmd = dir_cmd->add_subcommand(
+      "push",
+      "apply a CSV file (KIND FILE) or JSON lines (FILE) in one transaction, re-matching the "
+      "activities it changes: through the running daemon, or with --store to the store file");
+  std::vector<std::string> push_args;
+  push_cmd->add_option("args", push_args, "[companies|contacts|opportunities] FILE")
+      ->required()
+      ->expected(1, 2);
+  CaptureOptions push_opts;  // offline: the settings activities are decided again with
+  push_opts.add_to(push_cmd, false);
 
   // ingest
   auto* ingest_cmd = app.add_subcommand("ingest", "capture .eml files and Maildirs");
@@ -265,6 +340,8 @@ int main(int argc, char** argv) {
     std::cout << "imported " << *r << " " << import_kind << " from " << import_file << "\n";
     return 0;
   }
+  if (*push_cmd)
+    return push(push_args, push_opts, store_opt->count() > 0 ? store_path : "", socket_path);
   if (*stats_cmd) {
     auto st = open_store(store_path);
     auto s = st->stats();

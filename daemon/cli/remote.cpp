@@ -69,6 +69,30 @@ boost::system::result<std::string, api::ClientError> remote_status(const std::st
   return {boost::system::in_place_value, std::move(r->body)};
 }
 
+boost::system::result<capture::DirectoryReport, api::ClientError> remote_push(
+    const std::string& socket, std::string lines) {
+  auto r = api::call(socket, "POST", "/v1/directory",
+                     api::Body{std::move(lines), "application/x-ndjson"}, std::chrono::minutes(5));
+  if (!r) return r.error();
+  if (r->status != 200) return refused(*r);
+  boost::system::error_code ec;
+  const auto v = boost::json::parse(r->body, ec);
+  if (ec || !v.is_object()) return api::ClientError{"the daemon's answer is not JSON", false};
+  capture::DirectoryReport out;
+  const auto& o = v.as_object();
+  out.created = static_cast<std::size_t>(o.at("created").to_number<std::uint64_t>());
+  out.changed = static_cast<std::size_t>(o.at("changed").to_number<std::uint64_t>());
+  out.removed = static_cast<std::size_t>(o.at("removed").to_number<std::uint64_t>());
+  for (const auto& id : o.at("rematched").as_array()) out.rematched.emplace_back(id.as_string());
+  return out;
+}
+
+std::string describe_push(const capture::DirectoryReport& r) {
+  return "created " + std::to_string(r.created) + ", changed " + std::to_string(r.changed) +
+         ", removed " + std::to_string(r.removed) + "; re-matched " +
+         std::to_string(r.rematched.size()) + " activities\n";
+}
+
 std::string describe_status(const std::string& status_json) {
   const auto v = boost::json::parse(status_json);
   const auto& store = v.at("store");

@@ -1,9 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
 // crm-capture as a client of a running daemon's local API (daemon/api):
-// `status`, and `activities` when no --store is given and a daemon answers.
+// `status`, `directory push`, and `activities` when no --store is given and a
+// daemon answers.
 #pragma once
 
 #include "daemon/api/client.hpp"
+#include "daemon/capture/directory_edit.hpp"
 #include "store/store.hpp"
 
 #include <boost/json/fwd.hpp>
@@ -23,6 +25,14 @@ boost::system::result<std::vector<boost::json::object>, api::ClientError> remote
 
 // GET /v1/status: the JSON body, as the daemon gave it.
 boost::system::result<std::string, api::ClientError> remote_status(const std::string& socket);
+
+// POST /v1/directory with a batch of directory edits as JSON lines (one
+// transaction in the daemon): what the daemon did (its DirectoryResult).
+boost::system::result<capture::DirectoryReport, api::ClientError> remote_push(
+    const std::string& socket, std::string lines);
+
+// "created 1, changed 0, removed 0; re-matched 2 activities"
+std::string describe_push(const capture::DirectoryReport& r);
 
 // /v1/status for people: the daemon, its store, then a line per mailbox side.
 std::string describe_status(const std::string& status_json);

@@ -34,8 +34,20 @@ TEST(Query, RoutesAndDefaults) {
   EXPECT_EQ(r.id, "id/with slash");
   EXPECT_EQ(parse_target("/v1/sync?mailbox=alice").value().mailbox, "alice");
   EXPECT_EQ(parse_target("/v1/events").value().endpoint, Endpoint::events);
-  EXPECT_EQ(allowed_method(Endpoint::sync), "POST");
-  EXPECT_EQ(allowed_method(Endpoint::status), "GET");
+  EXPECT_EQ(allowed_methods(Endpoint::sync), "POST");
+  EXPECT_EQ(allowed_methods(Endpoint::status), "GET");
+  r = parse_target("/v1/contacts/C%2F9").value();
+  EXPECT_EQ(r.endpoint, Endpoint::directory_row);
+  EXPECT_EQ(r.row_kind, crmcap::store::DirectoryKind::contact);
+  EXPECT_EQ(r.id, "C/9");
+  EXPECT_EQ(parse_target("/v1/opportunities/O-1").value().row_kind,
+            crmcap::store::DirectoryKind::opportunity);
+  EXPECT_EQ(parse_target("/v1/directory").value().endpoint, Endpoint::directory_batch);
+  EXPECT_EQ(parse_target("/v1/directory/x").error().status, 404);
+  EXPECT_EQ(parse_target("/v1/companies").error().status, 404);
+  EXPECT_TRUE(method_allowed(Endpoint::directory_row, "DELETE"));
+  EXPECT_FALSE(method_allowed(Endpoint::directory_row, "POST"));
+  EXPECT_EQ(allowed_methods(Endpoint::directory_row), "PUT, DELETE");
 }
 
 TEST(Query, FiltersAreRead) {

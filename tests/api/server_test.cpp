@@ -5,6 +5,7 @@
 // against daemon/api/openapi.yaml by tests/api/validate_openapi.py when the
 // test ends.
 #include "daemon/api/api.hpp"
+#include "daemon/capture/directory_edit.hpp"
 #include "store/store.hpp"
 #include "tests/daemon/test_support.hpp"
 #include "tests/support/temp_dir.hpp"
@@ -789,4 +790,267 @@ TEST_F(ApiServer, CommandLineToolIsAClientOfTheDaemon) {
   const auto none = test::run("crm-capture", remote + "status");
   EXPECT_EQ(none.status, 1);
   EXPECT_NE(none.out.find("no answer from a daemon"), std::string::npos) << none.out;
+}
+
+// ---- the directory's write side ------------------------------------------------
+
+namespace {
+
+// An unmatched message from ann@newco.com, `days_ago` days back.
+store::Activity unmatched(int i, int days_ago) {
+  store::Activity a;
+  a.source_key = "mid:" + std::to_string(i) + "@newco.com";
+  a.id = "dir-" + std::to_string(i);
+  a.occurred_at = capture::iso_utc(std::time(nullptr) - days_ago * 86400);
+  a.subject = "hello " + std::to_string(i);
+  a.message_id = std::to_string(i) + "@newco.com";
+  a.thread_key = a.message_id;
+  a.status = store::DecisionStatus::skipped;
+  a.rule = "unmatched";
+  a.reason = "skipped (unmatched): no participant is a known contact or company";
+  a.participants.push_back({"ann@newco.com", "Ann", "from", "", ""});
+  a.participants.push_back({"alice@example.com", "Alice", "to", "", ""});
+  return a;
+}
+
+const std::string k_json_type = "Content-Type: application/json\r\n";
+const std::string k_lines_type = "Content-Type: application/x-ndjson\r\n";
+
+}  // namespace
+
+class ApiDirectory : public ApiServer {
+ protected:
+  void SetUp() override {
+    ApiServer::SetUp();
+    capture::Settings s;
+    s.owner_addresses = {"alice@example.com"};
+    s.internal_domains = {"example.com"};
+    editor_ = std::make_unique<capture::DirectoryEditor>(
+        *writer_, std::map<std::string, capture::Settings>{{"alice", s}}, s,
+        capture::FreeMailDomains::from_text("gmail.com\n"));
+    // As the daemon runs it: one writer at a time (here, the server's thread
+    // of writes; the test writes only while no request is under way).
+    board_.set_directory_writer([this](const std::vector<store::DirectoryEdit>& edits) {
+      return editor_->apply(edits, "over the API", std::time(nullptr));
+    });
+  }
+  void TearDown() override {
+    ApiServer::TearDown();
+    board_.set_directory_writer({});
+  }
+  store::Activity stored(const std::string& id) { return writer_->get(id).value().value(); }
+  std::string message_of(const Response& r) {
+    return std::string(r.json().at("error").at("message").as_string());
+  }
+  std::string code_of(const Response& r) {
+    return std::string(r.json().at("error").at("code").as_string());
+  }
+
+  std::unique_ptr<capture::DirectoryEditor> editor_;
+};
+
+TEST_F(ApiDirectory, PutAndDeleteRowsReMatchingTheMailTheyChange) {
+  commit({unmatched(1, 2), unmatched(2, 200)});
+  start();
+  auto r = request("PUT", "/v1/companies/CO-9", k_json_type,
+                   R"({"name": "Newco", "domains": ["Newco.com"]})");
+  EXPECT_EQ(r.status, 201) << r.body;
+  EXPECT_EQ(r.body, R"({"created":1,"changed":0,"removed":0,"rematched":["dir-1"]})");
+  EXPECT_EQ(stored("dir-1").company_ids, std::vector<std::string>{"CO-9"});
+  // Mail older than the backfill window stays as it was.
+  EXPECT_EQ(stored("dir-2").status, store::DecisionStatus::skipped);
+
+  r = request("PUT", "/v1/contacts/C-9", k_json_type,
+              R"({"id": "C-9", "name": "Ann", "emails": ["ann@newco.com"], "company_id": "CO-9",
+                  "title": null})");
+  EXPECT_EQ(r.status, 201) << r.body;
+  auto a = stored("dir-1");
+  EXPECT_EQ(a.status, store::DecisionStatus::captured);
+  EXPECT_EQ(a.contact_ids, std::vector<std::string>{"C-9"});
+  EXPECT_EQ(a.reason.rfind("re-matched: contact C-9 added over the API; from: ann@newco.com = "
+                           "contact C-9",
+                           0),
+            0u)
+      << a.reason;
+  r = request("PUT", "/v1/opportunities/O-9", k_json_type,
+              R"({"name": "Pilot", "status": "open", "company_id": "CO-9", "amount": 1200.5,
+                  "contact_ids": ["C-9"], "close_date": "2026-12-31"})");
+  EXPECT_EQ(r.status, 201) << r.body;
+  EXPECT_EQ(stored("dir-1").opportunity_id, "O-9");
+  // Replaced as a whole: the same row again is 200 and changes no decision.
+  r = request("PUT", "/v1/opportunities/O-9", k_json_type,
+              R"({"name": "Pilot", "status": "open", "company_id": "CO-9", "amount": 1200.5,
+                  "contact_ids": ["C-9"], "close_date": "2026-12-31"})");
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.body, R"({"created":0,"changed":1,"removed":0,"rematched":[]})");
+  r = request("DELETE", "/v1/opportunities/O-9");
+  EXPECT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.body, R"({"created":0,"changed":0,"removed":1,"rematched":["dir-1"]})");
+  EXPECT_EQ(stored("dir-1").opportunity_id, "");
+  EXPECT_NE(stored("dir-1").reason.find("opportunity O-9 removed over the API"), std::string::npos);
+  r = request("DELETE", "/v1/opportunities/O-9");
+  EXPECT_EQ(r.status, 404);
+  EXPECT_EQ(message_of(r), "no opportunity 'O-9'");
+  // The activity's page shows the new links.
+  r = get("/v1/activities/dir-1");
+  EXPECT_EQ(r.json().at("contact_ids").at(0).as_string(), "C-9");
+}
+
+TEST_F(ApiDirectory, ReMatchedActivitiesComeOnTheEventStream) {
+  commit({unmatched(1, 2)});
+  start();
+  Client c(socket_);
+  c.send("GET /v1/events HTTP/1.1\r\nHost: localhost\r\n\r\n");
+  std::string raw;
+  ASSERT_TRUE(c.read_until(raw, "\r\n\r\n", 2000ms));
+  const auto seq = writer_->last_change_seq().value();
+  auto r = request("PUT", "/v1/contacts/C-9", k_json_type,
+                   R"({"name": "Ann", "emails": ["ann@newco.com"]})");
+  ASSERT_EQ(r.status, 201) << r.body;
+  ASSERT_TRUE(c.read_until(raw, "re-matched: contact C-9", 2000ms)) << raw;
+  const auto ev = events_in(raw);
+  ASSERT_EQ(ev.size(), 1u);
+  EXPECT_EQ(ev[0].first, seq + 1);
+  record_event(ev[0].second);
+  const auto data = json::parse(ev[0].second);
+  EXPECT_EQ(data.at("id").as_string(), "dir-1");
+  EXPECT_EQ(data.at("status").as_string(), "captured");
+}
+
+TEST_F(ApiDirectory, BatchAppliesAllLinesOrNone) {
+  commit({unmatched(1, 2)});
+  start();
+  const std::string good =
+      R"({"kind": "company", "op": "put", "id": "CO-9", "name": "Newco", "domains": ["newco.com"]})"
+      "\n\n"
+      R"({"kind": "contact", "op": "put", "id": "C-9", "name": "Ann", "emails": ["ann@newco.com"], "company_id": "CO-9"})"
+      "\n"
+      R"({"kind": "opportunity", "op": "put", "id": "O-9", "name": "Pilot", "status": "open", "company_id": "CO-9"})"
+      "\n";
+  const auto before = writer_->stats().value();
+  const auto seq = writer_->last_change_seq().value();
+  // Line 4 names a company no row has: nothing of lines 1 to 3 is kept.
+  auto r = request(
+      "POST", "/v1/directory", k_lines_type,
+      good +
+          R"({"kind": "contact", "op": "put", "id": "C-8", "name": "B", "emails": [], "company_id": "CO-404"})"
+          "\n");
+  EXPECT_EQ(r.status, 400);
+  EXPECT_EQ(code_of(r), "bad_line");
+  EXPECT_EQ(message_of(r), "line 5: company_id: unknown company id 'CO-404'");
+  // A malformed line, a bad field, an unknown kind: refused before anything is applied.
+  for (const auto& [line, message] : std::vector<std::pair<std::string, std::string>>{
+           {"{not json", "line 5: not JSON: "},
+           {R"({"kind": "contact", "op": "put", "id": "C-8", "name": "B", "emails": ["nope"]})",
+            "line 5: emails: bad address 'nope'"},
+           {R"({"kind": "deal", "op": "put", "id": "D-1"})",
+            "line 5: kind: expected company, contact or opportunity"},
+           {R"({"kind": "contact", "op": "delete", "id": "C-77"})", "line 5: no contact 'C-77'"},
+           {R"({"kind": "contact", "op": "put", "id": "C-8", "name": "B", "emails": [], "age": 3})",
+            "line 5: age: unknown field for a contact"}}) {
+    r = request("POST", "/v1/directory", k_lines_type, good + line + "\n");
+    EXPECT_EQ(r.status, 400) << line;
+    EXPECT_EQ(message_of(r).substr(0, message.size()), message) << line;
+  }
+  const auto after = writer_->stats().value();
+  EXPECT_EQ(after.companies, before.companies);
+  EXPECT_EQ(after.contacts, before.contacts);
+  EXPECT_EQ(writer_->last_change_seq().value(), seq);
+  EXPECT_EQ(stored("dir-1").status, store::DecisionStatus::skipped);
+
+  r = request("POST", "/v1/directory", k_lines_type, good);
+  EXPECT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.body, R"({"created":3,"changed":0,"removed":0,"rematched":["dir-1"]})");
+  const auto a = stored("dir-1");
+  EXPECT_EQ(a.contact_ids, std::vector<std::string>{"C-9"});
+  EXPECT_EQ(a.opportunity_id, "O-9");
+  EXPECT_EQ(a.reason.rfind("re-matched: company CO-9 added over the API, contact C-9 added over "
+                           "the API, opportunity O-9 added over the API; ",
+                           0),
+            0u)
+      << a.reason;
+}
+
+TEST_F(ApiDirectory, ErrorsNameTheFieldAndHaveTheirStatus) {
+  options_.directory_body_limit = 4096;
+  start();
+  auto r = request("PUT", "/v1/contacts/C-9", "Content-Type: text/csv\r\n", "id,name\n");
+  EXPECT_EQ(r.status, 415);
+  r = request("POST", "/v1/directory", k_json_type, R"({"kind": "contact"})");
+  EXPECT_EQ(r.status, 415);
+  r = request("PUT", "/v1/contacts/C-9", k_json_type, "[1, 2]");
+  EXPECT_EQ(r.status, 400);
+  EXPECT_EQ(code_of(r), "bad_body");
+  r = request("PUT", "/v1/contacts/C-9");
+  EXPECT_EQ(r.status, 400);
+  for (const auto& [body, message] : std::vector<std::pair<std::string, std::string>>{
+           {R"({"emails": []})", "name: missing"},
+           {R"({"name": "A", "emails": "a@b.com"})", "emails: expected an array of strings"},
+           {R"({"name": "A", "emails": ["a@"]})", "emails: bad address 'a@'"},
+           {R"({"id": "C-8", "name": "A", "emails": []})", "id: differs from the path's id 'C-9'"},
+           {R"({"name": "A", "emails": [], "company_id": "CO-404"})",
+            "company_id: unknown company id 'CO-404'"}}) {
+    r = request("PUT", "/v1/contacts/C-9", k_json_type, body);
+    EXPECT_EQ(r.status, 400) << body;
+    EXPECT_EQ(code_of(r), "bad_field") << body;
+    EXPECT_EQ(message_of(r), message) << body;
+  }
+  r = request("PUT", "/v1/opportunities/O-9", k_json_type, R"({"name": "P", "status": "maybe"})");
+  EXPECT_EQ(message_of(r), "status: expected open, won or lost, got 'maybe'");
+  r = request("PUT", "/v1/companies/CO-9", k_json_type, R"({"name": "N", "domains": ["a b"]})");
+  EXPECT_EQ(message_of(r), "domains: bad domain 'a b'");
+  r = request("DELETE", "/v1/contacts/C-404");
+  EXPECT_EQ(r.status, 404);
+  EXPECT_EQ(code_of(r), "not_found");
+  r = request("GET", "/v1/contacts/C-9");
+  EXPECT_EQ(r.status, 405);
+  EXPECT_EQ(r.headers["allow"], "PUT, DELETE");
+  r = request("PUT", "/v1/directory");
+  EXPECT_EQ(r.status, 405);
+  EXPECT_EQ(r.headers["allow"], "POST");
+  EXPECT_EQ(request("PUT", "/v1/contacts/").status, 404);
+  // A row's body past the general limit; a batch past its own.
+  r = request("PUT", "/v1/contacts/C-9", k_json_type, std::string(options_.body_limit + 1, ' '));
+  EXPECT_EQ(r.status, 413);
+  r = request("POST", "/v1/directory", k_lines_type, std::string(4097, '\n'));
+  EXPECT_EQ(r.status, 413);
+  EXPECT_EQ(code_of(r), "body_too_large");
+  r = request("POST", "/v1/directory", k_lines_type, "\n\n");
+  EXPECT_EQ(r.status, 400);
+  EXPECT_EQ(code_of(r), "bad_line");
+  // Without a writer (crm-captured --once has none): 501.
+  board_.set_directory_writer({});
+  r = request("DELETE", "/v1/contacts/C-1");
+  EXPECT_EQ(r.status, 501);
+}
+
+TEST_F(ApiDirectory, CommandLinePushGoesThroughTheDaemonOrToTheStore) {
+  commit({unmatched(1, 2)});
+  start();
+  const fs::path csv = dir_.path() / "contacts.csv";
+  std::ofstream(csv) << "id,name,emails\nC-9,Ann,ann@newco.com\n";
+  const fs::path lines = dir_.path() / "changes.jsonl";
+  std::ofstream(lines) << R"({"kind":"contact","op":"delete","id":"C-9"})"
+                       << "\n";
+  auto r =
+      test::run("crm-capture", "--socket " + socket_ + " directory push contacts " + csv.string());
+  EXPECT_EQ(r.status, 0) << r.out;
+  EXPECT_EQ(r.out, "created 1, changed 0, removed 0; re-matched 1 activities\n");
+  EXPECT_EQ(stored("dir-1").contact_ids, std::vector<std::string>{"C-9"});
+  r = test::run("crm-capture", "--socket " + socket_ + " directory push " + lines.string());
+  EXPECT_EQ(r.status, 0) << r.out;
+  EXPECT_EQ(r.out, "created 0, changed 0, removed 1; re-matched 1 activities\n");
+  // A bad line is the daemon's 400, with its line number.
+  std::ofstream(lines) << R"({"kind":"contact","op":"delete","id":"C-9"})"
+                       << "\n";
+  r = test::run("crm-capture", "--socket " + socket_ + " directory push " + lines.string());
+  EXPECT_EQ(r.status, 1);
+  EXPECT_NE(r.out.find("400: line 1: no contact 'C-9'"), std::string::npos) << r.out;
+  stop();
+  // Offline, to the store file: the same edits, the same re-matching.
+  r = test::run("crm-capture", "--store " + db_path_ + " directory push contacts " + csv.string() +
+                                   " --owner alice@example.com");
+  EXPECT_EQ(r.status, 0) << r.out;
+  EXPECT_EQ(r.out, "created 1, changed 0, removed 0; re-matched 1 activities\n");
+  EXPECT_NE(stored("dir-1").reason.find("contact C-9 added by directory push"), std::string::npos);
 }
