@@ -186,6 +186,16 @@ class SqliteStore final : public Store {
 
   int schema_version() const override { return version_; }
 
+  void release_memory() override {
+    // Assigning an empty map frees its buckets too (clear() keeps them).
+    for (auto& cache : contact_cache_) cache = {};
+    domain_cache_ = {};
+    opp_of_company_cache_ = {};
+    opp_of_contact_cache_ = {};
+    company_cache_ = {};
+    sqlite3_db_release_memory(db_.getHandle());
+  }
+
   // Directory ---------------------------------------------------------------
 
   Result<std::optional<Contact>> contact_by_email(std::string_view email, PlusTags tags) override
