@@ -185,28 +185,14 @@ def cmd_pages(args):
     ensure_store(args.build, store, args.count)
     size = os.path.getsize(store)
     with tempfile.TemporaryDirectory(prefix="bench-api-") as work:
-        pw = os.path.join(work, "imap.pass")
-        with open(pw, "w") as f:
-            f.write("unused\n")
-        os.chmod(pw, 0o600)
+        # The loopback mailbox's configuration, its server a closed port.
+        env = {"IMAP_PORT": closed_port(), "IMAP_USER": "alice", "IMAP_PASSWORD": "unused",
+               "CA_FILE": "/etc/ssl/certs/ca-certificates.crt"}
         conf = os.path.join(work, "capture.toml")
         sock = os.path.join(work, "api.sock")
         with open(conf, "w") as f:
-            f.write(f"""[store]
-path = "{store}"
-[api]
-socket = "{sock}"
-[identity]
-internal_domains = ["example.com"]
-[[mailbox]]
-name = "alice"
-owner = ["alice@example.com"]
-[mailbox.imap]
-url = "imap://127.0.0.1:{closed_port()}"
-username = "alice"
-password_file = "{pw}"
-allow_insecure = true
-""")
+            f.write(loopback_mailbox.config_text(env, store, work,
+                                                 loopback_mailbox.password_file(env, work)))
         with open(os.path.join(work, "daemon.log"), "w") as log:
             proc = start_daemon(args.build, conf, log)
             try:

@@ -15,6 +15,7 @@
 // and most a handful: pages are asked of both. The seed is fixed: two runs
 // write the same rows.
 #include "store/store.hpp"
+#include "tests/bench/random_text.hpp"
 
 #include <chrono>
 #include <cmath>
@@ -69,18 +70,8 @@ int main(int argc, char** argv) {
     const double u = unit(rng);
     return static_cast<std::int64_t>(static_cast<double>(n) * u * u * u);
   };
-  auto hex = [&](std::size_t n) {
-    static constexpr char digits[] = "0123456789abcdef";
-    std::string s(n, '0');
-    for (auto& c : s) c = digits[rng() & 15];
-    return s;
-  };
-  auto text = [&](std::size_t n) {
-    std::string s;
-    while (s.size() < n) s += std::to_string(rng() % 100000) + " words of text ";
-    s.resize(n);
-    return s;
-  };
+  auto hex = [&](std::size_t n) { return crmcap::bench::random_hex(rng, n); };
+  auto text = [&](std::size_t n) { return crmcap::bench::random_text(rng, n); };
   const auto t0 = std::chrono::steady_clock::now();
   std::int64_t t = k_newest;
   for (std::size_t done = 0; done < count;) {
