@@ -3,11 +3,14 @@
 # The main job, on loopback only: starts a throwaway Dovecot and a throwaway
 # Radicale on 127.0.0.1, fills a demo mailbox (alice@example.com, INBOX and Sent),
 # a demo calendar (meetings with CRM contacts, a weekly series, a private and an
-# internal one) and a CRM directory, then runs the daemon `crm-captured --once`
-# against both (IMAP over STARTTLS, CalDAV), runs it a second time (nothing new),
-# and shows the activities, the decisions and one explanation.
+# internal one) and a CRM directory, then runs the daemon `crm-captured` against
+# both (IMAP over STARTTLS, CalDAV) and asks it over its local API (HTTP on a Unix
+# socket, with `curl --unix-socket`): the activities, one explanation, the status.
+# Then it delivers one new message and shows it arriving on /v1/events (the
+# daemon IDLEs on INBOX), and stops the daemon and both servers.
 # No real account is configured or contacted. Everything lives in a temporary
-# directory that is removed at the end (set KEEP=1 to keep it).
+# directory, removed at the end. With KEEP=1 the daemon and the servers keep
+# running, and the commands to query and to stop them are printed.
 #
 #   packaging/demo.sh [BUILD_DIR] [MESSAGES]      (defaults: build, 400)
 set -euo pipefail
@@ -23,10 +26,20 @@ done
 
 work=$(mktemp -d /tmp/crm-capture-demo.XXXXXX)
 chmod 755 "$work"
-cleanup() {
+daemon_pid='' events_pid=''
+stop_all() {
+  [ -n "$events_pid" ] && kill "$events_pid" 2>/dev/null
+  if [ -n "$daemon_pid" ]; then
+    kill "$daemon_pid" 2>/dev/null && wait "$daemon_pid" 2>/dev/null
+  fi
   bash "$root/tests/servers/dovecot.sh" stop "$work/dovecot" >/dev/null 2>&1 || true
   bash "$root/tests/servers/radicale.sh" stop "$work/radicale" >/dev/null 2>&1 || true
-  if [ "${KEEP:-0}" = 1 ]; then echo "demo: kept $work"; else rm -rf "$work"; fi
+  rm -rf "$work"
+}
+kept=0
+cleanup() {
+  if [ "$kept" = 1 ]; then return; fi
+  stop_all
 }
 trap cleanup EXIT
 
@@ -100,34 +113,136 @@ password_file = "$work/dav.pass"
 allow_insecure = true
 TOML
 
-echo "== crm-captured --once (first sync)"
-start=$(date +%s%N)
-"$captured" --config "$work/crm-capture.toml" --once
-echo "   took $(( ($(date +%s%N) - start) / 1000000 )) ms"
-echo "== crm-captured --once (second sync: nothing new)"
-"$captured" --config "$work/crm-capture.toml" --once
 
-echo "== The first activities"
-"$client" --store "$db" activities --limit 12
-echo "== The meetings (from the calendar)"
-"$client" --store "$db" activities --json | python3 -c '
+sock="$work/api.sock"
+api() { curl -sS --fail-with-body --unix-socket "$sock" "http://localhost$1"; }
+echo "== Starting the daemon: crm-captured --config $work/crm-capture.toml"
+"$captured" --config "$work/crm-capture.toml" >"$work/daemon.log" 2>&1 &
+daemon_pid=$!
+start=$(date +%s%N)
+# The first sync: until the mailbox idles (IMAP IDLE on INBOX) and the
+# calendar's meetings are in.
+state='' meetings=0
+for _ in $(seq 1 600); do
+  if ! kill -0 "$daemon_pid" 2>/dev/null; then
+    echo "demo: crm-captured exited:" >&2
+    cat "$work/daemon.log" >&2
+    exit 1
+  fi
+  if [ -S "$sock" ]; then
+    state=$(api /v1/status | python3 -c 'import json,sys; print(json.load(sys.stdin)["mailboxes"][0]["imap"]["state"])')
+    meetings=$(api '/v1/activities?kind=meeting&limit=1' | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["items"]))')
+    [ "$state" = idle ] && [ "$meetings" -gt 0 ] && break
+  fi
+  sleep 0.2
+done
+[ "$state" = idle ] || { echo "demo: the mailbox did not go idle (state: $state)" >&2; exit 1; }
+echo "   pid $daemon_pid; first sync done, INBOX idling, after $(( ($(date +%s%N) - start) / 1000000 )) ms"
+
+echo "== The status: curl --unix-socket $sock http://localhost/v1/status"
+api /v1/status | python3 -c "$(cat <<'PY'
+import json, sys
+s = json.load(sys.stdin)
+print(f"   crm-captured {s['version']}, up {s['uptime_seconds']} s, store {s['store']['size_bytes'] // 1024} KiB")
+for m in s["mailboxes"]:
+    for side in ("imap", "caldav"):
+        x = m[side]
+        if x:
+            c = x["counters"]
+            print(f"   {m['name']} {side:6s} {x['state']:10s} captured {c['captured']:4d}  "
+                  f"skipped {c['skipped']:4d}  failed {c['failed']}")
+PY
+)"
+
+table='
+import json, sys
+items = json.load(sys.stdin)["items"]
+for a in items:
+    who = ",".join(p["contact_id"] for p in a["participants"] if p["contact_id"]) or "-"
+    print("   %s  %-7s  %-34s  %-10s  %s" % (a["occurred_at"], a["kind"], a["subject"][:34], who[:10], a["opportunity_id"] or "-"))'
+echo "== The newest activities: curl --unix-socket $sock 'http://localhost/v1/activities?limit=8'"
+api '/v1/activities?limit=8' | python3 -c "$table"
+echo "== The meetings: .../v1/activities?kind=meeting&limit=5"
+api '/v1/activities?kind=meeting&limit=5' | python3 -c "$table"
+
+# The newest mail with a contact and an opportunity.
+id=$(api '/v1/activities?kind=email&limit=100' | python3 -c '
+import json, sys
+items = json.load(sys.stdin)["items"]
+print(next((a for a in items if a["opportunity_id"] and a["contact_ids"]), items[0])["id"])')
+echo "== One explanation: curl --unix-socket $sock http://localhost/v1/activities/$id"
+api "/v1/activities/$id" | python3 -c "$(cat <<'PY'
+import json, sys
+a = json.load(sys.stdin)
+print(f"   {a['subject']!r}, {a['direction']}, {a['occurred_at']}")
+for p in a["participants"]:
+    crm = (f"contact {p['contact_id']}" if p["contact_id"] else
+           f"company {p['company_id']}" if p["company_id"] else "no CRM record")
+    print(f"   {p['role']:>4}: {p['address']} = {crm}")
+print(f"   reason: {a['reason']}")
+for x in a["sources"]:
+    print(f"   seen in {x['mailbox']}/{x['folder']}, UID {x.get('uid')}")
+PY
+)"
+
+echo "== A new message arrives: curl -N --unix-socket $sock http://localhost/v1/events"
+curl -sSN --unix-socket "$sock" http://localhost/v1/events >"$work/events.txt" 2>/dev/null &
+events_pid=$!
+sleep 0.5
+subject="Order confirmation $(date -u +%H:%M:%S)"
+to=$(python3 -c 'import csv,sys; print(next(csv.DictReader(open(sys.argv[1])))["emails"].split(";")[0])' "$CRM_DIR/contacts.csv")
+python3 - "$IMAP_PORT" "$IMAP_USER" "$(cat "$PASSWORD_FILE")" "$to" "$subject" <<'PY'
+import email.utils, imaplib, sys, time
+port, user, password, sender, subject = sys.argv[1:]
+msg = (f"From: {sender}\r\nTo: alice@example.com\r\nSubject: {subject}\r\n"
+       f"Date: {email.utils.formatdate()}\r\nMessage-ID: {email.utils.make_msgid(domain='demo.example')}\r\n"
+       "\r\nWe confirm the order of 40 licences.\r\n").encode()
+imap = imaplib.IMAP4("127.0.0.1", int(port))
+imap.login(user, password)
+imap.append("INBOX", None, None, msg)
+imap.logout()
+PY
+sent=$(date +%s%N)
+echo "   APPENDed to INBOX from $to: \"$subject\""
+arrived=''
+for _ in $(seq 1 100); do
+  if grep -q "\"subject\":\"$subject\"" "$work/events.txt"; then arrived=$(date +%s%N); break; fi
+  sleep 0.05
+done
+[ -n "$arrived" ] || { echo "demo: no event for the new message within 5 s" >&2; exit 1; }
+grep -B2 "\"subject\":\"$subject\"" "$work/events.txt" | python3 -c "$(cat <<'PY'
 import json, sys
 for line in sys.stdin:
-    a = json.loads(line)
-    if a["kind"] == "meeting":
-        row = (a["starts_at"], a["meeting_status"], a["subject"][:36], a["reason"][:70])
-        print("   %s  %-9s  %-36s  %s" % row)'
-echo "== Decisions by outcome"
-"$client" --store "$db" decisions --json | python3 -c '
-import json, sys, collections
-c = collections.Counter()
-for line in sys.stdin:
-    d = json.loads(line)
-    c[d["decision"] + (" (" + d["rule"] + ")" if d["rule"] else "")] += 1
-for k, v in sorted(c.items(), key=lambda kv: -kv[1]):
-    print(f"   {v:6d}  {k}")'
-# The first INBOX message (a glob, not ls | head: pipefail would see SIGPIPE).
-files=("$MAILDIR"/cur/*)
-echo "== crm-capture explain (one INBOX message)"
-"$client" --store "$db" explain --owner alice@example.com --internal-domain example.com \
-  --folder INBOX "${files[0]}"
+    line = line.rstrip("\n")
+    if line.startswith("data: "):
+        a = json.loads(line[6:])
+        short = {k: a[k] for k in ("id", "kind", "subject", "contact_ids", "opportunity_id")}
+        print("   data: " + json.dumps(short)[:-1] + ', "reason": "' + a["reason"][:50] + '...", ...}')
+    elif line:
+        print("   " + line)
+PY
+)"
+echo "   on /v1/events $(( (arrived - sent) / 1000000 )) ms after the APPEND (Dovecot tells an idling client after about 500 ms)"
+kill "$events_pid" 2>/dev/null; events_pid=
+
+if [ "${KEEP:-0}" = 1 ]; then
+  kept=1
+  cat >"$work/stop.sh" <<STOP
+#!/bin/sh
+kill $daemon_pid
+while kill -0 $daemon_pid 2>/dev/null; do sleep 0.1; done
+bash "$root/tests/servers/dovecot.sh" stop "$work/dovecot"
+bash "$root/tests/servers/radicale.sh" stop "$work/radicale"
+rm -rf "$work"
+STOP
+  cat <<KEPT
+== Kept running (KEEP=1): crm-captured (pid $daemon_pid, log $work/daemon.log), Dovecot on 127.0.0.1:$IMAP_PORT, Radicale on $RADICALE_URL
+   curl --unix-socket $sock http://localhost/v1/status
+   curl --unix-socket $sock 'http://localhost/v1/activities?limit=5'
+   curl -N --unix-socket $sock http://localhost/v1/events
+   $client --socket $sock activities --limit 5
+   Stop everything: sh $work/stop.sh
+KEPT
+else
+  echo "== Stopping the daemon and both servers"
+fi

@@ -9,6 +9,7 @@
 // lives in a temporary directory removed at exit.
 #include "daemon/capture/directory_import.hpp"
 #include "store/store.hpp"
+#include "tests/bench/random_text.hpp"
 
 #include <benchmark/benchmark.h>
 
@@ -262,18 +263,8 @@ constexpr std::size_t k_backfill_batch = 500;
 std::vector<crmcap::store::Batch> make_backfill() {
   using namespace crmcap::store;
   std::mt19937_64 rng(k_seed + 7);
-  auto hex = [&](std::size_t n) {
-    static constexpr char digits[] = "0123456789abcdef";
-    std::string s(n, '0');
-    for (auto& c : s) c = digits[rng() & 15];
-    return s;
-  };
-  auto text = [&](std::size_t n) {
-    std::string s;
-    while (s.size() < n) s += std::to_string(rng() % 100000) + " words of text ";
-    s.resize(n);
-    return s;
-  };
+  auto hex = [&](std::size_t n) { return crmcap::bench::random_hex(rng, n); };
+  auto text = [&](std::size_t n) { return crmcap::bench::random_text(rng, n); };
   std::vector<Batch> out;
   for (std::size_t i = 0; i < k_backfill; ++i) {
     if (i % k_backfill_batch == 0) out.emplace_back();

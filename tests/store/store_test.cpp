@@ -713,3 +713,28 @@ TEST(StoreActivities, RemovedUidsMarkOnlyTheirFolderAndUidValidityAndKeepTheActi
   }
   EXPECT_EQ(present, 1);
 }
+
+// release_memory drops the look-up caches and SQLite's page cache: answers
+// come from the file again, so a directory change written by another
+// connection (the command-line tool's import) is seen, and a read hold open
+// across the call keeps working.
+TEST(StoreMemory, AfterReleasingMemoryAnswersComeFromTheFile) {
+  Loaded l;
+  ASSERT_EQ(l.store->contact_by_email("hank@globex.com", PlusTags::distinct).value()->id, "C-2");
+  Batch b;
+  b.items.push_back({make_activity("k1", "2026-11-01T10:00:00Z", "O-1"), SourceRef{"local", "x"}});
+  ASSERT_TRUE(l.store->commit(b));
+  auto other = Store::open((l.dir / "capture.db").string()).value();
+  Contact moved{"C-9", "Hank Scorpio", {"hank@globex.com"}, "CO-2", "", ""};
+  ASSERT_TRUE(other->upsert_contacts({moved}, false));
+  ASSERT_TRUE(
+      other->upsert_contacts({{"C-2", "Hank (old)", {"old@globex.com"}, "CO-2", "", ""}}, false));
+  {
+    auto hold = l.store->hold_reads().value();
+    l.store->release_memory();
+    EXPECT_EQ(l.store->list({}).value().at(0).source_key, "k1");
+  }
+  EXPECT_EQ(l.store->contact_by_email("hank@globex.com", PlusTags::distinct).value()->id, "C-9");
+  l.store->release_memory();
+  EXPECT_EQ(l.store->list({}).value().size(), 1u);
+}
