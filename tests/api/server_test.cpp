@@ -7,6 +7,7 @@
 #include "daemon/api/api.hpp"
 #include "daemon/capture/directory_edit.hpp"
 #include "store/store.hpp"
+#include "tests/api/client.hpp"
 #include "tests/daemon/test_support.hpp"
 #include "tests/support/temp_dir.hpp"
 
@@ -36,66 +37,10 @@ namespace fs = std::filesystem;
 namespace json = boost::json;
 using namespace crmcap;
 using namespace std::chrono_literals;
+using test::Client;
+using test::events_in;
 
 namespace {
-
-// A client connection, blocking, with a deadline on every read.
-class Client {
- public:
-  explicit Client(const std::string& path) {
-    fd_ = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_un a{};
-    a.sun_family = AF_UNIX;
-    std::strncpy(a.sun_path, path.c_str(), sizeof a.sun_path - 1);
-    connected_ = connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
-  }
-  ~Client() {
-    if (fd_ >= 0) close(fd_);
-  }
-  Client(const Client&) = delete;
-  Client& operator=(const Client&) = delete;
-  bool connected() const { return connected_; }
-
-  bool send(std::string_view s) {
-    while (!s.empty()) {
-      const ssize_t n = ::send(fd_, s.data(), s.size(), MSG_NOSIGNAL);
-      if (n <= 0) return false;
-      s.remove_prefix(static_cast<std::size_t>(n));
-    }
-    return true;
-  }
-  // Reads what arrives within `wait`; false at end of stream (or an error).
-  bool read_some(std::string& into, std::chrono::milliseconds wait) {
-    pollfd p{fd_, POLLIN, 0};
-    if (poll(&p, 1, static_cast<int>(wait.count())) <= 0) return true;  // nothing yet
-    char buf[65536];
-    const ssize_t n = recv(fd_, buf, sizeof buf, 0);
-    if (n <= 0) return false;
-    into.append(buf, static_cast<std::size_t>(n));
-    return true;
-  }
-  // Reads until the server closes, or `limit` passes; whether it closed.
-  bool read_to_end(std::string& into, std::chrono::milliseconds limit = 5000ms) {
-    const auto end = std::chrono::steady_clock::now() + limit;
-    while (std::chrono::steady_clock::now() < end) {
-      if (!read_some(into, 50ms)) return true;
-    }
-    return false;
-  }
-  // Reads until `text` has come (true) or `limit` passes.
-  bool read_until(std::string& into, std::string_view text, std::chrono::milliseconds limit) {
-    const auto end = std::chrono::steady_clock::now() + limit;
-    while (into.find(text) == std::string::npos) {
-      if (std::chrono::steady_clock::now() >= end) return false;
-      if (!read_some(into, 50ms)) return into.find(text) != std::string::npos;
-    }
-    return true;
-  }
-
- private:
-  int fd_ = -1;
-  bool connected_ = false;
-};
 
 struct Response {
   int status = 0;
@@ -121,32 +66,6 @@ Response parse_response(const std::string& raw) {
   }
   r.body = raw.substr(head_end + 4);
   return r;
-}
-
-// Server-Sent Events out of a stream's text: (id, data) of each complete event.
-std::vector<std::pair<std::int64_t, std::string>> events_in(const std::string& text) {
-  std::vector<std::pair<std::int64_t, std::string>> out;
-  std::size_t pos = text.find("\r\n\r\n");
-  pos = pos == std::string::npos ? 0 : pos + 4;
-  for (;;) {
-    const auto end = text.find("\n\n", pos);
-    if (end == std::string::npos) break;
-    const std::string block = text.substr(pos, end - pos);
-    pos = end + 2;
-    std::int64_t id = -1;
-    std::string data;
-    std::size_t lp = 0;
-    while (lp <= block.size()) {
-      auto eol = block.find('\n', lp);
-      if (eol == std::string::npos) eol = block.size();
-      const std::string line = block.substr(lp, eol - lp);
-      if (line.rfind("id: ", 0) == 0) id = std::stoll(line.substr(4));
-      if (line.rfind("data: ", 0) == 0) data = line.substr(6);
-      lp = eol + 1;
-    }
-    if (id >= 0) out.emplace_back(id, data);
-  }
-  return out;
 }
 
 store::Activity activity(int i, const std::string& when, const std::string& contact = "C-1",
