@@ -316,6 +316,10 @@ int main(int argc, char** argv) {
   app.add_option("--config", config_path, "the configuration file")->capture_default_str();
   app.add_flag("--once", once, "sync every mailbox once and exit (non-zero if any failed)");
   app.add_option("--free-mail", free_mail_path, "free-mail domain list file");
+  // crm-captured@NAME.service passes /run/crm-capture/NAME.sock: only the
+  // unit knows its instance's name.
+  std::string socket_path;
+  app.add_option("--socket", socket_path, "the API socket, in place of [api] socket");
   bool check = false;
   app.add_flag("--check", check,
                "validate the configuration and read its secrets, then exit; no server is "
@@ -327,6 +331,7 @@ int main(int argc, char** argv) {
     std::cerr << "crm-captured: " << cfg.error().message << "\n";
     return 2;
   }
+  if (!socket_path.empty()) cfg->api_socket = socket_path;
   for (const auto& w : cfg->warnings) std::cerr << "crm-captured: warning: " << w << "\n";
   auto free_mail = capture::FreeMailDomains::load(free_mail_path);
   if (!free_mail) {

@@ -29,6 +29,9 @@ packages=(
   scdoc man-db
   # the units' tests (packaging/systemd/): systemd-analyze verify and security
   systemd
+  # the Debian package (packaging/build-deb.sh) and its test: dpkg-buildpackage,
+  # dh with dh_installsystemd/-systemduser/-sysusers, lintian
+  dpkg-dev debhelper fakeroot lintian
 )
 
 missing=()

@@ -73,6 +73,13 @@ std::string absolute_env(const char* name) {
   return v != nullptr && v[0] == '/' ? std::string(v) : std::string();
 }
 
+// The first of systemd's colon-separated directories (StateDirectory=a b
+// sets STATE_DIRECTORY=/var/lib/a:/var/lib/b).
+std::string first_systemd_directory(const char* name) {
+  std::string v = absolute_env(name);
+  return v.substr(0, v.find(':'));
+}
+
 std::string in_quotes(std::string_view s) { return "\"" + std::string(s) + "\""; }
 
 std::string_view type_name(toml::node_type t) {
@@ -491,6 +498,7 @@ class Loader {
   }
 
   std::string default_store_path() {
+    if (!env_.state_directory.empty()) return env_.state_directory + "/capture.db";
     if (env_.root) return "/var/lib/crm-capture/capture.db";
     std::string base = !env_.xdg_data_home.empty() ? env_.xdg_data_home
                        : !env_.home.empty()        ? env_.home + "/.local/share"
@@ -814,10 +822,13 @@ Environment Environment::current() {
   env.xdg_data_home = absolute_env("XDG_DATA_HOME");
   env.xdg_runtime_dir = absolute_env("XDG_RUNTIME_DIR");
   env.credentials_directory = absolute_env("CREDENTIALS_DIRECTORY");
+  env.state_directory = first_systemd_directory("STATE_DIRECTORY");
+  env.runtime_directory = first_systemd_directory("RUNTIME_DIRECTORY");
   return env;
 }
 
 std::string default_socket_path(const Environment& env) {
+  if (!env.runtime_directory.empty()) return env.runtime_directory + "/api.sock";
   if (env.root) return "/run/crm-capture/api.sock";
   if (env.xdg_runtime_dir.empty()) return {};
   return env.xdg_runtime_dir + "/crm-capture/api.sock";

@@ -116,12 +116,16 @@ struct ConfigError {
 
 // What the defaults depend on, taken from the process by current(); tests pass
 // their own. XDG variables that are not absolute paths are ignored, as the XDG
-// Base Directory specification says.
+// Base Directory specification says; so are systemd's.
 struct Environment {
   bool root = false;  // geteuid() == 0: system paths
   std::string home;   // $HOME, else the passwd entry
   std::string xdg_config_home, xdg_data_home, xdg_runtime_dir;
   std::string credentials_directory;  // $CREDENTIALS_DIRECTORY (systemd)
+  // $STATE_DIRECTORY and $RUNTIME_DIRECTORY, which systemd sets for a
+  // service with StateDirectory= and RuntimeDirectory=: the first directory
+  // when the unit names several (a colon-separated list).
+  std::string state_directory, runtime_directory;
   static Environment current();
 };
 
@@ -129,15 +133,17 @@ struct Environment {
 // $XDG_CONFIG_HOME/crm-capture/crm-capture.toml (~/.config when unset).
 std::string default_config_path(const Environment& env = Environment::current());
 
-// The API socket when the file names none: /run/crm-capture/api.sock for
-// root, else $XDG_RUNTIME_DIR/crm-capture/api.sock; empty when that is unset.
+// The API socket when the file names none: $RUNTIME_DIRECTORY/api.sock under
+// systemd's RuntimeDirectory=, else /run/crm-capture/api.sock for root, else
+// $XDG_RUNTIME_DIR/crm-capture/api.sock; empty when that is unset.
 std::string default_socket_path(const Environment& env = Environment::current());
 
-// Reads and validates the file at `path`. Defaults: store.path is
+// Reads and validates the file at `path`. Defaults, in order: store.path is
+// $STATE_DIRECTORY/capture.db under systemd's StateDirectory=, else
 // /var/lib/crm-capture/capture.db for root, else
 // $XDG_DATA_HOME/crm-capture/capture.db (~/.local/share when unset); api.socket
-// is /run/crm-capture/api.sock for root, else $XDG_RUNTIME_DIR/crm-capture/api.sock
-// (an error when that variable is unset and the file names no socket).
+// is default_socket_path() (an error when that is empty and the file names no
+// socket).
 boost::system::result<Config, ConfigError> load_config(
     const std::string& path, const Environment& env = Environment::current());
 

@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <sstream>
 
 namespace fs = std::filesystem;
@@ -239,6 +240,58 @@ TEST_F(ConfigTest, DefaultsForRoot) {
   EXPECT_EQ(c.api_socket, "/run/crm-capture/api.sock");
   EXPECT_TRUE(c.mailboxes.empty());
   EXPECT_EQ(default_config_path(root), "/etc/crm-capture/crm-capture.toml");
+}
+
+// Under systemd (StateDirectory=, RuntimeDirectory=) the service's own
+// directories come before the root and XDG defaults; the file still wins.
+TEST_F(ConfigTest, DefaultsUnderSystemdDirectories) {
+  for (bool as_root : {false, true}) {
+    Environment env = as_root ? Environment{} : user_env();
+    env.root = as_root;
+    env.state_directory = "/var/lib/crm-capture/alice";
+    env.runtime_directory = "/run/crm-capture";
+    Config c = ok(mailbox, env);
+    EXPECT_EQ(c.store_path, "/var/lib/crm-capture/alice/capture.db");
+    EXPECT_EQ(c.api_socket, "/run/crm-capture/api.sock");
+    EXPECT_EQ(default_socket_path(env), "/run/crm-capture/api.sock");
+
+    c = ok("[store]\npath = \"/srv/a.db\"\n[api]\nsocket = \"/run/crm-capture/alice.sock\"\n", env);
+    EXPECT_EQ(c.store_path, "/srv/a.db");
+    EXPECT_EQ(c.api_socket, "/run/crm-capture/alice.sock");
+  }
+  // A runtime directory stands in for a missing $XDG_RUNTIME_DIR.
+  Environment env = user_env();
+  env.xdg_runtime_dir.clear();
+  env.runtime_directory = "/run/user/1000/crm-capture";
+  EXPECT_EQ(ok(mailbox, env).api_socket, "/run/user/1000/crm-capture/api.sock");
+}
+
+// Environment::current() reads systemd's variables: the first of a
+// colon-separated list, and nothing from a relative path.
+TEST_F(ConfigTest, SystemdDirectoriesFromTheProcess) {
+  struct Saved {
+    const char* name;
+    std::optional<std::string> value;
+  };
+  std::vector<Saved> saved;
+  for (const char* n : {"STATE_DIRECTORY", "RUNTIME_DIRECTORY"}) {
+    const char* v = std::getenv(n);
+    saved.push_back({n, v ? std::optional<std::string>(v) : std::nullopt});
+  }
+  ::setenv("STATE_DIRECTORY", "/var/lib/crm-capture/a:/var/lib/other", 1);
+  ::setenv("RUNTIME_DIRECTORY", "run/crm-capture", 1);
+  Environment env = Environment::current();
+  EXPECT_EQ(env.state_directory, "/var/lib/crm-capture/a");
+  EXPECT_EQ(env.runtime_directory, "");
+  ::setenv("RUNTIME_DIRECTORY", "/run/crm-capture", 1);
+  EXPECT_EQ(Environment::current().runtime_directory, "/run/crm-capture");
+  for (const auto& s : saved) {
+    if (s.value) {
+      ::setenv(s.name, s.value->c_str(), 1);
+    } else {
+      ::unsetenv(s.name);
+    }
+  }
 }
 
 TEST_F(ConfigTest, DefaultConfigPathForAUser) {
