@@ -24,6 +24,12 @@ boost::system::result<std::vector<boost::json::object>, api::ClientError> remote
 // GET /v1/status: the JSON body, as the daemon gave it.
 boost::system::result<std::string, api::ClientError> remote_status(const std::string& socket);
 
+// POST /v1/sync (?mailbox= when `mailbox` is not empty): the daemon starts
+// a pass of that mailbox, or of every mailbox, now. An unknown mailbox is
+// the daemon's 404, as a ClientError naming it.
+boost::system::result<void, api::ClientError> remote_sync(const std::string& socket,
+                                                          const std::string& mailbox);
+
 // /v1/status for people: the daemon, its store, then a line per mailbox side.
 std::string describe_status(const std::string& status_json);
 
