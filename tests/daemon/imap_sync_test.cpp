@@ -1406,6 +1406,41 @@ TEST_F(ImapSync, NewMailArrivesThroughIdle) {
               static_cast<long long>(latency.count()));
 }
 
+// IDLE is silent until new mail comes (Dovecot's keep-alive comes every
+// 2 minutes): a wait longer than timeout_seconds is no failure, and the mail
+// that ends it is taken on the same connection.
+TEST_F(ImapSync, IdleOutlastsTimeoutSecondsWithoutReconnecting) {
+  auto o = options();
+  o.folders = {"INBOX"};
+  o.poll_interval = std::chrono::seconds(600);
+  o.transport.io_timeout = std::chrono::seconds(1);
+  imap::Account account(io.get_executor(), o, *sink);
+  int passes = 0;
+  account.on_synced = [&](const imap::SyncReport&) {
+    if (++passes == 1) {
+      asio::co_spawn(
+          io,
+          [&]() -> imap::Awaitable<void> {
+            asio::steady_timer t(io, std::chrono::milliseconds(3500));
+            co_await t.async_wait(asio::use_awaitable);
+            dovecot->deliver_doveadm("INBOX", dated("quiet@acme.com", "jane@acme.com", "Late"));
+          },
+          asio::detached);
+    } else if (!activities().empty()) {
+      account.stop();
+    }
+  };
+  int failures = 0;
+  account.on_failure = [&](const imap::SyncError& e) {
+    ++failures;
+    ADD_FAILURE() << e.message;
+  };
+  run_until_stopped(io, account, std::chrono::seconds(30), "no activity 30 s after delivery");
+  EXPECT_EQ(failures, 0);
+  EXPECT_EQ(passes, 2);  // the first pass, then INBOX on the IDLE's news: no reconnect
+  ASSERT_EQ(activities().size(), 1u);
+}
+
 // wake() (POST /v1/sync) ends the wait for new mail and syncs every folder
 // now: from IDLE on INBOX, and from the sleep until the next poll of an
 // account without INBOX (no IDLE). Mail put in Sent is never announced by

@@ -58,6 +58,9 @@ struct Account::Impl {
   session_fsm* session = nullptr;
   std::unique_ptr<Transport> transport;
   detail::WakingReads* waking_reads = nullptr;  // the session's, for wake()
+  // wake() came with no session under way (between two: one ending, or the
+  // backoff): the next session starts without waiting out the backoff.
+  bool wake_asked = false;
   // The session's sleep, and run()'s backoff between sessions: stop() and
   // wake() cancel it.
   asio::steady_timer sleeper;
@@ -174,6 +177,7 @@ struct Account::Impl {
     detail::WakingReads waking(executor, t);
     session = &s;
     waking_reads = &waking;
+    wake_asked = false;  // this session's first pass is the one asked for
     const std::function<bool()> wake_pending = [&s] { return s.wake_pending(); };
     if (stopped) s.stop();  // stop() came first: the session stops at its first check
     std::optional<SyncError> failed;
@@ -269,6 +273,8 @@ void Account::wake() {
   if (s.session) {
     s.session->wake();
     if (s.waking_reads) s.waking_reads->interrupt();
+  } else {
+    s.wake_asked = true;
   }
   s.sleeper.cancel();
 }
@@ -298,7 +304,9 @@ Awaitable<SyncError> Account::run() {
     const auto delay = backoff_delay(attempt, rng());
     if (on_retry) on_retry(delay);
     s.sleeper.expires_after(delay);
-    if (!s.stopped) (void)co_await s.sleeper.async_wait(asio::as_tuple(asio::use_awaitable));
+    if (!s.stopped && !s.wake_asked) {
+      (void)co_await s.sleeper.async_wait(asio::as_tuple(asio::use_awaitable));
+    }
   }
   co_return SyncError{make_error_code(SyncErrc::cancelled), s.options.name + ": stopped",
                       RetryClass::retry_later};
