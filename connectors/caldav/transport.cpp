@@ -57,6 +57,8 @@ class TransportCategory final : public std::error_category {
         return "response too large";
       case TransportErrc::transfer_failed:
         return "transfer failed";
+      case TransportErrc::aborted:
+        return "aborted";
     }
     return "unknown transport error";
   }
@@ -111,7 +113,16 @@ struct Exchange {
   bool headers_too_large = false;
   const std::string* ca_file = nullptr;
   bool ca_file_failed = false;
+  const std::function<bool()>* abort = nullptr;  // TransportOptions::abort, when set
+  bool aborted = false;
 };
+
+int on_progress(void* user, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
+  auto* x = static_cast<Exchange*>(user);
+  if (!(*x->abort)()) return 0;
+  x->aborted = true;
+  return 1;  // libcurl stops with CURLE_ABORTED_BY_CALLBACK
+}
 
 size_t on_body(char* data, size_t size, size_t count, void* user) {
   auto* x = static_cast<Exchange*>(user);
@@ -428,6 +439,12 @@ TransportResult<HttpResponse> Transport::Impl::perform(const HttpRequest& reques
   opt(CURLOPT_WRITEDATA, static_cast<void*>(&x));
   opt(CURLOPT_HEADERFUNCTION, &on_header);
   opt(CURLOPT_HEADERDATA, static_cast<void*>(&x));
+  if (options.abort) {
+    x.abort = &options.abort;
+    opt(CURLOPT_XFERINFOFUNCTION, &on_progress);
+    opt(CURLOPT_XFERINFODATA, static_cast<void*>(&x));
+    opt(CURLOPT_NOPROGRESS, 0L);
+  }
   if (set != CURLE_OK) return fail(TransportErrc::init_failed, curl_easy_strerror(set));
 
   const CURLcode rc = curl_easy_perform(easy);
@@ -437,6 +454,7 @@ TransportResult<HttpResponse> Transport::Impl::perform(const HttpRequest& reques
 
   if (rc != CURLE_OK) {
     const std::string detail = errbuf[0] ? std::string(errbuf) : curl_easy_strerror(rc);
+    if (x.aborted) return fail(TransportErrc::aborted, "asked to stop");
     if (x.body_too_large) {
       return fail(TransportErrc::response_too_large,
                   "body over " + std::to_string(options.max_response_bytes) + " bytes");

@@ -25,6 +25,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <functional>
 #include <memory>
 #include <string>
 #include <system_error>
@@ -64,6 +65,11 @@ struct TransportOptions {
   // separately at 256 KiB.
   std::size_t max_response_bytes = 64 * 1024 * 1024;
   std::string user_agent = "crm-capture";
+  // Asked while a request runs (libcurl's progress callback: at each step
+  // of the transfer, and about once a second while nothing moves, connects
+  // included); true ends the request with TransportErrc::aborted. Called on
+  // the thread that called perform(). Empty: never.
+  std::function<bool()> abort;
 };
 
 // Which step failed. The retry class follows from it (retry_class()).
@@ -82,6 +88,7 @@ enum class TransportErrc {
   bad_response,          // the server's bytes are not HTTP as libcurl knows it
   response_too_large,    // body over max_response_bytes, or headers over 256 KiB
   transfer_failed,       // any other libcurl failure (see the message)
+  aborted,               // TransportOptions::abort said so
 };
 const std::error_category& transport_category() noexcept;
 std::error_code make_error_code(TransportErrc e) noexcept;

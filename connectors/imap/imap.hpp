@@ -248,11 +248,18 @@ class Account {
   Awaitable<SyncError> run();
   // Makes run() return soon (it closes the connection).
   void stop();
+  // Makes run() sync every folder now: it ends its IDLE or its wait for the
+  // next poll or reconnect; asked during a pass, another pass follows it.
+  // Call on the account's executor. Nothing once run() has returned.
+  void wake();
 
   // Called after every sync pass inside run() (for tests and status).
   std::function<void(const SyncReport&)> on_synced;
   // Called for every failure inside run() before it backs off (or returns).
   std::function<void(const SyncError&)> on_failure;
+  // Called after on_failure when run() waits `delay` before reconnecting
+  // (a retry_later failure, or a session that ended).
+  std::function<void(std::chrono::milliseconds delay)> on_retry;
 
  private:
   struct Impl;

@@ -39,15 +39,17 @@ class Account;
 }
 namespace crmcap::capture {
 class ImapSink;
-}
+struct Tally;
+}  // namespace crmcap::capture
 
 namespace crmcap::api {
 
 // ---- Mailbox state, as the daemon knows it ---------------------------------
 
-// Where a mailbox's IMAP or CalDAV side stands. Today the daemon reports
-// starting, idle (after a pass), retrying and needs_user; the others are
-// for the supervisor to come (issue 19, "Service").
+// Where a mailbox's IMAP or CalDAV side stands. The daemon reports
+// starting, idle (after a pass), retrying and needs_user for both sides,
+// and backfilling and syncing for a CalDAV pass under way; connecting and
+// stopped are not reported yet.
 enum class SourceState {
   starting,     // configured, no pass reported yet
   connecting,   // connecting or logging in
@@ -86,8 +88,11 @@ enum class Side { imap, caldav };
 // changes. Every member may be called from any thread.
 class Board {
  public:
-  // Adds a mailbox with the sides it has, each `starting`.
+  // Adds a mailbox with the sides it has, each `starting`; one of that name
+  // already there is replaced.
   void add_mailbox(const std::string& name, bool imap, bool caldav);
+  // Removes a mailbox (its configuration no longer has it).
+  void remove_mailbox(std::string_view name);
   // Applies `change` to that side of `mailbox` under the board's lock (it
   // must be quick and must not call the board); nothing when there is no
   // such side. Moves state_since when the state changes.
@@ -139,6 +144,21 @@ class Board {
 void report_imap(Board& board, const std::string& mailbox, imap::Account& account,
                  const capture::ImapSink& sink);
 
+// How a pass of a mailbox's side ended, for report_pass.
+struct PassOutcome {
+  bool ok = true;
+  bool needs_user = false;  // failed, and not retried until the user acts
+  std::string reason;       // a failure's message (never a secret)
+  // Failed and retried: when (system clock); unset when not known.
+  std::optional<std::chrono::system_clock::time_point> next_attempt;
+};
+// Puts that side of `mailbox` in `syncing` (a pass begins).
+void report_syncing(Board& board, const std::string& mailbox, Side side);
+// Records a pass's end: idle after one that went through, else retrying
+// (with next_attempt_at) or needs_user; the counters are `tally`'s.
+void report_pass(Board& board, const std::string& mailbox, Side side, const PassOutcome& outcome,
+                 const capture::Tally& tally);
+
 // ---- Access ----------------------------------------------------------------
 
 // The credentials of a connected peer (SO_PEERCRED, and SO_PEERGROUPS for
@@ -182,6 +202,14 @@ struct Options {
   // An event stream with nothing to send writes a comment this often.
   std::chrono::milliseconds keepalive_interval{15000};
   std::size_t max_connections = 256;  // past it, 503 and close
+  // A socket already bound and listening (systemd socket activation), used
+  // instead of binding socket_path: its file, mode and directory are the
+  // socket unit's (socket_path, when it names that file, gives the group
+  // that access allows). -1: none.
+  int listen_fd = -1;
+  // start() does not open the store: until open_store(), every request is
+  // answered 503 `migrating` (the daemon's own open may be migrating it).
+  bool open_store_later = false;
 };
 
 struct StartError {
@@ -190,7 +218,8 @@ struct StartError {
 
 // Listens on the socket on `io` until stop(). start() prepares the
 // directory, refuses a socket another process listens on (and replaces a
-// stale one), binds with `mode`, opens the store and starts accepting.
+// stale one), binds with `mode`, opens the store and starts accepting; or,
+// given Options::listen_fd, accepts on that socket.
 class Server {
  public:
   static boost::system::result<std::unique_ptr<Server>, StartError> start(
@@ -198,6 +227,10 @@ class Server {
   ~Server();
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;
+
+  // Opens the store (Options::open_store_later); requests are served from
+  // then on. Call on io's thread.
+  boost::system::result<void, StartError> open_store();
 
   // Stops accepting, closes every connection and removes the socket file.
   // Call on io's thread; io.run() returns once the connections are gone
@@ -208,6 +241,12 @@ class Server {
 
  private:
   explicit Server(std::shared_ptr<Impl> impl);
+  // start() with Options::listen_fd; both end in begin(), which starts the
+  // store's thread and the accepting.
+  static boost::system::result<std::unique_ptr<Server>, StartError> adopt(
+      boost::asio::io_context& io, Options options, Board& board);
+  static boost::system::result<std::unique_ptr<Server>, StartError> begin(
+      boost::asio::io_context& io, std::shared_ptr<Impl> impl, Board& board);
   std::shared_ptr<Impl> impl_;
 };
 

@@ -12,14 +12,15 @@ namespace crmcap::api {
 
 namespace {
 
-std::string now_iso() {
-  const std::time_t t = std::time(nullptr);
+std::string iso_of(std::time_t t) {
   std::tm tm{};
   gmtime_r(&t, &tm);
   char buf[32];
   std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
   return buf;
 }
+
+std::string now_iso() { return iso_of(std::time(nullptr)); }
 
 void take_counters(SourceStatus& s, const capture::Tally& t) {
   s.seen = t.seen;
@@ -59,7 +60,18 @@ void Board::add_mailbox(const std::string& name, bool imap, bool caldav) {
   const std::string now = now_iso();
   if (imap) m.imap = SourceStatus{.state_since = now};
   if (caldav) m.caldav = SourceStatus{.state_since = now};
+  for (auto& old : mailboxes_) {
+    if (old.name == name) {
+      old = std::move(m);
+      return;
+    }
+  }
   mailboxes_.push_back(std::move(m));
+}
+
+void Board::remove_mailbox(std::string_view name) {
+  const std::lock_guard<std::mutex> lock(mutex_);
+  std::erase_if(mailboxes_, [&](const MailboxStatus& m) { return m.name == name; });
 }
 
 void Board::update(std::string_view mailbox, Side side,
@@ -130,43 +142,64 @@ std::optional<bool> Board::request_sync(const std::string& mailbox) const {
   return h(mailbox);
 }
 
+void report_syncing(Board& board, const std::string& mailbox, Side side) {
+  board.update(mailbox, side, [](SourceStatus& s) {
+    // A first pass is a backfill; the state says so while it has no result.
+    s.state = s.passes == 0 ? SourceState::backfilling : SourceState::syncing;
+  });
+}
+
+void report_pass(Board& board, const std::string& mailbox, Side side, const PassOutcome& o,
+                 const capture::Tally& t) {
+  board.update(mailbox, side, [&](SourceStatus& s) {
+    const std::string now = now_iso();
+    s.progress_done.reset();
+    s.progress_total.reset();
+    s.last_pass_at = now;
+    s.last_pass_ok = o.ok;
+    ++s.passes;
+    take_counters(s, t);
+    s.next_attempt_at.clear();
+    if (o.ok) {
+      // The account goes on to wait for new mail or its interval.
+      s.state = SourceState::idle;
+      s.reason.clear();
+      s.last_success_at = now;
+      return;
+    }
+    ++s.failed_passes;
+    s.reason = o.reason;
+    s.state = o.needs_user ? SourceState::needs_user : SourceState::retrying;
+    if (o.next_attempt && !o.needs_user) {
+      s.next_attempt_at = iso_of(std::chrono::system_clock::to_time_t(*o.next_attempt));
+    }
+  });
+}
+
 void report_imap(Board& board, const std::string& mailbox, imap::Account& account,
                  const capture::ImapSink& sink) {
   auto synced = std::move(account.on_synced);
   account.on_synced = [&board, &sink, mailbox, synced](const imap::SyncReport& r) {
     if (synced) synced(r);
-    const capture::Tally t = sink.counters();
-    board.update(mailbox, Side::imap, [&](SourceStatus& s) {
-      const std::string now = now_iso();
-      // run() goes on to wait for new mail after a pass.
-      s.state = SourceState::idle;
-      s.reason.clear();
-      s.next_attempt_at.clear();
-      s.progress_done.reset();
-      s.progress_total.reset();
-      s.last_pass_at = now;
-      s.last_pass_ok = true;
-      s.last_success_at = now;
-      ++s.passes;
-      take_counters(s, t);
-    });
+    report_pass(board, mailbox, Side::imap, PassOutcome{}, sink.counters());
   };
   auto failed = std::move(account.on_failure);
   account.on_failure = [&board, &sink, mailbox, failed](const imap::SyncError& e) {
     if (failed) failed(e);
-    const capture::Tally t = sink.counters();
+    PassOutcome o;
+    o.ok = false;
+    o.needs_user = e.retry == imap::RetryClass::needs_user;
+    o.reason = e.message;
+    report_pass(board, mailbox, Side::imap, o, sink.counters());
+  };
+  auto retry = std::move(account.on_retry);
+  account.on_retry = [&board, mailbox, retry](std::chrono::milliseconds delay) {
+    if (retry) retry(delay);
+    const auto at = std::chrono::system_clock::now() + delay;
     board.update(mailbox, Side::imap, [&](SourceStatus& s) {
-      s.state =
-          e.retry == imap::RetryClass::needs_user ? SourceState::needs_user : SourceState::retrying;
-      // The account does not tell when it tries again (backoff_delay, 1 s
-      // to 5 min): next_attempt_at stays unknown until it does.
-      s.next_attempt_at.clear();
-      s.reason = e.message;
-      s.last_pass_at = now_iso();
-      s.last_pass_ok = false;
-      ++s.passes;
-      ++s.failed_passes;
-      take_counters(s, t);
+      if (s.state == SourceState::retrying) {
+        s.next_attempt_at = iso_of(std::chrono::system_clock::to_time_t(at));
+      }
     });
   };
 }

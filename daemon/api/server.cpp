@@ -250,6 +250,14 @@ struct Server::Impl : std::enable_shared_from_this<Impl> {
   Awaitable<void> watch_hangup(std::shared_ptr<Connection> conn);
   void notify_all();
   void stop();
+  // Opens `db` (once); the failure's message.
+  std::optional<std::string> open_db() {
+    if (db) return std::nullopt;
+    auto st = store::Store::open(options.store_path);
+    if (!st) return "api: " + st.error().message;
+    db = std::move(*st);
+    return std::nullopt;
+  }
 };
 
 namespace {
@@ -358,6 +366,13 @@ Awaitable<void> Server::Impl::session(std::shared_ptr<Connection> conn) {
                       peer ? "uid " + std::to_string(peer->uid) +
                                  " may not use this socket (not its owner, its group or allow_uids)"
                            : std::string("the peer's credentials could not be read"));
+      co_await write_reply(*conn, rep, false);
+      co_return;
+    }
+    if (!db) {
+      Reply rep = error_reply(http::status::service_unavailable, "migrating",
+                              "the store is being opened or migrated; ask again shortly");
+      rep.headers.emplace_back(http::field::retry_after, "1");
       co_await write_reply(*conn, rep, false);
       co_return;
     }
@@ -596,12 +611,14 @@ void Server::Impl::stop() {
     c->wake.cancel();
     c->stream.socket().close(ignored);
   }
-  unlink(options.socket_path.c_str());
+  // An activated socket's file is its socket unit's, which listens on.
+  if (options.listen_fd < 0) unlink(options.socket_path.c_str());
 }
 
 boost::system::result<std::unique_ptr<Server>, StartError> Server::start(asio::io_context& io,
                                                                          Options options,
                                                                          Board& board) {
+  if (options.listen_fd >= 0) return adopt(io, std::move(options), board);
   const fs::path path(options.socket_path);
   if (options.socket_path.empty()) return StartError{"api.socket is empty"};
   if (options.socket_path.size() >= sizeof(sockaddr_un{}.sun_path)) {
@@ -613,9 +630,9 @@ boost::system::result<std::unique_ptr<Server>, StartError> Server::start(asio::i
 
   auto impl = std::make_shared<Impl>(io, std::move(options), board);
   const Options& o = impl->options;
-  auto st = store::Store::open(o.store_path);
-  if (!st) return StartError{"api: " + st.error().message};
-  impl->db = std::move(*st);
+  if (!o.open_store_later) {
+    if (auto e = impl->open_db()) return StartError{*e};
+  }
 
   boost::system::error_code ec;
   impl->acceptor.open(local(), ec);
@@ -637,6 +654,53 @@ boost::system::result<std::unique_ptr<Server>, StartError> Server::start(asio::i
     return StartError{o.socket_path + ": cannot listen: " + ec.message()};
   }
 
+  return begin(io, std::move(impl), board);
+}
+
+boost::system::result<std::unique_ptr<Server>, StartError> Server::adopt(asio::io_context& io,
+                                                                         Options options,
+                                                                         Board& board) {
+  const int fd = options.listen_fd;
+  int type = 0, listening = 0;
+  socklen_t len = sizeof type;
+  sockaddr_un addr{};
+  socklen_t addr_len = sizeof addr;
+  if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0 || type != SOCK_STREAM ||
+      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &addr_len) != 0 ||
+      addr.sun_family != AF_UNIX) {
+    return StartError{"the socket passed by systemd (fd " + std::to_string(fd) +
+                      ") is not a Unix stream socket"};
+  }
+  len = sizeof listening;
+  if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) != 0 || !listening) {
+    return StartError{"the socket passed by systemd (fd " + std::to_string(fd) +
+                      ") is not listening"};
+  }
+  // The name it is bound to (ListenStream=) is the file that gives the group.
+  if (addr_len > offsetof(sockaddr_un, sun_path) && addr.sun_path[0] != '\0') {
+    options.socket_path = addr.sun_path;
+  }
+  auto impl = std::make_shared<Impl>(io, std::move(options), board);
+  const Options& o = impl->options;
+  if (!o.open_store_later) {
+    if (auto e = impl->open_db()) return StartError{*e};
+  }
+  struct stat sst {};
+  const bool has_file = stat(o.socket_path.c_str(), &sst) == 0;
+  // The unit's SocketMode= is what the file has; access follows it.
+  const std::uint32_t mode = has_file ? (sst.st_mode & 0777) : o.mode;
+  impl->access =
+      Access{static_cast<std::uint32_t>(geteuid()),
+             has_file ? sst.st_gid : static_cast<std::uint32_t>(getegid()), mode, o.allow_uids};
+  boost::system::error_code ec;
+  impl->acceptor.assign(local(), fd, ec);
+  if (ec) return StartError{"the socket passed by systemd: " + ec.message()};
+  return begin(io, std::move(impl), board);
+}
+
+boost::system::result<std::unique_ptr<Server>, StartError> Server::begin(asio::io_context& io,
+                                                                         std::shared_ptr<Impl> impl,
+                                                                         Board& board) {
   impl->store_thread = std::thread([raw = impl.get()] { raw->store_io.run(); });
   std::weak_ptr<Impl> weak = impl;
   board.set_change_listener([weak, &io] {
@@ -655,5 +719,10 @@ Server::~Server() {
 }
 
 void Server::stop() { impl_->stop(); }
+
+boost::system::result<void, StartError> Server::open_store() {
+  if (auto e = impl_->open_db()) return StartError{*e};
+  return {};
+}
 
 }  // namespace crmcap::api

@@ -266,6 +266,10 @@ int main(int argc, char** argv) {
   auto* status_cmd = app.add_subcommand("status", "ask the running daemon how it is doing");
   bool status_json = false;
   status_cmd->add_flag("--json", status_json, "the daemon's answer as it is (GET /v1/status)");
+  // sync
+  auto* sync_cmd = app.add_subcommand("sync", "ask the running daemon to sync now");
+  std::string sync_mailbox;
+  sync_cmd->add_option("--mailbox", sync_mailbox, "only this mailbox (default: every mailbox)");
 
   // import
   auto* import_cmd = app.add_subcommand("import", "import the CRM directory from a CSV file");
@@ -420,6 +424,17 @@ int main(int argc, char** argv) {
       }
     }
     print_decision(o);
+    return 0;
+  }
+  if (*sync_cmd) {
+    auto asked = cli::remote_sync(socket_path, sync_mailbox);
+    if (!asked) {
+      std::cerr << "crm-capture: " << (asked.error().unreachable ? "no answer from a daemon: " : "")
+                << asked.error().message << "\n";
+      return 1;
+    }
+    std::cout << "sync started: " << (sync_mailbox.empty() ? "every mailbox" : sync_mailbox)
+              << "\n";
     return 0;
   }
   if (*status_cmd) {

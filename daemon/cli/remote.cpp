@@ -93,6 +93,16 @@ std::string describe_push(const capture::DirectoryReport& r) {
          std::to_string(r.rematched.size()) + " activities\n";
 }
 
+boost::system::result<void, api::ClientError> remote_sync(const std::string& socket,
+                                                          const std::string& mailbox) {
+  boost::urls::url target("/v1/sync");
+  if (!mailbox.empty()) target.params().append({"mailbox", mailbox});
+  auto r = api::call(socket, "POST", target.buffer());
+  if (!r) return r.error();
+  if (r->status != 202) return refused(*r);
+  return {};
+}
+
 std::string describe_status(const std::string& status_json) {
   const auto v = boost::json::parse(status_json);
   const auto& store = v.at("store");

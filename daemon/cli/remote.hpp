@@ -34,6 +34,12 @@ boost::system::result<capture::DirectoryReport, api::ClientError> remote_push(
 // "created 1, changed 0, removed 0; re-matched 2 activities"
 std::string describe_push(const capture::DirectoryReport& r);
 
+// POST /v1/sync (?mailbox= when `mailbox` is not empty): the daemon starts
+// a pass of that mailbox, or of every mailbox, now. An unknown mailbox is
+// the daemon's 404, as a ClientError naming it.
+boost::system::result<void, api::ClientError> remote_sync(const std::string& socket,
+                                                          const std::string& mailbox);
+
 // /v1/status for people: the daemon, its store, then a line per mailbox side.
 std::string describe_status(const std::string& status_json);
 

@@ -67,6 +67,7 @@ struct ImapConfig {
   // except to a loopback address (where it only costs CPU), "always", "never".
   enum class Compress { automatic, always, never };
   Compress compress = Compress::automatic;
+  bool operator==(const ImapConfig&) const = default;
 };
 
 // [mailbox.caldav]: validated now, used by the CalDAV connector.
@@ -76,6 +77,7 @@ struct CaldavConfig {
   std::string password_file, token_file, token_command, credential;  // as in ImapConfig
   std::uint32_t interval_seconds = 300;
   bool allow_insecure = false;
+  bool operator==(const CaldavConfig&) const = default;
 };
 
 // One [[mailbox]].
@@ -84,6 +86,8 @@ struct MailboxConfig {
   std::vector<std::string> owner;  // non-empty; lowercase addresses
   std::optional<ImapConfig> imap;  // at least one of imap and caldav is set
   std::optional<CaldavConfig> caldav;
+  // SIGHUP restarts a mailbox whose table changed in any key.
+  bool operator==(const MailboxConfig&) const = default;
 };
 
 struct Config {

@@ -3,6 +3,7 @@
 
 #include <boost/asio/post.hpp>
 
+#include <fcntl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -10,6 +11,7 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <sstream>
 
 namespace crmcap::service {
 
@@ -54,6 +56,28 @@ std::chrono::microseconds watchdog_interval() {
   const long long v = std::strtoll(usec, &end, 10);
   if (end == usec || *end != '\0' || v <= 0) return {};
   return std::chrono::microseconds(v);
+}
+
+std::vector<ListenFd> listen_fds() {
+  constexpr int first = 3;  // SD_LISTEN_FDS_START
+  std::vector<ListenFd> out;
+  const char* pid = std::getenv("LISTEN_PID");
+  const char* count = std::getenv("LISTEN_FDS");
+  const char* names = std::getenv("LISTEN_FDNAMES");
+  const bool ours = pid != nullptr && count != nullptr &&
+                    std::strtoll(pid, nullptr, 10) == static_cast<long long>(::getpid());
+  const long n = ours ? std::strtol(count, nullptr, 10) : 0;
+  std::istringstream named(names ? names : "");
+  for (long i = 0; i < n && i < 1024; ++i) {
+    ListenFd l{first + static_cast<int>(i), {}};
+    if (!std::getline(named, l.name, ':') || l.name.empty()) l.name = "unknown";
+    ::fcntl(l.fd, F_SETFD, FD_CLOEXEC);
+    out.push_back(std::move(l));
+  }
+  ::unsetenv("LISTEN_PID");
+  ::unsetenv("LISTEN_FDS");
+  ::unsetenv("LISTEN_FDNAMES");
+  return out;
 }
 
 Watchdog::Watchdog(boost::asio::any_io_executor loop) {

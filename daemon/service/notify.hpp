@@ -13,6 +13,7 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <vector>
 
 namespace crmcap::service {
 
@@ -47,5 +48,17 @@ class Watchdog {
   bool stop_ = false;
   std::thread thread_;
 };
+
+// Socket activation (sd_listen_fds(3), without libsystemd): the sockets a
+// .socket unit passed, fds 3 onwards, when $LISTEN_PID is this process and
+// $LISTEN_FDS counts them; each with its name from $LISTEN_FDNAMES
+// (FileDescriptorName=, "unknown" when unnamed). The three variables are
+// unset (so that no child takes the sockets for its own) and each fd is
+// marked close-on-exec. Empty when not socket-activated.
+struct ListenFd {
+  int fd = -1;
+  std::string name;
+};
+std::vector<ListenFd> listen_fds();
 
 }  // namespace crmcap::service

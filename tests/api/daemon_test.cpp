@@ -132,7 +132,7 @@ TEST(Daemon, ServesItsStateOnTheSocketAndStopsOnSigterm) {
   EXPECT_EQ(page->body, R"({"items":[],"next_cursor":null})");
   auto sync = api::call(socket, "POST", "/v1/sync");
   ASSERT_TRUE(sync);
-  EXPECT_EQ(sync->status, 501);
+  EXPECT_EQ(sync->status, 202);
 
   const auto st = stop_daemon(pid);
   ASSERT_TRUE(st) << "the daemon did not stop on SIGTERM";

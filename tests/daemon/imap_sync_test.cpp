@@ -16,6 +16,7 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
@@ -1403,6 +1404,131 @@ TEST_F(ImapSync, NewMailArrivesThroughIdle) {
   EXPECT_EQ(activities()[0].message_id, "idle@acme.com");
   std::printf("IDLE: delivery to stored activity in %lld ms\n",
               static_cast<long long>(latency.count()));
+}
+
+// IDLE is silent until new mail comes (Dovecot's keep-alive comes every
+// 2 minutes): a wait longer than timeout_seconds is no failure, and the mail
+// that ends it is taken on the same connection.
+TEST_F(ImapSync, IdleOutlastsTimeoutSecondsWithoutReconnecting) {
+  auto o = options();
+  o.folders = {"INBOX"};
+  o.poll_interval = std::chrono::seconds(600);
+  o.transport.io_timeout = std::chrono::seconds(1);
+  imap::Account account(io.get_executor(), o, *sink);
+  int passes = 0;
+  account.on_synced = [&](const imap::SyncReport&) {
+    if (++passes == 1) {
+      asio::co_spawn(
+          io,
+          [&]() -> imap::Awaitable<void> {
+            asio::steady_timer t(io, std::chrono::milliseconds(3500));
+            co_await t.async_wait(asio::use_awaitable);
+            dovecot->deliver_doveadm("INBOX", dated("quiet@acme.com", "jane@acme.com", "Late"));
+          },
+          asio::detached);
+    } else if (!activities().empty()) {
+      account.stop();
+    }
+  };
+  int failures = 0;
+  account.on_failure = [&](const imap::SyncError& e) {
+    ++failures;
+    ADD_FAILURE() << e.message;
+  };
+  run_until_stopped(io, account, std::chrono::seconds(30), "no activity 30 s after delivery");
+  EXPECT_EQ(failures, 0);
+  EXPECT_EQ(passes, 2);  // the first pass, then INBOX on the IDLE's news: no reconnect
+  ASSERT_EQ(activities().size(), 1u);
+}
+
+// wake() (POST /v1/sync) ends the wait for new mail and syncs every folder
+// now: from IDLE on INBOX, and from the sleep until the next poll of an
+// account without INBOX (no IDLE). Mail put in Sent is never announced by
+// IDLE, and the next poll is 10 minutes away: only the wake can bring it.
+TEST_F(ImapSync, AWakeSyncsEveryFolderNowFromIdleOrFromTheSleepUntilThePoll) {
+  for (const bool idle : {true, false}) {
+    SCOPED_TRACE(idle ? "from IDLE" : "from the sleep");
+    auto o = options();
+    o.folders =
+        idle ? std::vector<std::string>{"INBOX", "\\Sent"} : std::vector<std::string>{"\\Sent"};
+    o.poll_interval = std::chrono::seconds(600);
+    imap::Account account(io.get_executor(), o, *sink);
+    int passes = 0;
+    const std::string mid = idle ? "woken@example.com" : "slept@example.com";
+    account.on_synced = [&](const imap::SyncReport&) {
+      if (++passes == 1) {
+        // Once the account waits (IDLE has begun, or the sleep).
+        asio::co_spawn(
+            io,
+            [&]() -> imap::Awaitable<void> {
+              dovecot->deliver_doveadm(
+                  "Sent", test::message("From: user1@example.com\nTo: jane@acme.com\n"
+                                        "Subject: Woken\nDate: Mon, 23 Nov 2026 10:00:00 +0000\n"
+                                        "Message-ID: <" +
+                                        mid + ">\n"));
+              asio::steady_timer t(io, std::chrono::milliseconds(500));
+              co_await t.async_wait(asio::use_awaitable);
+              account.wake();
+            },
+            asio::detached);
+      } else {
+        account.stop();
+      }
+    };
+    account.on_failure = [&](const imap::SyncError& e) { ADD_FAILURE() << e.message; };
+    run_until_stopped(io, account, std::chrono::seconds(20), "no pass 20 s after the wake");
+    EXPECT_EQ(passes, 2);
+    bool found = false;
+    for (const auto& a : activities()) found = found || a.message_id == mid;
+    EXPECT_TRUE(found);
+  }
+}
+
+// A wake during a pass is not lost: the next pass follows at once, without
+// waiting for new mail or the poll.
+TEST_F(ImapSync, AWakeDuringAPassStartsAnotherRightAfterIt) {
+  auto o = options();
+  o.folders = {"INBOX"};
+  o.poll_interval = std::chrono::seconds(600);
+  imap::Account account(io.get_executor(), o, *sink);
+  int passes = 0;
+  account.on_synced = [&](const imap::SyncReport&) {
+    if (++passes == 1) {
+      account.wake();  // the session reports the pass, then goes on
+    } else {
+      account.stop();
+    }
+  };
+  account.on_failure = [&](const imap::SyncError& e) { ADD_FAILURE() << e.message; };
+  run_until_stopped(io, account, std::chrono::seconds(20), "no second pass within 20 s");
+  EXPECT_EQ(passes, 2);
+}
+
+// A wake while the account waits to reconnect after a failure tries now.
+TEST_F(ImapSync, AWakeEndsTheWaitBeforeAReconnect) {
+  auto o = options();
+  o.transport.port = 1;  // nothing listens: the connect fails, retry_later
+  imap::Account account(io.get_executor(), o, *sink);
+  int failures = 0;
+  std::chrono::milliseconds delay{0};
+  std::chrono::steady_clock::time_point first;
+  account.on_failure = [&](const imap::SyncError&) {
+    if (++failures == 2) {
+      delay = std::chrono::duration_cast<std::chrono::milliseconds>(
+          std::chrono::steady_clock::now() - first);
+      account.stop();
+    }
+  };
+  account.on_retry = [&](std::chrono::milliseconds d) {
+    if (failures == 1) {
+      first = std::chrono::steady_clock::now();
+      EXPECT_GE(d, std::chrono::milliseconds(800));  // 1 s less 20 % jitter
+      asio::post(io, [&] { account.wake(); });
+    }
+  };
+  run_until_stopped(io, account, std::chrono::seconds(20), "no second attempt within 20 s");
+  EXPECT_EQ(failures, 2);
+  EXPECT_LT(delay, std::chrono::milliseconds(800));
 }
 
 // Mail that lands after a pass read INBOX but before IDLE starts is reported

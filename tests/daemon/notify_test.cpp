@@ -2,6 +2,7 @@
 // sd_notify without libsystemd, against a real AF_UNIX datagram socket bound
 // as systemd binds a unit's notify socket.
 #include "daemon/service/notify.hpp"
+#include "daemon/api/client.hpp"
 #include "tests/support/temp_dir.hpp"
 
 #include <gtest/gtest.h>
@@ -18,6 +19,7 @@
 #include <csignal>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <string>
 #include <vector>
@@ -161,7 +163,7 @@ TEST(SdNotify, TheDaemonRunsAsATypeNotifyUnitWithAWatchdog) {
   ASSERT_EQ(posix_spawn(&pid, exe.c_str(), &actions, nullptr, argv.data(), envp.data()), 0);
   posix_spawn_file_actions_destroy(&actions);
 
-  EXPECT_EQ(sock.receive(30), "READY=1");
+  EXPECT_EQ(sock.receive(30), "READY=1\nSTATUS=0 IMAP and 1 CalDAV account(s)");
   EXPECT_EQ(sock.receive(), "WATCHDOG=1");
   EXPECT_EQ(sock.receive(), "WATCHDOG=1");
   ::kill(pid, SIGTERM);
@@ -172,4 +174,73 @@ TEST(SdNotify, TheDaemonRunsAsATypeNotifyUnitWithAWatchdog) {
   ASSERT_EQ(::waitpid(pid, &status, 0), pid);
   EXPECT_TRUE(WIFEXITED(status));
   EXPECT_EQ(WEXITSTATUS(status), 0);
+}
+
+// Socket activation as a .socket unit does it, by systemd-socket-activate:
+// the daemon serves the API on the socket it is passed (fd 3, named "api")
+// and binds nothing of its own; the first connection, which started it, is
+// answered. SIGTERM leaves the socket's file to its owner.
+TEST(SdNotify, TheDaemonServesTheApiOnTheSocketSystemdPasses) {
+  if (::access("/usr/bin/systemd-socket-activate", X_OK) != 0) {
+    GTEST_SKIP() << "systemd-socket-activate is not installed";
+  }
+  test::TempDir dir;
+  const std::string notify = (dir.path() / "notify").string();
+  NotifySocket sock(notify);
+  ASSERT_TRUE(sock.bound());
+  const std::string toml = (dir.path() / "c.toml").string();
+  const std::string own = (dir.path() / "own" / "api.sock").string();
+  const std::string passed = (dir.path() / "passed.sock").string();
+  std::ofstream(dir.path() / "alice.pass") << "secret\n";
+  std::ofstream(toml) << "[store]\npath = \"capture.db\"\n[api]\nsocket = \"" << own
+                      << "\"\n[[mailbox]]\nname = \"alice\"\nowner = [\"alice@example.com\"]\n"
+                         "[mailbox.caldav]\nurl = \"http://127.0.0.1:9/\"\n"
+                         "allow_insecure = true\nusername = \"alice\"\n"
+                         "password_file = \"alice.pass\"\ninterval_seconds = 3600\n";
+  const std::string exe = std::string(CRMCAP_BINARY_DIR) + "/daemon/crm-captured";
+  std::vector<std::string> args = {"/usr/bin/systemd-socket-activate",
+                                   "-l",
+                                   passed,
+                                   "--fdname=api",
+                                   "-E",
+                                   "NOTIFY_SOCKET=" + notify,
+                                   exe,
+                                   "--config",
+                                   toml};
+  std::vector<std::string> env = {"PATH=/usr/bin:/bin"};
+  std::vector<char*> argv, envp;
+  for (auto& a : args) argv.push_back(a.data());
+  for (auto& e : env) envp.push_back(e.data());
+  argv.push_back(nullptr);
+  envp.push_back(nullptr);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
+  posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0);
+  pid_t pid = 0;
+  ASSERT_EQ(posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), envp.data()), 0);
+  posix_spawn_file_actions_destroy(&actions);
+  for (int i = 0; i < 200 && !std::filesystem::exists(passed); ++i) ::usleep(50'000);
+  ASSERT_TRUE(std::filesystem::exists(passed));
+
+  // The first connection starts the daemon, which answers it: 503
+  // migrating while it opens its store, then the status.
+  auto r = api::call(passed, "GET", "/v1/status", std::chrono::seconds(30));
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(sock.receive(30), "READY=1\nSTATUS=0 IMAP and 1 CalDAV account(s)");
+  if (r->status == 503) {
+    EXPECT_NE(r->body.find("\"migrating\""), std::string::npos) << r->body;
+    r = api::call(passed, "GET", "/v1/status");
+    ASSERT_TRUE(r) << r.error().message;
+  }
+  EXPECT_EQ(r->status, 200) << r->body;
+  EXPECT_NE(r->body.find("\"alice\""), std::string::npos) << r->body;
+  EXPECT_FALSE(std::filesystem::exists(own)) << "the daemon bound a socket of its own";
+
+  ::kill(pid, SIGTERM);
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  EXPECT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+  EXPECT_TRUE(std::filesystem::exists(passed)) << "the socket unit's file was removed";
 }

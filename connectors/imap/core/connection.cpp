@@ -170,7 +170,9 @@ Task<SyncResult<std::optional<Response>>> Connection::next(
       } else {
         Action& a = ex_.next(Action::Kind::read);
         a.into = std::span<char>(read_buf_.get(), kReadBytes);
-        a.timeout = std::min(left, options_.transport.io_timeout);
+        // A read that waits for its wake_at (IDLE) is silent until then by
+        // design: only its deadline bounds it, not timeout_seconds.
+        a.timeout = wake_at ? left : std::min(left, options_.transport.io_timeout);
         a.wake_at = wake_at;
       }
     } else {

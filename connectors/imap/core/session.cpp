@@ -44,6 +44,7 @@ struct Core {
 
   Action resume(Io& io);
   void stop() noexcept { stopped = true; }
+  void wake() noexcept { woken = mode == session_fsm::Mode::watch; }
   const SyncReport& report() const { return result; }
 
   const AccountOptions& options;
@@ -57,6 +58,7 @@ struct Core {
   bool failed = false;
   SyncReport result;
   bool stopped = false;
+  bool woken = false;  // wake(): a pass over every folder is wanted now
   std::uint64_t next_ticket = 1;
   // Resolved folder names (configured "\\Sent" -> "Sent"), in configured order.
   std::vector<std::string> folders;
@@ -968,8 +970,8 @@ struct Core {
   }
 
   // After the first pass: IDLE on INBOX (re-issued every idle_reissue) and
-  // a pass over every folder each poll_interval; without IDLE, sleeping
-  // until the next poll. Until stop() or a failure.
+  // a pass over every folder each poll_interval (and after wake()); without
+  // IDLE, sleeping until the next poll. Until stop() or a failure.
   Task<SyncResult<void>> watch() {
     using std::chrono::milliseconds;
     auto first = co_await sync_all(true);
@@ -979,7 +981,9 @@ struct Core {
     const bool can_idle = inbox && conn.capabilities().has("IDLE");
     auto next_poll = conn.now() + options.poll_interval;
     while (!stopped) {
-      if (can_idle) {
+      if (woken) {
+        // wake() came during the last pass: the next one starts at once.
+      } else if (can_idle) {
         // Named, not a temporary, in co_await (GCC 12).
         const std::string inbox_name = "INBOX";
         auto e = co_await examine(inbox_name);
@@ -1014,7 +1018,8 @@ struct Core {
           auto idled = co_await conn.idle(wait, wake);
           if (!idled) co_return idled.error();
         }
-        if (new_mail) {
+        // After wake(), the pass over every folder below takes INBOX too.
+        if (new_mail && !woken) {
           auto syncing = sync_folder(inbox_name, stored, false);
           auto r = co_await std::move(syncing);
           if (!r) co_return r.error();
@@ -1025,7 +1030,8 @@ struct Core {
         exchange.next(Action::Kind::sleep).until = next_poll;
         co_await exchange.need();
       }
-      if (conn.now() >= next_poll) {
+      if (woken || conn.now() >= next_poll) {
+        woken = false;
         next_poll = conn.now() + options.poll_interval;
         auto r = co_await sync_all(true);
         if (!r) co_return r.error();
@@ -1073,6 +1079,8 @@ session_fsm::~session_fsm() = default;
 
 Action session_fsm::resume(Io&& io) { return core_->resume(io); }
 void session_fsm::stop() noexcept { core_->stop(); }
+void session_fsm::wake() noexcept { core_->wake(); }
+bool session_fsm::wake_pending() const noexcept { return core_->woken; }
 const SyncReport& session_fsm::report() const { return core_->report(); }
 
 }  // namespace crmcap::imap

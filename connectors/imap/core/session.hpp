@@ -171,6 +171,14 @@ class session_fsm {
   Action resume(Io&& io);
   // The session ends soon (cancelled): before the next batch or pass.
   void stop() noexcept;
+  // A watch session syncs every folder now (POST /v1/sync): it ends its IDLE
+  // or its sleep until the next poll and starts a pass; asked during a pass,
+  // another pass follows it at once. Nothing in a once session. The driver
+  // cuts the wait short: see wake_pending().
+  void wake() noexcept;
+  // A wake() whose pass has not started: the driver then resumes a read with
+  // a wake_at at once with Io::woken (the read going on), and a sleep at once.
+  bool wake_pending() const noexcept;
   // After done (once): every folder's report, the capabilities, COMPRESS.
   const SyncReport& report() const;
 

@@ -57,6 +57,12 @@ struct Account::Impl {
   // for stop().
   session_fsm* session = nullptr;
   std::unique_ptr<Transport> transport;
+  detail::WakingReads* waking_reads = nullptr;  // the session's, for wake()
+  // wake() came with no session under way (between two: one ending, or the
+  // backoff): the next session starts without waiting out the backoff.
+  bool wake_asked = false;
+  // The session's sleep, and run()'s backoff between sessions: stop() and
+  // wake() cancel it.
   asio::steady_timer sleeper;
 
   // Commits started (Action::start_commits) and not yet waited for, by
@@ -170,6 +176,9 @@ struct Account::Impl {
     Transport& t = *transport;
     detail::WakingReads waking(executor, t);
     session = &s;
+    waking_reads = &waking;
+    wake_asked = false;  // this session's first pass is the one asked for
+    const std::function<bool()> wake_pending = [&s] { return s.wake_pending(); };
     if (stopped) s.stop();  // stop() came first: the session stops at its first check
     std::optional<SyncError> failed;
     std::exception_ptr thrown;
@@ -185,7 +194,7 @@ struct Account::Impl {
             break;
           case Action::Kind::read:
             if (waking.handles(a)) {
-              outcome = co_await waking.read(a);
+              outcome = co_await waking.read(a, wake_pending);
             } else if (auto r = co_await t.async_read_some(a.into, a.timeout); r) {
               outcome.bytes = *r;
             } else {
@@ -209,7 +218,9 @@ struct Account::Impl {
             break;
           case Action::Kind::sleep:
             sleeper.expires_at(a.until);
-            if (!stopped) (void)co_await sleeper.async_wait(asio::as_tuple(asio::use_awaitable));
+            if (!stopped && !s.wake_pending()) {
+              (void)co_await sleeper.async_wait(asio::as_tuple(asio::use_awaitable));
+            }
             break;
           case Action::Kind::synced:
             if (synced) synced(*a.report);
@@ -227,6 +238,7 @@ struct Account::Impl {
       thrown = std::current_exception();
     }
     session = nullptr;
+    waking_reads = nullptr;
     // Nothing the session started outlives it: a read left going, commits.
     co_await waking.close();
     co_await drain_commits();
@@ -255,12 +267,22 @@ void Account::stop() {
   impl_->sleeper.cancel();
 }
 
+void Account::wake() {
+  Impl& s = *impl_;
+  if (s.stopped) return;
+  if (s.session) {
+    s.session->wake();
+    if (s.waking_reads) s.waking_reads->interrupt();
+  } else {
+    s.wake_asked = true;
+  }
+  s.sleeper.cancel();
+}
+
 Awaitable<SyncError> Account::run() {
   Impl& s = *impl_;
   std::mt19937_64 rng{std::random_device{}()};
   unsigned attempt = 0;
-  auto ex = co_await asio::this_coro::executor;
-  asio::steady_timer sleeper(ex);
   const std::function<void(const SyncReport&)> synced = [&](const SyncReport& r) {
     attempt = 0;
     if (on_synced) on_synced(r);
@@ -279,8 +301,12 @@ Awaitable<SyncError> Account::run() {
     if (failed && on_failure) on_failure(failure);
     if (failed && failure.retry == RetryClass::needs_user) co_return failure;
     ++attempt;
-    sleeper.expires_after(backoff_delay(attempt, rng()));
-    co_await sleeper.async_wait(asio::as_tuple(asio::use_awaitable));
+    const auto delay = backoff_delay(attempt, rng());
+    if (on_retry) on_retry(delay);
+    s.sleeper.expires_after(delay);
+    if (!s.stopped && !s.wake_asked) {
+      (void)co_await s.sleeper.async_wait(asio::as_tuple(asio::use_awaitable));
+    }
   }
   co_return SyncError{make_error_code(SyncErrc::cancelled), s.options.name + ": stopped",
                       RetryClass::retry_later};

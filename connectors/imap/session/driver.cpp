@@ -25,7 +25,7 @@ WakingReads::WakingReads(const asio::any_io_executor& executor, Transport& trans
 
 WakingReads::~WakingReads() = default;
 
-Awaitable<Io> WakingReads::read(const Action& a) {
+Awaitable<Io> WakingReads::read(const Action& a, const std::function<bool()>& cut) {
   if (!read_) {
     auto r = std::make_shared<PendingRead>(executor_);
     read_ = r;
@@ -44,6 +44,11 @@ Awaitable<Io> WakingReads::read(const Action& a) {
   }
   const std::shared_ptr<PendingRead> r = read_;
   while (!r->result) {
+    if (a.wake_at && cut && cut()) {
+      Io io;
+      io.woken = true;
+      co_return io;
+    }
     r->ended.expires_at(a.wake_at.value_or(asio::steady_timer::time_point::max()));
     auto [ec] = co_await r->ended.async_wait(asio::as_tuple(asio::use_awaitable));
     if (!ec && !r->result) {
@@ -60,6 +65,10 @@ Awaitable<Io> WakingReads::read(const Action& a) {
     io.error = std::move(*r->result).error();
   }
   co_return io;
+}
+
+void WakingReads::interrupt() {
+  if (read_) read_->ended.cancel();
 }
 
 Awaitable<void> WakingReads::close() {

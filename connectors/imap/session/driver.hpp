@@ -11,6 +11,7 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include <functional>
 #include <memory>
 #include <optional>
 
@@ -32,8 +33,12 @@ class WakingReads {
   // Carries out `read`: starts it on its own (unless one is going on, which
   // it continues) and waits for it, or for its wake_at: then Io::woken, the
   // read going on; writes may be made meanwhile, and the next read action
-  // is that read.
-  Awaitable<Io> read(const Action& read);
+  // is that read. With a wake_at, `cut` is asked before the wait and after
+  // each interrupt(): true ends the wait as if wake_at had passed.
+  Awaitable<Io> read(const Action& read, const std::function<bool()>& cut);
+
+  // Makes a read() waiting for its wake_at ask its `cut` again.
+  void interrupt();
 
   // Closes the transport (at once) and waits for a read still going to end,
   // so that nothing refers to its buffer or the transport afterwards.
