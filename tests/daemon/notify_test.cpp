@@ -76,6 +76,24 @@ class ScopedEnv {
   const char* name_;
 };
 
+// Starts args[0] with `args` and exactly `env`, its standard output and
+// error to /dev/null: its pid, or -1.
+pid_t spawn_quiet(std::vector<std::string> args, std::vector<std::string> env) {
+  std::vector<char*> argv, envp;
+  for (auto& a : args) argv.push_back(a.data());
+  for (auto& e : env) envp.push_back(e.data());
+  argv.push_back(nullptr);
+  envp.push_back(nullptr);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
+  posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0);
+  pid_t pid = 0;
+  const int rc = posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), envp.data());
+  posix_spawn_file_actions_destroy(&actions);
+  return rc == 0 ? pid : -1;
+}
+
 }  // namespace
 
 TEST(SdNotify, ReadyReachesTheUnitsNotifySocket) {
@@ -150,18 +168,8 @@ TEST(SdNotify, TheDaemonRunsAsATypeNotifyUnitWithAWatchdog) {
   std::vector<std::string> args = {exe, "--config", toml};
   std::vector<std::string> env = {"NOTIFY_SOCKET=" + notify, "WATCHDOG_USEC=200000",
                                   "PATH=/usr/bin:/bin"};
-  std::vector<char*> argv, envp;
-  for (auto& a : args) argv.push_back(a.data());
-  for (auto& e : env) envp.push_back(e.data());
-  argv.push_back(nullptr);
-  envp.push_back(nullptr);
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
-  posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0);
-  pid_t pid = 0;
-  ASSERT_EQ(posix_spawn(&pid, exe.c_str(), &actions, nullptr, argv.data(), envp.data()), 0);
-  posix_spawn_file_actions_destroy(&actions);
+  const pid_t pid = spawn_quiet(args, env);
+  ASSERT_GT(pid, 0);
 
   EXPECT_EQ(sock.receive(30), "READY=1\nSTATUS=0 IMAP and 1 CalDAV account(s)");
   EXPECT_EQ(sock.receive(), "WATCHDOG=1");
@@ -208,18 +216,8 @@ TEST(SdNotify, TheDaemonServesTheApiOnTheSocketSystemdPasses) {
                                    "--config",
                                    toml};
   std::vector<std::string> env = {"PATH=/usr/bin:/bin"};
-  std::vector<char*> argv, envp;
-  for (auto& a : args) argv.push_back(a.data());
-  for (auto& e : env) envp.push_back(e.data());
-  argv.push_back(nullptr);
-  envp.push_back(nullptr);
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
-  posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0);
-  pid_t pid = 0;
-  ASSERT_EQ(posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), envp.data()), 0);
-  posix_spawn_file_actions_destroy(&actions);
+  const pid_t pid = spawn_quiet(args, env);
+  ASSERT_GT(pid, 0);
   for (int i = 0; i < 200 && !std::filesystem::exists(passed); ++i) ::usleep(50'000);
   ASSERT_TRUE(std::filesystem::exists(passed));
 
