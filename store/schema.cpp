@@ -301,85 +301,6 @@ constexpr const char* k_v10 = R"sql(
 ALTER TABLE activity_participants ADD COLUMN partstat TEXT NOT NULL DEFAULT '';
 )sql";
 
-// v11: the activities of a contact, and of a company, in the listing's
-// order: one row per (contact or company, activity), kept by triggers on
-// every write of participants (and of an activity's time), whichever code
-// writes them. A page of a contact's activities then reads its rows newest
-// first from here and stops at the page's end, instead of reading every
-// activity the contact ever had and sorting them (a contact with 12,000 of
-// 1,000,000 took 40 ms a page; bench_api.py). Rows already stored are
-// filled in.
-constexpr const char* k_v11 = R"sql(
-CREATE TABLE activity_contacts (
-  contact_id   TEXT NOT NULL,
-  occurred_at  TEXT NOT NULL,
-  activity_seq INTEGER NOT NULL,
-  PRIMARY KEY (contact_id, occurred_at, activity_seq)
-) WITHOUT ROWID;
-CREATE TABLE activity_companies (
-  company_id   TEXT NOT NULL,
-  occurred_at  TEXT NOT NULL,
-  activity_seq INTEGER NOT NULL,
-  PRIMARY KEY (company_id, occurred_at, activity_seq)
-) WITHOUT ROWID;
-INSERT OR IGNORE INTO activity_contacts (contact_id, occurred_at, activity_seq)
-SELECT p.contact_id, a.occurred_at, a.seq FROM activity_participants p
-JOIN activities a ON a.seq = p.activity_seq WHERE p.contact_id <> '';
-INSERT OR IGNORE INTO activity_companies (company_id, occurred_at, activity_seq)
-SELECT p.company_id, a.occurred_at, a.seq FROM activity_participants p
-JOIN activities a ON a.seq = p.activity_seq WHERE p.company_id <> '';
-CREATE TRIGGER activity_links_insert AFTER INSERT ON activity_participants BEGIN
-  INSERT OR IGNORE INTO activity_contacts (contact_id, occurred_at, activity_seq)
-  SELECT NEW.contact_id, occurred_at, seq FROM activities
-  WHERE seq = NEW.activity_seq AND NEW.contact_id <> '';
-  INSERT OR IGNORE INTO activity_companies (company_id, occurred_at, activity_seq)
-  SELECT NEW.company_id, occurred_at, seq FROM activities
-  WHERE seq = NEW.activity_seq AND NEW.company_id <> '';
-END;
-CREATE TRIGGER activity_links_delete AFTER DELETE ON activity_participants BEGIN
-  DELETE FROM activity_contacts WHERE contact_id = OLD.contact_id
-    AND occurred_at = (SELECT occurred_at FROM activities WHERE seq = OLD.activity_seq)
-    AND activity_seq = OLD.activity_seq
-    AND NOT EXISTS (SELECT 1 FROM activity_participants
-                    WHERE activity_seq = OLD.activity_seq AND contact_id = OLD.contact_id);
-  DELETE FROM activity_companies WHERE company_id = OLD.company_id
-    AND occurred_at = (SELECT occurred_at FROM activities WHERE seq = OLD.activity_seq)
-    AND activity_seq = OLD.activity_seq
-    AND NOT EXISTS (SELECT 1 FROM activity_participants
-                    WHERE activity_seq = OLD.activity_seq AND company_id = OLD.company_id);
-END;
-CREATE TRIGGER activity_links_update AFTER UPDATE OF contact_id, company_id
-ON activity_participants BEGIN
-  DELETE FROM activity_contacts WHERE contact_id = OLD.contact_id
-    AND occurred_at = (SELECT occurred_at FROM activities WHERE seq = OLD.activity_seq)
-    AND activity_seq = OLD.activity_seq
-    AND NOT EXISTS (SELECT 1 FROM activity_participants
-                    WHERE activity_seq = OLD.activity_seq AND contact_id = OLD.contact_id);
-  DELETE FROM activity_companies WHERE company_id = OLD.company_id
-    AND occurred_at = (SELECT occurred_at FROM activities WHERE seq = OLD.activity_seq)
-    AND activity_seq = OLD.activity_seq
-    AND NOT EXISTS (SELECT 1 FROM activity_participants
-                    WHERE activity_seq = OLD.activity_seq AND company_id = OLD.company_id);
-  INSERT OR IGNORE INTO activity_contacts (contact_id, occurred_at, activity_seq)
-  SELECT NEW.contact_id, occurred_at, seq FROM activities
-  WHERE seq = NEW.activity_seq AND NEW.contact_id <> '';
-  INSERT OR IGNORE INTO activity_companies (company_id, occurred_at, activity_seq)
-  SELECT NEW.company_id, occurred_at, seq FROM activities
-  WHERE seq = NEW.activity_seq AND NEW.company_id <> '';
-END;
-CREATE TRIGGER activity_links_time AFTER UPDATE OF occurred_at ON activities
-WHEN NEW.occurred_at <> OLD.occurred_at BEGIN
-  UPDATE activity_contacts SET occurred_at = NEW.occurred_at
-  WHERE contact_id IN (SELECT contact_id FROM activity_participants
-                       WHERE activity_seq = NEW.seq AND contact_id <> '')
-    AND occurred_at = OLD.occurred_at AND activity_seq = NEW.seq;
-  UPDATE activity_companies SET occurred_at = NEW.occurred_at
-  WHERE company_id IN (SELECT company_id FROM activity_participants
-                       WHERE activity_seq = NEW.seq AND company_id <> '')
-    AND occurred_at = OLD.occurred_at AND activity_seq = NEW.seq;
-END;
-)sql";
-
 // Fills email_key of every contact address (v6).
 void fill_email_keys(SQLite::Database& db) {
   std::vector<std::pair<std::string, std::string>> rows;  // (email, contact_id)
@@ -399,10 +320,9 @@ void fill_email_keys(SQLite::Database& db) {
   }
 }
 
-constexpr Migration k_migrations[] = {{k_v1, nullptr},  {k_v2, nullptr}, {k_v3, nullptr},
-                                      {k_v4, nullptr},  {k_v5, nullptr}, {k_v6, fill_email_keys},
-                                      {k_v7, nullptr},  {k_v8, nullptr}, {k_v9, nullptr},
-                                      {k_v10, nullptr}, {k_v11, nullptr}};
+constexpr Migration k_migrations[] = {
+    {k_v1, nullptr},         {k_v2, nullptr}, {k_v3, nullptr}, {k_v4, nullptr}, {k_v5, nullptr},
+    {k_v6, fill_email_keys}, {k_v7, nullptr}, {k_v8, nullptr}, {k_v9, nullptr}, {k_v10, nullptr}};
 
 }  // namespace
 

@@ -467,30 +467,19 @@ class SqliteStore final : public Store {
   }
 
   Result<std::vector<Activity>> list(const ActivityFilter& f) override try {
-    // A contact's or a company's listing is driven by its rows in
-    // activity_contacts or activity_companies (v11), read in the listing's
-    // order: the page ends after `limit` rows instead of after every row of
-    // that contact. Their occurred_at is the activity's, so the time bounds
-    // and the page's position seek in them.
-    std::string sql = k_act_select;
-    std::string at = "a.occurred_at";
+    std::string sql = std::string(k_act_select) + " WHERE 1 = 1";
     std::vector<std::string> args;
-    const auto driven_by = [&](const char* table, const char* column, const std::string& id) {
-      sql += detail::cat(" JOIN ", table, " x ON a.seq = x.activity_seq WHERE x.", column, " = ?");
-      at = "x.occurred_at";
-      args.push_back(id);
-    };
     if (!f.contact_id.empty()) {
-      driven_by("activity_contacts", "contact_id", f.contact_id);
-    } else if (!f.company_id.empty()) {
-      driven_by("activity_companies", "company_id", f.company_id);
-    } else {
-      sql += " WHERE 1 = 1";
-    }
-    if (!f.contact_id.empty() && !f.company_id.empty()) {
+      // "<> ''" lets SQLite use the partial index of matched participants.
       sql +=
-          " AND EXISTS (SELECT 1 FROM activity_companies c WHERE c.company_id = ? "
-          "AND c.occurred_at = a.occurred_at AND c.activity_seq = a.seq)";
+          " AND a.seq IN (SELECT activity_seq FROM activity_participants "
+          "WHERE contact_id = ? AND contact_id <> '')";
+      args.push_back(f.contact_id);
+    }
+    if (!f.company_id.empty()) {
+      sql +=
+          " AND a.seq IN (SELECT activity_seq FROM activity_participants "
+          "WHERE company_id = ? AND company_id <> '')";
       args.push_back(f.company_id);
     }
     if (!f.opportunity_id.empty()) {
@@ -502,11 +491,11 @@ class SqliteStore final : public Store {
       args.push_back(f.mailbox);
     }
     if (!f.since.empty()) {
-      sql += detail::cat(" AND ", at, " >= ?");
+      sql += " AND a.occurred_at >= ?";
       args.push_back(f.since);
     }
     if (!f.until.empty()) {
-      sql += detail::cat(" AND ", at, " < ?");
+      sql += " AND a.occurred_at < ?";
       args.push_back(f.until);
     }
     if (f.kind) {
@@ -522,23 +511,14 @@ class SqliteStore final : public Store {
       sql += ")";
     }
     if (f.after) {
-      // A row value comparison: SQLite (and PostgreSQL) seek the index to
-      // it. Driven by a link table, whose key has no id: the time seeks, the
-      // id decides among rows of that same time.
-      const char* op = f.newest_first ? " < " : " > ";
-      if (at == "a.occurred_at") {
-        sql += detail::cat(" AND (a.occurred_at, a.id)", op, "(?, ?)");
-        args.push_back(f.after->occurred_at);
-      } else {
-        sql += detail::cat(" AND ", at, f.newest_first ? " <= ?" : " >= ?", " AND (", at, op,
-                           "? OR a.id", op, "?)");
-        args.push_back(f.after->occurred_at);
-        args.push_back(f.after->occurred_at);
-      }
+      // A row value comparison: SQLite (and PostgreSQL) seek the index to it.
+      sql += f.newest_first ? " AND (a.occurred_at, a.id) < (?, ?)"
+                            : " AND (a.occurred_at, a.id) > (?, ?)";
+      args.push_back(f.after->occurred_at);
       args.push_back(f.after->id);
     }
-    sql += f.newest_first ? detail::cat(" ORDER BY ", at, " DESC, a.id DESC")
-                          : detail::cat(" ORDER BY ", at, ", a.id");
+    sql += f.newest_first ? " ORDER BY a.occurred_at DESC, a.id DESC"
+                          : " ORDER BY a.occurred_at, a.id";
     if (f.limit > 0) sql += detail::cat(" LIMIT ", f.limit);
     // One snapshot for the rows and their participants and places.
     const ReadScope scope(db_);
