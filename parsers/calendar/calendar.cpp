@@ -849,9 +849,14 @@ class Expander {
     if (!window_.overlaps(occ.start, occ.end)) return;
     if (out_.occurrences.size() >= o_.max_occurrences) {
       if (out_.occurrences.count(s.unix) == 0) {
+        // More occurrences in the window than a person attends (an endless
+        // SECONDLY rule, say): no meeting series, so it fails whole with its
+        // reason rather than being captured cut short.
         full_ = true;
-        add_note(out_.notes, "recurrence: stopped after " + std::to_string(o_.max_occurrences) +
-                                 " occurrences (max_occurrences)");
+        out_.occurrences.clear();
+        fail("recurrence not expanded: more than " + std::to_string(o_.max_occurrences) +
+                 " occurrences in the window (max_occurrences)",
+             Errc::limit_exceeded);
       }
       return;
     }
@@ -1080,7 +1085,7 @@ class Expander {
       if (full_) break;
     }
     icalerror_clear_errno();
-    if (capped_ && out_.occurrences.empty()) {
+    if (capped_ && out_.occurrences.empty() && out_.failure.empty()) {
       fail("recurrence not expanded: max_iterations reached before the window",
            Errc::limit_exceeded);
     }

@@ -121,7 +121,7 @@ struct Meeting {
 
   // Non-fatal problems, each "what: detail", e.g. "TZID 'Foo': unknown zone;
   // times read as UTC", "libical: VALUE-PARSE-ERROR: ...", "recurrence: stopped
-  // after 500 occurrences (max_occurrences)".
+  // after 20000 iterator steps (max_iterations)".
   std::vector<std::string> notes;
 };
 
@@ -168,8 +168,9 @@ struct ParseOptions {
   std::string floating_zone = "UTC";
   std::size_t description_chars = 280;  // in Unicode code points
   std::size_t max_bytes = 1u << 20;
-  // Per series: occurrences produced, and steps of the recurrence iterator
-  // (which also skips excluded and out-of-window candidates).
+  // Per series: occurrences in the window (a series with more fails whole,
+  // Errc::limit_exceeded), and steps of the recurrence iterator (which also
+  // skips excluded and out-of-window candidates).
   std::size_t max_occurrences = 1000;
   std::size_t max_iterations = 20000;
   // Per object: meetings produced, and VEVENT components read.
