@@ -154,6 +154,11 @@ password_file = "{os.path.join(conf_dir, "pass")}"
         while not os.path.exists(expected) and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.1)
         status = http_status(expected) if os.path.exists(expected) else "no socket"
+        # The API listens before the store is open and answers 503 (migrating)
+        # until it is: asked again until it serves, or the deadline.
+        while status.startswith("HTTP/1.1 503") and time.monotonic() < deadline:
+            time.sleep(0.1)
+            status = http_status(expected)
         if not status.startswith("HTTP/1.1 200"):
             problems.append(f"{service}: {expected}: {status}")
         made = os.path.join(state_root, store.replace("%i", instance)) if not user else \

@@ -178,7 +178,9 @@ class RunningDaemon {
     const fs::path pass = dir / "dav.pass", conf = dir / "crm-capture.toml";
     std::ofstream(pass) << "secret\n";
     fs::permissions(pass, fs::perms::owner_read | fs::perms::owner_write);
+    // A socket of the test's own: the default one is shared by every daemon.
     std::ofstream(conf) << "[store]\npath = \"" << (dir / "s.db").string()
+                        << "\"\n[api]\nsocket = \"" << (dir / "api.sock").string()
                         << "\"\n[identity]\ninternal_domains = [\"example.com\"]\n"
                            "[[mailbox]]\nname = \"alice\"\nowner = [\"alice@example.com\"]\n"
                            "[mailbox.caldav]\nurl = \""

@@ -478,7 +478,10 @@ TEST_F(Service, ManyMailboxesStartStaggered) {
   ::close(server);
   ASSERT_TRUE(all) << d.log();
   ASSERT_EQ(accepted.size(), 10u) << d.log();
-  EXPECT_GE(accepted.back() - accepted.front(), 9 * 25ms) << d.log();
+  // Started at once they would come within a few ms; staggered, about 9 x
+  // 25 ms apart. The accepts are seen late by up to a scheduling delay each,
+  // so a fifth is allowed off.
+  EXPECT_GE(accepted.back() - accepted.front(), 9 * 20ms) << d.log();
   const int st = d.stop();
   EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st << d.log();
 }
