@@ -3,6 +3,7 @@
 // reports on it. No Asio here.
 #include "connectors/imap/imap.hpp"
 #include "daemon/api/api.hpp"
+#include "daemon/capture/capture.hpp"
 #include "daemon/capture/imap_sink.hpp"
 
 #include <algorithm>
@@ -12,15 +13,7 @@ namespace crmcap::api {
 
 namespace {
 
-std::string iso_of(std::time_t t) {
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
-
-std::string now_iso() { return iso_of(std::time(nullptr)); }
+std::string now_iso() { return capture::iso_utc(std::time(nullptr)); }
 
 void take_counters(SourceStatus& s, const capture::Tally& t) {
   s.seen = t.seen;
@@ -171,7 +164,7 @@ void report_pass(Board& board, const std::string& mailbox, Side side, const Pass
     s.reason = o.reason;
     s.state = o.needs_user ? SourceState::needs_user : SourceState::retrying;
     if (o.next_attempt && !o.needs_user) {
-      s.next_attempt_at = iso_of(std::chrono::system_clock::to_time_t(*o.next_attempt));
+      s.next_attempt_at = capture::iso_utc(std::chrono::system_clock::to_time_t(*o.next_attempt));
     }
   });
 }
@@ -198,7 +191,7 @@ void report_imap(Board& board, const std::string& mailbox, imap::Account& accoun
     const auto at = std::chrono::system_clock::now() + delay;
     board.update(mailbox, Side::imap, [&](SourceStatus& s) {
       if (s.state == SourceState::retrying) {
-        s.next_attempt_at = iso_of(std::chrono::system_clock::to_time_t(at));
+        s.next_attempt_at = capture::iso_utc(std::chrono::system_clock::to_time_t(at));
       }
     });
   };

@@ -5,6 +5,7 @@
 #include "daemon/api/api.hpp"
 #include "daemon/api/json.hpp"
 #include "daemon/api/query.hpp"
+#include "daemon/capture/capture.hpp"
 #include "store/store.hpp"
 
 #include <boost/asio/as_tuple.hpp>
@@ -55,14 +56,6 @@ using detail::ApiError;
 using detail::Endpoint;
 
 namespace {
-
-std::string iso_utc(std::time_t t) {
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
 
 // The peer's credentials, with its supplementary groups where the kernel
 // gives them (SO_PEERGROUPS, Linux 4.13).
@@ -441,8 +434,8 @@ std::variant<Reply, Server::Impl::Job, Server::Impl::WriteJob> Server::Impl::pla
       const auto uptime = std::chrono::duration_cast<std::chrono::seconds>(
                               std::chrono::steady_clock::now() - started)
                               .count();
-      detail::StatusFacts facts{options.version, iso_utc(started_at), uptime, options.store_path,
-                                board.mailboxes()};
+      detail::StatusFacts facts{options.version, capture::iso_utc(started_at), uptime,
+                                options.store_path, board.mailboxes()};
       return Job([facts = std::move(facts)](store::Store& s) {
         auto body = detail::status_body(s, facts);
         if (!body) {
