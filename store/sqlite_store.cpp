@@ -14,6 +14,7 @@
 #include <ctime>
 #include <mutex>
 #include <optional>
+#include <span>
 #include <stdexcept>
 #include <thread>
 #include <tuple>
@@ -175,10 +176,9 @@ class SqliteStore final : public Store {
  public:
   SqliteStore(SQLite::Database db, int version, const std::string& path,
               const StoreOptions& options)
-      : db_(std::move(db)),
-        version_(version),
-        on_change_(options.on_change),
-        checkpointer_(path, options.wal_idle_truncate) {
+      : db_(std::move(db)), version_(version), on_change_(options.on_change) {
+    if (options.reader) return;
+    checkpointer_.emplace(path, options.wal_idle_truncate);
     sqlite3_wal_hook(db_.getHandle(), &SqliteStore::on_wal_commit, this);
   }
   SqliteStore(const SqliteStore&) = delete;
@@ -467,16 +467,27 @@ class SqliteStore final : public Store {
   }
 
   Result<std::vector<Activity>> list(const ActivityFilter& f) override try {
-    std::string sql = std::string(k_act_select) + " WHERE 1 = 1";
+    // A contact's or a company's rows are read from its participants'
+    // index, which holds occurred_at (v11), in the page's order: the page
+    // stops after its rows instead of reading and sorting all of them.
+    // Other listings read the activities' own indexes.
+    const char* driver = !f.contact_id.empty()   ? "contact_id"
+                         : !f.company_id.empty() ? "company_id"
+                                                 : nullptr;
+    std::string sql = k_act_columns;
     std::vector<std::string> args;
-    if (!f.contact_id.empty()) {
+    std::string at = "a.occurred_at";  // the sort key's time, as the driving index holds it
+    if (driver) {
       // "<> ''" lets SQLite use the partial index of matched participants.
-      sql +=
-          " AND a.seq IN (SELECT activity_seq FROM activity_participants "
-          "WHERE contact_id = ? AND contact_id <> '')";
-      args.push_back(f.contact_id);
+      sql += detail::cat(
+          " FROM activity_participants p JOIN activities a ON a.seq = p.activity_seq WHERE p.",
+          driver, " = ? AND p.", driver, " <> ''");
+      args.push_back(driver == std::string_view("contact_id") ? f.contact_id : f.company_id);
+      at = "p.occurred_at";
+    } else {
+      sql += " FROM activities a WHERE 1 = 1";
     }
-    if (!f.company_id.empty()) {
+    if (!f.company_id.empty() && !f.contact_id.empty()) {
       sql +=
           " AND a.seq IN (SELECT activity_seq FROM activity_participants "
           "WHERE company_id = ? AND company_id <> '')";
@@ -491,11 +502,11 @@ class SqliteStore final : public Store {
       args.push_back(f.mailbox);
     }
     if (!f.since.empty()) {
-      sql += " AND a.occurred_at >= ?";
+      sql += detail::cat(" AND ", at, " >= ?");
       args.push_back(f.since);
     }
     if (!f.until.empty()) {
-      sql += " AND a.occurred_at < ?";
+      sql += detail::cat(" AND ", at, " < ?");
       args.push_back(f.until);
     }
     if (f.kind) {
@@ -511,26 +522,36 @@ class SqliteStore final : public Store {
       sql += ")";
     }
     if (f.after) {
-      // A row value comparison: SQLite (and PostgreSQL) seek the index to it.
-      sql += f.newest_first ? " AND (a.occurred_at, a.id) < (?, ?)"
-                            : " AND (a.occurred_at, a.id) > (?, ?)";
+      // The time alone bounds the index range; the row value then places
+      // the key exactly (SQLite and PostgreSQL seek an index to a row value
+      // of its own columns only).
+      sql += detail::cat(" AND ", at, f.newest_first ? " <= ?" : " >= ?", " AND (", at, ", a.id) ",
+                         f.newest_first ? "<" : ">", " (?, ?)");
+      args.push_back(f.after->occurred_at);
       args.push_back(f.after->occurred_at);
       args.push_back(f.after->id);
     }
-    sql += f.newest_first ? " ORDER BY a.occurred_at DESC, a.id DESC"
-                          : " ORDER BY a.occurred_at, a.id";
-    if (f.limit > 0) sql += detail::cat(" LIMIT ", f.limit);
+    sql += detail::cat(" ORDER BY ", at, f.newest_first ? " DESC, a.id DESC" : ", a.id");
+    // Driven by participants, an activity comes once per participant that
+    // matched (a contact with two addresses on one message): such rows are
+    // next to each other (one time, one id), and read_filled keeps the
+    // first, so SQL cannot count the page.
+    // The limit is bound, so that the statements kept are one per filter
+    // shape, not per page size too.
+    const bool sql_limit = f.limit > 0 && !driver;
+    if (sql_limit) sql += " LIMIT ?";
     // One snapshot for the rows and their participants and places.
     const ReadScope scope(db_);
-    SQLite::Statement st(db_, sql);
+    auto& st = stmt(sql);
     for (std::size_t i = 0; i < args.size(); ++i) st.bind(static_cast<int>(i + 1), args[i]);
-    return read_filled(st);
+    if (sql_limit) st.bind(static_cast<int>(args.size() + 1), static_cast<std::int64_t>(f.limit));
+    return read_filled(st, f.limit);
   } catch (const std::exception& e) {
     return sql_error("listing activities", e);
   }
 
   Result<std::vector<Activity>> changes_after(std::int64_t after, std::size_t limit) override try {
-    std::string sql = std::string(k_act_select) + " WHERE a.change_seq > ? ORDER BY a.change_seq";
+    std::string sql = k_act_select + " WHERE a.change_seq > ? ORDER BY a.change_seq";
     if (limit > 0) sql += detail::cat(" LIMIT ", limit);
     const ReadScope scope(db_);
     SQLite::Statement st(db_, sql);
@@ -692,13 +713,11 @@ class SqliteStore final : public Store {
     decide();
     st.reset();
     std::vector<Activity> out;
-    auto& one = stmt(std::string(k_act_select) + " WHERE a.seq = ?");
+    auto& one = stmt(k_act_select + " WHERE a.seq = ?");
     for (const std::int64_t s : hits) {
       one.bind(1, s);
-      auto a = first_row(one, [](SQLite::Statement& r) { return read_activity(r); });
-      if (!a) continue;
-      fill_activity(s, *a);
-      out.push_back(std::move(*a));
+      auto a = read_filled(one, 1);
+      if (!a.empty()) out.push_back(std::move(a.front()));
     }
     std::sort(out.begin(), out.end(), [](const Activity& x, const Activity& y) {
       return std::tie(x.occurred_at, x.id) < std::tie(y.occurred_at, y.id);
@@ -796,10 +815,12 @@ class SqliteStore final : public Store {
   static constexpr const char* k_opp_select =
       "SELECT o.id, o.name, COALESCE(o.company_id, ''), o.stage, o.amount, o.close_date, "
       "o.status FROM opportunities o";
-  static constexpr const char* k_act_select =
+  // An activity's columns, as read_activity reads them; then with its table.
+  static constexpr const char* k_act_columns =
       "SELECT a.id, a.source_key, a.kind, a.direction, a.status, a.occurred_at, a.subject, "
       "a.snippet, a.message_id, a.thread_key, a.opportunity_id, a.reason, a.rule, a.updated_at, "
-      "a.seq, a.change_seq FROM activities a";
+      "a.seq, a.change_seq";
+  static inline const std::string k_act_select = std::string(k_act_columns) + " FROM activities a";
   static constexpr const char* k_cursor_select =
       "SELECT mailbox, folder, uidvalidity, highest_uid, highest_modseq, extra FROM sync_state";
 
@@ -1093,7 +1114,7 @@ class SqliteStore final : public Store {
         "location, cancelled, sequence) VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
     auto& ins_p = stmt(
         "INSERT INTO activity_participants (activity_seq, position, address, name, role, "
-        "contact_id, company_id, partstat) VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
+        "contact_id, company_id, partstat, occurred_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)");
     auto& ins_s = stmt(
         "INSERT INTO activity_sources (activity_seq, mailbox, folder, uidvalidity, uid, path, "
         "seen_at, remote_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET "
@@ -1156,8 +1177,10 @@ class SqliteStore final : public Store {
         if (!inserted) run(del_p, seq);
         for (std::size_t i = 0; i < a.participants.size(); ++i) {
           const Participant& p = a.participants[i];
+          // The sort key of the contact's and company's indexes (v11).
+          const bool matched = !p.contact_id.empty() || !p.company_id.empty();
           run(ins_p, seq, static_cast<std::int64_t>(i), p.address, p.name, p.role, p.contact_id,
-              p.company_id, p.partstat);
+              p.company_id, p.partstat, matched ? a.occurred_at : std::string());
         }
       }
       return seq;
@@ -1218,6 +1241,14 @@ class SqliteStore final : public Store {
     return a;
   }
 
+  // A participant from columns first..first+5 of `st` (address, name, role,
+  // contact_id, company_id, partstat).
+  static Participant read_participant(SQLite::Statement& st, int first) {
+    return {st.getColumn(first).getString(),     st.getColumn(first + 1).getString(),
+            st.getColumn(first + 2).getString(), st.getColumn(first + 3).getString(),
+            st.getColumn(first + 4).getString(), st.getColumn(first + 5).getString()};
+  }
+
   // The participants stored for the activity `seq`, in order.
   std::vector<Participant> participants_of(std::int64_t seq) {
     auto& p = stmt(
@@ -1225,77 +1256,107 @@ class SqliteStore final : public Store {
         "activity_participants WHERE activity_seq = ? ORDER BY position");
     p.bind(1, seq);
     std::vector<Participant> out;
-    while (p.executeStep()) {
-      out.push_back({p.getColumn(0).getString(), p.getColumn(1).getString(),
-                     p.getColumn(2).getString(), p.getColumn(3).getString(),
-                     p.getColumn(4).getString(), p.getColumn(5).getString()});
-    }
+    while (p.executeStep()) out.push_back(read_participant(p, 0));
     p.reset();
     return out;
   }
 
-  // Adds participants and sources to `a`, whose row key is `seq`.
+  // The meeting fields from columns first..first+6 of `st`.
+  static MeetingFields read_meeting(SQLite::Statement& st, int first) {
+    return MeetingFields{st.getColumn(first).getString(),     st.getColumn(first + 1).getString(),
+                         st.getColumn(first + 2).getString(), st.getColumn(first + 3).getInt() != 0,
+                         st.getColumn(first + 4).getString(), st.getColumn(first + 5).getInt() != 0,
+                         st.getColumn(first + 6).getInt()};
+  }
+
   // The meeting fields stored for the activity `seq`, if any.
   std::optional<MeetingFields> meeting_of(std::int64_t seq) {
     auto& m = stmt(
         "SELECT event_uid, starts_at, ends_at, all_day, location, cancelled, sequence "
         "FROM activity_meetings WHERE activity_seq = ?");
     m.bind(1, seq);
-    return first_row(m, [](SQLite::Statement& r) {
-      return MeetingFields{r.getColumn(0).getString(), r.getColumn(1).getString(),
-                           r.getColumn(2).getString(), r.getColumn(3).getInt() != 0,
-                           r.getColumn(4).getString(), r.getColumn(5).getInt() != 0,
-                           r.getColumn(6).getInt()};
-    });
+    return first_row(m, [](SQLite::Statement& r) { return read_meeting(r, 0); });
   }
 
-  void fill_activity(std::int64_t seq, Activity& a) {
-    a.participants = participants_of(seq);
-    if (a.kind == ActivityKind::meeting) a.meeting = meeting_of(seq);
-    auto add_unique = [](std::vector<std::string>& v, const std::string& s) {
+  // Adds to each of `rows` (its row key, the activity) its participants,
+  // contact and company ids, meeting fields and places: one statement for
+  // each kind of row, whatever the number of activities (the keys go in as
+  // a JSON array), so a page of 50 costs three statements, not 150.
+  void fill(std::span<std::pair<std::int64_t, Activity>> rows) {
+    if (rows.empty()) return;
+    std::string keys = "[";
+    std::unordered_map<std::int64_t, Activity*> by_seq;
+    by_seq.reserve(rows.size());
+    for (auto& [seq, a] : rows) {
+      if (keys.size() > 1) keys += ',';
+      keys += std::to_string(seq);
+      by_seq.emplace(seq, &a);
+    }
+    keys += ']';
+    // Each statement reads the rows of the activities in key order: SQLite
+    // walks the keys sorted, and each one's rows in the index's order.
+    const auto each = [&](const char* sql, auto add) {
+      auto& st = stmt(sql);
+      st.bind(1, keys);
+      while (st.executeStep()) add(*by_seq.at(st.getColumn(0).getInt64()), st);
+      st.reset();
+    };
+    each(
+        "SELECT activity_seq, address, name, role, contact_id, company_id, partstat FROM "
+        "activity_participants WHERE activity_seq IN (SELECT value FROM json_each(?)) "
+        "ORDER BY activity_seq, position",
+        [](Activity& a, SQLite::Statement& st) {
+          a.participants.push_back(read_participant(st, 1));
+        });
+    each(
+        "SELECT activity_seq, event_uid, starts_at, ends_at, all_day, location, cancelled, "
+        "sequence FROM activity_meetings WHERE activity_seq IN (SELECT value FROM json_each(?))",
+        [](Activity& a, SQLite::Statement& st) { a.meeting = read_meeting(st, 1); });
+    each(
+        "SELECT activity_seq, mailbox, folder, uidvalidity, uid, path, remote_id, removed_at "
+        "FROM activity_sources WHERE activity_seq IN (SELECT value FROM json_each(?)) "
+        "ORDER BY activity_seq, mailbox, folder, uidvalidity, uid, path",
+        [](Activity& a, SQLite::Statement& st) {
+          a.sources.push_back(SourceRef{st.getColumn(1).getString(), st.getColumn(2).getString(),
+                                        st.getColumn(3).getInt64(), st.getColumn(4).getInt64(),
+                                        st.getColumn(5).getString(), st.getColumn(6).getString(),
+                                        st.getColumn(7).getString()});
+        });
+    const auto add_unique = [](std::vector<std::string>& v, const std::string& s) {
       if (!s.empty() && std::find(v.begin(), v.end(), s) == v.end()) v.push_back(s);
     };
-    for (const auto& x : a.participants) {
-      add_unique(a.contact_ids, x.contact_id);
-      add_unique(a.company_ids, x.company_id);
-    }
-    auto& s = stmt(
-        "SELECT mailbox, folder, uidvalidity, uid, path, remote_id, removed_at FROM "
-        "activity_sources WHERE activity_seq = ? ORDER BY mailbox, folder, uidvalidity, uid, path");
-    s.bind(1, seq);
-    while (s.executeStep()) {
-      a.sources.push_back(SourceRef{s.getColumn(0).getString(), s.getColumn(1).getString(),
-                                    s.getColumn(2).getInt64(), s.getColumn(3).getInt64(),
-                                    s.getColumn(4).getString(), s.getColumn(5).getString(),
-                                    s.getColumn(6).getString()});
+    for (auto& [seq, a] : rows) {
+      for (const auto& x : a.participants) {
+        add_unique(a.contact_ids, x.contact_id);
+        add_unique(a.company_ids, x.company_id);
+      }
     }
   }
 
-  // Every row of `st` (a k_act_select), filled with participants and places.
-  std::vector<Activity> read_filled(SQLite::Statement& st) {
+  // The rows of `st` (a k_act_select), at most `limit` (0: all), a row of
+  // the same activity as the one before it skipped; filled (fill()).
+  std::vector<Activity> read_filled(SQLite::Statement& st, std::size_t limit = 0) {
     std::vector<std::pair<std::int64_t, Activity>> rows;
-    while (st.executeStep()) rows.emplace_back(st.getColumn(14).getInt64(), read_activity(st));
+    while ((limit == 0 || rows.size() < limit) && st.executeStep()) {
+      const std::int64_t seq = st.getColumn(14).getInt64();
+      if (!rows.empty() && rows.back().first == seq) continue;
+      rows.emplace_back(seq, read_activity(st));
+    }
     st.reset();
+    fill(rows);
     std::vector<Activity> out;
     out.reserve(rows.size());
-    for (auto& [seq, a] : rows) {
-      fill_activity(seq, a);
-      out.push_back(std::move(a));
-    }
+    for (auto& [seq, a] : rows) out.push_back(std::move(a));
     return out;
   }
 
   Result<std::optional<Activity>> get_one(const char* where, std::string_view key) try {
-    auto& st = stmt(std::string(k_act_select) + where);
+    const ReadScope scope(db_);  // the row and its participants and places: one snapshot
+    auto& st = stmt(k_act_select + where);
     st.bind(1, std::string(key));
-    std::optional<Activity> out;
-    if (st.executeStep()) {
-      out = read_activity(st);
-      const std::int64_t seq = st.getColumn(14).getInt64();
-      st.reset();
-      fill_activity(seq, *out);
-    }
-    return out;
+    auto rows = read_filled(st, 1);
+    if (rows.empty()) return std::optional<Activity>();
+    return std::optional<Activity>(std::move(rows.front()));
   } catch (const std::exception& e) {
     return sql_error("reading an activity", e);
   }
@@ -1356,7 +1417,7 @@ class SqliteStore final : public Store {
   // checkpointer's is still running, the writer's try waits for a later
   // commit; none asks the checkpointer again by then.
   static int on_wal_commit(void* self, sqlite3* db, const char*, int frames) {
-    auto& checkpointer = static_cast<SqliteStore*>(self)->checkpointer_;
+    auto& checkpointer = *static_cast<SqliteStore*>(self)->checkpointer_;
     if (frames >= k_checkpoint_frames) {
       sqlite3_wal_checkpoint_v2(db, nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
     } else if (frames >= k_checkpoint_frames / 2) {
@@ -1370,7 +1431,9 @@ class SqliteStore final : public Store {
   SQLite::Database db_;
   int version_;
   std::function<void(std::int64_t)> on_change_;
-  Checkpointer checkpointer_;  // after db_: closed before it, so db_ closes last
+  // The writer's (none for a StoreOptions::reader); after db_: closed
+  // before it, so db_ closes last.
+  std::optional<Checkpointer> checkpointer_;
   // By PlusTags: [0] distinct, [1] ignored (keys without their tags).
   std::unordered_map<std::string, std::optional<Contact>> contact_cache_[2];
   std::unordered_map<std::string, std::vector<Company>> domain_cache_;
@@ -1415,7 +1478,13 @@ Result<std::unique_ptr<Store>> open_at_version(const std::string& path, int targ
     db->exec("PRAGMA temp_store = MEMORY");
     // 64 MiB of page cache (the default 2 MiB is smaller than a CRM directory:
     // pages would go out to the kernel and come back on every batch).
-    db->exec("PRAGMA cache_size = -65536");
+    db->exec(options.reader ? "PRAGMA cache_size = -2048" : "PRAGMA cache_size = -65536");
+    if (options.reader) {
+      // The greatest map Debian's SQLite allows (SQLITE_MAX_MMAP_SIZE);
+      // a larger file is read past it as before.
+      SQLite::Statement map(*db, "PRAGMA mmap_size = 2147418112");
+      map.executeStep();
+    }
     // Checkpoint at k_checkpoint_frames (until the store's own hook takes over).
     {
       SQLite::Statement ckpt(*db, detail::cat("PRAGMA wal_autocheckpoint = ", k_checkpoint_frames));

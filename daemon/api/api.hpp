@@ -242,7 +242,7 @@ class Server {
  private:
   explicit Server(std::shared_ptr<Impl> impl);
   // start() with Options::listen_fd; both end in begin(), which starts the
-  // store's thread and the accepting.
+  // accepting.
   static boost::system::result<std::unique_ptr<Server>, StartError> adopt(
       boost::asio::io_context& io, Options options, Board& board);
   static boost::system::result<std::unique_ptr<Server>, StartError> begin(

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // The local API's server: the listener, one coroutine per connection on the
-// daemon's io_context, and a thread with a store connection of its own where
-// every query runs (the network thread never waits for SQLite).
+// daemon's io_context, and reader threads with store connections of their own
+// where every query runs (the network thread never waits for SQLite).
 #include "daemon/api/api.hpp"
 #include "daemon/api/json.hpp"
 #include "daemon/api/query.hpp"
@@ -11,7 +11,6 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
-#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/post.hpp>
@@ -36,6 +35,7 @@
 #include <cstring>
 #include <ctime>
 #include <filesystem>
+#include <mutex>
 #include <set>
 #include <thread>
 #include <tuple>
@@ -176,13 +176,10 @@ struct Server::Impl : std::enable_shared_from_this<Impl> {
         options(std::move(o)),
         board(b),
         acceptor(io),
-        store_work(asio::make_work_guard(store_io)),
         started(std::chrono::steady_clock::now()),
         started_at(std::time(nullptr)) {}
-  ~Impl() {
-    store_work.reset();
-    if (store_thread.joinable()) store_thread.join();
-  }
+  // The queries under way end first: they use the connections.
+  ~Impl() { readers.join(); }
 
   asio::io_context& io;
   Options options;
@@ -192,24 +189,46 @@ struct Server::Impl : std::enable_shared_from_this<Impl> {
   bool stopping = false;
   std::set<std::shared_ptr<Connection>> connections;
 
-  // The store's thread: every query runs there, one at a time.
-  asio::io_context store_io;
-  asio::executor_work_guard<asio::io_context::executor_type> store_work;
-  std::thread store_thread;
-  std::unique_ptr<store::Store> db;
+  // The store's readers: each query runs on one of the `readers` threads,
+  // with a connection of its own (StoreOptions::reader) taken from `idle`
+  // for the time of the query, so that a long one holds up no other. There
+  // are as many connections as threads: a query always finds one.
+  std::mutex idle_mutex;
+  std::vector<std::unique_ptr<store::Store>> idle;  // the connections not in use
+  bool store_open = false;                          // io's thread only
+  asio::thread_pool readers{reader_count()};
+  static std::size_t reader_count() {
+    return std::clamp<std::size_t>(std::thread::hardware_concurrency(), 2, 4);
+  }
 
   std::chrono::steady_clock::time_point started;
   std::time_t started_at;
 
-  // Runs job(store) on the store's thread; the awaiting coroutine resumes
+  // Runs job(store) on a reader's thread; the awaiting coroutine resumes
   // on its own executor. Not a coroutine itself: GCC 12 destroyed a lambda
   // passed by value to a coroutine twice (a free() of an invalid pointer),
   // so jobs travel as std::function, made into named locals by the callers.
   template <class R>
   Awaitable<R> on_store(std::function<R(store::Store&)> job) {
-    store::Store* s = db.get();
     return asio::co_spawn(
-        store_io, [s, job = std::move(job)]() -> Awaitable<R> { co_return job(*s); },
+        readers,
+        [this, job = std::move(job)]() -> Awaitable<R> {
+          std::unique_ptr<store::Store> s;
+          {
+            const std::lock_guard<std::mutex> lock(idle_mutex);
+            s = std::move(idle.back());
+            idle.pop_back();
+          }
+          struct Return {
+            Impl& impl;
+            std::unique_ptr<store::Store>& s;
+            ~Return() {
+              const std::lock_guard<std::mutex> lock(impl.idle_mutex);
+              impl.idle.push_back(std::move(s));
+            }
+          } give_back{*this, s};
+          co_return job(*s);
+        },
         asio::use_awaitable);
   }
   using Job = std::function<Reply(store::Store&)>;
@@ -225,7 +244,7 @@ struct Server::Impl : std::enable_shared_from_this<Impl> {
         asio::use_awaitable);
   }
 
-  // What a request asks: a reply now, a job for the store's thread, or one
+  // What a request asks: a reply now, a job for a reader's thread, or one
   // for the thread of writes.
   std::variant<Reply, Job, WriteJob> plan(const http::request<http::string_body>& req,
                                           detail::Request r);
@@ -243,12 +262,20 @@ struct Server::Impl : std::enable_shared_from_this<Impl> {
   Awaitable<void> watch_hangup(std::shared_ptr<Connection> conn);
   void notify_all();
   void stop();
-  // Opens `db` (once); the failure's message.
+  // Opens the readers' connections (once); the failure's message.
   std::optional<std::string> open_db() {
-    if (db) return std::nullopt;
-    auto st = store::Store::open(options.store_path);
-    if (!st) return "api: " + st.error().message;
-    db = std::move(*st);
+    if (store_open) return std::nullopt;
+    store::StoreOptions o;
+    o.reader = true;
+    std::vector<std::unique_ptr<store::Store>> opened;
+    for (std::size_t i = 0; i < reader_count(); ++i) {
+      auto st = store::Store::open(options.store_path, o);
+      if (!st) return "api: " + st.error().message;
+      opened.push_back(std::move(*st));
+    }
+    const std::lock_guard<std::mutex> lock(idle_mutex);
+    idle = std::move(opened);
+    store_open = true;
     return std::nullopt;
   }
 };
@@ -362,7 +389,7 @@ Awaitable<void> Server::Impl::session(std::shared_ptr<Connection> conn) {
       co_await write_reply(*conn, rep, false);
       co_return;
     }
-    if (!db) {
+    if (!store_open) {
       Reply rep = error_reply(http::status::service_unavailable, "migrating",
                               "the store is being opened or migrated; ask again shortly");
       rep.headers.emplace_back(http::field::retry_after, "1");
@@ -694,7 +721,6 @@ boost::system::result<std::unique_ptr<Server>, StartError> Server::adopt(asio::i
 boost::system::result<std::unique_ptr<Server>, StartError> Server::begin(asio::io_context& io,
                                                                          std::shared_ptr<Impl> impl,
                                                                          Board& board) {
-  impl->store_thread = std::thread([raw = impl.get()] { raw->store_io.run(); });
   std::weak_ptr<Impl> weak = impl;
   board.set_change_listener([weak, &io] {
     asio::post(io, [weak] {

@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 #include <sqlite3.h>
 
+#include <algorithm>
 #include <set>
 #include <tuple>
 
@@ -162,4 +163,124 @@ TEST(Listing, UntilIsExclusiveMailboxAndStatusesFilter) {
   f.statuses = {DecisionStatus::skipped, DecisionStatus::failed};
   f.newest_first = true;
   EXPECT_EQ(ids(s->list(f).value()), (std::vector<std::string>{"id-c", "id-b"}));
+}
+
+// A contact's and a company's listings come from their participants' index
+// (v11): in the sort order, each activity once even when the contact is on
+// it twice, pages that neither repeat nor skip, and an activity whose time
+// changed found at its new place.
+TEST(Listing, AContactsAndACompanysPagesFollowTheSortOrderOnceEach) {
+  crmcap::test::TempDir dir;
+  auto s = Store::open((dir.path() / "c.db").string()).value();
+  std::vector<Activity> rows;
+  for (int i = 0; i < 60; ++i) {
+    // Ten rows a time: the id breaks the ties.
+    Activity a =
+        activity("k" + std::to_string(i), "2026-11-0" + std::to_string(1 + i / 10) + "T10:00:00Z");
+    a.participants.clear();
+    if (i % 3 != 0) a.participants.push_back({"jane@acme.com", "Jane", "from", "C-1", "CO-1"});
+    if (i % 4 == 0) a.participants.push_back({"jane@home.org", "Jane", "to", "C-1", ""});
+    if (i % 5 == 0) a.participants.push_back({"bob@beta.com", "Bob", "cc", "C-2", "CO-2"});
+    a.participants.push_back({"me@example.com", "Me", "to", "", ""});
+    rows.push_back(a);
+  }
+  ASSERT_TRUE(s->commit(batch_of(rows)));
+  const auto expected = [&](auto keep, bool newest_first) {
+    std::vector<Activity> v;
+    for (const auto& a : rows) {
+      if (keep(a)) v.push_back(a);
+    }
+    std::sort(v.begin(), v.end(), [&](const Activity& x, const Activity& y) {
+      return newest_first ? std::tie(x.occurred_at, x.id) > std::tie(y.occurred_at, y.id)
+                          : std::tie(x.occurred_at, x.id) < std::tie(y.occurred_at, y.id);
+    });
+    return ids(v);
+  };
+  const auto paged = [&](ActivityFilter f) {
+    std::vector<std::string> out;
+    f.limit = 7;
+    for (;;) {
+      const auto page = s->list(f).value();
+      for (const auto& a : page) out.push_back(a.id);
+      if (page.size() < f.limit) return out;
+      f.after = ActivityKey{page.back().occurred_at, page.back().id};
+    }
+  };
+  const auto has = [](const char* contact, const char* company) {
+    return [=](const Activity& a) {
+      return std::any_of(a.participants.begin(), a.participants.end(), [&](const Participant& p) {
+        return (!*contact || p.contact_id == contact) && (!*company || p.company_id == company);
+      });
+    };
+  };
+  const auto both = [](const Activity& a) {
+    const auto any = [&](auto pred) {
+      return std::any_of(a.participants.begin(), a.participants.end(), pred);
+    };
+    return any([](const Participant& p) { return p.contact_id == "C-1"; }) &&
+           any([](const Participant& p) { return p.company_id == "CO-2"; });
+  };
+  for (const bool newest : {true, false}) {
+    ActivityFilter f;
+    f.newest_first = newest;
+    f.contact_id = "C-1";
+    EXPECT_EQ(paged(f), expected(has("C-1", ""), newest)) << newest;
+    EXPECT_EQ(ids(s->list(f).value()), expected(has("C-1", ""), newest));  // no limit
+    f.contact_id.clear();
+    f.company_id = "CO-2";
+    EXPECT_EQ(paged(f), expected(has("", "CO-2"), newest)) << newest;
+    f.contact_id = "C-1";  // both: the contact's rows with the company among them
+    EXPECT_EQ(paged(f), expected(both, newest)) << newest;
+  }
+  ActivityFilter f;
+  f.contact_id = "C-2";
+  f.since = "2026-11-02";
+  f.until = "2026-11-05";
+  f.newest_first = true;
+  EXPECT_EQ(ids(s->list(f).value()),
+            (std::vector<std::string>{"id-k35", "id-k30", "id-k25", "id-k20", "id-k15", "id-k10"}));
+  // k10 moves to the newest day: its contacts' listings follow.
+  Activity moved = rows[10];
+  moved.occurred_at = "2026-11-09T10:00:00Z";
+  ASSERT_TRUE(s->commit(batch_of({moved})));
+  f = {};
+  f.contact_id = "C-2";
+  f.newest_first = true;
+  f.limit = 2;
+  EXPECT_EQ(ids(s->list(f).value()), (std::vector<std::string>{"id-k10", "id-k55"}));
+}
+
+// The upgrade to v11 gives matched participants stored before it their
+// activity's time, so that listings by contact find the old rows in order.
+TEST(Listing, AnUpgradeKeepsEarlierActivitiesInTheirContactsListings) {
+  crmcap::test::TempDir dir;
+  const std::string path = (dir.path() / "v10.db").string();
+  { auto s = detail::open_at_version(path, 10).value(); }
+  sqlite3* h = nullptr;
+  ASSERT_EQ(sqlite3_open(path.c_str(), &h), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(h,
+                         "INSERT INTO activities (seq, id, source_key, kind, direction, status, "
+                         "occurred_at, created_at, updated_at) VALUES "
+                         "(1, 'id-old1', 'old1', 'email', 'inbound', 'captured', "
+                         "'2026-10-02T00:00:00Z', 'x', 'x'), "
+                         "(2, 'id-old2', 'old2', 'email', 'inbound', 'captured', "
+                         "'2026-10-01T00:00:00Z', 'x', 'x');"
+                         "INSERT INTO activity_participants (activity_seq, position, address, "
+                         "role, contact_id, company_id) VALUES "
+                         "(1, 0, 'jane@acme.com', 'from', 'C-1', 'CO-1'), "
+                         "(2, 0, 'jane@acme.com', 'from', 'C-1', 'CO-1'), "
+                         "(2, 1, 'me@example.com', 'to', '', '')",
+                         nullptr, nullptr, nullptr),
+            SQLITE_OK);
+  sqlite3_close(h);
+  auto s = Store::open(path).value();
+  ASSERT_TRUE(s->commit(batch_of({activity("new", "2026-10-03T00:00:00Z")})));
+  ActivityFilter f;
+  f.contact_id = "C-1";
+  f.newest_first = true;
+  EXPECT_EQ(ids(s->list(f).value()), (std::vector<std::string>{"id-new", "id-old1", "id-old2"}));
+  f.contact_id.clear();
+  f.company_id = "CO-1";
+  f.newest_first = false;
+  EXPECT_EQ(ids(s->list(f).value()), (std::vector<std::string>{"id-old2", "id-old1", "id-new"}));
 }
