@@ -1478,13 +1478,7 @@ Result<std::unique_ptr<Store>> open_at_version(const std::string& path, int targ
     db->exec("PRAGMA temp_store = MEMORY");
     // 64 MiB of page cache (the default 2 MiB is smaller than a CRM directory:
     // pages would go out to the kernel and come back on every batch).
-    db->exec(options.reader ? "PRAGMA cache_size = -2048" : "PRAGMA cache_size = -65536");
-    if (options.reader) {
-      // The greatest map Debian's SQLite allows (SQLITE_MAX_MMAP_SIZE);
-      // a larger file is read past it as before.
-      SQLite::Statement map(*db, "PRAGMA mmap_size = 2147418112");
-      map.executeStep();
-    }
+    db->exec(options.reader ? "PRAGMA cache_size = -8192" : "PRAGMA cache_size = -65536");
     // Checkpoint at k_checkpoint_frames (until the store's own hook takes over).
     {
       SQLite::Statement ckpt(*db, detail::cat("PRAGMA wal_autocheckpoint = ", k_checkpoint_frames));

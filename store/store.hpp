@@ -455,14 +455,10 @@ struct StoreOptions {
   // (readers on other connections see it). Must not throw, and should return
   // quickly (post the news elsewhere): the writer waits for it.
   std::function<void(std::int64_t change_seq)> on_change;
-  // A connection that only reads (the local API's): it reads the file
-  // through a memory map (PRAGMA mmap_size, up to 2 GiB) instead of copying
-  // each page it needs into a cache of its own with a read() first, keeps
-  // SQLite's page cache at 2 MiB, and starts no checkpointer (the writer's
-  // store runs one). The mapped pages it touched count in the process's RSS
-  // as file pages: the kernel's page cache, shared, and dropped under
-  // pressure. Migrations still run on open; commits still work (SQLite's
-  // own checkpoint then keeps the WAL short).
+  // A connection that only reads (one of the local API's): its page cache
+  // holds at most 8 MiB, not 64, and it starts no checkpointer (the
+  // writer's store runs one). Migrations still run on open, and commits
+  // still work (SQLite's own checkpoint then keeps the WAL short).
   bool reader = false;
 };
 

@@ -23,6 +23,7 @@
 #include <boost/beast/http.hpp>
 #include <boost/json.hpp>
 
+#include <malloc.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -199,6 +200,29 @@ struct Server::Impl : std::enable_shared_from_this<Impl> {
   asio::thread_pool readers{reader_count()};
   static std::size_t reader_count() {
     return std::clamp<std::size_t>(std::thread::hardware_concurrency(), 2, 4);
+  }
+  // Once no query has come for k_release_after, the readers give their page
+  // caches back (a burst of pages fills each to its 8 MiB), and glibc the
+  // freed memory to the system, as the capture's store does after a pass.
+  static constexpr std::chrono::seconds k_release_after{30};
+  asio::steady_timer release_timer{io};
+  // After each query, on io's thread: (re)starts the quiet spell's clock.
+  void queried() {
+    release_timer.expires_after(k_release_after);  // cancels the wait before
+    release_timer.async_wait([weak = weak_from_this()](boost::system::error_code ec) {
+      auto self = weak.lock();
+      if (ec || !self || self->stopping) return;
+      asio::post(self->readers, [weak] {
+        auto s = weak.lock();
+        if (!s) return;
+        {
+          // The connections not in use; one in use is released next time.
+          const std::lock_guard<std::mutex> lock(s->idle_mutex);
+          for (const auto& db : s->idle) db->release_memory();
+        }
+        malloc_trim(0);
+      });
+    });
   }
 
   std::chrono::steady_clock::time_point started;
@@ -528,7 +552,9 @@ Awaitable<Reply> Server::Impl::handle(const http::request<http::string_body>& re
     co_return co_await on_writer(std::move(job));
   }
   Job job = std::move(std::get<Job>(planned));
-  co_return co_await on_store(std::move(job));
+  Reply reply = co_await on_store(std::move(job));
+  queried();
+  co_return reply;
 }
 
 Awaitable<void> Server::Impl::events(std::shared_ptr<Connection> conn,
@@ -578,6 +604,7 @@ Awaitable<void> Server::Impl::events(std::shared_ptr<Connection> conn,
       return detail::events_page(s, last, k_batch, std::time(nullptr));
     };
     auto page = co_await on_store(std::move(job));
+    queried();
     if (!page) co_return;  // the store failed: the client reconnects with its last id
     if (!page->text.empty()) {
       conn->stream.expires_after(options.write_timeout);
@@ -625,6 +652,7 @@ void Server::Impl::stop() {
   if (stopping) return;
   stopping = true;
   board.set_change_listener({});
+  release_timer.cancel();
   boost::system::error_code ignored;
   acceptor.close(ignored);
   for (const auto& c : connections) {

@@ -3,7 +3,7 @@
 """Local API benchmarks: crm-captured serving its Unix socket, on loopback only.
 
   bench_api.py pages  --build B [--count 1000000] [--store FILE] [--clients 16]
-                      [--requests 400] [--think-ms 0]
+                      [--requests 400] [--think-ms 0] [--driver h2load [--rps N]]
       A store of --count generated activities (written by bench_api_fill through
       store::Store::commit; kept at --store and reused when it exists), served by
       crm-captured whose one mailbox points at a closed port (it retries; the API
@@ -14,6 +14,10 @@
       --think-ms, a client waits that long on average between pages; without,
       it asks again at once (the daemon always busy). Prints p50, p90, p99 and
       max of each kind, the throughput and the daemon's CPU time a page.
+      With --driver h2load (nghttp2-client), the pages are read once first to
+      learn their cursors, then h2load asks them over --clients connections
+      (--rps: each client's pace; 0: at once), contact pages then opportunity
+      pages, --clients * --requests / 2 of each.
 
   bench_api.py events --build B [--samples 20]
       A throwaway Dovecot (tests/servers/dovecot.sh) with a small mailbox,
@@ -162,6 +166,53 @@ def page_client(args):
     return out
 
 
+def page_targets(sock, seed, pages):
+    """Page targets of each kind as page_client asks them, --pages in all: a
+    first page, then its next pages through next_cursor (read here, untimed)."""
+    rng = random.Random(seed)
+    c = Client(sock)
+    out = {"contact": [], "opportunity": []}
+    while sum(len(v) for v in out.values()) < pages:
+        kind = "contact" if rng.random() < 0.5 else "opportunity"
+        key = f"P-{skewed(rng, CONTACTS)}" if kind == "contact" else f"O-{skewed(rng, OPPORTUNITIES)}"
+        target = f"/v1/activities?{kind}={key}&limit=50"
+        for _ in range(4):
+            status, body = c.get(target)
+            if status != 200:
+                raise RuntimeError(f"GET {target}: {status} {body[:200]!r}")
+            out[kind].append(target)
+            cursor = json.loads(body)["next_cursor"]
+            if not cursor:
+                break
+            target = f"/v1/activities?{kind}={key}&limit=50&cursor={cursor}"
+    return out
+
+
+def h2load_pages(sock, targets, clients, requests, rps, work):
+    """Runs h2load (HTTP/1.1, one keep-alive connection a client, one request
+    in flight on each) over `targets`; the latency of each response (ms)."""
+    uris = os.path.join(work, "uris.txt")
+    log = os.path.join(work, "h2load.log")
+    with open(uris, "w") as f:
+        f.write("".join(f"http://localhost{t}\n" for t in targets))
+    cmd = ["h2load", "--h1", "-B", f"unix:{sock}", "-c", str(clients), "-m", "1",
+           "-n", str(requests), "-i", uris, f"--log-file={log}"]
+    if rps:
+        cmd.append(f"--rps={rps}")
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    if " 0 failed" not in out or " 0 errored" not in out:
+        raise RuntimeError("h2load: requests failed:\n" + out)
+    ms, statuses = [], set()
+    with open(log) as f:
+        for line in f:
+            _, status, micros = line.split("\t")[:3]
+            statuses.add(status)
+            ms.append(int(micros) / 1000)
+    if statuses != {"200"}:
+        raise RuntimeError(f"h2load: statuses {statuses}")
+    return ms
+
+
 def ensure_store(build, path, count):
     if os.path.exists(path):
         print(f"store: reusing {path}")
@@ -199,31 +250,46 @@ def cmd_pages(args):
                 status = wait_for_socket(sock, proc)
                 box = status["mailboxes"][0]["imap"]
                 print(f"daemon up; mailbox alice: {box['state']} (its server is a closed port)")
-                jobs = [(sock, 1000 + i, args.requests, args.warmup, args.think_ms / 1000)
-                        for i in range(args.clients)]
-                t0, cpu0 = time.perf_counter(), cpu_seconds(proc.pid)
-                with multiprocessing.Pool(args.clients) as pool:
-                    rows = [r for part in pool.map(page_client, jobs) for r in part]
-                wall, cpu = time.perf_counter() - t0, cpu_seconds(proc.pid) - cpu0
+                if args.driver == "h2load":
+                    targets = page_targets(sock, 1000, args.clients * (args.requests + args.warmup))
+                    rows = []
+                    t0, cpu0 = time.perf_counter(), cpu_seconds(proc.pid)
+                    for kind, ts in targets.items():
+                        n = args.clients * args.requests // 2
+                        rows += [(kind, ms / 1000, 0)
+                                 for ms in h2load_pages(sock, ts, args.clients, n, args.rps, work)]
+                    wall, cpu = time.perf_counter() - t0, cpu_seconds(proc.pid) - cpu0
+                else:
+                    jobs = [(sock, 1000 + i, args.requests, args.warmup, args.think_ms / 1000)
+                            for i in range(args.clients)]
+                    t0, cpu0 = time.perf_counter(), cpu_seconds(proc.pid)
+                    with multiprocessing.Pool(args.clients) as pool:
+                        rows = [r for part in pool.map(page_client, jobs) for r in part]
+                    wall, cpu = time.perf_counter() - t0, cpu_seconds(proc.pid) - cpu0
                 rss = rss_kib(proc.pid)
             finally:
                 stop_daemon(proc)
-    # The warm-up pages are in the daemon's CPU time too.
-    n_all = len(rows) + args.clients * args.warmup
+    # The python clients' warm-up pages are in the daemon's CPU time too;
+    # h2load's targets were read before the clock started.
+    n_all = len(rows) + (args.clients * args.warmup if args.driver == "python" else 0)
     results = {"activities": args.count, "store_mb": round(size / 1e6, 1),
                "clients": args.clients, "requests": len(rows),
                "throughput_rps": round(len(rows) / wall), "daemon_rss_mib": round(rss / 1024, 1),
                "daemon_cpu_ms_per_page": round(cpu * 1000 / n_all, 2)}
-    results["think_ms"] = args.think_ms
-    print(f"{args.count} activities ({size / 1e6:.0f} MB), {args.clients} clients "
-          f"(each waiting {args.think_ms} ms on average between pages), "
+    results["driver"] = args.driver
+    results["think_ms"] = args.think_ms if args.driver == "python" else None
+    results["rps_per_client"] = args.rps if args.driver == "h2load" else None
+    pace = (f"h2load, each at most {args.rps} pages/s" if args.driver == "h2load" and args.rps
+            else "h2load, each asking again at once" if args.driver == "h2load"
+            else f"each waiting {args.think_ms} ms on average between pages")
+    print(f"{args.count} activities ({size / 1e6:.0f} MB), {args.clients} clients ({pace}), "
           f"{len(rows)} pages in {wall:.1f} s ({len(rows) / wall:.0f}/s), daemon RSS "
           f"{rss / 1024:.1f} MiB, daemon CPU {cpu * 1000 / n_all:.2f} ms a page")
     print(f"{'pages by':<12} {'n':>6} {'items/page':>10} {'p50 ms':>8} {'p90 ms':>8} "
           f"{'p99 ms':>8} {'max ms':>8}")
     for kind in ("contact", "opportunity"):
         xs = [dt * 1000 for k, dt, _ in rows if k == kind]
-        items = statistics.mean(n for k, _, n in rows if k == kind)
+        items = statistics.mean(n for k, _, n in rows if k == kind) if args.driver == "python" else 0
         fig = {p: round(percentile(xs, p), 2) for p in (50, 90, 99, 100)}
         results[kind] = {"n": len(xs), "p50_ms": fig[50], "p90_ms": fig[90], "p99_ms": fig[99],
                          "max_ms": fig[100]}
@@ -387,6 +453,19 @@ def cmd_events(args):
 
 # ---- idle ------------------------------------------------------------------
 
+def mapped_files_kib(pid):
+    """[(path, resident KiB)] of the files mapped into `pid`, largest first."""
+    out, path = {}, None
+    with open(f"/proc/{pid}/smaps") as f:
+        for line in f:
+            head = line.split()
+            if re.match(r"^[0-9a-f]+-[0-9a-f]+ ", line):
+                path = head[5] if len(head) > 5 and head[5].startswith("/") else None
+            elif head[0] == "Rss:" and path:
+                out[path] = out.get(path, 0) + int(head[1])
+    return sorted(out.items(), key=lambda x: -x[1])
+
+
 def rss_kib(pid, field="VmRSS"):
     """A memory figure of /proc/PID/status in KiB: VmRSS, RssAnon (the
     process's own), RssFile (mapped files: its libraries)."""
@@ -436,19 +515,23 @@ def cmd_idle(args):
                 time.sleep(args.settle)  # the store's idle work (WAL truncation) ends
                 rss0 = rss_kib(proc.pid)
                 anon, files = rss_kib(proc.pid, "RssAnon"), rss_kib(proc.pid, "RssFile")
+                by_file = mapped_files_kib(proc.pid)
                 a = thread_switches(proc.pid)
                 time.sleep(args.seconds)
                 b = thread_switches(proc.pid)
                 rss1 = rss_kib(proc.pid)
             finally:
                 stop_daemon(proc)
-            return backfill, peak, rss0, rss1, anon, files, a, b
+            return backfill, peak, rss0, rss1, anon, files, by_file, a, b
 
-    backfill, peak, rss0, rss1, anon, files, a, b = with_dovecot(args.build, args.count, run)
+    backfill, peak, rss0, rss1, anon, files, by_file, a, b = with_dovecot(args.build, args.count,
+                                                                         run)
     per_min = 60.0 / args.seconds
     print(f"peak RSS during the backfill {peak / 1024:.1f} MiB; idle RSS {rss0 / 1024:.1f} MiB "
           f"({args.settle:.0f} s after IDLE: {anon / 1024:.1f} MiB its own, {files / 1024:.1f} MiB "
           f"mapped files), {rss1 / 1024:.1f} MiB {args.seconds:.0f} s later")
+    print("mapped files, resident KiB: " + ", ".join(
+        f"{os.path.basename(path)} {kib}" for path, kib in by_file[:8]))
     print(f"{'thread':<16} {'wake-ups/min':>12} {'involuntary/min':>16}")
     total = 0
     threads = []
@@ -466,6 +549,7 @@ def cmd_idle(args):
                       "idle_rss_anon_mib": round(anon / 1024, 1),
                       "idle_rss_file_mib": round(files / 1024, 1),
                       "idle_rss_later_mib": round(rss1 / 1024, 1),
+                      "idle_rss_file_top_kib": dict(by_file[:8]),
                       "wakeups_per_min": round(total, 1), "threads": threads}))
 
 
@@ -478,6 +562,11 @@ def main():
     p.add_argument("--clients", type=int, default=16)
     p.add_argument("--requests", type=int, default=400, help="timed pages per client")
     p.add_argument("--warmup", type=int, default=20, help="untimed pages per client first")
+    p.add_argument("--driver", choices=["python", "h2load"], default="python",
+                   help="the clients: python processes following next_cursor, or h2load "
+                        "(nghttp2-client) replaying pages whose cursors were read first")
+    p.add_argument("--rps", type=int, default=0,
+                   help="h2load: pages a second each client asks at most; 0: at once")
     p.add_argument("--think-ms", type=float, default=0,
                    help="a client's mean wait between pages (uniform from 0 to twice it); "
                         "0: the next page at once (a closed loop: the daemon always busy)")
