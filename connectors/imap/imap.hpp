@@ -230,6 +230,19 @@ struct SyncReport {
   bool compressed = false;  // COMPRESS=DEFLATE was in use
 };
 
+// Where a pass under way stands (Account::on_progress).
+struct PassProgress {
+  // The pass makes a first sync of some folder's backfill window (a folder
+  // never synced, one whose backfill was cut short, or one whose UIDVALIDITY
+  // changed); else it fetches only what came since the last pass.
+  bool backfilling = false;
+  // Backfilling: messages of the window committed to the sink, of the
+  // messages the pass lists to fetch in the folders it has searched so far
+  // (the total grows as each folder's UID SEARCH answers). Unset until the
+  // first such folder's search has answered.
+  std::optional<std::uint64_t> done, total;
+};
+
 // Runs on the executor it is given. Not thread-safe; one coroutine at a time.
 class Account {
  public:
@@ -260,6 +273,14 @@ class Account {
   // Called after on_failure when run() waits `delay` before reconnecting
   // (a retry_later failure, or a session that ended).
   std::function<void(std::chrono::milliseconds delay)> on_retry;
+  // Called before each connection is made (then the greeting, TLS and login
+  // follow), inside run() and sync_once().
+  std::function<void()> on_connecting;
+  // Called once logged in, when a pass begins (done and total unset), and
+  // while a pass that backfills goes on: once each folder's search has
+  // answered, and after each of its batches is committed. Inside run() and
+  // sync_once(), on the account's executor.
+  std::function<void(const PassProgress&)> on_progress;
 
  private:
   struct Impl;

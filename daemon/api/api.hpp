@@ -47,9 +47,9 @@ namespace crmcap::api {
 // ---- Mailbox state, as the daemon knows it ---------------------------------
 
 // Where a mailbox's IMAP or CalDAV side stands. The daemon reports
-// starting, idle (after a pass), retrying and needs_user for both sides,
-// and backfilling and syncing for a CalDAV pass under way; connecting and
-// stopped are not reported yet.
+// starting, idle (after a pass), retrying and needs_user for both sides;
+// connecting for the IMAP side; backfilling and syncing for a pass under
+// way, with progress for an IMAP backfill. stopped is not reported yet.
 enum class SourceState {
   starting,     // configured, no pass reported yet
   connecting,   // connecting or logging in
@@ -68,8 +68,10 @@ struct SourceStatus {
   // Backfilling: messages done of total; unset when unknown.
   std::optional<std::uint64_t> progress_done, progress_total;
   std::string next_attempt_at;  // retrying: ISO 8601 UTC, empty when unknown
-  std::string reason;           // retrying, needs_user: the failure, never a secret
-  std::string last_pass_at;     // when the last pass ended, ISO 8601 UTC; empty: none yet
+  // retrying, needs_user: the failure, never a secret; kept while connecting
+  // again after it.
+  std::string reason;
+  std::string last_pass_at;  // when the last pass ended, ISO 8601 UTC; empty: none yet
   bool last_pass_ok = false;
   std::string last_success_at;  // the last pass that succeeded; empty: none yet
   std::uint64_t passes = 0, failed_passes = 0;
@@ -138,9 +140,11 @@ class Board {
   DirectoryWriter directory_writer_;
 };
 
-// Reports `account`'s passes and failures, and `sink`'s counters, on the
-// board as `mailbox`'s IMAP side. Wraps the account's on_synced and
-// on_failure, calling the ones set before; both must outlive the account's run.
+// Reports `account`'s connections, passes (with a backfill's progress) and
+// failures, and `sink`'s counters, on the board as `mailbox`'s IMAP side.
+// Wraps the account's on_connecting, on_progress, on_synced, on_failure and
+// on_retry, calling the ones set before; board and sink must outlive the
+// account's run.
 void report_imap(Board& board, const std::string& mailbox, imap::Account& account,
                  const capture::ImapSink& sink);
 

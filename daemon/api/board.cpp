@@ -185,6 +185,28 @@ void report_imap(Board& board, const std::string& mailbox, imap::Account& accoun
     o.reason = e.message;
     report_pass(board, mailbox, Side::imap, o, sink.counters());
   };
+  auto connecting = std::move(account.on_connecting);
+  account.on_connecting = [&board, mailbox, connecting] {
+    if (connecting) connecting();
+    board.update(mailbox, Side::imap, [](SourceStatus& s) {
+      // The reason of a failure before stays: the attempt that follows it
+      // may fail alike.
+      s.state = SourceState::connecting;
+      s.next_attempt_at.clear();
+      s.progress_done.reset();
+      s.progress_total.reset();
+    });
+  };
+  auto progress = std::move(account.on_progress);
+  account.on_progress = [&board, mailbox, progress](const imap::PassProgress& p) {
+    if (progress) progress(p);
+    board.update(mailbox, Side::imap, [&p](SourceStatus& s) {
+      s.state = p.backfilling ? SourceState::backfilling : SourceState::syncing;
+      s.next_attempt_at.clear();
+      s.progress_done = p.backfilling ? p.done : std::nullopt;
+      s.progress_total = p.backfilling ? p.total : std::nullopt;
+    });
+  };
   auto retry = std::move(account.on_retry);
   account.on_retry = [&board, mailbox, retry](std::chrono::milliseconds delay) {
     if (retry) retry(delay);

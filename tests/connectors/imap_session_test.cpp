@@ -306,6 +306,15 @@ Outcome run(const AccountOptions& options, const Script& script, MemoryMailSink&
         out.log.push_back("sleep");
         steady = std::max(steady, a.until);
         break;
+      case Action::Kind::progress: {
+        auto n = [](const std::optional<std::uint64_t>& v) {
+          return v ? std::to_string(*v) : std::string("?");
+        };
+        out.log.push_back(std::string("progress ") +
+                          (a.progress->backfilling ? "backfilling " : "syncing ") +
+                          n(a.progress->done) + "/" + n(a.progress->total));
+        break;
+      }
       case Action::Kind::synced:
         out.log.push_back("synced");
         if (++out.passes == ro.stop_after_passes) fsm.stop();
@@ -416,9 +425,19 @@ TEST(ImapSession, AFirstSyncAsksForWhatItNeedsAndCommitsTheFolder) {
   // Batch 1 is committed while batch 2's bytes are read; the last two
   // batches are committed after the last is read, in one start (the
   // folder's last commits go on while the next folder would start).
-  EXPECT_NE(log.find("start_commits #1 2\nread\nwait_commits #1\n"), std::string::npos) << log;
-  EXPECT_NE(log.find("start_commits #2 2 1\nwait_commits #2\nwrite C13 LOGOUT"), std::string::npos)
+  EXPECT_NE(log.find("start_commits #1 2\nread\nwait_commits #1\nprogress backfilling 2/5\n"),
+            std::string::npos)
       << log;
+  EXPECT_NE(log.find("start_commits #2 2 1\nwait_commits #2\nprogress backfilling 5/5\n"
+                     "write C13 LOGOUT"),
+            std::string::npos)
+      << log;
+  // The pass says it backfills once the stored states are read, and its
+  // total once the folder's search has answered.
+  EXPECT_NE(log.find("sink folder_states\nprogress backfilling ?/?\n"), std::string::npos) << log;
+  const auto searched = log.find("progress backfilling 0/5\n");
+  EXPECT_NE(searched, std::string::npos) << log;
+  EXPECT_LT(searched, log.find("start_commits #1")) << log;
   ASSERT_EQ(sink.committed.size(), std::size_t(kMessages));
   for (int i = 0; i < kMessages; ++i) {
     EXPECT_EQ(sink.committed[i].uid, static_cast<std::uint32_t>(i + 1));

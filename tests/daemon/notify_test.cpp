@@ -171,7 +171,12 @@ TEST(SdNotify, TheDaemonRunsAsATypeNotifyUnitWithAWatchdog) {
   const pid_t pid = spawn_quiet(args, env);
   ASSERT_GT(pid, 0);
 
-  EXPECT_EQ(sock.receive(30), "READY=1\nSTATUS=0 IMAP and 1 CalDAV account(s)");
+  // The loop turns, and pings, while the store opens too: a slow opening
+  // (a migration; a sanitizer build) pings before READY=1, which systemd
+  // ignores (the watchdog starts once the start-up completed).
+  std::string first = sock.receive(30);
+  for (int i = 0; i < 100 && first == "WATCHDOG=1"; ++i) first = sock.receive(30);
+  EXPECT_EQ(first, "READY=1\nSTATUS=0 IMAP and 1 CalDAV account(s)");
   EXPECT_EQ(sock.receive(), "WATCHDOG=1");
   EXPECT_EQ(sock.receive(), "WATCHDOG=1");
   ::kill(pid, SIGTERM);

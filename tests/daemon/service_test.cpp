@@ -21,6 +21,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <fstream>
@@ -143,6 +144,20 @@ std::string message_from_jane(const std::string& mid, const std::string& subject
                        "\nDate: Mon, 23 Nov 2026 09:00:00 +0000\nMessage-ID: <" + mid + ">\n");
 }
 
+// Binds `fd` (a TCP socket) to a free port of 127.0.0.1 and returns that
+// port; empty when it could not.
+std::string bind_loopback(int fd) {
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof addr;
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+    return "";
+  }
+  return std::to_string(ntohs(addr.sin_port));
+}
+
 class Service : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -168,6 +183,12 @@ class Service : public ::testing::Test {
            std::to_string(dovecot->imap_port()) + "\"\nallow_insecure = true\nusername = \"" +
            user + "\"\npassword_file = \"" + pass.string() +
            "\"\nfolders = [\"INBOX\", \"Sent\"]\n" + extra;
+  }
+
+  // `mailbox` (a table of mailbox()) with its server on `port` instead.
+  std::string on_port(std::string mailbox, const std::string& port) const {
+    const std::string ours = std::to_string(dovecot->imap_port());
+    return mailbox.replace(mailbox.find(ours), ours.size(), port);
   }
 
   // Writes the configuration file with `mailboxes` and returns its path.
@@ -322,24 +343,17 @@ TEST_F(Service, SighupRestartsOnlyTheMailboxesThatChanged) {
 TEST_F(Service, AMailboxStuckOnASilentServerHoldsUpNoOther) {
   const int silent = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   ASSERT_GE(silent, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(::bind(silent, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-  socklen_t len = sizeof addr;
-  ASSERT_EQ(::getsockname(silent, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  const std::string port = bind_loopback(silent);
+  ASSERT_NE(port, "");
   // The kernel completes the handshakes; nobody ever accepts or answers.
   ASSERT_EQ(::listen(silent, 16), 0);
-  const std::string port = std::to_string(ntohs(addr.sin_port));
-  std::string stuck = mailbox("stuck", "user2", "timeout_seconds = 3600\n");
-  stuck.replace(stuck.find(std::to_string(dovecot->imap_port())),
-                std::to_string(dovecot->imap_port()).size(), port);
+  const std::string stuck = on_port(mailbox("stuck", "user2", "timeout_seconds = 3600\n"), port);
   dovecot->deliver_doveadm("INBOX", message_from_jane("beside@acme.com"));
   Daemon d(dir.path(), config(stuck + mailbox("alice", "user1")));
   EXPECT_TRUE(eventually([&] { return activities_via_api(socket()) == 1; })) << d.log();
   EXPECT_TRUE(eventually([&] { return state_of(socket(), "alice") == "idle"; })) << d.log();
-  const std::string s = state_of(socket(), "stuck");
-  EXPECT_TRUE(s == "starting" || s == "backfilling") << s;
+  // Connected, and waiting for a greeting that never comes.
+  EXPECT_EQ(state_of(socket(), "stuck"), "connecting") << status_of(socket());
   // Asking the stuck one to sync does not hold up the API either.
   auto asked = api::call(socket(), "POST", "/v1/sync", 2000ms);
   ASSERT_TRUE(asked) << asked.error().message;
@@ -349,6 +363,113 @@ TEST_F(Service, AMailboxStuckOnASilentServerHoldsUpNoOther) {
   const int st = d.stop();
   EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st << d.log();
   ::close(silent);
+}
+
+// An IMAP backfill says so on /v1/status while it runs, with its progress:
+// messages committed of those listed, the total being the messages of the
+// window; then the mailbox idles.
+TEST_F(Service, AnImapBackfillShowsItsProgressThenIdles) {
+  constexpr std::int64_t kCount = 3000;
+  for (std::int64_t i = 0; i < kCount; ++i) {
+    dovecot->deliver_file("INBOX", message_from_jane("p" + std::to_string(i) + "@acme.com"));
+  }
+  Daemon d(dir.path(), config(mailbox("alice", "user1", "batch_size = 100\n")));
+  std::vector<std::string> states;  // each state seen, once per run of it
+  std::vector<std::pair<std::int64_t, std::int64_t>> progress;  // done, total, as seen
+  std::string odd;  // the first observation that breaks the contract
+  const bool idle = eventually(
+      [&] {
+        const auto st = status_of(socket());
+        const auto* s = side_of(st, "alice", "imap");
+        if (!s || !s->is_object()) return false;
+        const std::string state(s->at("state").as_string());
+        if (states.empty() || states.back() != state) states.push_back(state);
+        const auto& p = s->at("progress");
+        if (state == "backfilling" && p.is_object()) {
+          const auto done = p.at("done").to_number<std::int64_t>();
+          const auto total = p.at("total").to_number<std::int64_t>();
+          if (done > total || total != kCount) odd = boost::json::serialize(*s);
+          if (!progress.empty() && done < progress.back().first) {
+            odd = "done went back: " + boost::json::serialize(*s);
+          }
+          progress.emplace_back(done, total);
+        } else if (!p.is_null() && odd.empty()) {
+          odd = "progress outside a backfill: " + boost::json::serialize(*s);
+        }
+        return state == "idle";
+      },
+      120s);
+  std::string seen;
+  for (const auto& s : states) seen += s + " ";
+  ASSERT_TRUE(idle) << seen << d.log();
+  EXPECT_EQ(odd, "") << seen;
+  // Never idle or failed before the end; a backfill seen with a count in
+  // between its start and its end.
+  ASSERT_GE(states.size(), 2u) << seen;
+  EXPECT_EQ(states.back(), "idle");
+  for (std::size_t i = 0; i + 1 < states.size(); ++i) {
+    EXPECT_TRUE(states[i] == "starting" || states[i] == "connecting" || states[i] == "backfilling")
+        << seen;
+  }
+  EXPECT_NE(std::find(states.begin(), states.end(), "backfilling"), states.end()) << seen;
+  EXPECT_TRUE(std::any_of(progress.begin(), progress.end(),
+                          [](const auto& p) { return p.first < p.second; }))
+      << seen << progress.size() << " observations";
+  const auto st = status_of(socket());
+  const auto& alice = *side_of(st, "alice", "imap");
+  EXPECT_TRUE(alice.at("progress").is_null()) << alice;
+  EXPECT_EQ(alice.at("counters").at("seen").to_number<std::int64_t>(), kCount) << alice;
+  // A later pass (asked for) is a sync, not a backfill.
+  dovecot->deliver_doveadm("INBOX", message_from_jane("after@acme.com"));
+  auto asked = api::call(socket(), "POST", "/v1/sync?mailbox=alice");
+  ASSERT_TRUE(asked);
+  EXPECT_TRUE(eventually([&] {
+    const auto now = status_of(socket());
+    const auto* s = side_of(now, "alice", "imap");
+    return s && s->at("counters").at("seen").to_number<std::int64_t>() == kCount + 1;
+  })) << d.log();
+  const int code = d.stop();
+  EXPECT_TRUE(WIFEXITED(code) && WEXITSTATUS(code) == 0) << code << d.log();
+}
+
+// An IMAP server whose port is closed: the side connects, fails, says it is
+// retrying and when, and connects again; never left `starting`.
+TEST_F(Service, AnImapSideWhoseServerIsClosedSaysItIsRetryingAndWhen) {
+  // A port nobody listens on: bound, then closed.
+  const int probe = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(probe, 0);
+  const std::string port = bind_loopback(probe);
+  ::close(probe);
+  ASSERT_NE(port, "");
+  const std::string closed = on_port(mailbox("closed", "user1"), port);
+  Daemon d(dir.path(), config(closed));
+  ASSERT_TRUE(eventually([&] { return state_of(socket(), "closed") == "retrying"; }, 10s))
+      << status_of(socket()) << d.log();
+  const auto st = status_of(socket());
+  const auto& side = *side_of(st, "closed", "imap");
+  EXPECT_TRUE(side.at("next_attempt_at").is_string()) << side;
+  EXPECT_NE(std::string(side.at("reason").as_string()).find("127.0.0.1:" + port), std::string::npos)
+      << side;
+  EXPECT_FALSE(side.at("last_pass").at("ok").as_bool()) << side;
+  EXPECT_TRUE(side.at("progress").is_null()) << side;
+  // A sync now is one more attempt at once: it connects, and fails again.
+  auto asked = api::call(socket(), "POST", "/v1/sync?mailbox=closed");
+  ASSERT_TRUE(asked);
+  EXPECT_EQ(asked->status, 202);
+  std::set<std::string> seen;
+  EXPECT_TRUE(eventually(
+      [&] {
+        const auto now = status_of(socket());
+        const auto* s = side_of(now, "closed", "imap");
+        if (!s) return false;
+        seen.insert(std::string(s->at("state").as_string()));
+        return s->at("counters").at("failed_passes").to_number<std::int64_t>() >= 2;
+      },
+      10s))
+      << status_of(socket());
+  for (const auto& s : seen) EXPECT_TRUE(s == "connecting" || s == "retrying") << s;
+  const int code = d.stop();
+  EXPECT_TRUE(WIFEXITED(code) && WEXITSTATUS(code) == 0) << code << d.log();
 }
 
 // A CalDAV side reports its passes like the IMAP side: a server that

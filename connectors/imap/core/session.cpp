@@ -60,6 +60,14 @@ struct Core {
   bool stopped = false;
   bool woken = false;  // wake(): a pass over every folder is wanted now
   std::uint64_t next_ticket = 1;
+  // The pass under way, as Account::on_progress sees it.
+  PassProgress pass;
+  // The folder being synced makes a first sync of its backfill window: its
+  // commits count towards pass.done.
+  bool backfill_folder = false;
+  // Commits started for such a folder and not yet waited for: their ticket
+  // and how many messages they hold.
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> counted;
   // Resolved folder names (configured "\\Sent" -> "Sent"), in configured order.
   std::vector<std::string> folders;
 
@@ -88,11 +96,37 @@ struct Core {
     (void)answered;
   }
 
+  // Tells the driver where the pass stands (Action::progress).
+  Task<void> report_progress() {
+    exchange.next(Action::Kind::progress).progress = &pass;
+    co_await exchange.need();
+  }
+
+  // Whether a folder stored so makes a first sync of its backfill window
+  // (as plan_folder decides, but for a changed UIDVALIDITY, seen only once
+  // the folder is examined: sync_folder reports that).
+  static bool backfills(const std::optional<FolderState>& stored) {
+    return !stored || stored->backfilling;
+  }
+
+  // A pass begins (Action::progress).
+  Task<void> begin_pass(bool backfilling) {
+    pass = PassProgress{};
+    pass.backfilling = backfilling;
+    counted.clear();
+    co_await report_progress();
+  }
+
   // Starts `batches` on the sink without waiting (Action::start_commits):
   // in order, each only once the one before is stored. Returns their ticket
   // for wait_commits().
   Task<std::uint64_t> start_commits(std::vector<sink_call::Commit>& batches) {
     const std::uint64_t ticket = next_ticket++;
+    if (backfill_folder) {
+      std::uint64_t n = 0;
+      for (const auto& b : batches) n += b.messages.size();
+      if (n > 0) counted.emplace_back(ticket, n);
+    }
     Action& a = exchange.next(Action::Kind::start_commits);
     a.commits = &batches;
     a.ticket = ticket;
@@ -101,10 +135,22 @@ struct Core {
   }
 
   // The first failure of the commits started as `ticket`, once they are done.
+  // Those of a backfill, stored, move the pass's progress.
   Task<SyncResult<void>> wait_commits(std::uint64_t ticket) {
     exchange.next(Action::Kind::wait_commits).ticket = ticket;
     co_await exchange.need();
-    co_return std::move(exchange.io->sink.result);
+    SyncResult<void> r = std::move(exchange.io->sink.result);
+    const auto c = std::find_if(counted.begin(), counted.end(),
+                                [ticket](const auto& t) { return t.first == ticket; });
+    if (c != counted.end()) {
+      const std::uint64_t n = c->second;
+      counted.erase(c);
+      if (r) {
+        pass.done = pass.done.value_or(0) + n;
+        co_await report_progress();
+      }
+    }
+    co_return r;
   }
 
   Task<SyncResult<void>> commit(FolderState state, std::vector<FetchedMessage> messages) {
@@ -708,6 +754,7 @@ struct Core {
       std::vector<sink_call::Commit>* last_commit = nullptr) {
     FolderReport rep;
     rep.folder = folder;
+    backfill_folder = false;
     if (precheck && stored) {
       auto st = co_await status(folder);
       if (!st) co_return st.error();
@@ -772,6 +819,13 @@ struct Core {
     std::vector<std::uint32_t> uids;
     for (auto u : *found) {
       if (u > plan.start.highest_uid) uids.push_back(u);
+    }
+    if (plan.kind == PlanKind::backfill) {
+      backfill_folder = true;
+      pass.backfilling = true;
+      pass.done = pass.done.value_or(0);
+      pass.total = pass.total.value_or(0) + uids.size();
+      co_await report_progress();
     }
 
     FolderState state = plan.start;  // where the pass starts (its mark: see state_after)
@@ -946,6 +1000,8 @@ struct Core {
     SinkCall ask = sink_call::FolderStates{folders};
     SinkAnswer stored = co_await call(ask);
     stored.states.resize(folders.size());
+    const bool backfilling = std::any_of(stored.states.begin(), stored.states.end(), backfills);
+    co_await begin_pass(backfilling);
     std::optional<std::uint64_t> pending;  // the folder before's last commits, started
     for (std::size_t i = 0; i < folders.size(); ++i) {
       std::vector<sink_call::Commit> last;
@@ -1020,6 +1076,7 @@ struct Core {
         }
         // After wake(), the pass over every folder below takes INBOX too.
         if (new_mail && !woken) {
+          co_await begin_pass(backfills(stored));
           auto syncing = sync_folder(inbox_name, stored, false);
           auto r = co_await std::move(syncing);
           if (!r) co_return r.error();

@@ -104,6 +104,9 @@ struct Action {
     sleep,
     // A watch session finished a pass: `*report` (Account::on_synced).
     synced,
+    // A pass began, or a backfill moved on: `*progress`
+    // (Account::on_progress).
+    progress,
     // The end: the session's report is in session_fsm::report().
     done,
     // The end, failed with `*error`.
@@ -119,6 +122,7 @@ struct Action {
   std::uint64_t ticket = 0;                                      // start_commits, wait_commits
   std::chrono::steady_clock::time_point until;                   // sleep
   const SyncReport* report = nullptr;                            // synced
+  const PassProgress* progress = nullptr;                        // progress
   const SyncError* error = nullptr;                              // error
 };
 

@@ -168,9 +168,10 @@ struct Account::Impl {
 
   // Runs `s` over a new connection to its end, carrying out every Action;
   // returns why it failed, if it did. `synced` is called for each pass a
-  // watch session reports. An exception (from the sink, from `synced`) ends
-  // the session as the failure failure_of() makes of it.
-  Awaitable<std::optional<SyncError>> drive(session_fsm& s,
+  // watch session reports; `hooks`' on_connecting and on_progress as they
+  // say. An exception (from the sink, from a hook) ends the session as the
+  // failure failure_of() makes of it.
+  Awaitable<std::optional<SyncError>> drive(session_fsm& s, const Account& hooks,
                                             const std::function<void(const SyncReport&)>& synced) {
     transport = std::make_unique<Transport>(executor, options.transport);
     Transport& t = *transport;
@@ -187,6 +188,7 @@ struct Account::Impl {
         Io outcome;
         switch (a.kind) {
           case Action::Kind::connect:
+            if (hooks.on_connecting) hooks.on_connecting();
             if (auto r = co_await t.async_connect(); !r) outcome.error = std::move(r).error();
             break;
           case Action::Kind::write:
@@ -225,6 +227,9 @@ struct Account::Impl {
           case Action::Kind::synced:
             if (synced) synced(*a.report);
             break;
+          case Action::Kind::progress:
+            if (hooks.on_progress) hooks.on_progress(*a.progress);
+            break;
           case Action::Kind::error:
             failed = *a.error;
             break;
@@ -256,7 +261,7 @@ Awaitable<SyncResult<SyncReport>> Account::sync_once() {
   Impl& s = *impl_;
   session_fsm session(s.options, session_fsm::Mode::once);
   const std::function<void(const SyncReport&)> none;
-  if (auto failed = co_await s.drive(session, none)) co_return std::move(*failed);
+  if (auto failed = co_await s.drive(session, *this, none)) co_return std::move(*failed);
   co_return session.report();
 }
 
@@ -292,7 +297,7 @@ Awaitable<SyncError> Account::run() {
     bool failed = false;
     {
       session_fsm session(s.options, session_fsm::Mode::watch);
-      if (auto ended = co_await s.drive(session, synced)) {
+      if (auto ended = co_await s.drive(session, *this, synced)) {
         failure = std::move(*ended);
         failed = true;
       }
