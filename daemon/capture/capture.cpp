@@ -529,7 +529,7 @@ store::Result<void> Pipeline::imip_update(ImipRun& run, ical::Calendar& cal) {
       }
     }
     v.add("applied to", "", key);
-    run.add(decide_occurrence(m, run.source), m.sequence);
+    run.add(decide_occurrence(m, run.source, cal.warnings), m.sequence);
   }
   for (const auto& f : cal.failed) {
     run.failures.push_back("cannot read an event of the iMIP " + run.part->method + ": " +
@@ -557,7 +557,7 @@ store::Result<void> Pipeline::imip_cancel(ImipRun& run, ical::Calendar& cal) {
         return {};
       }
       v.add("recorded", "", key);
-      run.add(decide_occurrence(*given, run.source), sequence);
+      run.add(decide_occurrence(*given, run.source, cal.warnings), sequence);
       return {};
     }
     if (auto why = stored_version_stands(MeetingOrigin::imip_cancel, sequence, a)) {
@@ -600,7 +600,7 @@ store::Result<void> Pipeline::imip_cancel(ImipRun& run, ical::Calendar& cal) {
       for (auto& [key, m] : given) {
         if (!run.first(key)) continue;
         run.of(uid, m->sequence).add("recorded", "nothing stored for this UID", key);
-        run.add(decide_occurrence(*m, run.source), m->sequence);
+        run.add(decide_occurrence(*m, run.source, cal.warnings), m->sequence);
       }
       continue;
     }
@@ -776,7 +776,7 @@ store::Result<void> Pipeline::imip_answer(ImipRun& run, const ical::Calendar& ca
       const std::string key = meeting_key(uid, m.recurrence_id);
       if (!run.first(key)) continue;
       recorded.push_back(key);
-      run.add(decide_occurrence(m, run.source), m.sequence);
+      run.add(decide_occurrence(m, run.source, cal.warnings), m.sequence);
     }
     std::string unread;
     if (!given) {

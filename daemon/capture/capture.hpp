@@ -83,8 +83,9 @@ class Pipeline {
   // part is read with the calendar parser (expanded in calendar_options at
   // clock()) and updates the meeting occurrences it names in
   // Outcome::meetings, keyed as a calendar's are. REQUEST, PUBLISH and ADD
-  // decide each occurrence as decide_meeting() does, where the stored
-  // version does not stand (stored_version_stands). CANCEL marks the stored
+  // decide each occurrence as decide_meeting() does (the part's notes
+  // ending its reason), where the stored version does not stand
+  // (stored_version_stands). CANCEL marks the stored
   // occurrences cancelled (every one of the UID, or the RECURRENCE-ID's),
   // or, with none stored for the UID, records the cancelled meeting from its
   // own content. An answer (REPLY, COUNTER, ...) changes no meeting
@@ -191,7 +192,7 @@ class Pipeline {
                                      std::vector<std::string>& recorded);
   // decide_meeting without rule 6: the occurrence's own decision.
   Outcome decide_occurrence(const ical::Meeting& m, const MessageSource& source,
-                            const std::vector<std::string>& object_notes = {});
+                            const std::vector<std::string>& object_notes);
   // The meeting occurrence pending in this batch under `key`, else the
   // stored one; nullopt when neither is.
   store::Result<std::optional<store::Activity>> stored_meeting(const std::string& key);
