@@ -91,12 +91,14 @@ caldav::SyncResult<void> CaldavSink::commit(const caldav::CalendarChanges& chang
                            ": cannot read the calendar object: " + parsed.error().message);
         continue;
       }
+      // Noted in the reason of each decision from the object, and logged once.
+      for (const auto& w : parsed->warnings) warnings.push_back(item.href + ": note: " + w);
       std::set<std::string> paths;
       for (const auto& m : parsed->meetings) {
         const std::string key = meeting_key(m.uid, m.recurrence_id);
         const MessageSource src{place(item.href + "#" + key), now};
         paths.insert(src.ref.path);
-        Outcome out = pipeline_.decide_meeting(m, src);
+        Outcome out = pipeline_.decide_meeting(m, src, parsed->warnings);
         decided.insert(out.activity.source_key);
         writer.add(std::move(out), src.ref);
       }
@@ -106,7 +108,8 @@ caldav::SyncResult<void> CaldavSink::commit(const caldav::CalendarChanges& chang
             f.uid.empty() ? std::to_string(i) : meeting_key(f.uid, f.recurrence_id);
         const MessageSource src{place(item.href + "#" + key), now};
         paths.insert(src.ref.path);
-        Outcome out = pipeline_.failed_event(f, item.href + "#" + std::to_string(i), src);
+        Outcome out =
+            pipeline_.failed_event(f, item.href + "#" + std::to_string(i), src, parsed->warnings);
         decided.insert(out.activity.source_key);
         writer.add(std::move(out), src.ref);
         warnings.push_back(item.href + ": cannot read an event: " + f.reason);

@@ -186,6 +186,23 @@ Outcome Pipeline::unfetched(std::string_view why, const MessageSource& source) c
 
 namespace {
 
+constexpr std::string_view kNoteSeparator = "; note: ";
+
+// The end of a reason for `notes`: "; note: <note>" each, so that what
+// parsing could only guess (a zone read as UTC, a VTIMEZONE ignored) stays
+// on the record, not only in `explain`.
+std::string notes_suffix(const std::vector<std::string>& notes) {
+  std::string out;
+  for (const auto& n : notes) (out += kNoteSeparator) += n;
+  return out;
+}
+
+// The notes_suffix() that ends `reason`; empty when it has none.
+std::string notes_of(std::string_view reason) {
+  const auto at = reason.find(kNoteSeparator);
+  return at == std::string_view::npos ? std::string() : std::string(reason.substr(at));
+}
+
 void skip_into(Outcome& out, Skip s) {
   store::Activity& a = out.activity;
   a.status = store::DecisionStatus::skipped;
@@ -252,11 +269,14 @@ Outcome Pipeline::redecide(store::Activity stored) {
   a.company_ids.clear();
   a.opportunity_id.clear();
   a.rule.clear();
+  // What parsing noted stays: the directory changes the match, not the parse.
+  const std::string notes = notes_of(a.reason);
   a.reason.clear();
   match_into(out);
   if (a.status == store::DecisionStatus::captured && a.meeting && a.meeting->cancelled) {
     a.reason = "cancelled; " + a.reason;
   }
+  a.reason += notes;
   return out;
 }
 
@@ -509,7 +529,7 @@ store::Result<void> Pipeline::imip_update(ImipRun& run, ical::Calendar& cal) {
       }
     }
     v.add("applied to", "", key);
-    run.add(decide_occurrence(m, run.source), m.sequence);
+    run.add(decide_occurrence(m, run.source, cal.warnings), m.sequence);
   }
   for (const auto& f : cal.failed) {
     run.failures.push_back("cannot read an event of the iMIP " + run.part->method + ": " +
@@ -537,7 +557,7 @@ store::Result<void> Pipeline::imip_cancel(ImipRun& run, ical::Calendar& cal) {
         return {};
       }
       v.add("recorded", "", key);
-      run.add(decide_occurrence(*given, run.source), sequence);
+      run.add(decide_occurrence(*given, run.source, cal.warnings), sequence);
       return {};
     }
     if (auto why = stored_version_stands(MeetingOrigin::imip_cancel, sequence, a)) {
@@ -580,7 +600,7 @@ store::Result<void> Pipeline::imip_cancel(ImipRun& run, ical::Calendar& cal) {
       for (auto& [key, m] : given) {
         if (!run.first(key)) continue;
         run.of(uid, m->sequence).add("recorded", "nothing stored for this UID", key);
-        run.add(decide_occurrence(*m, run.source), m->sequence);
+        run.add(decide_occurrence(*m, run.source, cal.warnings), m->sequence);
       }
       continue;
     }
@@ -756,7 +776,7 @@ store::Result<void> Pipeline::imip_answer(ImipRun& run, const ical::Calendar& ca
       const std::string key = meeting_key(uid, m.recurrence_id);
       if (!run.first(key)) continue;
       recorded.push_back(key);
-      run.add(decide_occurrence(m, run.source), m.sequence);
+      run.add(decide_occurrence(m, run.source, cal.warnings), m.sequence);
     }
     std::string unread;
     if (!given) {
@@ -811,7 +831,8 @@ ical::ParseOptions Pipeline::calendar_options(std::int64_t now) const {
   return o;
 }
 
-Outcome Pipeline::decide_meeting(const ical::Meeting& m, const MessageSource& source) {
+Outcome Pipeline::decide_meeting(const ical::Meeting& m, const MessageSource& source,
+                                 const std::vector<std::string>& object_notes) {
   const std::string key = meeting_key(m.uid, m.recurrence_id);
   auto stored = stored_meeting(key);
   if (!stored) {
@@ -832,10 +853,11 @@ Outcome Pipeline::decide_meeting(const ical::Meeting& m, const MessageSource& so
       return out;
     }
   }
-  return decide_occurrence(m, source);
+  return decide_occurrence(m, source, object_notes);
 }
 
-Outcome Pipeline::decide_occurrence(const ical::Meeting& m, const MessageSource& source) {
+Outcome Pipeline::decide_occurrence(const ical::Meeting& m, const MessageSource& source,
+                                    const std::vector<std::string>& object_notes) {
   Outcome out;
   store::Activity& a = out.activity;
   a.kind = store::ActivityKind::meeting;
@@ -858,26 +880,31 @@ Outcome Pipeline::decide_occurrence(const ical::Meeting& m, const MessageSource&
                         policy_.is_owner(people.front().address)
                     ? store::Direction::outbound
                     : store::Direction::inbound;
+  for (const auto& n : object_notes) out.steps.push_back("note: " + n);
   for (const auto& n : m.notes) out.steps.push_back("note: " + n);
   if (auto s = policy_.meeting_skip(m)) {
     if (s->rule == "private") a.subject.clear(), a.snippet.clear(), a.meeting->location.clear();
     skip_into(out, std::move(*s));
-    return out;
+  } else {
+    match_into(out);
+    if (a.status == store::DecisionStatus::captured && a.meeting->cancelled) {
+      a.reason = "cancelled; " + a.reason;
+    }
   }
-  match_into(out);
-  if (a.status == store::DecisionStatus::captured && a.meeting->cancelled) {
-    a.reason = "cancelled; " + a.reason;
-  }
+  a.reason += notes_suffix(object_notes) + notes_suffix(m.notes);
   return out;
 }
 
 Outcome Pipeline::failed_event(const ical::EventFailure& f, std::string_view object_key,
-                               const MessageSource& source) const {
+                               const MessageSource& source,
+                               const std::vector<std::string>& object_notes) const {
   std::string key =
       f.uid.empty() ? "ical:" + std::string(object_key) : meeting_key(f.uid, f.recurrence_id);
   Outcome out =
       failed_outcome(std::move(key), "parse", "cannot read the event: " + f.reason, source);
   out.activity.kind = store::ActivityKind::meeting;
+  for (const auto& n : object_notes) out.steps.push_back("note: " + n);
+  out.activity.reason += notes_suffix(object_notes);
   return out;
 }
 

@@ -83,8 +83,9 @@ class Pipeline {
   // part is read with the calendar parser (expanded in calendar_options at
   // clock()) and updates the meeting occurrences it names in
   // Outcome::meetings, keyed as a calendar's are. REQUEST, PUBLISH and ADD
-  // decide each occurrence as decide_meeting() does, where the stored
-  // version does not stand (stored_version_stands). CANCEL marks the stored
+  // decide each occurrence as decide_meeting() does (the part's notes
+  // ending its reason), where the stored version does not stand
+  // (stored_version_stands). CANCEL marks the stored
   // occurrences cancelled (every one of the UID, or the RECURRENCE-ID's),
   // or, with none stored for the UID, records the cancelled meeting from its
   // own content. An answer (REPLY, COUNTER, ...) changes no meeting
@@ -113,12 +114,21 @@ class Pipeline {
   // against this one (stored_version_stands, MeetingOrigin::calendar: an
   // iMIP update of a higher SEQUENCE), the outcome is the stored activity
   // unchanged, its step saying why.
-  Outcome decide_meeting(const ical::Meeting& meeting, const MessageSource& source);
+  //
+  // `object_notes` are the notes of the calendar object the occurrence came
+  // from (ical::Calendar::warnings). They and the meeting's own notes end
+  // the reason, each as "; note: <note>" (object's first), and are steps of
+  // their own; redecide() keeps them. A stored version that stands takes
+  // none: it did not come from this object.
+  Outcome decide_meeting(const ical::Meeting& meeting, const MessageSource& source,
+                         const std::vector<std::string>& object_notes = {});
   // A VEVENT the calendar parser could not read: a failed meeting row keyed
   // by its UID and occurrence, or, without a UID, by `object_key` (the
-  // object's href or path and the event's place in it).
+  // object's href or path and the event's place in it). `object_notes` end
+  // its reason as decide_meeting's do.
   Outcome failed_event(const ical::EventFailure& failure, std::string_view object_key,
-                       const MessageSource& source) const;
+                       const MessageSource& source,
+                       const std::vector<std::string>& object_notes = {}) const;
   // How calendar objects are parsed under these settings at `now` (Unix
   // seconds): the expansion window, the snippet length.
   ical::ParseOptions calendar_options(std::int64_t now) const;
@@ -139,7 +149,8 @@ class Pipeline {
   // participants, thread, time and direction; the message is not read
   // again): rule 2, the blocklist and the matcher, against the directory
   // as it is now. The links of the outcome are its own: the stored
-  // participants' contact and company ids are not kept. Messages skipped
+  // participants' contact and company ids are not kept; the notes that end
+  // the stored reason (decide_meeting) end the new one. Messages skipped
   // for what their header fields or their folder said are not asked here:
   // the directory cannot change those decisions (see can_redecide).
   Outcome redecide(store::Activity stored);
@@ -180,7 +191,8 @@ class Pipeline {
                                      const std::string& uid, const std::vector<std::string>& known,
                                      std::vector<std::string>& recorded);
   // decide_meeting without rule 6: the occurrence's own decision.
-  Outcome decide_occurrence(const ical::Meeting& m, const MessageSource& source);
+  Outcome decide_occurrence(const ical::Meeting& m, const MessageSource& source,
+                            const std::vector<std::string>& object_notes);
   // The meeting occurrence pending in this batch under `key`, else the
   // stored one; nullopt when neither is.
   store::Result<std::optional<store::Activity>> stored_meeting(const std::string& key);

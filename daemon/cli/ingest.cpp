@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <ctime>
 #include <fstream>
+#include <memory>
 #include <sstream>
 #include <tuple>
 
@@ -24,6 +25,9 @@ struct Unit {
   std::optional<ical::Meeting> meeting;
   std::optional<ical::EventFailure> event_failure;
   std::size_t event_index = 0;
+  // The notes of the calendar object a meeting or event failure came from
+  // (ical::Calendar::warnings), shared by its units.
+  std::shared_ptr<const std::vector<std::string>> object_notes;
   std::string raw;    // a message kept only when parsing failed, for its failure record
   std::string error;  // the file could not be read, or is no calendar
 };
@@ -60,15 +64,18 @@ store::Result<capture::Tally> ingest(const std::vector<maildir::LocalMessage>& m
         units.push_back(std::move(u));
         continue;
       }
+      auto notes = std::make_shared<const std::vector<std::string>>(std::move(cal->warnings));
       for (auto& m : cal->meetings) {
         Unit e{&f, m.start.unix, capture::meeting_key(m.uid, m.recurrence_id)};
         e.meeting = std::move(m);
+        e.object_notes = notes;
         units.push_back(std::move(e));
       }
       for (std::size_t i = 0; i < cal->failed.size(); ++i) {
         Unit e{&f, f.received_at};
         e.event_failure = std::move(cal->failed[i]);
         e.event_index = i;
+        e.object_notes = notes;
         units.push_back(std::move(e));
       }
       continue;
@@ -101,9 +108,10 @@ store::Result<capture::Tally> ingest(const std::vector<maildir::LocalMessage>& m
     if (!u.error.empty()) {
       writer.add(capture::failed_outcome("file:" + u.file->path, "read", u.error, src), src.ref);
     } else if (u.meeting) {
-      writer.add(pipeline.decide_meeting(*u.meeting, src), src.ref);
+      writer.add(pipeline.decide_meeting(*u.meeting, src, *u.object_notes), src.ref);
     } else if (u.event_failure) {
-      writer.add(pipeline.failed_event(*u.event_failure, src.ref.path, src), src.ref);
+      writer.add(pipeline.failed_event(*u.event_failure, src.ref.path, src, *u.object_notes),
+                 src.ref);
     } else {
       writer.add(
           u.message ? pipeline.decide(std::move(*u.message), src) : pipeline.process(u.raw, src),

@@ -170,7 +170,7 @@ int explain_calendar(capture::Pipeline& pipeline, const std::string& raw,
   }
   for (const auto& w : cal->warnings) std::cout << "note: " << w << "\n";
   for (const auto& m : cal->meetings) {
-    const auto o = pipeline.decide_meeting(m, src);
+    const auto o = pipeline.decide_meeting(m, src, cal->warnings);
     std::cout << "Meeting " << o.activity.source_key << "\n"
               << "  summary:     " << m.summary << "\n"
               << "  starts:      " << (m.all_day ? m.start.date : m.start.utc)
@@ -179,7 +179,7 @@ int explain_calendar(capture::Pipeline& pipeline, const std::string& raw,
     print_decision(o);
   }
   for (const auto& f : cal->failed) {
-    print_decision(pipeline.failed_event(f, src.ref.path, src));
+    print_decision(pipeline.failed_event(f, src.ref.path, src, cal->warnings));
   }
   return 0;
 }

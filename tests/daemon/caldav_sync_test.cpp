@@ -3,6 +3,7 @@
 // connector's state machines run by sync_caldav_once, CaldavSink committing.
 #include "daemon/capture/caldav_account.hpp"
 #include "daemon/capture/caldav_sink.hpp"
+#include "parsers/calendar/calendar.hpp"
 #include "tests/daemon/test_support.hpp"
 #include "tests/servers/radicale_fixture.hpp"
 
@@ -13,6 +14,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <fstream>
 #include <map>
 #include <regex>
 #include <set>
@@ -214,6 +216,99 @@ TEST_F(CaldavSync, AnUnreadableObjectIsAFailedRow) {
   EXPECT_EQ(all.at("ical-href:" + cal + "acme.ics").status, store::DecisionStatus::failed);
   // What the earlier version gave stays as it was.
   EXPECT_FALSE(all.at("ical:ev-acme").meeting->cancelled);
+}
+
+// An object whose VTIMEZONE the parser refuses (an offset over 18 hours):
+// the object's warning and the meeting's own note end the stored reason,
+// the warning is logged once with the mailbox and href, a re-decision keeps
+// both, and `crm-capture ingest` of the same object stores the same reason.
+TEST_F(CaldavSync, AnObjectsWarningsEndTheReasonOfItsDecisions) {
+  const std::string object =
+      ics("BEGIN:VTIMEZONE\nTZID:Europe/Berlin\nBEGIN:STANDARD\nDTSTART:19701025T030000\n"
+          "TZOFFSETFROM:+0200\nTZOFFSETTO:+2000\nEND:STANDARD\nEND:VTIMEZONE\n"
+          "BEGIN:VEVENT\nUID:ev-tz\nDTSTAMP:20261101T000000Z\n"
+          "DTSTART;TZID=Europe/Berlin:20261201T100000\nDTEND;TZID=Europe/Berlin:20261201T110000\n"
+          "SUMMARY:Zone\nORGANIZER:mailto:alice@example.com\n"
+          "ATTENDEE;PARTSTAT=ACCEPTED:mailto:jane@acme.com\nEND:VEVENT");
+  dav->put_event("work", "tz.ics", object);
+  sync();
+  const std::string notes =
+      "; note: VTIMEZONE 'Europe/Berlin' ignored: TZOFFSETTO over 18h"
+      "; note: TZID 'Europe/Berlin': VTIMEZONE ignored; using Europe/Berlin";
+  auto all = by_key();
+  ASSERT_EQ(all.size(), 1u);
+  const store::Activity& a = all.at("ical:ev-tz");
+  EXPECT_EQ(a.status, store::DecisionStatus::captured) << a.reason;
+  EXPECT_TRUE(a.reason.ends_with(notes)) << a.reason;
+  EXPECT_EQ(a.meeting->starts_at, "2026-12-01T09:00:00Z");  // the system's Berlin
+  const std::string logged =
+      "m: " + cal + "tz.ics: note: VTIMEZONE 'Europe/Berlin' ignored: TZOFFSETTO over 18h";
+  EXPECT_EQ(std::count(warnings.begin(), warnings.end(), logged), 1) << warnings.size();
+
+  // The directory cannot change what parsing noted.
+  const capture::Outcome again = pipeline->redecide(a);
+  EXPECT_EQ(again.activity.reason, a.reason);
+
+  // The same object as an .ics file, offline.
+  const fs::path file = tmp.path() / "tz.ics", db = tmp.path() / "offline.db";
+  std::ofstream(file, std::ios::binary) << object;
+  test::directory_store(db.string()).reset();
+  auto in = test::run("crm-capture", "--store " + db.string() +
+                                         " ingest --owner alice@example.com --internal-domain "
+                                         "example.com " +
+                                         file.string());
+  ASSERT_EQ(in.status, 0) << in.out;
+  auto list = test::run("crm-capture", "--store " + db.string() + " activities --json");
+  ASSERT_EQ(list.status, 0) << list.out;
+  EXPECT_NE(list.out.find("\"reason\":\"" + a.reason + "\""), std::string::npos) << a.reason << "\n"
+                                                                                 << list.out;
+}
+
+// A resource over the parser's size limit (ParseOptions::max_bytes, 1 MiB
+// by default; Radicale's own max_content_length is 100 MB, so the fixture
+// takes it as it is), served by Radicale beside a normal event: connector,
+// sink and store end it as a failed row at its href, naming the limit; the
+// other event is captured. (The size the parser sees is the calendar-data as
+// the multistatus XML gives it, its CRLFs read as LFs: a tenth more than the
+// limit keeps it over.)
+TEST_F(CaldavSync, AnOversizeResourceIsAFailedRowNamingTheLimit) {
+  const std::size_t limit = ical::ParseOptions{}.max_bytes;
+  std::string big = meeting("ev-big", "jane@acme.com");
+  std::string description = "DESCRIPTION:" + std::string(60, 'a') + "\r\n";
+  while (big.size() + description.size() <= limit + limit / 10) {
+    description += " " + std::string(74, 'x') + "\r\n";
+  }
+  big.insert(big.find("END:VEVENT"), description);
+  dav->put_event("work", "acme.ics", meeting("ev-acme", "jane@acme.com"));
+  dav->put_event("work", "big.ics", big);
+  auto pass = sync();
+  ASSERT_EQ(pass.calendars.size(), 1u);
+  EXPECT_EQ(pass.calendars[0].report->changed, 2u);
+  auto all = by_key();
+  ASSERT_EQ(all.size(), 2u);
+  EXPECT_EQ(all.at("ical:ev-acme").status, store::DecisionStatus::captured);
+  ASSERT_EQ(all.count("ical-href:" + cal + "big.ics"), 1u);
+  const store::Activity& f = all.at("ical-href:" + cal + "big.ics");
+  EXPECT_EQ(f.status, store::DecisionStatus::failed);
+  EXPECT_EQ(f.rule, "parse");
+  const std::regex over("failed: ([0-9]+) bytes, over the limit of " + std::to_string(limit));
+  std::smatch m;
+  ASSERT_TRUE(std::regex_match(f.reason, m, over)) << f.reason;
+  EXPECT_GT(std::stoull(m[1].str()), limit);
+  ASSERT_EQ(f.sources.size(), 1u);
+  EXPECT_EQ(f.sources[0].mailbox, "m");
+  EXPECT_EQ(f.sources[0].folder, cal);
+  EXPECT_EQ(f.sources[0].path, cal + "big.ics#parse");
+  EXPECT_EQ(sink->counters().failed, 1u);
+  // Its ETag is kept: the next pass does not fetch it again.
+  auto rec = st->calendar("m", cal).value();
+  ASSERT_TRUE(rec);
+  EXPECT_EQ(rec->items.count(cal + "big.ics"), 1u);
+  const std::string logged =
+      "m: " + cal + "big.ics: cannot read the calendar object: " + m[1].str();
+  EXPECT_EQ(std::count_if(warnings.begin(), warnings.end(),
+                          [&](const std::string& w) { return w.starts_with(logged); }),
+            1);
 }
 
 TEST_F(CaldavSync, AWrongPasswordNeedsTheUser) {

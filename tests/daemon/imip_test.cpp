@@ -186,6 +186,28 @@ TEST(Imip, ALateOlderRequestNeverOverwritesANewerOne) {
 
 // A calendar's series, then its invitation: the same four occurrences, each
 // now also placed in the mail; no fifth activity under the bare UID.
+// An iMIP part's own warnings (here a refused VTIMEZONE) end the reason of
+// the occurrence it decides, as a calendar object's do.
+TEST(Imip, APartsWarningsEndTheReasonOfItsOccurrence) {
+  Fixture f;
+  f.deliver({imip("REQUEST", "tz@acme.com",
+                  "BEGIN:VTIMEZONE\r\nTZID:Europe/Berlin\r\nBEGIN:STANDARD\r\n"
+                  "DTSTART:19701025T030000\r\nTZOFFSETFROM:+0200\r\nTZOFFSETTO:+2000\r\n"
+                  "END:STANDARD\r\nEND:VTIMEZONE\r\n" +
+                      vevent("UID:tz-1@acme.com\r\nSUMMARY:Zone\r\n"
+                             "DTSTART;TZID=Europe/Berlin:20261201T100000\r\n"
+                             "DTEND;TZID=Europe/Berlin:20261201T110000\r\n"
+                             "ORGANIZER:mailto:jane@acme.com\r\n"
+                             "ATTENDEE:mailto:alice@example.com\r\n"))});
+  const auto m = f.get("ical:tz-1@acme.com");
+  ASSERT_TRUE(m);
+  EXPECT_EQ(m->status, DecisionStatus::captured) << m->reason;
+  EXPECT_TRUE(
+      m->reason.ends_with("; note: VTIMEZONE 'Europe/Berlin' ignored: TZOFFSETTO over 18h"
+                          "; note: TZID 'Europe/Berlin': VTIMEZONE ignored; using Europe/Berlin"))
+      << m->reason;
+}
+
 TEST(Imip, ACalendarEventAndItsInvitationAreOneActivity) {
   Fixture f;
   EXPECT_EQ(f.ingest_ics("work.ics", f.weekly(0)).captured, 4u);
