@@ -21,6 +21,8 @@ packages=(
   radicale
   # the CalDAV benchmark's peer (tests/bench/bench_caldav.py)
   vdirsyncer
+  # h2load, the API page benchmark's clients (tests/bench/bench_api.py pages)
+  nghttp2-client
   # the fuzz_smoke test and sanitizer builds: clang, and libclang-rt-14-dev for
   # libFuzzer and the sanitizer runtimes (clang only recommends it, and
   # recommends are not installed below)

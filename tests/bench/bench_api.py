@@ -195,6 +195,8 @@ def h2load_pages(sock, targets, clients, requests, rps, work):
     log = os.path.join(work, "h2load.log")
     with open(uris, "w") as f:
         f.write("".join(f"http://localhost{t}\n" for t in targets))
+    if os.path.exists(log):
+        os.remove(log)  # h2load appends to it
     cmd = ["h2load", "--h1", "-B", f"unix:{sock}", "-c", str(clients), "-m", "1",
            "-n", str(requests), "-i", uris, f"--log-file={log}"]
     if rps:
