@@ -212,13 +212,14 @@ struct Server::Impl : std::enable_shared_from_this<Impl> {
     release_timer.async_wait([weak = weak_from_this()](boost::system::error_code ec) {
       auto self = weak.lock();
       if (ec || !self || self->stopping) return;
-      asio::post(self->readers, [weak] {
-        auto s = weak.lock();
-        if (!s) return;
+      // A raw pointer, as on_store's jobs hold: ~Impl waits for the
+      // readers' work before its members go, and a strong one could make a
+      // reader the last owner, joining its own pool.
+      asio::post(self->readers, [raw = self.get()] {
         {
           // The connections not in use; one in use is released next time.
-          const std::lock_guard<std::mutex> lock(s->idle_mutex);
-          for (const auto& db : s->idle) db->release_memory();
+          const std::lock_guard<std::mutex> lock(raw->idle_mutex);
+          for (const auto& db : raw->idle) db->release_memory();
         }
         malloc_trim(0);
       });
