@@ -471,9 +471,8 @@ class SqliteStore final : public Store {
     // index, which holds occurred_at (v11), in the page's order: the page
     // stops after its rows instead of reading and sorting all of them.
     // Other listings read the activities' own indexes.
-    const char* driver = !f.contact_id.empty()   ? "contact_id"
-                         : !f.company_id.empty() ? "company_id"
-                                                 : nullptr;
+    const bool by_contact = !f.contact_id.empty();
+    const char* driver = by_contact ? "contact_id" : !f.company_id.empty() ? "company_id" : nullptr;
     std::string sql = k_act_columns;
     std::vector<std::string> args;
     std::string at = "a.occurred_at";  // the sort key's time, as the driving index holds it
@@ -482,7 +481,7 @@ class SqliteStore final : public Store {
       sql += detail::cat(
           " FROM activity_participants p JOIN activities a ON a.seq = p.activity_seq WHERE p.",
           driver, " = ? AND p.", driver, " <> ''");
-      args.push_back(driver == std::string_view("contact_id") ? f.contact_id : f.company_id);
+      args.push_back(by_contact ? f.contact_id : f.company_id);
       at = "p.occurred_at";
     } else {
       sql += " FROM activities a WHERE 1 = 1";
@@ -712,13 +711,9 @@ class SqliteStore final : public Store {
     }
     decide();
     st.reset();
-    std::vector<Activity> out;
-    auto& one = stmt(k_act_select + " WHERE a.seq = ?");
-    for (const std::int64_t s : hits) {
-      one.bind(1, s);
-      auto a = read_filled(one, 1);
-      if (!a.empty()) out.push_back(std::move(a.front()));
-    }
+    auto& involved = stmt(k_act_select + " WHERE a.seq IN (SELECT value FROM json_each(?))");
+    involved.bind(1, key_array(hits));
+    std::vector<Activity> out = read_filled(involved);
     std::sort(out.begin(), out.end(), [](const Activity& x, const Activity& y) {
       return std::tie(x.occurred_at, x.id) < std::tie(y.occurred_at, y.id);
     });
@@ -1278,21 +1273,32 @@ class SqliteStore final : public Store {
     return first_row(m, [](SQLite::Statement& r) { return read_meeting(r, 0); });
   }
 
+  // Row keys as a JSON array ("[3,17]"), bound to "IN (SELECT value FROM
+  // json_each(?))": one statement for any number of rows.
+  static std::string key_array(const std::vector<std::int64_t>& seqs) {
+    std::string out = "[";
+    for (const std::int64_t seq : seqs) {
+      if (out.size() > 1) out += ',';
+      out += std::to_string(seq);
+    }
+    return out + ']';
+  }
+
   // Adds to each of `rows` (its row key, the activity) its participants,
   // contact and company ids, meeting fields and places: one statement for
   // each kind of row, whatever the number of activities (the keys go in as
   // a JSON array), so a page of 50 costs three statements, not 150.
   void fill(std::span<std::pair<std::int64_t, Activity>> rows) {
     if (rows.empty()) return;
-    std::string keys = "[";
+    std::vector<std::int64_t> seqs;
     std::unordered_map<std::int64_t, Activity*> by_seq;
+    seqs.reserve(rows.size());
     by_seq.reserve(rows.size());
     for (auto& [seq, a] : rows) {
-      if (keys.size() > 1) keys += ',';
-      keys += std::to_string(seq);
+      seqs.push_back(seq);
       by_seq.emplace(seq, &a);
     }
-    keys += ']';
+    const std::string keys = key_array(seqs);
     // Each statement reads the rows of the activities in key order: SQLite
     // walks the keys sorted, and each one's rows in the index's order.
     const auto each = [&](const char* sql, auto add) {
