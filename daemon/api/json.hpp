@@ -18,14 +18,17 @@
 
 namespace crmcap::api {
 
-// An activity: its fields, participants, contact and company ids, places
-// (sources), status and reason; a meeting's time, place and status at `now`
-// (Unix seconds). Ids that are unset are null.
-boost::json::object activity_json(const store::Activity& a, std::int64_t now);
+// Appends the JSON of an activity to `out`: its fields, participants,
+// contact and company ids, places (sources), status and reason; a meeting's
+// time, place and status at `now` (Unix seconds). Ids that are unset are
+// null. Written straight as text, compact, byte for byte as
+// boost::json::serialize would write the same object (a page of 50 costs
+// no value tree).
+void append_activity_json(std::string& out, const store::Activity& a, std::int64_t now);
 
-// What capture decided of the message of `a` seen at the place `s`: one object
-// per place, with the rule (empty when captured) and the reason.
-boost::json::object decision_json(const store::Activity& a, const store::SourceRef& s);
+// Appends what capture decided of the message of `a` seen at the place `s`:
+// one object per place, with the rule (empty when captured) and the reason.
+void append_decision_json(std::string& out, const store::Activity& a, const store::SourceRef& s);
 
 // A line of a directory batch (POST /v1/directory, openapi.yaml's
 // DirectoryLine): {"kind", "op", "id"} and, for a put, the row's fields,

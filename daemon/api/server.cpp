@@ -334,12 +334,13 @@ Awaitable<void> Server::Impl::accept_loop() {
 }
 
 Awaitable<bool> Server::Impl::write_reply(Connection& conn, const Reply& reply, bool keep_alive) {
-  http::response<http::string_body> res{reply.status, 11};
+  // The body is sent from `reply` itself, not copied into the message.
+  http::response<http::span_body<const char>> res{reply.status, 11};
   res.set(http::field::server, "crm-captured/" + options.version);
   res.set(http::field::content_type, k_json);
   res.set(http::field::cache_control, "no-store");
   for (auto& [f, v] : reply.headers) res.set(f, v);
-  res.body() = reply.body;
+  res.body() = {reply.body.data(), reply.body.size()};
   res.keep_alive(keep_alive);
   res.prepare_payload();
   conn.stream.expires_after(options.write_timeout);
@@ -513,8 +514,9 @@ std::variant<Reply, Server::Impl::Job, Server::Impl::WriteJob> Server::Impl::pla
         if (!*a) {
           return error_reply(http::status::not_found, "not_found", "no activity " + r.id);
         }
-        return Reply{
-            http::status::ok, boost::json::serialize(activity_json(**a, std::time(nullptr))), {}};
+        Reply rep;
+        append_activity_json(rep.body, **a, std::time(nullptr));
+        return rep;
       });
     }
     case Endpoint::sync: {

@@ -471,13 +471,21 @@ int main(int argc, char** argv) {
       const std::int64_t now = std::time(nullptr);
       std::vector<boost::json::object> items;
       items.reserve(rows->size());
-      for (const auto& a : *rows) items.push_back(api::activity_json(a, now));
+      std::string text;
+      for (const auto& a : *rows) {
+        // The API's writer, read back for the table (print_activities).
+        text.clear();
+        api::append_activity_json(text, a, now);
+        items.push_back(boost::json::parse(text).as_object());
+      }
       print_activities(items, act_json);
     } else {
       for (const auto& a : *rows) {
         for (const auto& s : a.sources) {
           if (dec_json) {
-            std::cout << boost::json::serialize(api::decision_json(a, s)) << "\n";
+            std::string line;
+            api::append_decision_json(line, a, s);
+            std::cout << line << "\n";
           } else {
             std::cout << a.occurred_at << "  " << store::to_string(a.status) << "  "
                       << (s.folder.empty() ? s.path : s.folder) << "  " << a.message_id

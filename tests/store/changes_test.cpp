@@ -284,3 +284,46 @@ TEST(Listing, AnUpgradeKeepsEarlierActivitiesInTheirContactsListings) {
   f.newest_first = false;
   EXPECT_EQ(ids(s->list(f).value()), (std::vector<std::string>{"id-old2", "id-old1", "id-new"}));
 }
+
+// Listings read rows in their index's time order and put rows of one time in
+// id order themselves: ids stored against their id order (later rows with
+// smaller ids), times shared by up to five rows, pages of 4 that cut those
+// runs; by opportunity (the activities' index), contact (the participants'),
+// mailbox and none. Each row once, in (time, id) order, either direction.
+TEST(Listing, RowsOfOneTimeComeInIdOrderAcrossPages) {
+  crmcap::test::TempDir dir;
+  auto s = Store::open((dir.path() / "t.db").string()).value();
+  std::vector<Activity> rows;
+  for (int i = 0; i < 23; ++i) {
+    Activity a = activity("k" + std::to_string(i),
+                          "2026-11-0" + std::to_string(1 + (i * 7 % 23) / 5) + "T10:00:00Z");
+    a.id = "id-" + std::string(1, static_cast<char>('z' - i));  // later rows, smaller ids
+    a.opportunity_id = "O-1";
+    if (i % 4 == 0) a.participants.push_back({"jane@home.org", "Jane", "to", "C-1", ""});
+    rows.push_back(a);
+  }
+  ASSERT_TRUE(s->commit(batch_of(rows)));
+  for (const bool newest : {true, false}) {
+    std::vector<Activity> v = rows;
+    std::sort(v.begin(), v.end(), [&](const Activity& x, const Activity& y) {
+      return newest ? std::tie(x.occurred_at, x.id) > std::tie(y.occurred_at, y.id)
+                    : std::tie(x.occurred_at, x.id) < std::tie(y.occurred_at, y.id);
+    });
+    for (int filter = 0; filter < 4; ++filter) {
+      ActivityFilter f;
+      f.newest_first = newest;
+      f.limit = 4;
+      if (filter == 1) f.opportunity_id = "O-1";
+      if (filter == 2) f.contact_id = "C-1";
+      if (filter == 3) f.mailbox = "alice";
+      std::vector<std::string> got;
+      for (;;) {
+        const auto page = s->list(f).value();
+        for (const auto& a : page) got.push_back(a.id);
+        if (page.size() < f.limit) break;
+        f.after = ActivityKey{page.back().occurred_at, page.back().id};
+      }
+      EXPECT_EQ(got, ids(v)) << "newest " << newest << ", filter " << filter;
+    }
+  }
+}
