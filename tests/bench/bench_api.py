@@ -4,6 +4,7 @@
 
   bench_api.py pages  --build B [--count 1000000] [--store FILE] [--clients 16]
                       [--requests 400] [--think-ms 0] [--driver h2load [--rps N]]
+                      [--driver paced [--rate 20] [--seconds 20]] [--callgrind PAGES]
       A store of --count generated activities (written by bench_api_fill through
       store::Store::commit; kept at --store and reused when it exists), served by
       crm-captured whose one mailbox points at a closed port (it retries; the API
@@ -17,7 +18,13 @@
       With --driver h2load (nghttp2-client), the pages are read once first to
       learn their cursors, then h2load asks them over --clients connections
       (--rps: each client's pace; 0: at once), contact pages then opportunity
-      pages, --clients * --requests / 2 of each.
+      pages, --clients * --requests / 2 of each. With --driver paced, the same
+      pages are asked by --clients asyncio connections in one process, each
+      at --rate pages a second on average (Poisson arrivals from a random
+      phase, so that the clients do not fire on one tick as h2load's --rps
+      does), for --seconds. With --callgrind PAGES, no timed run: the daemon
+      runs under valgrind --tool=callgrind and the first PAGES of those pages
+      are asked one at a time; prints the instructions (every thread) a page.
 
   bench_api.py events --build B [--samples 20]
       A throwaway Dovecot (tests/servers/dovecot.sh) with a small mailbox,
@@ -115,9 +122,9 @@ def wait_for_socket(path, proc, seconds=60):
     raise RuntimeError("the API socket did not answer")
 
 
-def start_daemon(build, conf, log):
+def start_daemon(build, conf, log, prefix=()):
     exe = os.path.join(build, "daemon", "crm-captured")
-    return subprocess.Popen([exe, "--config", conf], stdout=log, stderr=subprocess.STDOUT)
+    return subprocess.Popen([*prefix, exe, "--config", conf], stdout=log, stderr=subprocess.STDOUT)
 
 
 def stop_daemon(proc):
@@ -215,6 +222,70 @@ def h2load_pages(sock, targets, clients, requests, rps, work):
     return ms
 
 
+def paced_pages(sock, targets, clients, rate, seconds, seed):
+    """Each of `clients` keep-alive connections asks a page at random times,
+    `rate` a second on average (Poisson arrivals, each client from a random
+    phase), for `seconds`: a realistic load of CRM tools rather than a
+    closed loop. (kind, seconds from sending to the whole response, seconds
+    late: how long after its planned time the request went out, having
+    waited for the answer before it) of every request."""
+    import asyncio
+
+    flat = [(kind, t) for kind, ts in targets.items() for t in ts]
+
+    async def client(i, out):
+        rng = random.Random(seed + i)
+        reader, writer = await asyncio.open_unix_connection(sock)
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        planned = start + rng.uniform(0, 1 / rate)
+        while planned < start + seconds:
+            delay = planned - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            kind, target = rng.choice(flat)
+            sent = loop.time()
+            writer.write(f"GET {target} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode())
+            head = await reader.readuntil(b"\r\n\r\n")
+            status = int(head.split(b" ", 2)[1])
+            n = int(re.search(rb"(?im)^content-length:\s*(\d+)", head).group(1))
+            await reader.readexactly(n)
+            if status != 200:
+                raise RuntimeError(f"GET {target}: {status}")
+            out.append((kind, loop.time() - sent, max(0.0, sent - planned)))
+            planned += rng.expovariate(rate)
+        writer.close()
+
+    async def run():
+        out = []
+        await asyncio.gather(*(client(i, out) for i in range(clients)))
+        return out
+
+    return asyncio.run(run())
+
+
+def callgrind_pages(sock, proc, targets, pages, out):
+    """(pages, bytes of their bodies, instructions) the daemon (every thread)
+    spends on `pages` pages asked one at a time on one connection, counted by
+    callgrind between a reset and a dump of its counters, after 20 untimed
+    pages."""
+    flat = targets["contact"] + targets["opportunity"]
+    c = Client(sock)
+    for t in flat[:20]:
+        c.get(t)
+    subprocess.run(["callgrind_control", "-z", str(proc.pid)], check=True, capture_output=True)
+    asked, size = flat[:pages], 0
+    for t in asked:
+        status, body = c.get(t)
+        if status != 200:
+            raise RuntimeError(f"GET {t}: {status}")
+        size += len(body)
+    subprocess.run(["callgrind_control", "-d", str(proc.pid)], check=True, capture_output=True)
+    with open(out + ".1") as f:
+        total = next(int(line.split()[1]) for line in f if line.startswith(("summary:", "totals:")))
+    return len(asked), size, total
+
+
 def ensure_store(build, path, count):
     if os.path.exists(path):
         print(f"store: reusing {path}")
@@ -247,12 +318,31 @@ def cmd_pages(args):
             f.write(loopback_mailbox.config_text(env, store, work,
                                                  loopback_mailbox.password_file(env, work)))
         with open(os.path.join(work, "daemon.log"), "w") as log:
-            proc = start_daemon(args.build, conf, log)
+            grind = os.path.join(work, "callgrind.out")
+            prefix = (("valgrind", "--tool=callgrind", f"--callgrind-out-file={grind}")
+                      if args.callgrind else ())
+            proc = start_daemon(args.build, conf, log, prefix)
             try:
-                status = wait_for_socket(sock, proc)
+                status = wait_for_socket(sock, proc, 300 if args.callgrind else 60)
                 box = status["mailboxes"][0]["imap"]
                 print(f"daemon up; mailbox alice: {box['state']} (its server is a closed port)")
-                if args.driver == "h2load":
+                late = []
+                if args.callgrind:
+                    targets = page_targets(sock, 1000, args.callgrind + 20)
+                    n, size, total = callgrind_pages(sock, proc, targets, args.callgrind, grind)
+                    print(f"callgrind: {n} pages ({size:,} bytes of JSON), {total:,} "
+                          f"instructions, {total / n / 1e6:.2f} M a page")
+                    print(json.dumps({"pages": n, "body_bytes": size, "instructions": total,
+                                      "instructions_per_page": round(total / n)}))
+                    return
+                if args.driver == "paced":
+                    targets = page_targets(sock, 1000, args.clients * (args.requests + args.warmup))
+                    t0, cpu0 = time.perf_counter(), cpu_seconds(proc.pid)
+                    got = paced_pages(sock, targets, args.clients, args.rate, args.seconds, 1000)
+                    wall, cpu = time.perf_counter() - t0, cpu_seconds(proc.pid) - cpu0
+                    rows = [(kind, dt, 0) for kind, dt, _ in got]
+                    late = [lag for _, _, lag in got]
+                elif args.driver == "h2load":
                     targets = page_targets(sock, 1000, args.clients * (args.requests + args.warmup))
                     rows = []
                     t0, cpu0 = time.perf_counter(), cpu_seconds(proc.pid)
@@ -281,7 +371,13 @@ def cmd_pages(args):
     results["driver"] = args.driver
     results["think_ms"] = args.think_ms if args.driver == "python" else None
     results["rps_per_client"] = args.rps if args.driver == "h2load" else None
-    pace = (f"h2load, each at most {args.rps} pages/s" if args.driver == "h2load" and args.rps
+    if args.driver == "paced":
+        results["rate_per_client"] = args.rate
+        results["sent_late_p99_ms"] = round(percentile(late, 99) * 1000, 2)
+    pace = (f"paced, each {args.rate} pages/s on average at random times, "
+            f"p99 of a request's lateness {percentile(late, 99) * 1000:.2f} ms"
+            if args.driver == "paced"
+            else f"h2load, each at most {args.rps} pages/s" if args.driver == "h2load" and args.rps
             else "h2load, each asking again at once" if args.driver == "h2load"
             else f"each waiting {args.think_ms} ms on average between pages")
     print(f"{args.count} activities ({size / 1e6:.0f} MB), {args.clients} clients ({pace}), "
@@ -564,11 +660,18 @@ def main():
     p.add_argument("--clients", type=int, default=16)
     p.add_argument("--requests", type=int, default=400, help="timed pages per client")
     p.add_argument("--warmup", type=int, default=20, help="untimed pages per client first")
-    p.add_argument("--driver", choices=["python", "h2load"], default="python",
-                   help="the clients: python processes following next_cursor, or h2load "
-                        "(nghttp2-client) replaying pages whose cursors were read first")
+    p.add_argument("--driver", choices=["python", "h2load", "paced"], default="python",
+                   help="the clients: python processes following next_cursor, h2load "
+                        "(nghttp2-client) replaying pages whose cursors were read first, or "
+                        "paced: one asyncio process asking those pages at random times")
+    p.add_argument("--rate", type=float, default=20,
+                   help="paced: pages a second each client asks, on average")
+    p.add_argument("--seconds", type=float, default=20, help="paced: how long")
     p.add_argument("--rps", type=int, default=0,
                    help="h2load: pages a second each client asks at most; 0: at once")
+    p.add_argument("--callgrind", type=int, default=0, metavar="PAGES",
+                   help="instead of a timed run: the daemon under valgrind's callgrind, "
+                        "PAGES pages asked one at a time; prints its instructions a page")
     p.add_argument("--think-ms", type=float, default=0,
                    help="a client's mean wait between pages (uniform from 0 to twice it); "
                         "0: the next page at once (a closed loop: the daemon always busy)")
