@@ -32,11 +32,13 @@
 #include <vector>
 
 #include "tests/servers/dovecot_fixture.hpp"
+#include "tests/support/scoped_env.hpp"
 
 namespace {
 
 namespace asio = boost::asio;
 using namespace std::chrono_literals;
+using crmcap::test::ScopedEnv;
 using crmcap::imap::Awaitable;
 using crmcap::imap::TlsMode;
 using crmcap::imap::Transport;
@@ -44,6 +46,7 @@ using crmcap::imap::TransportErrc;
 using crmcap::imap::TransportOptions;
 using crmcap::imap::TransportResult;
 using crmcap::test::DovecotServer;
+namespace fs = std::filesystem;
 
 // ASSERT_* returns from the function, which a coroutine cannot do.
 #define CO_ASSERT(cond)                          \
@@ -559,7 +562,6 @@ TEST_F(TransportDovecot, CertificateForAnotherHostIsRejected) {
 TEST_F(TransportDovecot, ACaFileChangedOnDiskIsReadAgain) {
   // Trust is loaded once per process and CA file; a file rewritten in place
   // (a renewed CA) is read again, in both directions.
-  namespace fs = std::filesystem;
   const fs::path dir = fs::temp_directory_path() / ("crmcap-ca-" + std::to_string(::getpid()));
   fs::create_directories(dir);
   const std::string other = (dir / "other.pem").string(), ca = (dir / "ca.pem").string();
@@ -578,37 +580,76 @@ TEST_F(TransportDovecot, ACaFileChangedOnDiskIsReadAgain) {
   fs::remove_all(dir);
 }
 
-TEST_F(TransportDovecot, ACaTakenOutOfTheCertDirectoryIsNoLongerTrusted) {
-  // The system store's directory (SSL_CERT_DIR here), in OpenSSL's hashed
-  // layout: a CA's file is named by its subject's hash. Once a CA is
-  // trusted from it, the process's shared context knows it; taking the file
-  // out must still end that trust, without a restart.
-  namespace fs = std::filesystem;
-  const fs::path dir = fs::temp_directory_path() / ("crmcap-certdir-" + std::to_string(::getpid()));
-  fs::create_directories(dir);
-  const fs::path hash_file = dir / "hash";
-  const std::string hash_cmd =
-      "openssl x509 -hash -noout -in " + server_->ca_file() + " > " + hash_file.string();
-  ASSERT_EQ(std::system(hash_cmd.c_str()), 0);
-  std::string hash;
-  std::ifstream(hash_file) >> hash;
-  ASSERT_FALSE(hash.empty());
-  const fs::path trusted = dir / (hash + ".0");
-  const char* was = std::getenv("SSL_CERT_DIR");
-  const std::optional<std::string> saved = was ? std::optional<std::string>(was) : std::nullopt;
-  ::setenv("SSL_CERT_DIR", dir.c_str(), 1);
-  auto connect = [] { return connect_outcome(""); };  // no CA file: the system's
-  EXPECT_EQ(connect(), "rejected");
-  fs::copy_file(server_->ca_file(), trusted);
-  EXPECT_EQ(connect(), "connected");
-  fs::remove(trusted);
-  EXPECT_EQ(connect(), "rejected");
-  if (saved) {
-    ::setenv("SSL_CERT_DIR", saved->c_str(), 1);
-  } else {
-    ::unsetenv("SSL_CERT_DIR");
+// The system store's directory (SSL_CERT_DIR here) in OpenSSL's hashed
+// layout, a CA's file named by its subject's hash: a new directory holding
+// `ca_file`'s certificate under that name, removed when the object goes.
+class HashedCertDir {
+ public:
+  explicit HashedCertDir(const std::string& ca_file) {
+    dir_ = fs::temp_directory_path() / ("crmcap-certdir-" + std::to_string(::getpid()));
+    fs::create_directories(dir_);
+    const fs::path hash_file = dir_ / "hash";
+    const std::string hash_cmd =
+        "openssl x509 -hash -noout -in " + ca_file + " > " + hash_file.string();
+    if (std::system(hash_cmd.c_str()) != 0) return;
+    std::string hash;
+    std::ifstream(hash_file) >> hash;
+    fs::remove(hash_file);
+    if (!hash.empty()) named_ = dir_ / (hash + ".0");
   }
-  fs::remove_all(dir);
+  ~HashedCertDir() { fs::remove_all(dir_); }
+  HashedCertDir(const HashedCertDir&) = delete;
+  HashedCertDir& operator=(const HashedCertDir&) = delete;
+  const fs::path& dir() const { return dir_; }
+  // Where the CA's certificate goes; empty when its hash could not be read.
+  const fs::path& named() const { return named_; }
+
+ private:
+  fs::path dir_, named_;
+};
+
+TEST_F(TransportDovecot, ACaTakenOutOfTheCertDirectoryIsNoLongerTrusted) {
+  // Once a CA is trusted from the directory, the process's shared context
+  // knows it; taking the file out must still end that trust, without a
+  // restart. Both ways of reading the system store: its directory alone, and
+  // with the bundle SSL_CERT_FILE names.
+  for (const bool with_bundle : {false, true}) {
+    SCOPED_TRACE(with_bundle ? "with SSL_CERT_FILE" : "without SSL_CERT_FILE");
+    const HashedCertDir store(server_->ca_file());
+    ASSERT_FALSE(store.named().empty());
+    const ScopedEnv dir_env("SSL_CERT_DIR", store.dir().string());
+    const ScopedEnv file_env("SSL_CERT_FILE", with_bundle ? std::optional<std::string>(
+                                                                (store.dir() / "none.pem").string())
+                                                          : std::nullopt);
+    auto connect = [] { return connect_outcome(""); };  // no CA file: the system's
+    EXPECT_EQ(connect(), "rejected");
+    fs::copy_file(server_->ca_file(), store.named());
+    EXPECT_EQ(connect(), "connected");
+    fs::remove(store.named());
+    EXPECT_EQ(connect(), "rejected");
+  }
+}
+
+TEST_F(TransportDovecot, TheBundleSslCertFileNamesIsTrustedBesideAHashedDirectory) {
+  // A hashed directory is read lazily instead of the default bundle; a bundle
+  // named by SSL_CERT_FILE is still read, even when the directory is hashed.
+  const HashedCertDir store(server_->ca_file());
+  ASSERT_FALSE(store.named().empty());
+  fs::copy_file(server_->ca_file(), store.dir() / "bundle.pem");
+  // A hashed name for another certificate: the directory is a hashed store.
+  const std::string other = (store.dir() / "other.pem").string();
+  const std::string make_other = "openssl req -x509 -newkey rsa:2048 -nodes -keyout " +
+                                 (store.dir() / "other.key").string() + " -out " + other +
+                                 " -days 1 -subj /CN=other 2>/dev/null";
+  ASSERT_EQ(std::system(make_other.c_str()), 0);
+  fs::rename(other, store.dir() / "00000000.0");
+  const ScopedEnv dir_env("SSL_CERT_DIR", store.dir().string());
+  {
+    const ScopedEnv file_env("SSL_CERT_FILE", (store.dir() / "bundle.pem").string());
+    EXPECT_EQ(connect_outcome(""), "connected");
+  }
+  const ScopedEnv file_env("SSL_CERT_FILE", std::nullopt);
+  EXPECT_EQ(connect_outcome(""), "rejected");
 }
 
 // ---------------------------------------------------------------- the fixture

@@ -2,6 +2,7 @@
 // The configuration loader: a full file, defaults, every refusal with its exact
 // "file:line:column: " prefix, relative paths, and the shipped example file.
 #include "daemon/config/config.hpp"
+#include "tests/support/scoped_env.hpp"
 
 #include <gtest/gtest.h>
 
@@ -269,29 +270,15 @@ TEST_F(ConfigTest, DefaultsUnderSystemdDirectories) {
 // Environment::current() reads systemd's variables: the first of a
 // colon-separated list, and nothing from a relative path.
 TEST_F(ConfigTest, SystemdDirectoriesFromTheProcess) {
-  struct Saved {
-    const char* name;
-    std::optional<std::string> value;
-  };
-  std::vector<Saved> saved;
-  for (const char* n : {"STATE_DIRECTORY", "RUNTIME_DIRECTORY"}) {
-    const char* v = std::getenv(n);
-    saved.push_back({n, v ? std::optional<std::string>(v) : std::nullopt});
+  const crmcap::test::ScopedEnv state("STATE_DIRECTORY", "/var/lib/crm-capture/a:/var/lib/other");
+  {
+    const crmcap::test::ScopedEnv runtime("RUNTIME_DIRECTORY", "run/crm-capture");
+    Environment env = Environment::current();
+    EXPECT_EQ(env.state_directory, "/var/lib/crm-capture/a");
+    EXPECT_EQ(env.runtime_directory, "");
   }
-  ::setenv("STATE_DIRECTORY", "/var/lib/crm-capture/a:/var/lib/other", 1);
-  ::setenv("RUNTIME_DIRECTORY", "run/crm-capture", 1);
-  Environment env = Environment::current();
-  EXPECT_EQ(env.state_directory, "/var/lib/crm-capture/a");
-  EXPECT_EQ(env.runtime_directory, "");
-  ::setenv("RUNTIME_DIRECTORY", "/run/crm-capture", 1);
+  const crmcap::test::ScopedEnv runtime("RUNTIME_DIRECTORY", "/run/crm-capture");
   EXPECT_EQ(Environment::current().runtime_directory, "/run/crm-capture");
-  for (const auto& s : saved) {
-    if (s.value) {
-      ::setenv(s.name, s.value->c_str(), 1);
-    } else {
-      ::unsetenv(s.name);
-    }
-  }
 }
 
 TEST_F(ConfigTest, DefaultConfigPathForAUser) {

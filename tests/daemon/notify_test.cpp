@@ -3,6 +3,7 @@
 // as systemd binds a unit's notify socket.
 #include "daemon/service/notify.hpp"
 #include "daemon/api/client.hpp"
+#include "tests/support/scoped_env.hpp"
 #include "tests/support/temp_dir.hpp"
 
 #include <gtest/gtest.h>
@@ -25,6 +26,7 @@
 #include <vector>
 
 using namespace crmcap;
+using crmcap::test::ScopedEnv;
 
 namespace {
 
@@ -60,20 +62,6 @@ class NotifySocket {
  private:
   int fd_ = -1;
   bool bound_ = false;
-};
-
-// Sets an environment variable for one test.
-class ScopedEnv {
- public:
-  ScopedEnv(const char* name, const std::string& value) : name_(name) {
-    ::setenv(name, value.c_str(), 1);
-  }
-  ~ScopedEnv() { ::unsetenv(name_); }
-  ScopedEnv(const ScopedEnv&) = delete;
-  ScopedEnv& operator=(const ScopedEnv&) = delete;
-
- private:
-  const char* name_;
 };
 
 // Starts args[0] with `args` and exactly `env`, its standard output and

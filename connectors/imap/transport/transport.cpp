@@ -21,6 +21,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <filesystem>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -31,6 +32,7 @@
 #include <tuple>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 namespace crmcap::imap {
 
@@ -118,9 +120,7 @@ std::string subject_of(X509* cert) {
 }
 
 // A TLS client context that trusts the system store and, when given, a CA
-// file. One per CA file for the whole process, shared by every connection:
-// OpenSSL 3 takes about 0.1 s of CPU to read the system bundle, which each
-// connection (every reconnect of the daemon) paid again. A
+// file. One per CA file for the whole process, shared by every connection. A
 // context is built anew when either file has changed since (size or
 // modification time), or a certificate directory of the system store
 // (SSL_CERT_DIR, else OpenSSL's default) has had an entry added, removed or
@@ -139,20 +139,75 @@ std::string file_stamp(const char* path) {
          std::to_string(st.st_mtim.tv_nsec);
 }
 
-// The stamps of the system store's file and directories, then of `ca_file`.
-std::string trust_stamp(const std::string& ca_file) {
+// The system store's bundle: SSL_CERT_FILE, else OpenSSL's default.
+const char* system_cert_file() {
   const char* file = std::getenv(X509_get_default_cert_file_env());
-  std::string stamp = file_stamp(file != nullptr ? file : X509_get_default_cert_file());
-  // SSL_CERT_DIR may list several directories, as OpenSSL reads it.
-  const char* dirs = std::getenv(X509_get_default_cert_dir_env());
-  const std::string_view list = dirs != nullptr ? dirs : X509_get_default_cert_dir();
+  return file != nullptr ? file : X509_get_default_cert_file();
+}
+
+// The system store's directories: SSL_CERT_DIR, a list as OpenSSL reads it,
+// else OpenSSL's default.
+std::vector<std::string> system_cert_dirs() {
+  const char* env = std::getenv(X509_get_default_cert_dir_env());
+  const std::string_view list = env != nullptr ? env : X509_get_default_cert_dir();
+  std::vector<std::string> dirs;
   for (std::size_t at = 0; at <= list.size();) {
     std::size_t end = list.find(':', at);
     if (end == std::string_view::npos) end = list.size();
-    if (end > at) stamp += " " + file_stamp(std::string(list.substr(at, end - at)).c_str());
+    if (end > at) dirs.emplace_back(list.substr(at, end - at));
     at = end + 1;
   }
+  return dirs;
+}
+
+// Whether `dir` holds a certificate under OpenSSL's hashed name (8 hex
+// digits, a dot, a number), as update-ca-certificates and `openssl rehash`
+// lay a store out.
+bool has_hashed_names(const std::string& dir) {
+  std::error_code ec;
+  for (std::filesystem::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    const auto hex = [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); };
+    if (name.size() >= 10 && std::all_of(name.begin(), name.begin() + 8, hex) && name[8] == '.' &&
+        std::all_of(name.begin() + 9, name.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+      return true;
+    }
+  }
+  return false;
+}
+
+// The names and stamps of the system store's file and directories, then the
+// stamp of `ca_file`.
+std::string trust_stamp(const std::string& ca_file) {
+  const char* file = system_cert_file();
+  const bool named = std::getenv(X509_get_default_cert_file_env()) != nullptr;
+  std::string stamp = (named ? "SSL_CERT_FILE=" : "") + std::string(file) + " " + file_stamp(file);
+  for (const std::string& dir : system_cert_dirs())
+    stamp += " " + dir + " " + file_stamp(dir.c_str());
   return stamp + " " + (ca_file.empty() ? "" : file_stamp(ca_file.c_str()));
+}
+
+// The system store is trusted through its hashed directories when they have
+// hashed names and SSL_CERT_FILE is unset (Debian's and Ubuntu's layout): an
+// issuer is read from there when a chain needs it. Loading the bundle instead
+// parses all of its ~140 certificates up front, which cost 1 MiB of heap for
+// as long as the daemon ran and 0.1 s of CPU for each context. Where no
+// directory has a hashed name (a bundle-only store, as Fedora's) or
+// SSL_CERT_FILE names a bundle, the bundle is loaded, and the directories
+// are searched too, as OpenSSL's defaults do.
+boost::system::error_code trust_system_store(ssl::context& ctx) {
+  boost::system::error_code ec;
+  const std::vector<std::string> dirs = system_cert_dirs();
+  if (std::getenv(X509_get_default_cert_file_env()) != nullptr ||
+      std::none_of(dirs.begin(), dirs.end(), has_hashed_names)) {
+    ctx.set_default_verify_paths(ec);
+    return ec;
+  }
+  for (const std::string& dir : dirs) {
+    ctx.add_verify_path(dir, ec);
+    if (ec) return ec;
+  }
+  return ec;
 }
 
 TrustedContext trusted_context(const std::string& ca_file) {
@@ -166,8 +221,7 @@ TrustedContext trusted_context(const std::string& ca_file) {
   auto ctx = std::make_shared<ssl::context>(ssl::context::tls_client);
   ctx->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
                    ssl::context::no_sslv3 | ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1);
-  boost::system::error_code ec;
-  ctx->set_default_verify_paths(ec);
+  boost::system::error_code ec = trust_system_store(*ctx);
   if (ec) return {nullptr, "cannot load the system trust store: " + ec.message(), ec};
   if (!ca_file.empty()) {
     ctx->load_verify_file(ca_file, ec);
