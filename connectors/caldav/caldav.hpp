@@ -246,6 +246,8 @@ class MemorySink final : public CalendarSink {
 // ---------------------------------------------------------------------------
 // Sync of one calendar
 
+struct SyncReport;
+
 struct SyncOptions {
   std::string calendar_url;          // absolute; canonicalized by the machine
   std::size_t multiget_batch = 100;  // most hrefs per calendar-multiget REPORT
@@ -264,11 +266,27 @@ struct SyncOptions {
   // starts from these, so an unchanged calendar costs no request of its own.
   // Anything else (no token, no ctag) is asked again by step 1.
   std::optional<CalendarInfo> discovered;
+  // Called from within resume() with report() as it stands: once the sink's
+  // state has been read (first_sync is known then), after each listing or
+  // sync-collection page that names items to fetch (to_fetch grew), and
+  // after each commit of multiget results (fetched grew). It must not
+  // resume the machine.
+  std::function<void(const SyncReport&)> on_progress;
 };
 
 struct SyncReport {
   enum class Mode { unchanged, sync_collection, full_sync_collection, etag_listing };
   Mode mode = Mode::unchanged;
+  // The sink held neither a sync-token nor a ctag for the calendar: it was
+  // never synced to the end (a sync cut short before its last commit is
+  // first still).
+  bool first_sync = false;
+  // Items to fetch: the hrefs that the listings and sync-collection pages
+  // answered so far named as new or changed, and of those the ones whose
+  // multiget results (an item, or its failure) are committed; fetched never
+  // passes to_fetch.
+  std::size_t to_fetch = 0;
+  std::size_t fetched = 0;
   bool fell_back = false;  // sync-collection refused (bad token, 507): listed by ETag
   unsigned requests = 0;
   unsigned pages = 0;  // sync-collection pages
@@ -321,6 +339,12 @@ class sync_fsm {
   // Ends a sync page or the listing with `changes` (the last batch's).
   Action finish_page(CalendarChanges changes);
   SyncResult<void> commit(CalendarChanges changes);
+  // Counts pending_ as to fetch, and reports it.
+  void pending_listed();
+  // Counts the uncommitted items as fetched once their commit went through
+  // (or had nothing to store), and reports it.
+  void batches_committed();
+  void progress();
   Action fail(SyncError e);
   Action done();
 
@@ -340,8 +364,9 @@ class sync_fsm {
   std::vector<Pending> pending_;  // to fetch for this page or listing
   std::size_t next_pending_ = 0;
   std::vector<std::string> page_deleted_;
-  std::string page_new_token_;  // the token the current page ends with
-  std::size_t batch_end_ = 0;   // pending_ index after the batch in flight
+  std::string page_new_token_;   // the token the current page ends with
+  std::size_t batch_end_ = 0;    // pending_ index after the batch in flight
+  std::size_t uncommitted_ = 0;  // items of fetched batches not yet committed
   Action finished_;
 };
 

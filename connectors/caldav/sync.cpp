@@ -62,6 +62,8 @@ Action sync_fsm::resume(const Io& io) {
       if (!stored) return fail(stored.error());
       stored_ = std::move(*stored);
       stored_.state.url = options_.calendar_url;
+      report_.first_sync = stored_.state.sync_token.empty() && stored_.state.ctag.empty();
+      progress();
       if (const auto& d = options_.discovered;
           d && (!d->sync_token.empty() || (stored_.state.sync_token.empty() && !d->ctag.empty()))) {
         server_ = CalendarState{options_.calendar_url, d->sync_token, d->ctag};
@@ -219,6 +221,7 @@ Action sync_fsm::on_sync_page(const HttpResponse& r) {
   }
   page_new_token_ = *ms->sync_token;
   more_pages_ = ms->truncated;
+  pending_listed();
   return next_batch();
 }
 
@@ -243,6 +246,7 @@ Action sync_fsm::on_listing(const HttpResponse& r) {
     }
     pending_.push_back({resp.url, resp.props.etag.value_or("")});
   }
+  pending_listed();
   return next_batch();
 }
 
@@ -293,6 +297,7 @@ Action sync_fsm::on_multiget(const HttpResponse& r) {
     if (known != stored_.items.end() && etag_equal(known->second, etag)) continue;
     changes.changed.push_back({want.href, std::move(etag), *resp.props.calendar_data});
   }
+  uncommitted_ += batch_end_ - next_pending_;
   next_pending_ = batch_end_;
   if (next_pending_ >= pending_.size()) return finish_page(std::move(changes));
   changes.state = stored_.state;
@@ -333,6 +338,7 @@ Action sync_fsm::finish_page(CalendarChanges changes) {
 SyncResult<void> sync_fsm::commit(CalendarChanges changes) {
   if (changes.changed.empty() && changes.deleted.empty() && changes.failed.empty() &&
       changes.state == stored_.state) {
+    batches_committed();  // a batch of items all unchanged is done with too
     return {};
   }
   SyncResult<void> r;
@@ -355,7 +361,25 @@ SyncResult<void> sync_fsm::commit(CalendarChanges changes) {
   for (auto& item : changes.changed) stored_.items[item.href] = item.etag;
   for (const auto& href : changes.deleted) stored_.items.erase(href);
   stored_.state = std::move(changes.state);
+  batches_committed();
   return {};
+}
+
+void sync_fsm::pending_listed() {
+  if (pending_.empty()) return;
+  report_.to_fetch += pending_.size();
+  progress();
+}
+
+void sync_fsm::batches_committed() {
+  if (uncommitted_ == 0) return;
+  report_.fetched += uncommitted_;
+  uncommitted_ = 0;
+  progress();
+}
+
+void sync_fsm::progress() {
+  if (options_.on_progress) options_.on_progress(report_);
 }
 
 }  // namespace crmcap::caldav

@@ -47,13 +47,13 @@ namespace crmcap::api {
 // ---- Mailbox state, as the daemon knows it ---------------------------------
 
 // Where a mailbox's IMAP or CalDAV side stands. The daemon reports
-// starting, idle (after a pass), retrying and needs_user for both sides;
-// connecting for the IMAP side; backfilling and syncing for a pass under
-// way, with progress for an IMAP backfill. stopped is not reported yet.
+// starting, connecting, idle (after a pass), retrying and needs_user for
+// both sides; backfilling (with progress) and syncing for a pass under way.
+// stopped is not reported yet.
 enum class SourceState {
   starting,     // configured, no pass reported yet
-  connecting,   // connecting or logging in
-  backfilling,  // a first sync of the backfill window (progress: done/total)
+  connecting,   // connecting or logging in (IMAP), discovering the calendars (CalDAV)
+  backfilling,  // a first sync of the backfill window or a calendar (progress: done/total)
   syncing,      // a later pass
   idle,         // synced; waiting for new mail (IDLE, polling, the next interval)
   retrying,     // the last pass failed; next_attempt_at says when (when known)
@@ -65,7 +65,8 @@ std::string_view to_string(SourceState s) noexcept;
 struct SourceStatus {
   SourceState state = SourceState::starting;
   std::string state_since;  // ISO 8601 UTC
-  // Backfilling: messages done of total; unset when unknown.
+  // Backfilling: messages (IMAP) or calendar objects (CalDAV) done of
+  // total; unset when unknown.
   std::optional<std::uint64_t> progress_done, progress_total;
   std::string next_attempt_at;  // retrying: ISO 8601 UTC, empty when unknown
   // retrying, needs_user: the failure, never a secret; kept while connecting
@@ -156,8 +157,14 @@ struct PassOutcome {
   // Failed and retried: when (system clock); unset when not known.
   std::optional<std::chrono::system_clock::time_point> next_attempt;
 };
-// Puts that side of `mailbox` in `syncing` (a pass begins).
-void report_syncing(Board& board, const std::string& mailbox, Side side);
+// Puts that side of `mailbox` in `connecting` (a pass begins: connection,
+// login or calendar discovery), without progress or next attempt; the
+// reason of a failure before stays, since this attempt may fail alike.
+void report_connecting(Board& board, const std::string& mailbox, Side side);
+// Puts that side in `backfilling`, with progress when `done` and `total` are
+// both set, or else in `syncing` (a pass under way, without progress).
+void report_progress(Board& board, const std::string& mailbox, Side side, bool backfilling,
+                     std::optional<std::uint64_t> done, std::optional<std::uint64_t> total);
 // Records a pass's end: idle after one that went through, else retrying
 // (with next_attempt_at) or needs_user; the counters are `tally`'s.
 void report_pass(Board& board, const std::string& mailbox, Side side, const PassOutcome& outcome,

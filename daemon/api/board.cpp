@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
-// The board (mailbox states and store changes) and the IMAP account's
-// reports on it. No Asio here.
+// The board (mailbox states and store changes) and the reports of the IMAP
+// and CalDAV sides on it. No Asio here.
 #include "connectors/imap/imap.hpp"
 #include "daemon/api/api.hpp"
 #include "daemon/capture/capture.hpp"
@@ -135,10 +135,23 @@ std::optional<bool> Board::request_sync(const std::string& mailbox) const {
   return h(mailbox);
 }
 
-void report_syncing(Board& board, const std::string& mailbox, Side side) {
+void report_connecting(Board& board, const std::string& mailbox, Side side) {
   board.update(mailbox, side, [](SourceStatus& s) {
-    // A first pass is a backfill; the state says so while it has no result.
-    s.state = s.passes == 0 ? SourceState::backfilling : SourceState::syncing;
+    s.state = SourceState::connecting;
+    s.next_attempt_at.clear();
+    s.progress_done.reset();
+    s.progress_total.reset();
+  });
+}
+
+void report_progress(Board& board, const std::string& mailbox, Side side, bool backfilling,
+                     std::optional<std::uint64_t> done, std::optional<std::uint64_t> total) {
+  board.update(mailbox, side, [&](SourceStatus& s) {
+    s.state = backfilling ? SourceState::backfilling : SourceState::syncing;
+    s.next_attempt_at.clear();
+    const bool known = backfilling && done && total;
+    s.progress_done = known ? done : std::nullopt;
+    s.progress_total = known ? total : std::nullopt;
   });
 }
 
@@ -188,24 +201,12 @@ void report_imap(Board& board, const std::string& mailbox, imap::Account& accoun
   auto connecting = std::move(account.on_connecting);
   account.on_connecting = [&board, mailbox, connecting] {
     if (connecting) connecting();
-    board.update(mailbox, Side::imap, [](SourceStatus& s) {
-      // The reason of a failure before stays: the attempt that follows it
-      // may fail alike.
-      s.state = SourceState::connecting;
-      s.next_attempt_at.clear();
-      s.progress_done.reset();
-      s.progress_total.reset();
-    });
+    report_connecting(board, mailbox, Side::imap);
   };
   auto progress = std::move(account.on_progress);
   account.on_progress = [&board, mailbox, progress](const imap::PassProgress& p) {
     if (progress) progress(p);
-    board.update(mailbox, Side::imap, [&p](SourceStatus& s) {
-      s.state = p.backfilling ? SourceState::backfilling : SourceState::syncing;
-      s.next_attempt_at.clear();
-      s.progress_done = p.backfilling ? p.done : std::nullopt;
-      s.progress_total = p.backfilling ? p.total : std::nullopt;
-    });
+    report_progress(board, mailbox, Side::imap, p.backfilling, p.done, p.total);
   };
   auto retry = std::move(account.on_retry);
   account.on_retry = [&board, mailbox, retry](std::chrono::milliseconds delay) {

@@ -124,7 +124,8 @@ std::chrono::milliseconds next_pass_delay(const CaldavPass& pass, unsigned failu
 
 CaldavPass sync_caldav_once(const std::string& mailbox, const std::string& url,
                             caldav::Transport& transport, caldav::CalendarSink& sink,
-                            const std::set<std::string>& skip) {
+                            const std::set<std::string>& skip,
+                            const std::function<void(const CaldavPassProgress&)>& on_progress) {
   const auto started = std::chrono::steady_clock::now();
   auto took = [&] {
     return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() -
@@ -139,18 +140,35 @@ CaldavPass sync_caldav_once(const std::string& mailbox, const std::string& url,
     pass.elapsed = took();
     return pass;
   }
+  // The calendars synced before the one under way.
+  CaldavPassProgress before;
   for (const auto& cal : discovery.calendars()) {
     if (skip.count(cal.url)) continue;
     CaldavCalendarPass c{cal, std::nullopt, std::nullopt};
     caldav::SyncOptions options;
     options.calendar_url = cal.url;
     options.discovered = cal;  // its token and ctag: no second PROPFIND
+    if (on_progress) {
+      options.on_progress = [&before, &on_progress](const caldav::SyncReport& r) {
+        CaldavPassProgress now{before.backfilling || r.first_sync, std::nullopt, std::nullopt};
+        if (before.total || r.to_fetch > 0) {
+          now.done = before.done.value_or(0) + r.fetched;
+          now.total = before.total.value_or(0) + r.to_fetch;
+        }
+        on_progress(now);
+      };
+    }
     caldav::sync_fsm sync(std::move(options), sink);
-    if (auto a = drive(sync, transport); a.kind == caldav::Action::Kind::error) {
+    caldav::Action a = drive(sync, transport);
+    if (a.kind == caldav::Action::Kind::error) {
       c.error = explained(mailbox, std::move(a.error), cal.url);
     } else {
       c.report = sync.report();
     }
+    const caldav::SyncReport& r = sync.report();
+    before.backfilling = before.backfilling || r.first_sync;
+    before.done = before.done.value_or(0) + r.fetched;
+    before.total = before.total.value_or(0) + r.to_fetch;
     pass.calendars.push_back(std::move(c));
   }
   pass.elapsed = took();

@@ -52,13 +52,31 @@ struct CaldavPass {
   bool retryable_failure() const;
 };
 
+// Where a pass under way stands (sync_caldav_once's on_progress), as
+// imap::PassProgress for an IMAP pass.
+struct CaldavPassProgress {
+  // Some calendar the pass has synced so far (the one under way included)
+  // is a first sync (caldav::SyncReport::first_sync).
+  bool backfilling = false;
+  // Calendar objects: those the listings of the calendars synced so far
+  // named to fetch (the total grows as each calendar's listing answers),
+  // and of those the ones committed to the sink (caldav::SyncReport's
+  // to_fetch and fetched, summed). Unset until a listing named something to
+  // fetch or a calendar's sync ended.
+  std::optional<std::uint64_t> done, total;
+};
+
 // One pass: discovery from `url`, then a sync of every calendar found but
 // those in `skip` (calendars stopped by a needs_user error earlier). An
 // error's message is prefixed with "<mailbox>: "; a refused login says so in
-// words.
+// words. `on_progress`, when set, is called on the calling thread as each
+// calendar's sync begins (once the sink's state of it is read), once its
+// listing names items to fetch, and after each commit of fetched items: never
+// during discovery.
 CaldavPass sync_caldav_once(const std::string& mailbox, const std::string& url,
                             caldav::Transport& transport, caldav::CalendarSink& sink,
-                            const std::set<std::string>& skip = {});
+                            const std::set<std::string>& skip = {},
+                            const std::function<void(const CaldavPassProgress&)>& on_progress = {});
 
 // How long an account waits after `pass` before its next one:
 // - `interval` when the pass had no retryable failure: it went through, or

@@ -307,10 +307,18 @@ void run_caldav(CaldavSide& rt, const config::Environment& env, bool once,
     }
     options->abort = [&rt] { return rt.wakeup.stopped(); };
     caldav::Transport transport(std::move(*options));
-    if (rt.board) api::report_syncing(*rt.board, rt.name, api::Side::caldav);
+    std::function<void(const capture::CaldavPassProgress&)> progress;
+    if (rt.board) {
+      api::report_connecting(*rt.board, rt.name, api::Side::caldav);
+      // On this worker; the board takes calls from any thread.
+      progress = [&rt](const capture::CaldavPassProgress& p) {
+        api::report_progress(*rt.board, rt.name, api::Side::caldav, p.backfilling, p.done, p.total);
+      };
+    }
     std::set<std::string> skip = stopped;
     skip.insert(went_through.begin(), went_through.end());
-    auto pass = capture::sync_caldav_once(rt.name, rt.config.url, transport, *rt.on_capture, skip);
+    auto pass = capture::sync_caldav_once(rt.name, rt.config.url, transport, *rt.on_capture, skip,
+                                          progress);
     // Stopped: the pass was cut short on purpose; nothing to tell.
     if (!once && rt.wakeup.stopped()) return;
     rt.failed = pass.first_error() != nullptr;

@@ -10,6 +10,7 @@
 
 #include <chrono>
 #include <optional>
+#include <ostream>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -487,9 +488,27 @@ TEST(CaldavSync, ForbiddenWithoutTokenPreconditionNeedsTheUser) {
   EXPECT_EQ(run.last.error.retry, RetryClass::needs_user);
 }
 
+// What on_progress was told, and how many commits the sink had then.
+struct ProgressSeen {
+  bool first_sync;
+  std::size_t to_fetch, fetched, commits;
+  bool operator==(const ProgressSeen&) const = default;
+};
+std::ostream& operator<<(std::ostream& o, const ProgressSeen& p) {
+  return o << "{" << p.first_sync << ", " << p.to_fetch << ", " << p.fetched << ", " << p.commits
+           << "}";
+}
+
+// Its progress too: known first, then listed, then each batch once it is
+// committed (a failed item counts: its failure is committed).
 TEST(CaldavSync, MultigetBatchesWithFailedEntries) {
   MemorySink sink;
-  sync_fsm fsm(options(2), sink);
+  std::vector<ProgressSeen> seen;
+  SyncOptions o = options(2);
+  o.on_progress = [&](const SyncReport& r) {
+    seen.push_back({r.first_sync, r.to_fetch, r.fetched, sink.commits.size()});
+  };
+  sync_fsm fsm(o, sink);
   const std::string missing_data =
       "<d:response><d:href>/alice/cal/e.ics</d:href><d:propstat><d:prop>" + etag("\"1\"") +
       "</d:prop><d:status>HTTP/1.1 200 OK</d:status></d:propstat><d:propstat><d:prop>"
@@ -519,6 +538,36 @@ TEST(CaldavSync, MultigetBatchesWithFailedEntries) {
   EXPECT_EQ(fsm.report().changed, 2u);
   EXPECT_EQ(fsm.report().failed, 3u);
   EXPECT_EQ(sink.calendars[kCal].failed.size(), 3u);
+  EXPECT_EQ(
+      seen,
+      (std::vector<ProgressSeen>{
+          {true, 0, 0, 0}, {true, 5, 0, 0}, {true, 5, 2, 1}, {true, 5, 4, 2}, {true, 5, 5, 3}}));
+}
+
+TEST(CaldavSync, ProgressOfALaterSyncGrowsWithEachPage) {
+  MemorySink sink = sink_with("t1", "c1", {{"a.ics", "\"1\""}, {"b.ics", "\"1\""}});
+  std::vector<ProgressSeen> seen;
+  SyncOptions o = options();
+  o.on_progress = [&](const SyncReport& r) {
+    seen.push_back({r.first_sync, r.to_fetch, r.fetched, sink.commits.size()});
+  };
+  sync_fsm fsm(o, sink);
+  auto run =
+      drive(fsm, {probe_ex(probe("t9", "c9")),
+                  sync_ex("t1", multi(ms({item("a.ics", "\"2\""), item("b.ics", "\"1\"")}, "t2",
+                                         /*truncated=*/true))),
+                  // Changed back meanwhile: fetched, nothing to store, done with.
+                  multiget_ex({"a.ics"}, multi(ms({fetched("a.ics", "\"1\"")}))),
+                  // A page with nothing to fetch says nothing.
+                  sync_ex("t2", multi(ms({gone("/alice/cal/b.ics")}, "t3", true))),
+                  sync_ex("t3", multi(ms({item("d.ics", "\"1\"")}, "t4"))),
+                  multiget_ex({"d.ics"}, multi(ms({fetched("d.ics", "\"1\"")})))});
+  ASSERT_EQ(run.last.kind, Action::Kind::done) << run.last.error.message;
+  EXPECT_EQ(seen, (std::vector<ProgressSeen>{{false, 0, 0, 0},
+                                             {false, 1, 0, 0},
+                                             {false, 1, 1, 1},
+                                             {false, 2, 1, 2},
+                                             {false, 2, 2, 3}}));
 }
 
 TEST(CaldavSync, WeakAndMissingEtags) {

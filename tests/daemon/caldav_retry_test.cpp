@@ -1,7 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 // When a CalDAV account's next pass starts: capture::next_pass_delay on its
 // own, then crm-captured against a fake HTTP server on 127.0.0.1 that answers
-// every request the same way, counting them.
+// every request the same way, counting them, and against a real Radicale
+// behind tests/servers/caldav_proxy.py (failing or slowing some requests),
+// asked over its API socket what it is doing.
+#include "daemon/api/client.hpp"
 #include "daemon/capture/caldav_account.hpp"
 #include "tests/daemon/test_support.hpp"
 #include "tests/servers/radicale_fixture.hpp"
@@ -17,10 +20,13 @@
 #include <unistd.h>
 
 #include <gtest/gtest.h>
+#include <boost/json.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <mutex>
@@ -308,6 +314,11 @@ class CaldavProxy {
     std::ofstream(dir_ / "fail") << prefix << "\n" << status << "\n" << header << "\n";
   }
   void recover() { fs::remove(dir_ / "fail"); }
+  // Requests whose "METHOD PATH" starts with `prefix` (every request when
+  // empty) wait `seconds` before they are forwarded.
+  void delay(const std::string& prefix, double seconds) {
+    std::ofstream(dir_ / "delay") << prefix << "\n" << seconds << "\n";
+  }
   // The "METHOD PATH STATUS" lines logged so far that start with `prefix`.
   std::vector<std::string> requests(const std::string& prefix) const {
     std::vector<std::string> out;
@@ -324,10 +335,10 @@ class CaldavProxy {
   int port_ = 0;
 };
 
-// Until `done` holds or 60 s passed (a loaded machine is slow, never early).
+// Until `done` holds or `limit` passed (a loaded machine is slow, never early).
 template <class F>
-bool eventually(F done) {
-  const auto deadline = std::chrono::steady_clock::now() + 60s;
+bool eventually(F done, std::chrono::seconds limit = 60s) {
+  const auto deadline = std::chrono::steady_clock::now() + limit;
   while (!done()) {
     if (std::chrono::steady_clock::now() > deadline) return false;
     std::this_thread::sleep_for(50ms);
@@ -402,3 +413,182 @@ TEST(CaldavDaemonRetry, OnlyTheFailedCalendarIsRetried) {
 }
 
 }  // namespace
+
+namespace {
+
+// "20261206T093000Z": `t` in UTC, as iCalendar writes it.
+std::string ical_utc(std::time_t t) {
+  std::tm tm{};
+  ::gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y%m%dT%H%M%SZ", &tm);
+  return buf;
+}
+
+// A meeting of alice's with Jane (a contact of test::directory_store) at
+// `start`, half an hour long.
+std::string meeting_with_jane(const std::string& uid, std::time_t start) {
+  return "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//crm-capture//tests//EN\r\n"
+         "BEGIN:VEVENT\r\nUID:" +
+         uid + "\r\nDTSTAMP:20261101T000000Z\r\nDTSTART:" + ical_utc(start) +
+         "\r\nDTEND:" + ical_utc(start + 1800) + "\r\nSUMMARY:Meeting " + uid +
+         "\r\nORGANIZER:mailto:alice@example.com\r\n"
+         "ATTENDEE;PARTSTAT=ACCEPTED:mailto:jane@acme.com\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n";
+}
+
+// GET /v1/status as JSON; null when the daemon does not answer (yet).
+boost::json::value status_of(const fs::path& socket) {
+  auto r = api::call(socket.string(), "GET", "/v1/status", 2000ms);
+  if (!r || r->status != 200) return nullptr;
+  return boost::json::parse(r->body);
+}
+
+// The CalDAV side of mailbox alice in `status`; null when absent.
+const boost::json::value* caldav_side(const boost::json::value& status) {
+  if (!status.is_object()) return nullptr;
+  for (const auto& m : status.at("mailboxes").as_array()) {
+    if (m.at("name").as_string() == "alice") return &m.at("caldav");
+  }
+  return nullptr;
+}
+
+// Checks `bodies` (GET /v1/status answers) against daemon/api/openapi.yaml
+// with tests/api/validate_openapi.py; its complaints, empty when none.
+std::string openapi_mismatches(const fs::path& dir, const std::vector<boost::json::value>& bodies) {
+  const fs::path file = dir / "status.jsonl";
+  {
+    std::ofstream out(file);
+    for (const auto& b : bodies) {
+      out << boost::json::serialize(boost::json::object{
+                 {"method", "GET"}, {"path", "/v1/status"}, {"status", 200}, {"body", b}})
+          << "\n";
+    }
+  }
+  const std::string src = CRMCAP_SOURCE_DIR;
+  auto r = test::detail::run({"python3", src + "/tests/api/validate_openapi.py",
+                              src + "/daemon/api/openapi.yaml", file.string()});
+  return r.status == 0 ? "" : "status " + std::to_string(r.status) + ": " + r.out;
+}
+
+}  // namespace
+
+// A first sync of a calendar of 300 events (three calendar-multiget batches
+// of 100) through a proxy that answers every request a second late: while
+// discovery runs the side says connecting; then backfilling, with progress
+// in calendar objects (done of total, total being the events listed, done
+// moving once per committed batch and never back); then idle with every
+// event captured, and no progress. A later pass, with the calendar's token
+// stored, is no backfill. Every status seen matches openapi.yaml.
+TEST(CaldavDaemonStatus, ABackfillShowsItsProgressThenIdles) {
+  if (!test::RadicaleServer::available()) GTEST_SKIP() << "radicale is not installed";
+  constexpr std::int64_t kEvents = 300, kBatch = 100;  // caldav::SyncOptions::multiget_batch
+  test::RadicaleServer dav;
+  dav.make_calendar("work");
+  // Written straight into Radicale's storage: 300 PUTs would take long.
+  const fs::path work =
+      fs::path(dav.dir()) / "collections" / "collection-root" / dav.user() / "work";
+  const std::time_t now = std::time(nullptr);
+  for (std::int64_t i = 0; i < kEvents; ++i) {
+    // Within the backfill window (90 days): the last 30 days.
+    std::ofstream(work / ("ev" + std::to_string(i) + ".ics"))
+        << meeting_with_jane("ev-" + std::to_string(i), now - (1 + i % 30) * 86400 - i * 60);
+  }
+  test::TempDir tmp;
+  test::directory_store((tmp.path() / "s.db").string());
+  CaldavProxy proxy(dav.url(), tmp.path());
+  proxy.delay("", 1.0);
+  RunningDaemon d(tmp.path(), proxy.url() + "/", dav.user(), dav.password());
+
+  std::vector<boost::json::value> bodies;
+  std::vector<std::string> states;  // each state seen, once per run of it
+  std::vector<std::int64_t> done;   // progress.done as seen
+  std::string odd;                  // the first observation that breaks the contract
+  // The CalDAV side now, and its state; its status body kept for
+  // openapi.yaml, its state for `states`. Null before the daemon answers.
+  const auto look = [&](std::string& state) -> std::optional<boost::json::object> {
+    auto st = status_of(d.socket());
+    const auto* s = caldav_side(st);
+    if (!s || !s->is_object()) return std::nullopt;
+    bodies.push_back(st);
+    state = s->at("state").as_string();
+    if (states.empty() || states.back() != state) states.push_back(state);
+    return s->as_object();
+  };
+  const bool idle = eventually(
+      [&] {
+        std::string state;
+        const auto s = look(state);
+        if (!s) return false;
+        const auto& p = s->at("progress");
+        if (state == "backfilling" && p.is_object()) {
+          const auto n = p.at("done").to_number<std::int64_t>();
+          const auto total = p.at("total").to_number<std::int64_t>();
+          if (odd.empty() && (n > total || total != kEvents || (n % kBatch != 0 && n != total))) {
+            odd = boost::json::serialize(*s);
+          }
+          if (odd.empty() && !done.empty() && n < done.back()) {
+            odd = "done went back: " + boost::json::serialize(*s);
+          }
+          done.push_back(n);
+        } else if (!p.is_null() && odd.empty()) {
+          odd = "progress outside a backfill: " + boost::json::serialize(*s);
+        }
+        return state == "idle";
+      },
+      120s);
+  const auto has = [](const auto& v, const auto& x) {
+    return std::find(v.begin(), v.end(), x) != v.end();
+  };
+  std::string seen;
+  for (const auto& s : states) seen += s + " ";
+  seen += "; done:";
+  for (const auto n : done) seen += " " + std::to_string(n);
+  ASSERT_TRUE(idle) << seen << d.output();
+  EXPECT_EQ(odd, "") << seen;
+  // starting (maybe), connecting, backfilling, idle: never idle or failed
+  // before the end.
+  EXPECT_TRUE(has(states, "connecting")) << seen;
+  EXPECT_TRUE(has(states, "backfilling")) << seen;
+  for (std::size_t i = 0; i + 1 < states.size(); ++i) {
+    EXPECT_TRUE(states[i] == "starting" || states[i] == "connecting" || states[i] == "backfilling")
+        << seen;
+  }
+  // Each batch's commit shows, a second apart: 0, 100 and 200 of 300.
+  for (std::int64_t n : {std::int64_t{0}, kBatch, 2 * kBatch}) {
+    EXPECT_TRUE(has(done, n)) << n << " not seen; " << seen;
+  }
+  const auto st = status_of(d.socket());
+  const auto& side = *caldav_side(st);
+  EXPECT_TRUE(side.at("progress").is_null()) << side;
+  EXPECT_TRUE(side.at("last_pass").at("ok").as_bool()) << side;
+  EXPECT_EQ(side.at("counters").at("captured").to_number<std::int64_t>(), kEvents) << side;
+
+  // A later pass (asked for): the calendar has its token, so no backfill.
+  proxy.delay("", 0.2);
+  states.clear();
+  auto asked = api::call(d.socket().string(), "POST", "/v1/sync?mailbox=alice");
+  ASSERT_TRUE(asked);
+  EXPECT_EQ(asked->status, 202);
+  EXPECT_TRUE(eventually(
+      [&] {
+        std::string state;
+        const auto s = look(state);
+        return s && s->at("counters").at("passes").to_number<std::int64_t>() == 2 &&
+               state == "idle";
+      },
+      60s))
+      << d.output();
+  seen.clear();
+  for (const auto& s : states) seen += s + " ";
+  EXPECT_FALSE(has(states, "backfilling")) << seen;
+  EXPECT_EQ(openapi_mismatches(tmp.path(), bodies), "");
+
+  const std::string out = d.stop();
+  EXPECT_TRUE(WIFEXITED(d.status()) && WEXITSTATUS(d.status()) == 0) << out;
+  auto store = store::Store::open((tmp.path() / "s.db").string()).value();
+  const auto all = store->list({}).value();
+  EXPECT_EQ(static_cast<std::int64_t>(all.size()), kEvents);
+  EXPECT_TRUE(std::all_of(all.begin(), all.end(), [](const store::Activity& a) {
+    return a.status == store::DecisionStatus::captured;
+  }));
+}

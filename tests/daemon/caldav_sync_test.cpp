@@ -587,6 +587,62 @@ TEST_F(CaldavSync, AnInvalidSyncTokenFallsBackToAFullListing) {
   EXPECT_EQ(sink->cancelled(), 1u);
 }
 
+// A pass's progress sums its calendars: the total grows as each calendar's
+// listing answers, done as each commit goes through; backfilling while some
+// calendar of the pass is a first sync (from then on). A later pass with
+// both calendars' tokens stored is no backfill, and counts only what it
+// fetches.
+TEST_F(CaldavSync, APassReportsItsProgressAcrossCalendars) {
+  dav->make_calendar("home");
+  for (int i = 0; i < 3; ++i) {
+    const std::string n = std::to_string(i);
+    dav->put_event("work", "w" + n + ".ics", meeting("ev-w" + n, "jane@acme.com"));
+  }
+  dav->put_event("home", "h0.ics", meeting("ev-h0", "hank@globex.com"));
+  dav->put_event("home", "h1.ics", meeting("ev-h1", "hank@globex.com"));
+  std::vector<capture::CaldavPassProgress> seen;
+  const auto record = [&](const capture::CaldavPassProgress& p) { seen.push_back(p); };
+  const auto pass_of_all = [&] {
+    caldav::Transport t(dav->transport_options());
+    return capture::sync_caldav_once("m", dav->url() + "/", t, *sink, {}, record);
+  };
+  auto pass = pass_of_all();
+  ASSERT_EQ(pass.first_error(), nullptr) << pass.first_error()->message;
+  ASSERT_EQ(pass.calendars.size(), 2u);
+  ASSERT_FALSE(seen.empty());
+  for (std::size_t i = 0; i < seen.size(); ++i) {
+    EXPECT_TRUE(seen[i].backfilling) << i;
+    EXPECT_EQ(seen[i].done.has_value(), seen[i].total.has_value()) << i;
+    if (!seen[i].done) continue;
+    EXPECT_LE(*seen[i].done, *seen[i].total) << i;
+    if (i > 0 && seen[i - 1].done) {
+      EXPECT_GE(*seen[i].done, *seen[i - 1].done) << i;
+      EXPECT_GE(*seen[i].total, *seen[i - 1].total) << i;
+    }
+  }
+  // Unset until the first listing; the first calendar's total before the
+  // second's listing; both at the end.
+  EXPECT_FALSE(seen.front().done);
+  const std::uint64_t first = pass.calendars[0].report->to_fetch;
+  EXPECT_EQ(first, pass.calendars[0].calendar.url == cal ? 3u : 2u);
+  EXPECT_TRUE(std::any_of(seen.begin(), seen.end(),
+                          [&](const auto& p) { return p.total == first && p.done == 0u; }));
+  EXPECT_EQ(seen.back().done, 5u);
+  EXPECT_EQ(seen.back().total, 5u);
+  EXPECT_EQ(sink->counters().captured, 5u);
+
+  // One more event at home: only it is fetched, and it is no backfill.
+  std::this_thread::sleep_for(std::chrono::milliseconds(1100));
+  dav->put_event("home", "h2.ics", meeting("ev-h2", "hank@globex.com"));
+  seen.clear();
+  pass = pass_of_all();
+  ASSERT_EQ(pass.first_error(), nullptr) << pass.first_error()->message;
+  ASSERT_FALSE(seen.empty());
+  for (const auto& p : seen) EXPECT_FALSE(p.backfilling);
+  EXPECT_EQ(seen.back().done, 1u);
+  EXPECT_EQ(seen.back().total, 1u);
+}
+
 using test::run;
 
 TEST_F(CaldavSync, DaemonOnceSyncsAMailboxWithOnlyCaldav) {

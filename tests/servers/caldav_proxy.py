@@ -14,12 +14,17 @@ the others go through, then recover.
       file's first line (e.g. "REPORT /user1/home/") is not forwarded: it is
       answered with the status on the second line (e.g. "503"), the header
       lines that follow (e.g. "Retry-After: 1") and an empty body.
+      While DIR/delay exists, a request whose "METHOD PATH" starts with the
+      file's first line waits the seconds on its second line (e.g. "0.5")
+      before it is forwarded or failed: a slow server, for watching a sync
+      under way.
 """
 import http.client
 import http.server
 import os
 import sys
 import threading
+import time
 import urllib.parse
 
 UPSTREAM = urllib.parse.urlsplit(sys.argv[1])
@@ -34,14 +39,23 @@ def log(line):
         f.write(line + "\n")
 
 
-def failure(method, path):
-    """(status, [(name, value)]) when DIR/fail names this request, else None."""
+def control(name, method, path):
+    """The lines of DIR/name when it exists and its first line is a prefix of
+    "METHOD PATH" (and a second line follows), else None."""
     try:
-        with open(os.path.join(DIR, "fail")) as f:
+        with open(os.path.join(DIR, name)) as f:
             lines = f.read().splitlines()
     except FileNotFoundError:
         return None
     if len(lines) < 2 or not (method + " " + path).startswith(lines[0]):
+        return None
+    return lines
+
+
+def failure(method, path):
+    """(status, [(name, value)]) when DIR/fail names this request, else None."""
+    lines = control("fail", method, path)
+    if lines is None:
         return None
     headers = [tuple(part.strip() for part in h.split(":", 1)) for h in lines[2:] if ":" in h]
     return int(lines[1]), headers
@@ -51,6 +65,9 @@ class Proxy(http.server.BaseHTTPRequestHandler):
     def forward(self):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else None
+        delay = control("delay", self.command, self.path)
+        if delay is not None:
+            time.sleep(float(delay[1]))
         failed = failure(self.command, self.path)
         if failed:
             status, headers = failed
