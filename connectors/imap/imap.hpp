@@ -79,7 +79,12 @@ struct AccountOptions {
   // within its own wait plus io_timeout. Past it the pass fails (retry_later).
   std::chrono::seconds command_timeout{600};
   std::chrono::seconds idle_reissue{25 * 60};
-  std::chrono::seconds poll_interval{60};  // other folders while idling on INBOX
+  // How often the folders other than INBOX are synced while IDLE watches
+  // INBOX. Not at all where the server offers NOTIFY (RFC 5465) and takes
+  // NOTIFY SET: it announces their changes during IDLE; only while a folder
+  // is paused (its next pass confirms the count). A server without IDLE:
+  // every folder at this interval.
+  std::chrono::seconds poll_interval{60};
   // COMPRESS=DEFLATE (RFC 4978) when offered: automatic compresses except to
   // a loopback address, where it would only cost CPU.
   enum class Compress { automatic, always, never };
@@ -255,7 +260,8 @@ class Account {
   Awaitable<SyncResult<SyncReport>> sync_once();
 
   // Syncs, then waits for new mail with IDLE on INBOX (re-issued every
-  // idle_reissue) and polls the other folders every poll_interval; reconnects
+  // idle_reissue) and hears of the other folders' changes by NOTIFY, or
+  // polls them every poll_interval (see there); reconnects
   // with exponential backoff and jitter (1 s up to 5 min) after a
   // retry_later failure. Returns on a needs_user failure or after stop().
   Awaitable<SyncError> run();

@@ -243,6 +243,21 @@ TEST(ImapCommand, ListStatusExamine) {
             "A12 EXAMINE \"Gel&APY-schte Elemente\"\r\n");
 }
 
+// NOTIFY SET (RFC 5465): the selected mailbox without unsolicited FETCH or
+// immediate EXPUNGE, and the named mailboxes encoded as EXAMINE encodes them.
+TEST(ImapCommand, NotifySet) {
+  CommandBuilder b;
+  const std::vector<std::string> boxes = {"Sent", "Gel\xc3\xb6schte Elemente"};
+  EXPECT_EQ(bytes_of(b.notify_set(boxes)),
+            "A1 NOTIFY SET (selected-delayed (MessageNew MessageExpunge)) (mailboxes (Sent "
+            "\"Gel&APY-schte Elemente\") (MessageNew MessageExpunge))\r\n");
+  EXPECT_EQ(error_of(b.notify_set({})), Errc::invalid_argument);
+  const std::vector<std::string> bad = {"Sent", "bad\xff"};
+  EXPECT_EQ(error_of(b.notify_set(bad)), Errc::bad_utf8);
+  const std::vector<std::string> injected = {"Sent\r\nA9 LOGOUT"};
+  EXPECT_EQ(error_of(b.notify_set(injected)), Errc::forbidden_char);
+}
+
 TEST(ImapCommand, Utf8AcceptSendsUtf8Names) {
   CommandBuilder b;
   b.set_options({.utf8_accept = true});

@@ -114,6 +114,9 @@ TEST(ImapParser, UntaggedStatusAndCodes) {
   EXPECT_EQ(oq.code->kind, CodeKind::over_quota);
   auto cl = as<UntaggedStatus>(one("* OK [CLOSED] Previous mailbox closed.\r\n"));
   EXPECT_EQ(cl.code->kind, CodeKind::closed);
+  auto nf = as<UntaggedStatus>(one("* NO [NOTIFICATIONOVERFLOW] Too many events\r\n"));
+  EXPECT_EQ(nf.status, Status::no);
+  EXPECT_EQ(nf.code->kind, CodeKind::notificationoverflow);
   auto other = as<UntaggedStatus>(one("* OK [X-FOO bar baz] hi\r\n"));
   EXPECT_EQ(other.code->kind, CodeKind::other);
   EXPECT_EQ(other.code->name, "X-FOO");
@@ -441,6 +444,13 @@ TEST(ImapParser, StatusEnabledId) {
   EXPECT_EQ(s.uidvalidity, 1u);
   EXPECT_EQ(s.highestmodseq, 7011231777u);
   EXPECT_FALSE(s.unseen);
+  // As NOTIFY announces a change (Dovecot's words, RFC 5465).
+  auto n = as<MailboxStatus>(
+      one("* STATUS Sent (MESSAGES 1 UIDNEXT 2 UIDVALIDITY 1796619639 UNSEEN 1 HIGHESTMODSEQ "
+          "2)\r\n"));
+  EXPECT_EQ(n.mailbox, "Sent");
+  EXPECT_EQ(n.uidnext, 2u);
+  EXPECT_EQ(n.unseen, 1u);
   auto e = as<Enabled>(one("* ENABLED CONDSTORE QRESYNC\r\n"));
   EXPECT_EQ(e.capabilities, (std::vector<std::string>{"CONDSTORE", "QRESYNC"}));
   auto id = as<IdInfo>(one("* ID (\"name\" \"Dovecot\" \"support-url\" NIL)\r\n"));

@@ -144,6 +144,7 @@ struct RunOptions {
   std::optional<std::size_t> fail_at;
   std::size_t read_bytes = 1 << 20;  // most bytes one read gives
   int stop_after_passes = 0;         // watch: stop() after this many `synced`
+  SessionMemory* memory = nullptr;   // kept across sessions (Account::run)
 };
 
 struct Outcome {
@@ -154,8 +155,9 @@ struct Outcome {
   std::string script_error;  // the core left the script: where and how
   bool script_done = false;  // every step of the script was used
   int passes = 0;
-  std::size_t unwaited = 0;  // commits started and never waited for
-  SyncReport report;         // once, done
+  std::size_t unwaited = 0;          // commits started and never waited for
+  SyncReport report;                 // once, done
+  std::vector<seconds> woken_after;  // each read woken, after the session's start
 };
 
 // Written bytes for the log: CRLF-separated commands joined by " + ".
@@ -175,7 +177,8 @@ Outcome run(const AccountOptions& options, const Script& script, MemoryMailSink&
   SessionClocks clocks;
   clocks.steady = [&] { return steady; };
   clocks.system = [&] { return system; };
-  session_fsm fsm(options, ro.mode, clocks);
+  const steady_clock::time_point start = steady;
+  session_fsm fsm(options, ro.mode, clocks, ro.memory);
   const auto& steps = script.steps();
   std::size_t at = 0;      // the step under way
   std::size_t offset = 0;  // of a server step: bytes already read
@@ -221,6 +224,7 @@ Outcome run(const AccountOptions& options, const Script& script, MemoryMailSink&
         if (at < steps.size() && steps[at].kind == Step::Kind::wake && a.wake_at) {
           out.log.push_back("read woken");
           steady = *a.wake_at;
+          out.woken_after.push_back(duration_cast<seconds>(steady - start));
           io.woken = true;
           ++at;
           break;
@@ -673,6 +677,30 @@ std::string id_fetch(int uid) {
          field + ")\r\n";
 }
 
+// The pass that syncs the one new message `uid` of `folder` (synced before):
+// EXAMINE, SEARCH above the mark, its Message-ID first, then its bytes; the
+// commands tagged from C`tag` on.
+Script& new_message_synced(Script& s, const std::string& folder, int tag, int uid,
+                           int uidvalidity) {
+  const auto t = [&](int i) { return "C" + std::to_string(tag + i); };
+  const std::string u = std::to_string(uid);
+  return s.client(t(0) + " EXAMINE " + folder)
+      .server("* " + u + " EXISTS")
+      .server("* OK [UIDVALIDITY " + std::to_string(uidvalidity) + "] ok")
+      .server("* OK [UIDNEXT " + std::to_string(uid + 1) + "] ok")
+      .server(t(0) + " OK [READ-ONLY] done")
+      .client(t(1) + " UID SEARCH UID " + u + ":*")
+      .server("* SEARCH " + u)
+      .server(t(1) + " OK done")
+      .client(t(2) + " UID FETCH " + u +
+              " (INTERNALDATE BODYSTRUCTURE BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])")
+      .server_bytes(id_fetch(uid))
+      .server(t(2) + " OK done")
+      .client(t(3) + " UID FETCH " + u + " (BODY.PEEK[])")
+      .server_bytes(body_fetch(uid))
+      .server(t(3) + " OK done");
+}
+
 // A watch session's first pass, then new mail (UID 4) that wakes IDLE and
 // is synced at once: its Message-ID asked first, INBOX having a state.
 Script new_mail_in_idle() {
@@ -683,16 +711,7 @@ Script new_mail_in_idle() {
       .server("* 6 EXISTS")
       .client("DONE")
       .server("C14 OK done");
-  examined(s, "C15", 6, 7)
-      .client("C16 UID SEARCH UID 6:*")
-      .server("* SEARCH 6")
-      .server("C16 OK done")
-      .client("C17 UID FETCH 6 (INTERNALDATE BODYSTRUCTURE BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])")
-      .server_bytes(id_fetch(6))
-      .server("C17 OK done")
-      .client("C18 UID FETCH 6 (BODY.PEEK[])")
-      .server_bytes(body_fetch(6))
-      .server("C18 OK done");
+  new_message_synced(s, "INBOX", 15, 6, 7);
   return s;
 }
 
@@ -715,6 +734,223 @@ TEST(ImapSession, NewMailWakesTheIdleAndIsSyncedAtOnce) {
   EXPECT_NE(log.find("sink known_messages\nwrite C18"), std::string::npos) << log;
   EXPECT_EQ(log.find("read woken"), std::string::npos) << log;
   EXPECT_NE(log.find("start_commits #3 1\nwait_commits #3\nsynced"), std::string::npos) << log;
+}
+
+// NOTIFY (RFC 5465): a server that offers it, with INBOX and Sent, both
+// synced before (INBOX up to UID 3, Sent up to UID 2), logged in.
+Script notify_login() {
+  Script s;
+  s.server("* OK [CAPABILITY IMAP4rev1 STARTTLS] ready")
+      .client("C1 STARTTLS")
+      .server("C1 OK go")
+      .start_tls()
+      .client("C2 CAPABILITY")
+      .server("* CAPABILITY IMAP4rev1 LITERAL+ IDLE NOTIFY")
+      .server("C2 OK done")
+      .client("C3 LOGIN alice@example.com \"secret\"")
+      .server("C3 OK [CAPABILITY IMAP4rev1 LITERAL+ IDLE NOTIFY] Logged in")
+      .client("C4 LIST \"\" *")
+      .server("* LIST () \"/\" INBOX")
+      .server("* LIST () \"/\" Sent")
+      .server("* LIST () \"/\" Archive")
+      .server("C4 OK done");
+  return s;
+}
+
+const std::string kNotifySet =
+    " NOTIFY SET (selected-delayed (MessageNew MessageExpunge)) (mailboxes (Sent) (MessageNew "
+    "MessageExpunge))";
+
+Script& status_of(Script& s, const std::string& tag, const std::string& folder, int messages,
+                  int uidnext, int uidvalidity) {
+  const std::string n = std::to_string(messages), next = std::to_string(uidnext),
+                    v = std::to_string(uidvalidity);
+  return s.client(tag + " STATUS " + folder + " (MESSAGES UIDNEXT UIDVALIDITY)")
+      .server("* STATUS " + folder + " (MESSAGES " + n + " UIDNEXT " + next + " UIDVALIDITY " + v +
+              ")")
+      .server(tag + " OK done");
+}
+
+AccountOptions notify_options() {
+  AccountOptions o = options();
+  o.folders = {"INBOX", "Sent"};
+  o.poll_interval = seconds(60);
+  o.idle_reissue = minutes(25);
+  return o;
+}
+
+void store_synced(MemoryMailSink& sink) {
+  FolderState in;
+  in.folder = "INBOX";
+  in.uidvalidity = 7;
+  in.highest_uid = 3;
+  in.uidnext = 4;
+  in.messages = 3;
+  sink.states["INBOX"] = in;
+  FolderState sent;
+  sent.folder = "Sent";
+  sent.uidvalidity = 9;
+  sent.highest_uid = 2;
+  sent.uidnext = 3;
+  sent.messages = 2;
+  sink.states["Sent"] = sent;
+}
+
+// Runs a watch session of notify_options() over `s`, on `sink` holding
+// store_synced(), stopped after `passes` passes: it must follow the whole
+// script and end cancelled.
+Outcome watch_notify(const Script& s, MemoryMailSink& sink, int passes,
+                     SessionMemory* memory = nullptr) {
+  store_synced(sink);
+  RunOptions ro;
+  ro.mode = session_fsm::Mode::watch;
+  ro.stop_after_passes = passes;
+  ro.memory = memory;
+  Outcome o = run(notify_options(), s, sink, ro);
+  EXPECT_EQ(o.script_error, "") << joined(o.log);
+  EXPECT_TRUE(o.script_done) << joined(o.log);
+  EXPECT_EQ(o.error.code, make_error_code(SyncErrc::cancelled)) << joined(o.log);
+  return o;
+}
+
+// NOTIFY set after login; the first pass finds nothing new (STATUS only);
+// IDLE on INBOX lasts until its re-issue (25 min), not the poll (60 s): an
+// announcement of a mailbox not synced (Archive) does not end it; IDLE again,
+// then an unsolicited STATUS of Sent ends it, Sent is asked and synced, and
+// nothing else is.
+Script sent_announced() {
+  Script s = notify_login();
+  s.client("C5" + kNotifySet).server("C5 OK NOTIFY completed");
+  status_of(s, "C6", "INBOX", 3, 4, 7);
+  status_of(s, "C7", "Sent", 2, 3, 9);
+  examined(s, "C8", 3, 4)
+      .client("C9 IDLE")
+      .server("+ idling")
+      .server("* STATUS Archive (MESSAGES 5 UIDNEXT 6 UIDVALIDITY 4 UNSEEN 1)")
+      .wake()
+      .client("DONE")
+      .server("C9 OK done");
+  examined(s, "C10", 3, 4)
+      .client("C11 IDLE")
+      .server("+ idling")
+      .server("* STATUS Sent (MESSAGES 3 UIDNEXT 4 UIDVALIDITY 9 UNSEEN 1 HIGHESTMODSEQ 5)")
+      .client("DONE")
+      .server("C11 OK done");
+  examined(s, "C12", 3, 4);
+  status_of(s, "C13", "Sent", 3, 4, 9);
+  new_message_synced(s, "Sent", 14, 3, 9);
+  return s;
+}
+
+TEST(ImapSession, WithNotifySentIsSyncedWhenAnnouncedAndNeverPolled) {
+  MemoryMailSink sink;
+  const Outcome o = watch_notify(sent_announced(), sink, 2);
+  EXPECT_EQ(o.woken_after, std::vector<seconds>{minutes(25)});
+  EXPECT_EQ(sink.states.at("Sent").highest_uid, 3u);
+  ASSERT_EQ(sink.committed.size(), 1u);
+  EXPECT_TRUE(sink.warnings.empty());
+}
+
+// STYLE 13 for NOTIFY: an I/O failure at every step of that exchange ends
+// the session in a connection error, every commit waited for.
+TEST(ImapSession, AnIoFailureAtEveryStepWithNotifyEndsInACleanError) {
+  RunOptions ro;
+  ro.mode = session_fsm::Mode::watch;
+  ro.stop_after_passes = 2;
+  MemoryMailSink clean;
+  store_synced(clean);
+  const Outcome full = run(notify_options(), sent_announced(), clean, ro);
+  ASSERT_EQ(full.error.code, make_error_code(SyncErrc::cancelled)) << joined(full.log);
+  for (std::size_t i = 0; i < full.io_steps; ++i) {
+    MemoryMailSink sink;
+    store_synced(sink);
+    ro.fail_at = i;
+    const Outcome o = run(notify_options(), sent_announced(), sink, ro);
+    const std::string where = "step " + std::to_string(i) + "\n";
+    EXPECT_EQ(o.script_error, "") << where << joined(o.log);
+    EXPECT_EQ(o.unwaited, 0u) << where << joined(o.log);
+    ASSERT_EQ(o.kind, Action::Kind::error) << where << joined(o.log);
+    EXPECT_EQ(o.error.code, make_error_code(SyncErrc::connection)) << where << joined(o.log);
+    // Sent's mark moved past UID 2 only with the message committed.
+    EXPECT_EQ(sink.states.at("Sent").highest_uid, sink.committed.empty() ? 2u : 3u) << where;
+  }
+}
+
+// A folder selected during a pass (Sent, with new mail) is announced by
+// nothing while it is selected: once INBOX is selected again it is asked
+// with STATUS (unchanged here), then INBOX is examined again (news of INBOX
+// during that STATUS went to it) and IDLE begins, until new mail in INBOX.
+TEST(ImapSession, WithNotifyAFolderSelectedDuringAPassIsAskedOnceInboxIsSelected) {
+  Script s = notify_login();
+  s.client("C5" + kNotifySet).server("C5 OK NOTIFY completed");
+  status_of(s, "C6", "INBOX", 3, 4, 7);
+  status_of(s, "C7", "Sent", 3, 4, 9);
+  new_message_synced(s, "Sent", 8, 3, 9);
+  examined(s, "C12", 3, 4);
+  status_of(s, "C13", "Sent", 3, 4, 9);
+  examined(s, "C14", 3, 4)
+      .client("C15 IDLE")
+      .server("+ idling")
+      .server("* 4 EXISTS")
+      .client("DONE")
+      .server("C15 OK done");
+  new_message_synced(s, "INBOX", 16, 4, 7);
+  MemoryMailSink sink;
+  const Outcome o = watch_notify(s, sink, 2);
+  EXPECT_EQ(sink.committed.size(), 2u);
+}
+
+// Announcements lost (NOTIFICATIONOVERFLOW: the server sends no more): IDLE
+// ends, NOTIFY is set again and every folder is synced.
+TEST(ImapSession, WithNotifyLostAnnouncementsBringNotifyAgainAndAPassOverEveryFolder) {
+  Script s = notify_login();
+  s.client("C5" + kNotifySet).server("C5 OK NOTIFY completed");
+  status_of(s, "C6", "INBOX", 3, 4, 7);
+  status_of(s, "C7", "Sent", 2, 3, 9);
+  examined(s, "C8", 3, 4)
+      .client("C9 IDLE")
+      .server("+ idling")
+      .server("* NO [NOTIFICATIONOVERFLOW] too many changes")
+      .client("DONE")
+      .server("C9 OK done")
+      .client("C10" + kNotifySet)
+      .server("C10 OK NOTIFY completed");
+  status_of(s, "C11", "INBOX", 3, 4, 7);
+  status_of(s, "C12", "Sent", 2, 3, 9);
+  MemoryMailSink sink;
+  const Outcome o = watch_notify(s, sink, 2);
+  EXPECT_TRUE(o.woken_after.empty());
+}
+
+// NOTIFY SET refused: the sink is told once per account (not again on the
+// next session), and the other folders are polled every poll_interval.
+TEST(ImapSession, ARefusedNotifyIsToldOnceAndTheFoldersArePolled) {
+  Script s = notify_login();
+  s.client("C5" + kNotifySet).server("C5 NO [NOTIFICATIONOVERFLOW] NOTIFY not supported");
+  status_of(s, "C6", "INBOX", 3, 4, 7);
+  status_of(s, "C7", "Sent", 2, 3, 9);
+  examined(s, "C8", 3, 4)
+      .client("C9 IDLE")
+      .server("+ idling")
+      .wake()
+      .client("DONE")
+      .server("C9 OK done");
+  status_of(s, "C10", "INBOX", 3, 4, 7);
+  status_of(s, "C11", "Sent", 2, 3, 9);
+  SessionMemory memory;
+  for (int session = 0; session < 2; ++session) {
+    SCOPED_TRACE("session " + std::to_string(session));
+    MemoryMailSink sink;
+    const Outcome o = watch_notify(s, sink, 2, &memory);
+    EXPECT_EQ(o.woken_after, std::vector<seconds>{seconds(60)});
+    if (session == 0) {
+      ASSERT_EQ(sink.warnings.size(), 1u);
+      EXPECT_NE(sink.warnings[0].find("NOTIFY"), std::string::npos) << sink.warnings[0];
+      EXPECT_NE(sink.warnings[0].find("polled every 60 s"), std::string::npos) << sink.warnings[0];
+    } else {
+      EXPECT_TRUE(sink.warnings.empty());
+    }
+  }
 }
 
 // STYLE 13 for watching: an I/O failure at every step of the IDLE

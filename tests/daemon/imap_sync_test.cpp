@@ -1446,6 +1446,8 @@ TEST_F(ImapSync, IdleOutlastsTimeoutSecondsWithoutReconnecting) {
 // account without INBOX (no IDLE). Mail put in Sent is never announced by
 // IDLE, and the next poll is 10 minutes away: only the wake can bring it.
 TEST_F(ImapSync, AWakeSyncsEveryFolderNowFromIdleOrFromTheSleepUntilThePoll) {
+  // Without NOTIFY, which would announce the mail in Sent.
+  dovecot = std::make_unique<test::DovecotServer>(1, std::vector<std::string>{"--no-notify"});
   for (const bool idle : {true, false}) {
     SCOPED_TRACE(idle ? "from IDLE" : "from the sleep");
     auto o = options();
@@ -1625,6 +1627,142 @@ TEST_F(ImapSync, AnExpungeArrivesThroughIdle) {
   for (const auto& a : activities()) {
     EXPECT_EQ(a.sources.at(0).removed_at.empty(), a.message_id != "bye@acme.com") << a.message_id;
   }
+}
+
+std::string sent_message(const std::string& mid) {
+  return test::message("From: user1@example.com\nTo: jane@acme.com\nSubject: Sent " + mid +
+                       "\nDate: Mon, 23 Nov 2026 10:00:00 +0000\nMessage-ID: <" + mid + ">\n");
+}
+
+bool captured(const std::vector<store::Activity>& acts, const std::string& mid) {
+  return std::any_of(acts.begin(), acts.end(), [&](const auto& a) { return a.message_id == mid; });
+}
+
+// NOTIFY (RFC 5465): mail put in Sent while the account IDLEs on INBOX is
+// announced and captured at once, twice in a row (the folder synced, then
+// asked again once INBOX is selected, then announced again). The poll is an
+// hour away: only the announcement can bring it.
+TEST_F(ImapSync, MailInSentArrivesThroughNotifyWhileIdle) {
+  auto o = options();
+  o.folders = {"INBOX", "\\Sent"};
+  o.poll_interval = std::chrono::seconds(3600);
+  imap::Account account(io.get_executor(), o, *sink);
+  const std::vector<std::string> mids = {"notified1@example.com", "notified2@example.com"};
+  std::size_t delivered = 0;
+  std::chrono::steady_clock::time_point at;
+  std::vector<std::chrono::milliseconds> latencies;
+  const auto deliver_soon = [&] {
+    asio::co_spawn(
+        io,
+        [&]() -> imap::Awaitable<void> {
+          asio::steady_timer t(io, std::chrono::milliseconds(500));
+          co_await t.async_wait(asio::use_awaitable);
+          at = std::chrono::steady_clock::now();
+          dovecot->deliver_doveadm("Sent", sent_message(mids[delivered++]));
+        },
+        asio::detached);
+  };
+  account.on_synced = [&](const imap::SyncReport&) {
+    if (delivered == 0 && latencies.empty()) {
+      latencies.emplace_back(0);  // the first pass: deliver once IDLE waits
+      deliver_soon();
+      return;
+    }
+    if (delivered == 0 || !captured(activities(), mids[delivered - 1])) return;
+    latencies.push_back(std::chrono::duration_cast<std::chrono::milliseconds>(
+        std::chrono::steady_clock::now() - at));
+    if (delivered < mids.size()) {
+      deliver_soon();
+    } else {
+      account.stop();
+    }
+  };
+  account.on_failure = [&](const imap::SyncError& e) { ADD_FAILURE() << e.message; };
+  run_until_stopped(io, account, std::chrono::seconds(40), "mail in Sent not captured in 40 s");
+  for (const auto& mid : mids) EXPECT_TRUE(captured(activities(), mid)) << mid;
+  EXPECT_TRUE(warnings.empty());
+  for (std::size_t i = 1; i < latencies.size(); ++i) {
+    std::printf("NOTIFY: delivery to Sent to stored activity in %lld ms\n",
+                static_cast<long long>(latencies[i].count()));
+  }
+}
+
+// Mail put in Sent right after the pass that read it, while Sent is still
+// selected (so the server announces nothing of it), is found by the STATUS
+// asked once INBOX is selected: not left for the poll an hour away.
+TEST_F(ImapSync, MailInSentWhileItIsSelectedIsNotLeftForThePoll) {
+  auto o = options();
+  o.folders = {"INBOX", "\\Sent"};
+  o.poll_interval = std::chrono::seconds(3600);
+  imap::Account account(io.get_executor(), o, *sink);
+  int passes = 0;
+  account.on_synced = [&](const imap::SyncReport&) {
+    if (++passes == 1) {
+      // Synchronously: the account goes on (EXAMINE INBOX) only after this.
+      dovecot->deliver_doveadm("Sent", sent_message("selected@example.com"));
+    } else if (captured(activities(), "selected@example.com")) {
+      account.stop();
+    }
+  };
+  account.on_failure = [&](const imap::SyncError& e) { ADD_FAILURE() << e.message; };
+  run_until_stopped(io, account, std::chrono::seconds(20), "mail in Sent not captured in 20 s");
+  EXPECT_TRUE(captured(activities(), "selected@example.com"));
+}
+
+// Every login sets NOTIFY again: after the server restarts, mail put in Sent
+// is announced on the new connection.
+TEST_F(ImapSync, AfterAReconnectMailInSentIsStillAnnounced) {
+  auto o = options();
+  o.folders = {"INBOX", "\\Sent"};
+  o.poll_interval = std::chrono::seconds(3600);
+  o.transport.io_timeout = std::chrono::seconds(5);
+  imap::Account account(io.get_executor(), o, *sink);
+  int connections = 0;
+  bool delivered = false;
+  account.on_connecting = [&] { ++connections; };
+  account.on_synced = [&](const imap::SyncReport&) {
+    if (connections == 1) {
+      asio::post(io, [&] { dovecot->restart(); });  // as a crash; mail and ports stay
+    } else if (!delivered) {
+      delivered = true;
+      asio::co_spawn(
+          io,
+          [&]() -> imap::Awaitable<void> {
+            asio::steady_timer t(io, std::chrono::milliseconds(500));
+            co_await t.async_wait(asio::use_awaitable);
+            dovecot->deliver_doveadm("Sent", sent_message("reconnected@example.com"));
+          },
+          asio::detached);
+    } else if (captured(activities(), "reconnected@example.com")) {
+      account.stop();
+    }
+  };
+  run_until_stopped(io, account, std::chrono::seconds(40), "mail in Sent not captured in 40 s");
+  EXPECT_GE(connections, 2);
+  EXPECT_TRUE(captured(activities(), "reconnected@example.com"));
+}
+
+// A server without NOTIFY: Sent is polled every poll_interval, and that is
+// no condition to warn of.
+TEST_F(ImapSync, WithoutNotifyMailInSentIsPolled) {
+  dovecot = std::make_unique<test::DovecotServer>(1, std::vector<std::string>{"--no-notify"});
+  auto o = options();
+  o.folders = {"INBOX", "\\Sent"};
+  o.poll_interval = std::chrono::seconds(2);
+  imap::Account account(io.get_executor(), o, *sink);
+  int passes = 0;
+  account.on_synced = [&](const imap::SyncReport& r) {
+    if (++passes == 1) {
+      dovecot->deliver_doveadm("Sent", sent_message("polled@example.com"));
+    } else if (captured(activities(), "polled@example.com")) {
+      EXPECT_EQ(r.folders.size(), 2u);  // the poll's pass over every folder
+      account.stop();
+    }
+  };
+  account.on_failure = [&](const imap::SyncError& e) { ADD_FAILURE() << e.message; };
+  run_until_stopped(io, account, std::chrono::seconds(20), "mail in Sent not polled in 20 s");
+  EXPECT_TRUE(captured(activities(), "polled@example.com"));
+  EXPECT_TRUE(warnings.empty());
 }
 
 // The daemon loop: the server dies in the middle of a backfill and comes back;

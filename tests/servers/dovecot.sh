@@ -4,7 +4,7 @@
 # A throwaway Dovecot 2.3 IMAP server on 127.0.0.1, for integration tests and
 # benchmarks. Everything lives under one directory; nothing outside it is touched.
 #
-#   tests/servers/dovecot.sh start DIR [--users N] [--no-compress]
+#   tests/servers/dovecot.sh start DIR [--users N] [--no-compress] [--no-notify]
 #       DIR must not exist or be empty; it is created (mode 0755). Writes
 #       DIR/dovecot.conf, DIR/users (passwd-file, plain passwords), a self-signed
 #       CA and a server certificate (SAN DNS:localhost, IP:127.0.0.1), starts
@@ -17,6 +17,8 @@
 #       MAILDIR is user1's Maildir++ root (INBOX is MAILDIR/{cur,new,tmp}, folder
 #       Sent is MAILDIR/.Sent); user K's is DIR/mail/userK. Sent, Trash, Junk and
 #       Drafts exist with SPECIAL-USE \Sent \Trash \Junk \Drafts.
+#       --no-notify: the capabilities after login leave NOTIFY out (a server
+#       without RFC 5465); Dovecot's own list otherwise.
 #       Exit status non-zero, with Dovecot's log on stderr, when it fails.
 #   tests/servers/dovecot.sh restart DIR
 #       Kills the server at once (as a crash would) and starts it again with the
@@ -123,6 +125,8 @@ userdb {
   args = uid=$mail_user gid=$mail_group home=$d/home/%u
 }
 mail_location = maildir:$d/mail/%u
+$( [[ $notify == 1 ]] || echo "imap_capability = $NO_NOTIFY_CAPABILITIES$( [[ $compress == 1 ]] &&
+  echo ' COMPRESS=DEFLATE')" )
 $( [[ $compress == 1 ]] && printf '%s\n' 'protocol imap {' \
   '  # COMPRESS=DEFLATE (RFC 4978), for the connector compression tests.' \
   '  mail_plugins = $mail_plugins imap_zlib' '}' )
@@ -216,6 +220,15 @@ limits_conf() {
 # 1: offer COMPRESS=DEFLATE (imap_zlib); --no-compress turns it off, as for a
 # benchmark against a client that would compress on loopback.
 compress=1
+# 1: offer NOTIFY (Dovecot's default); --no-notify turns it off.
+notify=1
+# Dovecot 2.3.19's capabilities after login, less NOTIFY and COMPRESS=DEFLATE
+# (imap_capability replaces the whole list, imap_zlib's word too).
+NO_NOTIFY_CAPABILITIES="IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE SORT SORT=DISPLAY \
+THREAD=REFERENCES THREAD=REFS THREAD=ORDEREDSUBJECT MULTIAPPEND URL-PARTIAL CATENATE UNSELECT \
+CHILDREN NAMESPACE UIDPLUS LIST-EXTENDED I18NLEVEL=1 CONDSTORE QRESYNC ESEARCH ESORT SEARCHRES \
+WITHIN CONTEXT=SEARCH LIST-STATUS BINARY MOVE SNIPPET=FUZZY PREVIEW=FUZZY PREVIEW STATUS=SIZE \
+SAVEDATE LITERAL+ SPECIAL-USE"
 
 cmd_start() {
   local d=${1:-} users=1
@@ -225,6 +238,7 @@ cmd_start() {
     case $1 in
       --users) users=${2:?--users needs a number}; shift 2 ;;
       --no-compress) compress=0; shift ;;
+      --no-notify) notify=0; shift ;;
       *) die "unknown option: $1" ;;
     esac
   done
@@ -411,5 +425,5 @@ case ${1:-} in
   start) shift; cmd_start "$@" ;;
   stop) shift; cmd_stop "$@" ;;
   restart) shift; cmd_restart "$@" ;;
-  *) die "usage: dovecot.sh start DIR [--users N] [--no-compress] | stop DIR [--keep] | restart DIR" ;;
+  *) die "usage: dovecot.sh start DIR [--users N] [--no-compress] [--no-notify] | stop DIR [--keep] | restart DIR" ;;
 esac

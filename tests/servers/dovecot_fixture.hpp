@@ -203,15 +203,19 @@ class DovecotServer {
 
   // Starts a server with users user1..user<users> (password "pw-userK") in a new
   // directory under $TMPDIR or /tmp. Throws std::runtime_error with the script's
-  // output when it cannot.
-  explicit DovecotServer(int users = 1) {
+  // output when it cannot. `flags`: more options of `dovecot.sh start`
+  // (--no-notify).
+  explicit DovecotServer(int users = 1, const std::vector<std::string>& flags = {}) {
     std::string base = std::getenv("TMPDIR") ? std::getenv("TMPDIR") : "/tmp";
     std::string templ = base + "/crmcap-dovecot-XXXXXX";
     if (!mkdtemp(templ.data())) {
       throw std::runtime_error("mkdtemp " + templ + ": " + std::strerror(errno));
     }
     dir_ = templ;
-    auto r = detail::run({"bash", script(), "start", dir_, "--users", std::to_string(users)});
+    std::vector<std::string> args = {"bash", script(),  "start",
+                                     dir_,   "--users", std::to_string(users)};
+    args.insert(args.end(), flags.begin(), flags.end());
+    auto r = detail::run(args);
     if (r.status != 0) {
       detail::run({"bash", script(), "stop", dir_});
       std::filesystem::remove_all(dir_);

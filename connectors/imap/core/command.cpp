@@ -407,6 +407,21 @@ Result<Command> CommandBuilder::status(std::string_view mailbox, const StatusIte
   return w.finish();
 }
 
+Result<Command> CommandBuilder::notify_set(std::span<const std::string> mailboxes) {
+  Writer w(take_tag(), options_);
+  if (mailboxes.empty()) return make_error_code(Errc::invalid_argument);
+  w.raw(" NOTIFY SET (selected-delayed (MessageNew MessageExpunge)) (mailboxes (");
+  bool first = true;
+  for (const auto& m : mailboxes) {
+    auto name = mailbox_name(m, options_);
+    if (!name) return name.error();
+    if (auto ec = w.arg(*name, ArgKind::astring, false, options_.utf8_accept, !first)) return ec;
+    first = false;
+  }
+  w.raw(") (MessageNew MessageExpunge))");
+  return w.finish();
+}
+
 Result<Command> CommandBuilder::examine(std::string_view mailbox, const ExamineOptions& options) {
   Writer w(take_tag(), options_);
   auto name = mailbox_name(mailbox, options_);

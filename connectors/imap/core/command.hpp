@@ -195,6 +195,12 @@ class CommandBuilder {
   // STATUS mailbox (items). At least one item.
   Result<Command> status(std::string_view mailbox, const StatusItems& items);
   Result<Command> examine(std::string_view mailbox, const ExamineOptions& options = {});
+  // NOTIFY SET (RFC 5465): the selected mailbox as without NOTIFY (EXISTS,
+  // and EXPUNGE where IMAP4rev1 allows it: selected-delayed; no unsolicited
+  // FETCH, no flag changes), and an unsolicited STATUS whenever a message
+  // comes to or goes from one of `mailboxes` (at least one) while another
+  // is selected.
+  Result<Command> notify_set(std::span<const std::string> mailboxes);
   Command unselect();  // UNSELECT (RFC 3691): leave the mailbox
 
   // UID SEARCH [RETURN (...)] criteria.

@@ -142,6 +142,7 @@ Task<SyncResult<std::optional<Response>>> Connection::next(
                                     peer_ + " closed the session (BYE " + u->text + ")",
                                     RetryClass::retry_later);
         }
+        if (observer_) observer_(r);
         co_return std::move(r);
       }
       if (step == ResponseParser::Step::error) {

@@ -113,6 +113,10 @@ class Connection {
   Task<SyncResult<void>> idle(std::chrono::milliseconds timeout,
                               const std::function<bool(const Response&)>& wake);
 
+  // Called with every response read, before whoever reads it gets it: for
+  // what may come while any command is under way (NOTIFY's STATUS).
+  void observe(Handler observer) { observer_ = std::move(observer); }
+
   // LOGOUT (its answer not awaited past the BYE), then a clean close.
   Task<void> logout();
 
@@ -181,6 +185,7 @@ class Connection {
   std::uint64_t stray_completions_ = 0;  // for tags never sent, this connection
   std::uint64_t malformed_ = 0;
   std::string last_malformed_;
+  Handler observer_;
 };
 
 }  // namespace crmcap::imap::detail

@@ -314,6 +314,7 @@ CodeKind code_kind(std::string_view name) {
       {"NOPERM", CodeKind::noperm},
       {"NONEXISTENT", CodeKind::nonexistent},
       {"NOTSAVED", CodeKind::not_saved},
+      {"NOTIFICATIONOVERFLOW", CodeKind::notificationoverflow},
       {"OVERQUOTA", CodeKind::over_quota},
       {"PARSE", CodeKind::parse},
       {"PERMANENTFLAGS", CodeKind::permanentflags},

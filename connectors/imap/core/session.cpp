@@ -39,8 +39,8 @@ bool is_excluded_special(SpecialUse u) {
 // The state of one session and its coroutines (see session_fsm). A struct
 // like the Account::Impl it came from: its fields are its own business.
 struct Core {
-  Core(const AccountOptions& o, session_fsm::Mode m, SessionClocks c)
-      : options(o), mode(m), clocks(std::move(c)), conn(options, exchange, clocks) {}
+  Core(const AccountOptions& o, session_fsm::Mode m, SessionClocks c, SessionMemory* mem)
+      : options(o), mode(m), clocks(std::move(c)), memory(mem), conn(options, exchange, clocks) {}
 
   Action resume(Io& io);
   void stop() noexcept { stopped = true; }
@@ -50,6 +50,7 @@ struct Core {
   const AccountOptions& options;
   const session_fsm::Mode mode;
   const SessionClocks clocks;
+  SessionMemory* const memory;  // may be null
   Exchange exchange;
   Connection conn;
   Task<SyncResult<void>> root;
@@ -70,6 +71,17 @@ struct Core {
   std::vector<std::pair<std::uint64_t, std::uint64_t>> counted;
   // Resolved folder names (configured "\\Sent" -> "Sent"), in configured order.
   std::vector<std::string> folders;
+  // NOTIFY (RFC 5465) is set: the server announces changes of the folders
+  // other than INBOX with an unsolicited STATUS, at any time (see watch()).
+  bool notifying = false;
+  // The server said notifications were lost (and sends no more).
+  bool notify_lost = false;
+  // Folders other than INBOX whose changes the server may not have
+  // announced: selected since their last STATUS (a server announces nothing
+  // of the selected mailbox), or announced since.
+  std::vector<std::string> stale;
+  // The folder a STATUS under way asks about: its answer is no announcement.
+  std::string asking_status;
 
   // The session: once, or watching (see session_fsm).
   Task<SyncResult<void>> session() {
@@ -254,6 +266,64 @@ struct Core {
     co_return SyncResult<void>{};
   }
 
+  // A synced folder other than INBOX (the one IDLE watches).
+  bool is_other(const std::string& folder) const {
+    return folder != "INBOX" && std::find(folders.begin(), folders.end(), folder) != folders.end();
+  }
+
+  void mark_stale(const std::string& folder) {
+    if (std::find(stale.begin(), stale.end(), folder) == stale.end()) stale.push_back(folder);
+  }
+
+  std::vector<std::string> other_folders() const {
+    std::vector<std::string> out;
+    for (const auto& f : folders) {
+      if (is_other(f)) out.push_back(f);
+    }
+    return out;
+  }
+
+  // What the server announces while any command is under way, once NOTIFY
+  // is set: an unsolicited STATUS of a synced folder marks it stale; a
+  // NOTIFICATIONOVERFLOW (RFC 5465, 5.8), or Dovecot's "NOTIFY error, some
+  // events may have got lost", says announcements were lost. A STATUS of any
+  // other mailbox is nothing to capture.
+  void observe(const Response& r) {
+    if (const auto* st = std::get_if<MailboxStatus>(&r)) {
+      if (st->mailbox != asking_status && is_other(st->mailbox)) mark_stale(st->mailbox);
+    } else if (const auto* u = std::get_if<UntaggedStatus>(&r); u && u->status == Status::no) {
+      if ((u->code && u->code->kind == CodeKind::notificationoverflow) ||
+          u->text.starts_with("NOTIFY")) {
+        notify_lost = true;
+      }
+    }
+  }
+
+  // NOTIFY SET for the folders other than INBOX (watch()): whether the
+  // server took it. A refusal is told to the sink once per account (see
+  // SessionMemory); the folders are polled then.
+  Task<SyncResult<bool>> set_notify() {
+    notify_lost = false;
+    const std::vector<std::string> others = other_folders();
+    auto cmd = conn.builder().notify_set(others);
+    if (!cmd) co_return false;  // a name EXAMINE could send is one NOTIFY can send
+    conn.observe([this](Response& r) { observe(r); });
+    const Connection::Handler none;
+    auto r = co_await conn.run(*cmd, none, "NOTIFY SET");
+    notifying = r.has_value();
+    if (notifying) co_return true;
+    conn.observe({});
+    if (r.error().code != make_error_code(SyncErrc::server_refused)) co_return r.error();
+    if (!memory || !memory->notify_refusal_told) {
+      if (memory) memory->notify_refusal_told = true;
+      std::string why = options.name + ": " + r.error().message + "; folders other than INBOX" +
+                        " are polled every " + std::to_string(options.poll_interval.count()) +
+                        " s (poll_seconds)";
+      co_await warn(std::move(why));
+    }
+    co_return false;
+  }
+
   Task<SyncResult<FolderObservation>> status(const std::string& folder) {
     StatusItems items;
     items.messages = items.uidnext = items.uidvalidity = true;
@@ -277,8 +347,12 @@ struct Core {
       }
     };
     const std::string what = "STATUS " + folder;
+    asking_status = folder;
     auto r = co_await conn.run(*cmd, on_response, what);
+    asking_status.clear();
     if (!r) co_return r.error();
+    // The answer tells all that was announced of the folder before it.
+    if (answered) std::erase(stale, folder);
     if (!answered) {
       co_return make_sync_error(
           SyncErrc::protocol,
@@ -335,6 +409,8 @@ struct Core {
     };
     const std::string what = "EXAMINE " + folder;
     const std::uint64_t malformed_before = conn.malformed();
+    // Selected, the folder's changes are no longer announced (NOTIFY).
+    if (is_other(folder)) mark_stale(folder);
     auto r = co_await conn.run(*cmd, on_response, what);
     if (!r) co_return r.error();
     // What the plan needs must have come; a response that could not be read
@@ -1025,20 +1101,96 @@ struct Core {
     co_return report;
   }
 
+  // When the next pass over every folder is due after the pass `r`:
+  // poll_interval from `from`, unless NOTIFY announces the changes of every
+  // folder and none is paused (a paused folder's count is confirmed by the
+  // next pass).
+  Connection::Clock::time_point poll_after(const SyncReport& r,
+                                           Connection::Clock::time_point from) const {
+    const bool paused =
+        std::any_of(r.folders.begin(), r.folders.end(), [](const auto& f) { return f.paused; });
+    if (notifying && !paused) return Connection::Clock::time_point::max();
+    return from + options.poll_interval;
+  }
+
+  // The stale folders (NOTIFY set, INBOX selected: from now on the server
+  // announces what changes in them), each asked with STATUS, and those with
+  // something to do synced, as one pass. A folder that is paused, or whose
+  // EXAMINE then finds nothing to do, is left to the next poll (moved
+  // closer in `next_poll`), so that no loop of STATUS and EXAMINE begins.
+  Task<SyncResult<void>> sync_stale(Connection::Clock::time_point& next_poll) {
+    const std::vector<std::string> names = stale;
+    SinkCall ask = sink_call::FolderStates{names};
+    SinkAnswer got = co_await call(ask);
+    got.states.resize(names.size());
+    const auto poll_soon = [&] {
+      next_poll = std::min(next_poll, conn.now() + options.poll_interval);
+    };
+    std::vector<std::size_t> behind;
+    for (std::size_t i = 0; i < names.size(); ++i) {
+      auto st = co_await status(names[i]);
+      if (!st) co_return st.error();
+      const std::optional<FolderState>& stored = got.states[i];
+      if (stored && stored->suspect_messages != 0) {
+        poll_soon();
+        continue;
+      }
+      const FolderPlan p = plan_folder(names[i], stored, *st, options.min_keep_fraction);
+      if (p.kind == PlanKind::paused) {
+        poll_soon();
+      } else if (has_work(p, stored, *st)) {
+        behind.push_back(i);
+      }
+    }
+    if (behind.empty()) co_return SyncResult<void>{};
+    const bool backfilling = std::any_of(behind.begin(), behind.end(),
+                                         [&](std::size_t i) { return backfills(got.states[i]); });
+    co_await begin_pass(backfilling);
+    SyncReport rep;
+    for (const std::size_t i : behind) {
+      auto syncing = sync_folder(names[i], got.states[i], false);
+      auto r = co_await std::move(syncing);
+      if (!r) co_return r.error();
+      if (r->skipped_unchanged) {
+        std::erase(stale, names[i]);
+        poll_soon();
+      }
+      rep.folders.push_back(*r);
+    }
+    co_await synced(rep);
+    next_poll = std::min(next_poll, poll_after(rep, conn.now()));
+    co_return SyncResult<void>{};
+  }
+
   // After the first pass: IDLE on INBOX (re-issued every idle_reissue) and
   // a pass over every folder each poll_interval (and after wake()); without
-  // IDLE, sleeping until the next poll. Until stop() or a failure.
+  // IDLE, sleeping until the next poll. Where the server offers NOTIFY
+  // (RFC 5465) and takes NOTIFY SET, the other folders are not polled: the
+  // server announces their changes while IDLE waits (an unsolicited STATUS;
+  // see observe()), and then those folders are synced; each folder selected
+  // since its last STATUS is asked again once INBOX is selected (stale), and
+  // lost announcements bring NOTIFY SET again and a pass over every folder.
+  // Until stop() or a failure.
   Task<SyncResult<void>> watch() {
     using std::chrono::milliseconds;
+    const bool inbox = std::find(folders.begin(), folders.end(), "INBOX") != folders.end();
+    const bool can_idle = inbox && conn.capabilities().has("IDLE");
+    if (can_idle && conn.capabilities().has("NOTIFY") && !other_folders().empty()) {
+      auto set = co_await set_notify();
+      if (!set) co_return set.error();
+    }
     auto first = co_await sync_all(true);
     if (!first) co_return first.error();
     co_await synced(*first);
-    const bool inbox = std::find(folders.begin(), folders.end(), "INBOX") != folders.end();
-    const bool can_idle = inbox && conn.capabilities().has("IDLE");
-    auto next_poll = conn.now() + options.poll_interval;
+    auto next_poll = poll_after(*first, conn.now());
     while (!stopped) {
+      bool full = false;  // a pass over every folder now
       if (woken) {
         // wake() came during the last pass: the next one starts at once.
+      } else if (notifying && notify_lost) {
+        auto set = co_await set_notify();
+        if (!set) co_return set.error();
+        full = true;
       } else if (can_idle) {
         // Named, not a temporary, in co_await (GCC 12).
         const std::string inbox_name = "INBOX";
@@ -1059,6 +1211,11 @@ struct Core {
           const FolderPlan p = plan_folder(inbox_name, stored, *e, options.min_keep_fraction);
           behind = p.kind != PlanKind::paused && has_work(p, stored, *e);
         }
+        if (!behind && notifying && !stale.empty()) {
+          // Then INBOX again: news of it during these commands went to them.
+          if (auto r = co_await sync_stale(next_poll); !r) co_return r.error();
+          continue;
+        }
         const auto until_poll = std::chrono::duration_cast<milliseconds>(next_poll - conn.now());
         const auto wait = std::clamp<milliseconds>(
             until_poll, milliseconds(100),
@@ -1068,7 +1225,8 @@ struct Core {
           // New mail, or (with QRESYNC) mail gone: sync INBOX now.
           if (std::holds_alternative<Exists>(r)) new_mail = true;
           if (conn.qresync() && std::holds_alternative<Vanished>(r)) new_mail = true;
-          return new_mail;
+          // Another folder announced (observe()), or announcements lost.
+          return new_mail || (notifying && (!stale.empty() || notify_lost));
         };
         if (!behind) {
           auto idled = co_await conn.idle(wait, wake);
@@ -1082,17 +1240,19 @@ struct Core {
           if (!r) co_return r.error();
           const SyncReport one{{*r}, {}, false};
           co_await synced(one);
+          next_poll = std::min(next_poll, poll_after(one, conn.now()));
         }
       } else {
         exchange.next(Action::Kind::sleep).until = next_poll;
         co_await exchange.need();
       }
-      if (woken || conn.now() >= next_poll) {
+      if (full || woken || conn.now() >= next_poll) {
         woken = false;
-        next_poll = conn.now() + options.poll_interval;
+        const auto began = conn.now();
         auto r = co_await sync_all(true);
         if (!r) co_return r.error();
         co_await synced(*r);
+        next_poll = poll_after(*r, began);
       }
     }
     co_return make_sync_error(SyncErrc::cancelled, options.name + ": stopped",
@@ -1129,8 +1289,9 @@ Action Core::resume(Io& io) {
 
 }  // namespace detail
 
-session_fsm::session_fsm(const AccountOptions& options, Mode mode, SessionClocks clocks)
-    : core_(std::make_unique<detail::Core>(options, mode, std::move(clocks))) {}
+session_fsm::session_fsm(const AccountOptions& options, Mode mode, SessionClocks clocks,
+                         SessionMemory* memory)
+    : core_(std::make_unique<detail::Core>(options, mode, std::move(clocks), memory)) {}
 
 session_fsm::~session_fsm() = default;
 

@@ -142,6 +142,14 @@ struct SessionClocks {
   std::function<std::chrono::system_clock::time_point()> system = std::chrono::system_clock::now;
 };
 
+// What a watch session leaves for the next one of the same account
+// (Account::run keeps it across reconnects).
+struct SessionMemory {
+  // The server refused NOTIFY SET and the sink was told so: a later refusal
+  // falls back to polling again without telling it again.
+  bool notify_refusal_told = false;
+};
+
 namespace detail {
 struct Core;
 }
@@ -152,7 +160,8 @@ struct Core;
 // - watch: the same pass (reported by `synced`), then IDLE on INBOX (or
 //   sleeping until the next poll without IDLE) and a pass over every folder
 //   each poll_interval, until stop() or a failure (Account::run, which
-//   reconnects).
+//   reconnects). Where the server offers NOTIFY (RFC 5465), it announces
+//   changes of the other folders during that IDLE, and they are not polled.
 //
 // Usage: resume({}) first, then carry out each Action and resume with what
 // came of it, until done or error; after that resume() answers the same.
@@ -166,8 +175,9 @@ struct Core;
 class session_fsm {
  public:
   enum class Mode { once, watch };
-  // `options` outlives the machine.
-  session_fsm(const AccountOptions& options, Mode mode, SessionClocks clocks = {});
+  // `options` outlives the machine, and so does `memory` (may be null).
+  session_fsm(const AccountOptions& options, Mode mode, SessionClocks clocks = {},
+              SessionMemory* memory = nullptr);
   ~session_fsm();
   session_fsm(const session_fsm&) = delete;
   session_fsm& operator=(const session_fsm&) = delete;

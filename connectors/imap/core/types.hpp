@@ -171,6 +171,7 @@ enum class CodeKind {
   noperm,
   nonexistent,
   not_saved,
+  notificationoverflow,  // NOTIFY (RFC 5465): events were lost, notifications stopped
   over_quota,
   parse,
   permanentflags,

@@ -53,6 +53,8 @@ struct Account::Impl {
   // next folder starts, which may call the sink too.
   std::optional<asio::strand<asio::any_io_executor>> sink_strand;
   bool stopped = false;
+  // What one session of run() leaves for the next.
+  SessionMemory memory;
   // The session under way, its transport, and its sleep (Action::sleep):
   // for stop().
   session_fsm* session = nullptr;
@@ -296,7 +298,7 @@ Awaitable<SyncError> Account::run() {
     SyncError failure;
     bool failed = false;
     {
-      session_fsm session(s.options, session_fsm::Mode::watch);
+      session_fsm session(s.options, session_fsm::Mode::watch, {}, &s.memory);
       if (auto ended = co_await s.drive(session, *this, synced)) {
         failure = std::move(*ended);
         failed = true;
