@@ -20,6 +20,7 @@
 #include <tuple>
 #include <type_traits>
 #include <unordered_map>
+#include <unordered_set>
 
 namespace crmcap::store {
 
@@ -535,8 +536,8 @@ class SqliteStore final : public Store {
     // opportunity and participant indexes do not hold the id), a third of
     // the statement's cost. read_page orders the rows of one time by id.
     // Driven by participants, an activity comes once per participant that
-    // matched (a contact with two addresses on one message): such rows are
-    // next to each other (one time, one activity), and read_page keeps the
+    // matched (a contact with two addresses on one message), within the run
+    // of its time but not always next to itself, and read_page keeps the
     // first, so SQL cannot count the page; nor can it cut a run of one time
     // before the ids have ordered it. read_page stops stepping at the page's
     // end instead of a LIMIT.
@@ -1370,19 +1371,21 @@ class SqliteStore final : public Store {
 
   // The rows of a listing's statement `st` (a k_act_select ordered by
   // occurred_at alone), at most `limit` (0: all), in (occurred_at, id)
-  // order, descending when `newest_first`; a row of the same activity as
-  // the one before it skipped; filled (fill()). Rows of one time are put in
+  // order, descending when `newest_first`; a row of an activity already
+  // read at that time skipped; filled (fill()). Rows of one time are put in
   // id order here, and a run of one time at the page's end is read whole
   // before the page is cut.
   std::vector<Activity> read_page(SQLite::Statement& st, std::size_t limit, bool newest_first) {
     std::vector<std::pair<std::int64_t, Activity>> rows;
+    std::unordered_set<std::int64_t> in_run;  // the activities of the last row's time
     while (st.executeStep()) {
       const std::int64_t seq = st.getColumn(14).getInt64();
-      if (!rows.empty() && rows.back().first == seq) continue;
-      if (limit > 0 && rows.size() >= limit &&
-          rows.back().second.occurred_at != st.getColumn(5).getText()) {
-        break;
-      }
+      const bool same_time =
+          !rows.empty() && rows.back().second.occurred_at == st.getColumn(5).getText();
+      if (same_time && in_run.count(seq) != 0) continue;
+      if (limit > 0 && rows.size() >= limit && !same_time) break;
+      if (!same_time) in_run.clear();
+      in_run.insert(seq);
       rows.emplace_back(seq, read_activity(st));
     }
     st.reset();

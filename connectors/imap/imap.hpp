@@ -80,10 +80,12 @@ struct AccountOptions {
   std::chrono::seconds command_timeout{600};
   std::chrono::seconds idle_reissue{25 * 60};
   // How often the folders other than INBOX are synced while IDLE watches
-  // INBOX. Not at all where the server offers NOTIFY (RFC 5465) and takes
-  // NOTIFY SET: it announces their changes during IDLE; only while a folder
-  // is paused (its next pass confirms the count). A server without IDLE:
-  // every folder at this interval.
+  // INBOX. Where the server offers NOTIFY (RFC 5465) and takes NOTIFY SET,
+  // it announces their changes during IDLE, and they are synced then; a
+  // pass over every folder comes only every second idle_reissue, or at this
+  // interval while a folder waits for a pass to confirm what it saw (a
+  // paused folder, say). A server without IDLE: every folder at this
+  // interval.
   std::chrono::seconds poll_interval{60};
   // COMPRESS=DEFLATE (RFC 4978) when offered: automatic compresses except to
   // a loopback address, where it would only cost CPU.

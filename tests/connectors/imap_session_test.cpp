@@ -900,26 +900,58 @@ TEST(ImapSession, WithNotifyAFolderSelectedDuringAPassIsAskedOnceInboxIsSelected
   EXPECT_EQ(sink.committed.size(), 2u);
 }
 
-// Announcements lost (NOTIFICATIONOVERFLOW: the server sends no more): IDLE
-// ends, NOTIFY is set again and every folder is synced.
+// Announcements lost (NOTIFICATIONOVERFLOW: the server sends no more),
+// told in an untagged NO or OK: IDLE ends, NOTIFY is set again and every
+// folder is synced.
 TEST(ImapSession, WithNotifyLostAnnouncementsBringNotifyAgainAndAPassOverEveryFolder) {
+  for (const std::string status : {"NO", "OK"}) {
+    SCOPED_TRACE(status);
+    Script s = notify_login();
+    s.client("C5" + kNotifySet).server("C5 OK NOTIFY completed");
+    status_of(s, "C6", "INBOX", 3, 4, 7);
+    status_of(s, "C7", "Sent", 2, 3, 9);
+    examined(s, "C8", 3, 4)
+        .client("C9 IDLE")
+        .server("+ idling")
+        .server("* " + status + " [NOTIFICATIONOVERFLOW] too many changes")
+        .client("DONE")
+        .server("C9 OK done")
+        .client("C10" + kNotifySet)
+        .server("C10 OK NOTIFY completed");
+    status_of(s, "C11", "INBOX", 3, 4, 7);
+    status_of(s, "C12", "Sent", 2, 3, 9);
+    MemoryMailSink sink;
+    const Outcome o = watch_notify(s, sink, 2);
+    EXPECT_TRUE(o.woken_after.empty());
+  }
+}
+
+// With NOTIFY set, another folder's announcement (Sent's, without
+// UIDVALIDITY, as Dovecot sends it) inside STATUS INBOX is not INBOX's
+// answer, and Sent's own announcement after its answer leaves Sent to be
+// asked again: INBOX is taken as unchanged, Sent is synced, asked again once
+// INBOX is selected, and its second message synced too.
+TEST(ImapSession, WithNotifyAStatusAnswersOnlyForItsFolder) {
   Script s = notify_login();
-  s.client("C5" + kNotifySet).server("C5 OK NOTIFY completed");
-  status_of(s, "C6", "INBOX", 3, 4, 7);
-  status_of(s, "C7", "Sent", 2, 3, 9);
-  examined(s, "C8", 3, 4)
-      .client("C9 IDLE")
-      .server("+ idling")
-      .server("* NO [NOTIFICATIONOVERFLOW] too many changes")
-      .client("DONE")
-      .server("C9 OK done")
-      .client("C10" + kNotifySet)
-      .server("C10 OK NOTIFY completed");
-  status_of(s, "C11", "INBOX", 3, 4, 7);
-  status_of(s, "C12", "Sent", 2, 3, 9);
+  s.client("C5" + kNotifySet)
+      .server("C5 OK NOTIFY completed")
+      .client("C6 STATUS INBOX (MESSAGES UIDNEXT UIDVALIDITY)")
+      .server("* STATUS Sent (MESSAGES 3 UIDNEXT 4 UNSEEN 1)")
+      .server("* STATUS INBOX (MESSAGES 3 UIDNEXT 4 UIDVALIDITY 7)")
+      .server("C6 OK done")
+      .client("C7 STATUS Sent (MESSAGES UIDNEXT UIDVALIDITY)")
+      .server("* STATUS Sent (MESSAGES 3 UIDNEXT 4 UIDVALIDITY 9)")
+      .server("* STATUS Sent (MESSAGES 4 UIDNEXT 5 UNSEEN 2)")
+      .server("C7 OK done");
+  new_message_synced(s, "Sent", 8, 3, 9);
+  examined(s, "C12", 3, 4);
+  status_of(s, "C13", "Sent", 4, 5, 9);
+  new_message_synced(s, "Sent", 14, 4, 9);
   MemoryMailSink sink;
   const Outcome o = watch_notify(s, sink, 2);
-  EXPECT_TRUE(o.woken_after.empty());
+  EXPECT_EQ(sink.states.at("INBOX").uidvalidity, 7u);
+  EXPECT_EQ(sink.states.at("Sent").highest_uid, 4u);
+  EXPECT_EQ(sink.committed.size(), 2u);
 }
 
 // NOTIFY SET refused: the sink is told once per account (not again on the

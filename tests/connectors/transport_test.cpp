@@ -38,7 +38,6 @@ namespace {
 
 namespace asio = boost::asio;
 using namespace std::chrono_literals;
-using crmcap::test::ScopedEnv;
 using crmcap::imap::Awaitable;
 using crmcap::imap::TlsMode;
 using crmcap::imap::Transport;
@@ -46,6 +45,7 @@ using crmcap::imap::TransportErrc;
 using crmcap::imap::TransportOptions;
 using crmcap::imap::TransportResult;
 using crmcap::test::DovecotServer;
+using crmcap::test::ScopedEnv;
 namespace fs = std::filesystem;
 
 // ASSERT_* returns from the function, which a coroutine cannot do.
@@ -611,8 +611,7 @@ class HashedCertDir {
 TEST_F(TransportDovecot, ACaTakenOutOfTheCertDirectoryIsNoLongerTrusted) {
   // Once a CA is trusted from the directory, the process's shared context
   // knows it; taking the file out must still end that trust, without a
-  // restart. Both ways of reading the system store: its directory alone, and
-  // with the bundle SSL_CERT_FILE names.
+  // restart; whether SSL_CERT_FILE names a bundle beside it or not.
   for (const bool with_bundle : {false, true}) {
     SCOPED_TRACE(with_bundle ? "with SSL_CERT_FILE" : "without SSL_CERT_FILE");
     const HashedCertDir store(server_->ca_file());
@@ -631,8 +630,9 @@ TEST_F(TransportDovecot, ACaTakenOutOfTheCertDirectoryIsNoLongerTrusted) {
 }
 
 TEST_F(TransportDovecot, TheBundleSslCertFileNamesIsTrustedBesideAHashedDirectory) {
-  // A hashed directory is read lazily instead of the default bundle; a bundle
-  // named by SSL_CERT_FILE is still read, even when the directory is hashed.
+  // OpenSSL's default directory, hashed, is read lazily instead of the
+  // default bundle; a bundle SSL_CERT_FILE names is still read beside a
+  // hashed directory SSL_CERT_DIR names.
   const HashedCertDir store(server_->ca_file());
   ASSERT_FALSE(store.named().empty());
   fs::copy_file(server_->ca_file(), store.dir() / "bundle.pem");

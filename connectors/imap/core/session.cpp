@@ -284,16 +284,18 @@ struct Core {
   }
 
   // What the server announces while any command is under way, once NOTIFY
-  // is set: an unsolicited STATUS of a synced folder marks it stale; a
-  // NOTIFICATIONOVERFLOW (RFC 5465, 5.8), or Dovecot's "NOTIFY error, some
-  // events may have got lost", says announcements were lost. A STATUS of any
-  // other mailbox is nothing to capture.
+  // is set: an unsolicited STATUS of a synced folder marks it stale (one of
+  // the folder STATUS asks is status()'s to judge); a NOTIFICATIONOVERFLOW
+  // (RFC 5465, 5.8: the server then acts as after NOTIFY NONE), whatever
+  // the response's status, or a NO that names NOTIFY (Dovecot's "NOTIFY
+  // error, some events may have got lost") says announcements were lost. A
+  // STATUS of any other mailbox is nothing to capture.
   void observe(const Response& r) {
     if (const auto* st = std::get_if<MailboxStatus>(&r)) {
       if (st->mailbox != asking_status && is_other(st->mailbox)) mark_stale(st->mailbox);
-    } else if (const auto* u = std::get_if<UntaggedStatus>(&r); u && u->status == Status::no) {
+    } else if (const auto* u = std::get_if<UntaggedStatus>(&r)) {
       if ((u->code && u->code->kind == CodeKind::notificationoverflow) ||
-          u->text.starts_with("NOTIFY")) {
+          (u->status == Status::no && u->text.starts_with("NOTIFY"))) {
         notify_lost = true;
       }
     }
@@ -335,16 +337,30 @@ struct Core {
       co_return make_sync_error(SyncErrc::protocol, "cannot name folder " + folder,
                                 RetryClass::needs_user);
     }
+    // The answer is the first STATUS that names the folder. With NOTIFY set,
+    // another folder's announcement may come inside this command, and the
+    // folder's own later announcements carry fewer items: one that follows
+    // the answer leaves the folder stale. Without NOTIFY, a STATUS under
+    // another name (an odd server's spelling) still answers, when no STATUS
+    // names the folder.
     FolderObservation o;
-    bool answered = false;
+    bool answered = false, named = false, announced_after = false;
     const Connection::Handler on_response = [&](Response& resp) {
-      if (auto* s = std::get_if<MailboxStatus>(&resp)) {
-        answered = true;
-        o.uidvalidity = s->uidvalidity.value_or(0);
-        o.uidnext = s->uidnext.value_or(0);
-        o.messages = s->messages.value_or(0);
-        o.highest_modseq = s->highestmodseq;
+      auto* s = std::get_if<MailboxStatus>(&resp);
+      if (!s) return;
+      const bool names_it =
+          s->mailbox == folder || (iequals(folder, "INBOX") && iequals(s->mailbox, "INBOX"));
+      if (named) {
+        announced_after = announced_after || names_it;
+        return;
       }
+      if (!names_it && (notifying || answered)) return;
+      answered = true;
+      named = names_it;
+      o.uidvalidity = s->uidvalidity.value_or(0);
+      o.uidnext = s->uidnext.value_or(0);
+      o.messages = s->messages.value_or(0);
+      o.highest_modseq = s->highestmodseq;
     };
     const std::string what = "STATUS " + folder;
     asking_status = folder;
@@ -353,6 +369,7 @@ struct Core {
     if (!r) co_return r.error();
     // The answer tells all that was announced of the folder before it.
     if (answered) std::erase(stale, folder);
+    if (announced_after && is_other(folder)) mark_stale(folder);
     if (!answered) {
       co_return make_sync_error(
           SyncErrc::protocol,
@@ -1102,14 +1119,16 @@ struct Core {
   }
 
   // When the next pass over every folder is due after the pass `r`:
-  // poll_interval from `from`, unless NOTIFY announces the changes of every
+  // poll_interval from `from`; while NOTIFY announces the changes of every
   // folder and none is paused (a paused folder's count is confirmed by the
-  // next pass).
+  // next pass), every second IDLE re-issue instead, when IDLE wakes anyway:
+  // a server may lose an announcement without a word (Dovecot ignores its
+  // own failures to send some).
   Connection::Clock::time_point poll_after(const SyncReport& r,
                                            Connection::Clock::time_point from) const {
     const bool paused =
         std::any_of(r.folders.begin(), r.folders.end(), [](const auto& f) { return f.paused; });
-    if (notifying && !paused) return Connection::Clock::time_point::max();
+    if (notifying && !paused) return from + 2 * options.idle_reissue;
     return from + options.poll_interval;
   }
 

@@ -187,25 +187,22 @@ std::string trust_stamp(const std::string& ca_file) {
   return stamp + " " + (ca_file.empty() ? "" : file_stamp(ca_file.c_str()));
 }
 
-// The system store is trusted through its hashed directories when they have
-// hashed names and SSL_CERT_FILE is unset (Debian's and Ubuntu's layout): an
-// issuer is read from there when a chain needs it. Loading the bundle instead
-// parses all of its ~140 certificates up front, which cost 1 MiB of heap for
-// as long as the daemon ran and 0.1 s of CPU for each context. Where no
-// directory has a hashed name (a bundle-only store, as Fedora's) or
-// SSL_CERT_FILE names a bundle, the bundle is loaded, and the directories
-// are searched too, as OpenSSL's defaults do.
+// The system store is trusted through OpenSSL's default directory alone
+// when it has hashed names and neither SSL_CERT_FILE nor SSL_CERT_DIR is set
+// (Debian's and Ubuntu's layout): an issuer is read from there when a chain
+// needs it. Loading the bundle instead parses all of its ~140 certificates
+// up front, which cost 1 MiB of heap for as long as the daemon ran and 0.1 s
+// of CPU for each context. Otherwise (a bundle-only store, as Fedora's, or
+// either variable set: a directory named may hold only private CAs) OpenSSL's
+// defaults are kept: the bundle, and the directories.
 boost::system::error_code trust_system_store(ssl::context& ctx) {
   boost::system::error_code ec;
-  const std::vector<std::string> dirs = system_cert_dirs();
+  const std::string dir = X509_get_default_cert_dir();
   if (std::getenv(X509_get_default_cert_file_env()) != nullptr ||
-      std::none_of(dirs.begin(), dirs.end(), has_hashed_names)) {
+      std::getenv(X509_get_default_cert_dir_env()) != nullptr || !has_hashed_names(dir)) {
     ctx.set_default_verify_paths(ec);
-    return ec;
-  }
-  for (const std::string& dir : dirs) {
+  } else {
     ctx.add_verify_path(dir, ec);
-    if (ec) return ec;
   }
   return ec;
 }
