@@ -321,6 +321,17 @@ CREATE INDEX activity_participants_by_company ON activity_participants(company_i
   WHERE company_id <> '';
 )sql";
 
+// v12: the index of an activity's places holds every column a page reads of
+// them (the table's key, listed so that it keeps its order, then remote_id
+// and removed_at), so a page reads no row of the table itself: one seek an
+// activity fewer, and one leaf page fewer, of a table as large as the
+// activities'. An IMAP place's entry grows by two bytes (both '').
+constexpr const char* k_v12 = R"sql(
+DROP INDEX activity_sources_by_activity;
+CREATE INDEX activity_sources_by_activity ON activity_sources(activity_seq, mailbox, folder,
+  uidvalidity, uid, path, remote_id, removed_at);
+)sql";
+
 // Fills email_key of every contact address (v6).
 void fill_email_keys(SQLite::Database& db) {
   std::vector<std::pair<std::string, std::string>> rows;  // (email, contact_id)
@@ -340,10 +351,10 @@ void fill_email_keys(SQLite::Database& db) {
   }
 }
 
-constexpr Migration k_migrations[] = {{k_v1, nullptr},  {k_v2, nullptr}, {k_v3, nullptr},
-                                      {k_v4, nullptr},  {k_v5, nullptr}, {k_v6, fill_email_keys},
-                                      {k_v7, nullptr},  {k_v8, nullptr}, {k_v9, nullptr},
-                                      {k_v10, nullptr}, {k_v11, nullptr}};
+constexpr Migration k_migrations[] = {{k_v1, nullptr},  {k_v2, nullptr},  {k_v3, nullptr},
+                                      {k_v4, nullptr},  {k_v5, nullptr},  {k_v6, fill_email_keys},
+                                      {k_v7, nullptr},  {k_v8, nullptr},  {k_v9, nullptr},
+                                      {k_v10, nullptr}, {k_v11, nullptr}, {k_v12, nullptr}};
 
 }  // namespace
 

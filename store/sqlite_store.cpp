@@ -1326,6 +1326,8 @@ class SqliteStore final : public Store {
           "sequence FROM activity_meetings WHERE activity_seq IN (SELECT value FROM json_each(?))",
           [](Activity& a, SQLite::Statement& st) { a.meeting = read_meeting(st, 1); });
     }
+    // Read from the places' index alone (v12); the plan is checked by
+    // Listing.PlacesAreReadFromTheirIndexAloneAndSurviveTheUpgrade.
     each(
         "SELECT activity_seq, mailbox, folder, uidvalidity, uid, path, remote_id, removed_at "
         "FROM activity_sources WHERE activity_seq IN (SELECT value FROM json_each(?)) "

@@ -19,10 +19,10 @@
       learn their cursors, then h2load asks them over --clients connections
       (--rps: each client's pace; 0: at once), contact pages then opportunity
       pages, --clients * --requests / 2 of each. With --driver paced, the same
-      pages are asked by --clients asyncio connections in one process, each
-      at --rate pages a second on average (Poisson arrivals from a random
-      phase, so that the clients do not fire on one tick as h2load's --rps
-      does), for --seconds. With --callgrind PAGES, no timed run: the daemon
+      pages are asked by --clients h2load processes of one connection each,
+      each at --rate pages a second on average (a timing script of Poisson
+      arrivals from a random phase, so that the clients do not fire on one
+      tick as h2load's --rps does), for --seconds. With --callgrind PAGES, no timed run: the daemon
       runs under valgrind --tool=callgrind and the first PAGES of those pages
       are asked one at a time; prints the instructions (every thread) a page.
 
@@ -222,46 +222,49 @@ def h2load_pages(sock, targets, clients, requests, rps, work):
     return ms
 
 
-def paced_pages(sock, targets, clients, rate, seconds, seed):
+def paced_pages(sock, targets, clients, rate, seconds, seed, work):
     """Each of `clients` keep-alive connections asks a page at random times,
     `rate` a second on average (Poisson arrivals, each client from a random
     phase), for `seconds`: a realistic load of CRM tools rather than a
-    closed loop. (kind, seconds from sending to the whole response, seconds
-    late: how long after its planned time the request went out, having
-    waited for the answer before it) of every request."""
-    import asyncio
-
+    closed loop. Each client is an h2load process of its own (one
+    connection) replaying a timing script, so the clients neither fire on
+    one tick (as h2load's --rps does) nor add a Python driver's latency.
+    h2load starts each gap when the answer before it is in: the pace is a
+    little slower than asked (the run prints the real one). (kind, seconds
+    from sending to the whole response) of every request."""
     flat = [(kind, t) for kind, ts in targets.items() for t in ts]
-
-    async def client(i, out):
+    runs = []
+    for i in range(clients):
         rng = random.Random(seed + i)
-        reader, writer = await asyncio.open_unix_connection(sock)
-        loop = asyncio.get_running_loop()
-        start = loop.time()
-        planned = start + rng.uniform(0, 1 / rate)
-        while planned < start + seconds:
-            delay = planned - loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            kind, target = rng.choice(flat)
-            sent = loop.time()
-            writer.write(f"GET {target} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode())
-            head = await reader.readuntil(b"\r\n\r\n")
-            status = int(head.split(b" ", 2)[1])
-            n = int(re.search(rb"(?im)^content-length:\s*(\d+)", head).group(1))
-            await reader.readexactly(n)
-            if status != 200:
-                raise RuntimeError(f"GET {target}: {status}")
-            out.append((kind, loop.time() - sent, max(0.0, sent - planned)))
-            planned += rng.expovariate(rate)
-        writer.close()
-
-    async def run():
-        out = []
-        await asyncio.gather(*(client(i, out) for i in range(clients)))
-        return out
-
-    return asyncio.run(run())
+        planned, at = [], rng.uniform(0, 1 / rate)
+        while at < seconds:
+            planned.append((at, *rng.choice(flat)))
+            at += rng.expovariate(rate)
+        script = os.path.join(work, f"paced-{i}.txt")
+        log = os.path.join(work, f"paced-{i}.log")
+        with open(script, "w") as f:
+            f.write("".join(f"{at * 1000:.3f}\thttp://localhost{t}\n" for at, _, t in planned))
+        if os.path.exists(log):
+            os.remove(log)  # h2load appends to it
+        cmd = ["h2load", "--h1", "-B", f"unix:{sock}", "-c", "1", "-m", "1",
+               f"--timing-script-file={script}", f"--log-file={log}"]
+        runs.append((planned, log, subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)))
+    out = []
+    for planned, log, proc in runs:
+        text = proc.communicate()[0]
+        if proc.returncode != 0 or " 0 failed" not in text or " 0 errored" not in text:
+            raise RuntimeError("h2load: requests failed:\n" + text)
+        with open(log) as f:
+            # One connection, one request in flight: the log's lines come in
+            # the script's order.
+            lines = [line.split("\t")[:3] for line in f]
+        if len(lines) != len(planned):
+            raise RuntimeError(f"h2load: {len(lines)} answers to {len(planned)} requests")
+        for (_, kind, _), (_, status, micros) in zip(planned, lines):
+            if status != "200":
+                raise RuntimeError(f"h2load: status {status}")
+            out.append((kind, int(micros) / 1e6))
+    return out
 
 
 def callgrind_pages(sock, proc, targets, pages, out):
@@ -326,7 +329,6 @@ def cmd_pages(args):
                 status = wait_for_socket(sock, proc, 300 if args.callgrind else 60)
                 box = status["mailboxes"][0]["imap"]
                 print(f"daemon up; mailbox alice: {box['state']} (its server is a closed port)")
-                late = []
                 if args.callgrind:
                     targets = page_targets(sock, 1000, args.callgrind + 20)
                     n, size, total = callgrind_pages(sock, proc, targets, args.callgrind, grind)
@@ -338,10 +340,9 @@ def cmd_pages(args):
                 if args.driver == "paced":
                     targets = page_targets(sock, 1000, args.clients * (args.requests + args.warmup))
                     t0, cpu0 = time.perf_counter(), cpu_seconds(proc.pid)
-                    got = paced_pages(sock, targets, args.clients, args.rate, args.seconds, 1000)
+                    got = paced_pages(sock, targets, args.clients, args.rate, args.seconds, 1000, work)
                     wall, cpu = time.perf_counter() - t0, cpu_seconds(proc.pid) - cpu0
-                    rows = [(kind, dt, 0) for kind, dt, _ in got]
-                    late = [lag for _, _, lag in got]
+                    rows = [(kind, dt, 0) for kind, dt in got]
                 elif args.driver == "h2load":
                     targets = page_targets(sock, 1000, args.clients * (args.requests + args.warmup))
                     rows = []
@@ -373,9 +374,7 @@ def cmd_pages(args):
     results["rps_per_client"] = args.rps if args.driver == "h2load" else None
     if args.driver == "paced":
         results["rate_per_client"] = args.rate
-        results["sent_late_p99_ms"] = round(percentile(late, 99) * 1000, 2)
-    pace = (f"paced, each {args.rate} pages/s on average at random times, "
-            f"p99 of a request's lateness {percentile(late, 99) * 1000:.2f} ms"
+    pace = (f"paced, each asked {args.rate} pages/s on average at random times"
             if args.driver == "paced"
             else f"h2load, each at most {args.rps} pages/s" if args.driver == "h2load" and args.rps
             else "h2load, each asking again at once" if args.driver == "h2load"
@@ -663,7 +662,7 @@ def main():
     p.add_argument("--driver", choices=["python", "h2load", "paced"], default="python",
                    help="the clients: python processes following next_cursor, h2load "
                         "(nghttp2-client) replaying pages whose cursors were read first, or "
-                        "paced: one asyncio process asking those pages at random times")
+                        "paced: one h2load process a client asking those pages at random times")
     p.add_argument("--rate", type=float, default=20,
                    help="paced: pages a second each client asks, on average")
     p.add_argument("--seconds", type=float, default=20, help="paced: how long")

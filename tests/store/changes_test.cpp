@@ -285,6 +285,59 @@ TEST(Listing, AnUpgradeKeepsEarlierActivitiesInTheirContactsListings) {
   EXPECT_EQ(ids(s->list(f).value()), (std::vector<std::string>{"id-old2", "id-old1", "id-new"}));
 }
 
+// v12: a page reads an activity's places from their index alone, in the
+// order of the table's key, and an upgrade keeps the places stored before it.
+TEST(Listing, PlacesAreReadFromTheirIndexAloneAndSurviveTheUpgrade) {
+  crmcap::test::TempDir dir;
+  const std::string path = (dir.path() / "v11.db").string();
+  { auto s = detail::open_at_version(path, 11).value(); }
+  sqlite3* h = nullptr;
+  ASSERT_EQ(sqlite3_open(path.c_str(), &h), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(h,
+                         "INSERT INTO activities (seq, id, source_key, kind, direction, status, "
+                         "occurred_at, created_at, updated_at) VALUES "
+                         "(1, 'id-old', 'old', 'email', 'inbound', 'captured', "
+                         "'2026-10-02T00:00:00Z', 'x', 'x');"
+                         "INSERT INTO activity_sources (activity_seq, mailbox, folder, "
+                         "uidvalidity, uid, path, seen_at, remote_id, removed_at) VALUES "
+                         "(1, 'alice', 'Sent', 7, 3, '', 'x', 'gm:42', ''), "
+                         "(1, 'alice', 'INBOX', 7, 9, '', 'x', '', '2026-10-03T00:00:00Z')",
+                         nullptr, nullptr, nullptr),
+            SQLITE_OK);
+  sqlite3_close(h);
+  auto s = Store::open(path).value();
+  const auto got = s->get("id-old").value();
+  ASSERT_TRUE(got.has_value());
+  ASSERT_EQ(got->sources.size(), 2U);
+  EXPECT_EQ(got->sources[0].folder, "INBOX");
+  EXPECT_EQ(got->sources[0].uid, 9);
+  EXPECT_EQ(got->sources[0].removed_at, "2026-10-03T00:00:00Z");
+  EXPECT_EQ(got->sources[1].folder, "Sent");
+  EXPECT_EQ(got->sources[1].remote_id, "gm:42");
+  EXPECT_EQ(got->sources[1].removed_at, "");
+
+  // The plan of the store's read of places (fill()): the index covers it,
+  // and no sorter is needed for its order.
+  ASSERT_EQ(sqlite3_open(path.c_str(), &h), SQLITE_OK);
+  std::string plan;
+  ASSERT_EQ(sqlite3_exec(
+                h,
+                "EXPLAIN QUERY PLAN SELECT activity_seq, mailbox, folder, uidvalidity, uid, path, "
+                "remote_id, removed_at FROM activity_sources WHERE activity_seq IN (SELECT value "
+                "FROM json_each('[1,2]')) ORDER BY activity_seq, mailbox, folder, uidvalidity, "
+                "uid, path",
+                [](void* out, int n, char** cols, char**) {
+                  *static_cast<std::string*>(out) += cols[n - 1];
+                  *static_cast<std::string*>(out) += '\n';
+                  return 0;
+                },
+                &plan, nullptr),
+            SQLITE_OK);
+  sqlite3_close(h);
+  EXPECT_NE(plan.find("COVERING INDEX activity_sources_by_activity"), std::string::npos) << plan;
+  EXPECT_EQ(plan.find("TEMP B-TREE"), std::string::npos) << plan;
+}
+
 // Listings read rows in their index's time order and put rows of one time in
 // id order themselves: ids stored against their id order (later rows with
 // smaller ids), times shared by up to five rows, pages of 4 that cut those
