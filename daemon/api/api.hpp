@@ -8,9 +8,11 @@
 // /v1/opportunities/{id}, and POST /v1/directory (a batch). Every
 // connection's peer is checked with SO_PEERCRED before a byte is read; every
 // request has size limits and a deadline, every write a deadline, so a slow or
-// stuck client is dropped and never holds up another or the daemon. Queries
-// run on a thread and a store connection of the server's own, never on the
-// network thread.
+// stuck client is dropped and never holds up another or the daemon. The
+// server runs on threads of its own (one a store connection), never on the
+// daemon's capture: a request is read, queried and answered on one of them.
+// As many queries as threads run at once; more wait for a thread, and so do
+// other connections' reads and writes meanwhile (a page takes about 1 ms).
 //
 // This header does not include Asio (see DESIGN.md, "Build time"); server.cpp
 // does. The JSON of activities and decisions is in json.hpp.
@@ -227,10 +229,13 @@ struct StartError {
   std::string message;
 };
 
-// Listens on the socket on `io` until stop(). start() prepares the
-// directory, refuses a socket another process listens on (and replaces a
-// stale one), binds with `mode`, opens the store and starts accepting; or,
-// given Options::listen_fd, accepts on that socket.
+// Listens on the socket until stop(), on threads of its own (one a store
+// reader connection); POST /v1/sync is handed to `io`, the daemon's
+// io_context, which must outlive the server and keep running while it
+// serves. start() prepares the directory, refuses a socket another process
+// listens on (and replaces a stale one), binds with `mode`, opens the store
+// and starts accepting; or, given Options::listen_fd, accepts on that
+// socket.
 class Server {
  public:
   static boost::system::result<std::unique_ptr<Server>, StartError> start(
@@ -240,12 +245,15 @@ class Server {
   Server& operator=(const Server&) = delete;
 
   // Opens the store (Options::open_store_later); requests are served from
-  // then on. Call on io's thread.
+  // then on. Call from one thread at a time.
   boost::system::result<void, StartError> open_store();
 
-  // Stops accepting, closes every connection and removes the socket file.
-  // Call on io's thread; io.run() returns once the connections are gone
-  // (when nothing else keeps it).
+  // Stops accepting, closes every connection and removes the socket file;
+  // returns at once. Any thread. The destructor stops too, and waits for
+  // the connections to end (a query or a directory write under way
+  // finishes first): it must not run on io's thread while io runs, nor
+  // before io.run() has returned if io is not run (a POST /v1/sync under
+  // way waits for io).
   void stop();
 
   struct Impl;
@@ -257,7 +265,7 @@ class Server {
   static boost::system::result<std::unique_ptr<Server>, StartError> adopt(
       boost::asio::io_context& io, Options options, Board& board);
   static boost::system::result<std::unique_ptr<Server>, StartError> begin(
-      boost::asio::io_context& io, std::shared_ptr<Impl> impl, Board& board);
+      std::shared_ptr<Impl> impl, Board& board);
   std::shared_ptr<Impl> impl_;
 };
 

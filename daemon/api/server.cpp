@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
-// The local API's server: the listener, one coroutine per connection on the
-// daemon's io_context, and reader threads with store connections of their own
-// where every query runs (the network thread never waits for SQLite).
+// The local API's server: an io_context of its own, run by as many threads
+// as it has store connections (readers); one coroutine per connection, on a
+// strand of its own, reads a request, runs its query on the thread it is on
+// and writes the answer, so that a request wakes one thread, not three. The
+// daemon's io_context (capture) never waits for SQLite or for a client.
 #include "daemon/api/api.hpp"
 #include "daemon/api/json.hpp"
 #include "daemon/api/query.hpp"
@@ -11,10 +13,12 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
 #include <boost/asio/thread_pool.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
@@ -31,6 +35,7 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <cerrno>
 #include <charconv>
 #include <cstring>
@@ -38,6 +43,7 @@
 #include <filesystem>
 #include <mutex>
 #include <set>
+#include <stdexcept>
 #include <thread>
 #include <tuple>
 #include <variant>
@@ -162,7 +168,8 @@ bool peer_allowed(const PeerCred& peer, const Access& access) {
 }
 
 // A connection: its stream and, for an event stream, the timer it waits on
-// between events (a store change cancels it).
+// between events (a store change cancels it). Its socket's executor is a
+// strand of its own: everything below runs there.
 struct Connection {
   explicit Connection(local::socket s) : stream(std::move(s)), wake(stream.get_executor()) {}
   Stream stream;
@@ -176,106 +183,147 @@ struct Server::Impl : std::enable_shared_from_this<Impl> {
       : io(io),
         options(std::move(o)),
         board(b),
-        acceptor(io),
         started(std::chrono::steady_clock::now()),
         started_at(std::time(nullptr)) {}
-  // The queries under way end first: they use the connections.
-  ~Impl() { readers.join(); }
 
-  asio::io_context& io;
+  asio::io_context& io;  // the daemon's: POST /v1/sync is answered there
+  // Keeps `io` running while the server may still hand it a job: held by
+  // the server until stop() and by the accept loop and every session, so
+  // io.run() returns once stop() has come and the connections are gone.
+  // Read and reset on `strand` only.
+  using IoKeep = asio::executor_work_guard<asio::io_context::executor_type>;
+  std::shared_ptr<IoKeep> io_keep;
   Options options;
   Board& board;
-  local::acceptor acceptor;
   Access access;
-  bool stopping = false;
-  std::set<std::shared_ptr<Connection>> connections;
 
-  // The store's readers: each query runs on one of the `readers` threads,
-  // with a connection of its own (StoreOptions::reader) taken from `idle`
-  // for the time of the query, so that a long one holds up no other. There
-  // are as many connections as threads: a query always finds one.
-  std::mutex idle_mutex;
-  std::vector<std::unique_ptr<store::Store>> idle;  // the connections not in use
-  bool store_open = false;                          // io's thread only
-  asio::thread_pool readers{reader_count()};
+  // The server's own io_context and its threads (started by begin(), joined
+  // by join(), never from one of them). One thread a reader connection.
   static std::size_t reader_count() {
     return std::clamp<std::size_t>(std::thread::hardware_concurrency(), 2, 4);
   }
+  // Counted once: as many threads as store connections, whenever open_db runs.
+  const std::size_t readers = reader_count();
+  asio::io_context api{static_cast<int>(readers)};
+  asio::executor_work_guard<asio::io_context::executor_type> work = asio::make_work_guard(api);
+  std::vector<std::thread> threads;
+  // The listener's and the memory release's strand.
+  asio::strand<asio::io_context::executor_type> strand = asio::make_strand(api);
+  local::acceptor acceptor{strand};
+
+  std::atomic<bool> stopping{false};
+  std::mutex connections_mutex;
+  std::set<std::shared_ptr<Connection>> connections;  // under connections_mutex
+
+  // The store's readers: a query runs on the thread its connection's
+  // coroutine is on, with a store connection (StoreOptions::reader) taken
+  // from `idle` for the time of the query. There are as many as threads,
+  // and a query never leaves its thread: one is always there.
+  std::mutex idle_mutex;
+  std::vector<std::unique_ptr<store::Store>> idle;  // the connections not in use
+  std::atomic<bool> store_open{false};
+
   // Once no query has come for k_release_after, the readers give their page
   // caches back (a burst of pages fills each to its 8 MiB), and glibc the
   // freed memory to the system, as the capture's store does after a pass.
+  // The timer runs only from a quiet spell's first query to its end, so an
+  // idle daemon has no timer of the API's to wake for.
   static constexpr std::chrono::seconds k_release_after{30};
-  asio::steady_timer release_timer{io};
-  // After each query, on io's thread: (re)starts the quiet spell's clock.
+  asio::steady_timer release_timer{strand};
+  std::atomic<std::chrono::steady_clock::rep> last_query{0};
+  std::atomic<bool> release_armed{false};
+  // After each query, on any of the server's threads.
   void queried() {
-    release_timer.expires_after(k_release_after);  // cancels the wait before
+    last_query = std::chrono::steady_clock::now().time_since_epoch().count();
+    if (release_armed.exchange(true)) return;
+    asio::post(strand, [self = shared_from_this()] { self->arm_release(k_release_after); });
+  }
+  // On the strand: releases once k_release_after has passed since the last
+  // query, waiting again while queries keep coming.
+  void arm_release(std::chrono::steady_clock::duration wait) {
+    // After stop()'s cancel, a query that ended late must not keep the
+    // threads (and ~Server's join) waiting for the timer.
+    if (stopping) return;
+    release_timer.expires_after(wait);
     release_timer.async_wait([weak = weak_from_this()](boost::system::error_code ec) {
       auto self = weak.lock();
       if (ec || !self || self->stopping) return;
-      // A raw pointer, as on_store's jobs hold: ~Impl waits for the
-      // readers' work before its members go, and a strong one could make a
-      // reader the last owner, joining its own pool.
-      asio::post(self->readers, [raw = self.get()] {
-        {
-          // The connections not in use; one in use is released next time.
-          const std::lock_guard<std::mutex> lock(raw->idle_mutex);
-          for (const auto& db : raw->idle) db->release_memory();
-        }
-        malloc_trim(0);
-      });
+      const auto since = [&] {
+        return std::chrono::steady_clock::now() -
+               std::chrono::steady_clock::time_point(
+                   std::chrono::steady_clock::duration(self->last_query.load()));
+      };
+      if (since() < k_release_after) {
+        self->arm_release(k_release_after - since());
+        return;
+      }
+      self->release_armed = false;
+      {
+        // The connections not in use; one in use is released next time.
+        const std::lock_guard<std::mutex> lock(self->idle_mutex);
+        for (const auto& db : self->idle) db->release_memory();
+      }
+      malloc_trim(0);
+      // A query that came meanwhile found the timer armed: wait for its
+      // quiet spell too.
+      if (since() < k_release_after && !self->release_armed.exchange(true)) {
+        self->arm_release(k_release_after - since());
+      }
     });
   }
 
   std::chrono::steady_clock::time_point started;
   std::time_t started_at;
 
-  // Runs job(store) on a reader's thread; the awaiting coroutine resumes
-  // on its own executor. Not a coroutine itself: GCC 12 destroyed a lambda
-  // passed by value to a coroutine twice (a free() of an invalid pointer),
-  // so jobs travel as std::function, made into named locals by the callers.
+  // Runs job(store) here, with a reader connection of its own.
   template <class R>
-  Awaitable<R> on_store(std::function<R(store::Store&)> job) {
-    return asio::co_spawn(
-        readers,
-        [this, job = std::move(job)]() -> Awaitable<R> {
-          std::unique_ptr<store::Store> s;
-          {
-            const std::lock_guard<std::mutex> lock(idle_mutex);
-            s = std::move(idle.back());
-            idle.pop_back();
-          }
-          struct Return {
-            Impl& impl;
-            std::unique_ptr<store::Store>& s;
-            ~Return() {
-              const std::lock_guard<std::mutex> lock(impl.idle_mutex);
-              impl.idle.push_back(std::move(s));
-            }
-          } give_back{*this, s};
-          co_return job(*s);
-        },
-        asio::use_awaitable);
+  R on_store(const std::function<R(store::Store&)>& job) {
+    std::unique_ptr<store::Store> s;
+    {
+      const std::lock_guard<std::mutex> lock(idle_mutex);
+      // Cannot happen (a query per thread, a connection per thread): ends
+      // the connection, not the daemon.
+      if (idle.empty()) throw std::logic_error("api: no store connection free");
+      s = std::move(idle.back());
+      idle.pop_back();
+    }
+    struct Return {
+      Impl& impl;
+      std::unique_ptr<store::Store>& s;
+      ~Return() {
+        const std::lock_guard<std::mutex> lock(impl.idle_mutex);
+        impl.idle.push_back(std::move(s));
+      }
+    } give_back{*this, s};
+    return job(*s);
   }
   using Job = std::function<Reply(store::Store&)>;
 
   // The thread of directory writes: each waits there for the daemon's
-  // writer (Board::write_directory), so that neither the network thread nor
-  // the queries wait for a write.
+  // writer (Board::write_directory), so that neither the network threads
+  // nor the queries wait for a write.
   asio::thread_pool writes{1};
-  using WriteJob = std::function<Reply()>;
-  Awaitable<Reply> on_writer(WriteJob job) {
+  // A job for the thread of writes, or one for the daemon's io_context.
+  struct WriteJob {
+    std::function<Reply()> run;
+  };
+  struct IoJob {
+    std::function<Reply()> run;
+  };
+  // Runs `job` on `ex`; the awaiting coroutine resumes on its own strand.
+  template <class Executor>
+  static Awaitable<Reply> run_on(Executor ex, std::function<Reply()> job) {
     return asio::co_spawn(
-        writes, [job = std::move(job)]() -> Awaitable<Reply> { co_return job(); },
-        asio::use_awaitable);
+        ex, [job = std::move(job)]() -> Awaitable<Reply> { co_return job(); }, asio::use_awaitable);
   }
 
-  // What a request asks: a reply now, a job for a reader's thread, or one
-  // for the thread of writes.
-  std::variant<Reply, Job, WriteJob> plan(const http::request<http::string_body>& req,
-                                          detail::Request r);
+  // What a request asks: a reply now, a query, a directory write, or a job
+  // for the daemon's io_context.
+  std::variant<Reply, Job, WriteJob, IoJob> plan(const http::request<http::string_body>& req,
+                                                 detail::Request r);
 
   Awaitable<void> accept_loop();
-  Awaitable<void> session(std::shared_ptr<Connection> conn);
+  Awaitable<void> session(std::shared_ptr<Connection> conn, std::shared_ptr<IoKeep> keep);
   Awaitable<Reply> handle(const http::request<http::string_body>& req, detail::Request r);
   Awaitable<void> events(std::shared_ptr<Connection> conn,
                          const http::request<http::string_body>& req);
@@ -287,13 +335,18 @@ struct Server::Impl : std::enable_shared_from_this<Impl> {
   Awaitable<void> watch_hangup(std::shared_ptr<Connection> conn);
   void notify_all();
   void stop();
+  void join() {
+    for (auto& t : threads) {
+      if (t.joinable()) t.join();
+    }
+  }
   // Opens the readers' connections (once); the failure's message.
   std::optional<std::string> open_db() {
     if (store_open) return std::nullopt;
     store::StoreOptions o;
     o.reader = true;
     std::vector<std::unique_ptr<store::Store>> opened;
-    for (std::size_t i = 0; i < reader_count(); ++i) {
+    for (std::size_t i = 0; i < readers; ++i) {
       auto st = store::Store::open(options.store_path, o);
       if (!st) return "api: " + st.error().message;
       opened.push_back(std::move(*st));
@@ -313,23 +366,34 @@ constexpr std::string_view k_json = "application/json";
 
 Awaitable<void> Server::Impl::accept_loop() {
   auto self = shared_from_this();
+  const auto keep = io_keep;
   while (!stopping) {
-    auto [ec, sock] = co_await acceptor.async_accept(use_tuple);
+    // Each connection on a strand of its own.
+    auto [ec, sock] = co_await acceptor.async_accept(asio::make_strand(api), use_tuple);
     if (ec) {
       if (stopping || ec == asio::error::operation_aborted) co_return;
       // EMFILE and the like: wait a little rather than spin.
-      asio::steady_timer t(io, std::chrono::milliseconds(100));
+      asio::steady_timer t(strand, std::chrono::milliseconds(100));
       co_await t.async_wait(use_tuple);
       continue;
     }
     auto conn = std::make_shared<Connection>(std::move(sock));
-    connections.insert(conn);
-    asio::co_spawn(io, session(conn), [self, conn](std::exception_ptr) {
-      // A session's exceptions end only its connection.
-      self->connections.erase(conn);
-      boost::system::error_code ignored;
-      conn->stream.socket().close(ignored);
-    });
+    {
+      const std::lock_guard<std::mutex> lock(connections_mutex);
+      // stop() closes the connections it finds: one accepted after is not.
+      if (stopping) co_return;
+      connections.insert(conn);
+    }
+    asio::co_spawn(conn->stream.get_executor(), session(conn, io_keep),
+                   [self, conn](std::exception_ptr) {
+                     // A session's exceptions end only its connection.
+                     {
+                       const std::lock_guard<std::mutex> lock(self->connections_mutex);
+                       self->connections.erase(conn);
+                     }
+                     boost::system::error_code ignored;
+                     conn->stream.socket().close(ignored);
+                   });
   }
 }
 
@@ -348,13 +412,18 @@ Awaitable<bool> Server::Impl::write_reply(Connection& conn, const Reply& reply, 
   co_return !ec;
 }
 
-Awaitable<void> Server::Impl::session(std::shared_ptr<Connection> conn) {
+Awaitable<void> Server::Impl::session(std::shared_ptr<Connection> conn,
+                                      std::shared_ptr<IoKeep> /*keep*/) {
   auto self = shared_from_this();
   const auto peer = peer_of(conn->stream.socket().native_handle());
   // A refused peer's request is still read (within the limits and the
   // deadline), so that it gets its 403 instead of a connection reset.
   const bool refused = !peer || !peer_allowed(*peer, access);
-  if (connections.size() > options.max_connections) {
+  const std::size_t open = [&] {
+    const std::lock_guard<std::mutex> lock(connections_mutex);
+    return connections.size();
+  }();
+  if (open > options.max_connections) {
     const Reply rep = error_reply(http::status::service_unavailable, "too_many_connections",
                                   "too many connections; try again later");
     co_await write_reply(*conn, rep, false);
@@ -440,8 +509,8 @@ Awaitable<void> Server::Impl::session(std::shared_ptr<Connection> conn) {
   }
 }
 
-std::variant<Reply, Server::Impl::Job, Server::Impl::WriteJob> Server::Impl::plan(
-    const http::request<http::string_body>& req, detail::Request r) {
+std::variant<Reply, Server::Impl::Job, Server::Impl::WriteJob, Server::Impl::IoJob>
+Server::Impl::plan(const http::request<http::string_body>& req, detail::Request r) {
   const std::string_view method = req.method_string();
   if (!detail::method_allowed(r.endpoint, method)) {
     const std::string_view allow = detail::allowed_methods(r.endpoint);
@@ -466,7 +535,7 @@ std::variant<Reply, Server::Impl::Job, Server::Impl::WriteJob> Server::Impl::pla
     }
   }
   if (directory) {
-    return WriteJob(
+    return WriteJob{
         [this, r = std::move(r), method = std::string(method), body = req.body()]() -> Reply {
           auto edits = detail::directory_edits(r, method, body);
           if (!edits) return error_reply(edits.error());
@@ -480,7 +549,7 @@ std::variant<Reply, Server::Impl::Job, Server::Impl::WriteJob> Server::Impl::pla
           return Reply{created ? http::status::created : http::status::ok,
                        detail::directory_result_body(**done),
                        {}};
-        });
+        }};
   }
   switch (r.endpoint) {
     case Endpoint::status: {
@@ -520,22 +589,25 @@ std::variant<Reply, Server::Impl::Job, Server::Impl::WriteJob> Server::Impl::pla
       });
     }
     case Endpoint::sync: {
-      if (!r.mailbox.empty() && !board.has_mailbox(r.mailbox)) {
-        return error_reply(http::status::not_found, "not_found", "no mailbox " + r.mailbox);
-      }
-      const auto asked = board.request_sync(r.mailbox);
-      if (!asked) {
-        return error_reply(http::status::not_implemented, "not_implemented",
-                           "this daemon cannot be asked to sync now yet; its mailboxes "
-                           "sync on new mail (IDLE) and on their poll intervals");
-      }
-      if (!*asked) {
-        return error_reply(http::status::not_found, "not_found", "no mailbox " + r.mailbox);
-      }
-      boost::json::object o{{"accepted", true},
-                            {"mailbox", r.mailbox.empty() ? boost::json::value(nullptr)
-                                                          : boost::json::value(r.mailbox)}};
-      return Reply{http::status::accepted, boost::json::serialize(o), {}};
+      // The daemon's tasks are woken on its io_context (Board::request_sync).
+      return IoJob{[this, r = std::move(r)]() -> Reply {
+        if (!r.mailbox.empty() && !board.has_mailbox(r.mailbox)) {
+          return error_reply(http::status::not_found, "not_found", "no mailbox " + r.mailbox);
+        }
+        const auto asked = board.request_sync(r.mailbox);
+        if (!asked) {
+          return error_reply(http::status::not_implemented, "not_implemented",
+                             "this daemon cannot be asked to sync now yet; its mailboxes "
+                             "sync on new mail (IDLE) and on their poll intervals");
+        }
+        if (!*asked) {
+          return error_reply(http::status::not_found, "not_found", "no mailbox " + r.mailbox);
+        }
+        boost::json::object o{{"accepted", true},
+                              {"mailbox", r.mailbox.empty() ? boost::json::value(nullptr)
+                                                            : boost::json::value(r.mailbox)}};
+        return Reply{http::status::accepted, boost::json::serialize(o), {}};
+      }};
     }
     case Endpoint::events:
       break;  // served by session()
@@ -551,11 +623,14 @@ Awaitable<Reply> Server::Impl::handle(const http::request<http::string_body>& re
   auto planned = plan(req, std::move(r));
   if (auto* now = std::get_if<Reply>(&planned)) co_return std::move(*now);
   if (auto* write = std::get_if<WriteJob>(&planned)) {
-    WriteJob job = std::move(*write);
-    co_return co_await on_writer(std::move(job));
+    std::function<Reply()> job = std::move(write->run);
+    co_return co_await run_on(writes.get_executor(), std::move(job));
   }
-  Job job = std::move(std::get<Job>(planned));
-  Reply reply = co_await on_store(std::move(job));
+  if (auto* on_io = std::get_if<IoJob>(&planned)) {
+    std::function<Reply()> job = std::move(on_io->run);
+    co_return co_await run_on(io.get_executor(), std::move(job));
+  }
+  Reply reply = on_store(std::get<Job>(planned));
   queried();
   co_return reply;
 }
@@ -579,7 +654,7 @@ Awaitable<void> Server::Impl::events(std::shared_ptr<Connection> conn,
     std::function<store::Result<std::int64_t>(store::Store&)> job = [](store::Store& s) {
       return s.last_change_seq();
     };
-    auto now = co_await on_store(std::move(job));
+    auto now = on_store(job);
     if (!now) {
       const Reply rep =
           error_reply(http::status::internal_server_error, "store", now.error().message);
@@ -598,7 +673,7 @@ Awaitable<void> Server::Impl::events(std::shared_ptr<Connection> conn,
   conn->stream.expires_after(options.write_timeout);
   if (auto [ec, n] = co_await http::async_write_header(conn->stream, sr, use_tuple); ec) co_return;
 
-  asio::co_spawn(io, watch_hangup(conn), asio::detached);
+  asio::co_spawn(conn->stream.get_executor(), watch_hangup(conn), asio::detached);
   constexpr std::size_t k_batch = 200;
   while (!stopping && !conn->closed) {
     conn->dirty = false;
@@ -606,7 +681,7 @@ Awaitable<void> Server::Impl::events(std::shared_ptr<Connection> conn,
     std::function<Page(store::Store&)> job = [last](store::Store& s) {
       return detail::events_page(s, last, k_batch, std::time(nullptr));
     };
-    auto page = co_await on_store(std::move(job));
+    auto page = on_store(job);
     queried();
     if (!page) co_return;  // the store failed: the client reconnects with its last id
     if (!page->text.empty()) {
@@ -645,25 +720,37 @@ Awaitable<void> Server::Impl::watch_hangup(std::shared_ptr<Connection> conn) {
 }
 
 void Server::Impl::notify_all() {
+  const std::lock_guard<std::mutex> lock(connections_mutex);
   for (const auto& c : connections) {
-    c->dirty = true;
-    c->wake.cancel();
+    asio::post(c->stream.get_executor(), [c] {
+      c->dirty = true;
+      c->wake.cancel();
+    });
   }
 }
 
 void Server::Impl::stop() {
-  if (stopping) return;
-  stopping = true;
+  if (stopping.exchange(true)) return;
   board.set_change_listener({});
-  release_timer.cancel();
-  boost::system::error_code ignored;
-  acceptor.close(ignored);
-  for (const auto& c : connections) {
-    c->wake.cancel();
-    c->stream.socket().close(ignored);
+  asio::post(strand, [self = shared_from_this()] {
+    self->release_timer.cancel();
+    boost::system::error_code ignored;
+    self->acceptor.close(ignored);
+    self->io_keep.reset();
+  });
+  {
+    const std::lock_guard<std::mutex> lock(connections_mutex);
+    for (const auto& c : connections) {
+      asio::post(c->stream.get_executor(), [c] {
+        c->wake.cancel();
+        boost::system::error_code ignored;
+        c->stream.socket().close(ignored);
+      });
+    }
   }
   // An activated socket's file is its socket unit's, which listens on.
   if (options.listen_fd < 0) unlink(options.socket_path.c_str());
+  work.reset();  // the threads end once the connections have
 }
 
 boost::system::result<std::unique_ptr<Server>, StartError> Server::start(asio::io_context& io,
@@ -705,7 +792,7 @@ boost::system::result<std::unique_ptr<Server>, StartError> Server::start(asio::i
     return StartError{o.socket_path + ": cannot listen: " + ec.message()};
   }
 
-  return begin(io, std::move(impl), board);
+  return begin(std::move(impl), board);
 }
 
 boost::system::result<std::unique_ptr<Server>, StartError> Server::adopt(asio::io_context& io,
@@ -746,26 +833,29 @@ boost::system::result<std::unique_ptr<Server>, StartError> Server::adopt(asio::i
   boost::system::error_code ec;
   impl->acceptor.assign(local(), fd, ec);
   if (ec) return StartError{"the socket passed by systemd: " + ec.message()};
-  return begin(io, std::move(impl), board);
+  return begin(std::move(impl), board);
 }
 
-boost::system::result<std::unique_ptr<Server>, StartError> Server::begin(asio::io_context& io,
-                                                                         std::shared_ptr<Impl> impl,
+boost::system::result<std::unique_ptr<Server>, StartError> Server::begin(std::shared_ptr<Impl> impl,
                                                                          Board& board) {
   std::weak_ptr<Impl> weak = impl;
-  board.set_change_listener([weak, &io] {
-    asio::post(io, [weak] {
-      if (auto s = weak.lock()) s->notify_all();
-    });
+  board.set_change_listener([weak] {
+    if (auto s = weak.lock()) s->notify_all();
   });
-  asio::co_spawn(io, impl->accept_loop(), asio::detached);
+  impl->io_keep = std::make_shared<Impl::IoKeep>(impl->io.get_executor());
+  asio::co_spawn(impl->strand, impl->accept_loop(), asio::detached);
+  for (std::size_t i = 0; i < impl->readers; ++i) {
+    impl->threads.emplace_back([raw = impl.get()] { raw->api.run(); });
+  }
   return std::unique_ptr<Server>(new Server(std::move(impl)));
 }
 
 Server::Server(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
 Server::~Server() {
-  if (impl_) impl_->stop();
+  if (!impl_) return;
+  impl_->stop();
+  impl_->join();
 }
 
 void Server::stop() { impl_->stop(); }

@@ -905,14 +905,6 @@ int run_service(const config::Config& first, const capture::FreeMailDomains& fre
       (*server)->stop();
       return;
     }
-    if (auto r = (*server)->open_store(); !r) {
-      log(Level::error, r.error().message);
-      status = 2;
-      stop_signals.cancel();
-      reload_signal.cancel();
-      (*server)->stop();
-      return;
-    }
     capture_thread.emplace();
     capture.emplace(capture_thread->executor());
     ctx.emplace(Context{io, *st, *capture, board, free_mail, options.env});
@@ -929,6 +921,19 @@ int run_service(const config::Config& first, const capture::FreeMailDomains& fre
       return supervisor->wake(name);
     });
     supervisor->apply(cfg);
+    // Last: the server answers on threads of its own from here on, and its
+    // first answer must already see the mailboxes and the handlers above.
+    if (auto r = (*server)->open_store(); !r) {
+      log(Level::error, r.error().message);
+      status = 2;
+      stop_signals.cancel();
+      reload_signal.cancel();
+      board.set_sync_handler({});
+      board.set_directory_writer({});
+      (*server)->stop();
+      supervisor->stop_all([] {});
+      return;
+    }
     log(Level::info, "running " + accounts_of(cfg) + ", store " + cfg.store_path +
                          (listen_fd >= 0 ? ", API on the socket systemd passed" : ""));
     notify("READY=1\nSTATUS=" + accounts_of(cfg));
