@@ -116,8 +116,9 @@ class Board {
   void set_change_listener(std::function<void()> listener);
 
   // POST /v1/sync: asks the named mailbox (empty: every mailbox) to sync now.
-  // Set by the daemon where it can wake its tasks; unset, the API answers
-  // 501. Returns whether the mailbox is known.
+  // Set by the daemon where it can wake its tasks; the server calls it on
+  // the daemon's io_context. Unset, the API answers 501. Returns whether the
+  // mailbox is known.
   void set_sync_handler(std::function<bool(const std::string& mailbox)> handler);
   // nullopt: no handler; else the handler's answer.
   std::optional<bool> request_sync(const std::string& mailbox) const;
@@ -125,8 +126,9 @@ class Board {
   // PUT and DELETE of directory rows and POST /v1/directory: applies the
   // edits in one transaction with the decisions they change
   // (capture::DirectoryEditor::apply). Set by the daemon, which runs it
-  // where its one store writer runs; called on a thread of the server's own
-  // (never the network thread), it may block until the change is applied.
+  // where its one store writer runs; called on the server's thread of
+  // writes (never one that serves connections), it may block until the
+  // change is applied.
   // Unset, the API answers 501.
   using DirectoryWriter = std::function<store::Result<capture::DirectoryReport>(
       const std::vector<store::DirectoryEdit>& edits)>;
