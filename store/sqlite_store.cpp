@@ -1275,8 +1275,8 @@ class SqliteStore final : public Store {
     return first_row(m, [](SQLite::Statement& r) { return read_meeting(r, 0); });
   }
 
-  // Row keys as a JSON array ("[3,17]"), bound to "IN (SELECT value FROM
-  // json_each(?))": one statement for any number of rows.
+  // Row keys as a JSON array ("[3,17]"), bound to json_each(?): one
+  // statement for any number of rows.
   static std::string key_array(const std::vector<std::int64_t>& seqs) {
     std::string out = "[";
     for (const std::int64_t seq : seqs) {
@@ -1297,12 +1297,16 @@ class SqliteStore final : public Store {
     seqs.reserve(rows.size());
     by_seq.reserve(rows.size());
     for (auto& [seq, a] : rows) {
-      seqs.push_back(seq);
-      by_seq.emplace(seq, &a);
+      // Each key once: the statements below would give a key named twice
+      // its rows twice.
+      if (by_seq.emplace(seq, &a).second) seqs.push_back(seq);
     }
     const std::string keys = key_array(seqs);
-    // Each statement reads the rows of the activities in key order: SQLite
-    // walks the keys sorted, and each one's rows in the index's order.
+    // Each statement walks the keys as given (json_each, the outer loop: no
+    // list of them is built and sorted first) and seeks each one's rows,
+    // which come in the order of the index it seeks: participants by
+    // position, places by their key (both plans are checked by
+    // Listing.PlacesAreReadFromTheirIndexAloneAndSurviveTheUpgrade).
     const auto each = [&](const char* sql, auto add) {
       auto& st = stmt(sql);
       st.bind(1, keys);
@@ -1310,9 +1314,9 @@ class SqliteStore final : public Store {
       st.reset();
     };
     each(
-        "SELECT activity_seq, address, name, role, contact_id, company_id, partstat FROM "
-        "activity_participants WHERE activity_seq IN (SELECT value FROM json_each(?)) "
-        "ORDER BY activity_seq, position",
+        "SELECT p.activity_seq, p.address, p.name, p.role, p.contact_id, p.company_id, "
+        "p.partstat FROM json_each(?) k CROSS JOIN activity_participants p "
+        "ON p.activity_seq = k.value",
         [](Activity& a, SQLite::Statement& st) {
           a.participants.push_back(read_participant(st, 1));
         });
@@ -1322,16 +1326,16 @@ class SqliteStore final : public Store {
     });
     if (meetings) {
       each(
-          "SELECT activity_seq, event_uid, starts_at, ends_at, all_day, location, cancelled, "
-          "sequence FROM activity_meetings WHERE activity_seq IN (SELECT value FROM json_each(?))",
+          "SELECT m.activity_seq, m.event_uid, m.starts_at, m.ends_at, m.all_day, m.location, "
+          "m.cancelled, m.sequence FROM json_each(?) k CROSS JOIN activity_meetings m "
+          "ON m.activity_seq = k.value",
           [](Activity& a, SQLite::Statement& st) { a.meeting = read_meeting(st, 1); });
     }
-    // Read from the places' index alone (v12); the plan is checked by
-    // Listing.PlacesAreReadFromTheirIndexAloneAndSurviveTheUpgrade.
+    // Read from the places' index alone (v12).
     each(
-        "SELECT activity_seq, mailbox, folder, uidvalidity, uid, path, remote_id, removed_at "
-        "FROM activity_sources WHERE activity_seq IN (SELECT value FROM json_each(?)) "
-        "ORDER BY activity_seq, mailbox, folder, uidvalidity, uid, path",
+        "SELECT s.activity_seq, s.mailbox, s.folder, s.uidvalidity, s.uid, s.path, s.remote_id, "
+        "s.removed_at FROM json_each(?) k CROSS JOIN activity_sources s "
+        "ON s.activity_seq = k.value",
         [](Activity& a, SQLite::Statement& st) {
           a.sources.push_back(SourceRef{st.getColumn(1).getString(), st.getColumn(2).getString(),
                                         st.getColumn(3).getInt64(), st.getColumn(4).getInt64(),
@@ -1379,6 +1383,10 @@ class SqliteStore final : public Store {
   // before the page is cut.
   std::vector<Activity> read_page(SQLite::Statement& st, std::size_t limit, bool newest_first) {
     std::vector<std::pair<std::int64_t, Activity>> rows;
+    // Room for the API's largest page and the row after it (which tells
+    // whether another page exists) without moving rows as they come; a
+    // larger limit (the command line's) grows as it goes.
+    rows.reserve(std::min<std::size_t>(limit, 1000) + 1);
     std::unordered_set<std::int64_t> in_run;  // the activities of the last row's time
     while (st.executeStep()) {
       const std::int64_t seq = st.getColumn(14).getInt64();

@@ -7,6 +7,10 @@
 #include <cstdint>
 #include <cstring>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 namespace crmcap::api {
 
 namespace {
@@ -49,43 +53,15 @@ class Out {
   }
   void str(std::string_view v) {
     s_ += '"';
-    std::size_t run = 0;  // the start of the characters not yet appended
-    for (std::size_t i = 0; i < v.size(); ++i) {
-      // Eight characters at a time while none of them needs an escape.
-      while (i + 8 <= v.size() && !needs_escape(v.data() + i)) i += 8;
-      if (i == v.size()) break;
-      const auto c = static_cast<unsigned char>(v[i]);
-      if (c >= 0x20 && c != '"' && c != '\\') continue;
-      s_.append(v.data() + run, i - run);
-      run = i + 1;
-      s_ += '\\';
-      switch (c) {
-        case '"':
-        case '\\':
-          s_ += static_cast<char>(c);
-          break;
-        case '\b':
-          s_ += 'b';
-          break;
-        case '\t':
-          s_ += 't';
-          break;
-        case '\n':
-          s_ += 'n';
-          break;
-        case '\f':
-          s_ += 'f';
-          break;
-        case '\r':
-          s_ += 'r';
-          break;
-        default:
-          s_ += "u00";
-          s_ += "0123456789abcdef"[c >> 4];
-          s_ += "0123456789abcdef"[c & 15];
-      }
+    const char* p = v.data();
+    const char* const end = p + v.size();
+    const char* run = p;  // the start of the characters not yet appended
+    while ((p = plain_until(p, end)) != end) {
+      s_.append(run, static_cast<std::size_t>(p - run));
+      escape(static_cast<unsigned char>(*p));
+      run = ++p;
     }
-    s_.append(v.data() + run, v.size() - run);
+    s_.append(run, static_cast<std::size_t>(end - run));
     s_ += '"';
   }
   void str_or_null(std::string_view v) {
@@ -103,16 +79,70 @@ class Out {
   void boolean(bool b) { s_ += b ? "true" : "false"; }
 
  private:
-  // Whether any of the eight bytes at `p` is a control character, '"' or
-  // '\\' (the bit tricks of "Bit Twiddling Hacks", determine if a word has
-  // a byte less than n / equal to n).
-  static bool needs_escape(const char* p) {
-    std::uint64_t w;
-    std::memcpy(&w, p, 8);
-    constexpr std::uint64_t ones = 0x0101010101010101, highs = 0x8080808080808080;
-    const auto zero_byte = [](std::uint64_t x) { return (x - ones) & ~x & highs; };
-    const std::uint64_t control = (w - ones * 0x20) & ~w & highs;
-    return (control | zero_byte(w ^ (ones * '"')) | zero_byte(w ^ (ones * '\\'))) != 0;
+  // The first character in [p, end) that JSON escapes (a control character,
+  // '"' or '\\'), or `end`: sixteen characters at a time with SSE2 (every
+  // x86-64), else eight at a time in a word ("Bit Twiddling Hacks": whether a
+  // word has a byte less than n / equal to n), then one at a time.
+  static const char* plain_until(const char* p, const char* end) {
+#if defined(__SSE2__)
+    const __m128i quote = _mm_set1_epi8('"'), backslash = _mm_set1_epi8('\\'),
+                  last_control = _mm_set1_epi8(0x1f);
+    for (; end - p >= 16; p += 16) {
+      const __m128i x = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+      // Unsigned x <= 0x1f exactly when max(x, 0x1f) is 0x1f.
+      const __m128i hit =
+          _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(x, quote), _mm_cmpeq_epi8(x, backslash)),
+                       _mm_cmpeq_epi8(_mm_max_epu8(x, last_control), last_control));
+      if (const int mask = _mm_movemask_epi8(hit)) return p + __builtin_ctz(mask);
+    }
+#endif
+    for (; end - p >= 8; p += 8) {
+      std::uint64_t w;
+      std::memcpy(&w, p, 8);
+      constexpr std::uint64_t ones = 0x0101010101010101, highs = 0x8080808080808080;
+      const auto zero_byte = [](std::uint64_t x) { return (x - ones) & ~x & highs; };
+      const std::uint64_t control = (w - ones * 0x20) & ~w & highs;
+      if ((control | zero_byte(w ^ (ones * '"')) | zero_byte(w ^ (ones * '\\'))) != 0) break;
+    }
+    for (; p != end; ++p) {
+      const auto c = static_cast<unsigned char>(*p);
+      if (c < 0x20 || c == '"' || c == '\\') return p;
+    }
+    return end;
+  }
+
+  // Appends the escape of `c`, one of the characters plain_until stops at.
+  void escape(unsigned char c) {
+    char buf[6] = {'\\', static_cast<char>(c)};
+    std::size_t n = 2;
+    switch (c) {
+      case '"':
+      case '\\':
+        break;
+      case '\b':
+        buf[1] = 'b';
+        break;
+      case '\t':
+        buf[1] = 't';
+        break;
+      case '\n':
+        buf[1] = 'n';
+        break;
+      case '\f':
+        buf[1] = 'f';
+        break;
+      case '\r':
+        buf[1] = 'r';
+        break;
+      default:
+        buf[1] = 'u';
+        buf[2] = '0';
+        buf[3] = '0';
+        buf[4] = "0123456789abcdef"[c >> 4];
+        buf[5] = "0123456789abcdef"[c & 15];
+        n = 6;
+    }
+    s_.append(buf, n);
   }
 
   std::string& s_;

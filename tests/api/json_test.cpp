@@ -107,19 +107,24 @@ TEST(Json, AppendsAfterWhatIsThere) {
                                             "folder", "decision", "rule", "reason", "uid"}));
 }
 
-// Escapes found wherever they fall in a long string (the writer looks at
-// eight characters at a time).
+// Escapes found wherever they fall (the writer looks at sixteen characters
+// at a time, then eight, then one): strings of 48, 56 and 61 characters, so
+// that a character is met in the sixteens, in the eight after them and in
+// the last few.
 TEST(Json, EscapesAtEveryOffset) {
   for (const std::string& special : std::vector<std::string>{
            "\"", "\\", std::string(1, '\0'), "\x01", "\n", "\x1f", " ", "\x7f", "\xc3\xa9"}) {
-    for (std::size_t at = 0; at < 24; ++at) {
-      store::Activity a = mail();
-      a.subject = std::string(23, 'x');
-      a.subject.insert(at, special);
-      std::string text;
-      append_activity_json(text, a, 0);
-      EXPECT_EQ(text, canonical(text)) << "character " << int(special[0]) << " at " << at;
-      EXPECT_EQ(boost::json::parse(text).at("subject").as_string(), a.subject);
+    for (const std::size_t others : {47U, 55U, 60U}) {
+      for (std::size_t at = 0; at <= others; ++at) {
+        store::Activity a = mail();
+        a.subject = std::string(others, 'x');
+        a.subject.insert(at, special);
+        std::string text;
+        append_activity_json(text, a, 0);
+        EXPECT_EQ(text, canonical(text))
+            << "character " << int(special[0]) << " at " << at << " of " << a.subject.size();
+        EXPECT_EQ(boost::json::parse(text).at("subject").as_string(), a.subject);
+      }
     }
   }
 }

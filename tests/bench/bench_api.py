@@ -4,7 +4,8 @@
 
   bench_api.py pages  --build B [--count 1000000] [--store FILE] [--clients 16]
                       [--requests 400] [--think-ms 0] [--driver h2load [--rps N]]
-                      [--driver paced [--rate 20] [--seconds 20]] [--callgrind PAGES]
+                      [--driver paced [--rate 20] [--seconds 20]]
+                      [--callgrind PAGES [--callgrind-out FILE]]
       A store of --count generated activities (written by bench_api_fill through
       store::Store::commit; kept at --store and reused when it exists), served by
       crm-captured whose one mailbox points at a closed port (it retries; the API
@@ -22,9 +23,10 @@
       pages are asked by --clients h2load processes of one connection each,
       each at --rate pages a second on average (a timing script of Poisson
       arrivals from a random phase, so that the clients do not fire on one
-      tick as h2load's --rps does), for --seconds. With --callgrind PAGES, no timed run: the daemon
-      runs under valgrind --tool=callgrind and the first PAGES of those pages
-      are asked one at a time; prints the instructions (every thread) a page.
+      tick as h2load's --rps does), for --seconds. With --callgrind PAGES, no
+      timed run: the daemon runs under valgrind --tool=callgrind and the first
+      PAGES of those pages are asked one at a time; prints the instructions
+      (every thread) a page; --callgrind-out FILE keeps the profile.
 
   bench_api.py events --build B [--samples 20]
       A throwaway Dovecot (tests/servers/dovecot.sh) with a small mailbox,
@@ -49,6 +51,7 @@ import multiprocessing
 import os
 import random
 import re
+import shutil
 import socket
 import statistics
 import subprocess
@@ -332,6 +335,8 @@ def cmd_pages(args):
                 if args.callgrind:
                     targets = page_targets(sock, 1000, args.callgrind + 20)
                     n, size, total = callgrind_pages(sock, proc, targets, args.callgrind, grind)
+                    if args.callgrind_out:
+                        shutil.copyfile(grind + ".1", args.callgrind_out)
                     print(f"callgrind: {n} pages ({size:,} bytes of JSON), {total:,} "
                           f"instructions, {total / n / 1e6:.2f} M a page")
                     print(json.dumps({"pages": n, "body_bytes": size, "instructions": total,
@@ -671,6 +676,9 @@ def main():
     p.add_argument("--callgrind", type=int, default=0, metavar="PAGES",
                    help="instead of a timed run: the daemon under valgrind's callgrind, "
                         "PAGES pages asked one at a time; prints its instructions a page")
+    p.add_argument("--callgrind-out", metavar="FILE",
+                   help="with --callgrind: keep the counted pages' profile there "
+                        "(for callgrind_annotate)")
     p.add_argument("--think-ms", type=float, default=0,
                    help="a client's mean wait between pages (uniform from 0 to twice it); "
                         "0: the next page at once (a closed loop: the daemon always busy)")

@@ -316,26 +316,40 @@ TEST(Listing, PlacesAreReadFromTheirIndexAloneAndSurviveTheUpgrade) {
   EXPECT_EQ(got->sources[1].remote_id, "gm:42");
   EXPECT_EQ(got->sources[1].removed_at, "");
 
-  // The plan of the store's read of places (fill()): the index covers it,
-  // and no sorter is needed for its order.
+  // The plans of the store's reads of places and participants (fill()): the
+  // keys as given, each one's rows sought in an index that gives their order
+  // (no sorter; there is no ORDER BY), the places' index covering them.
   ASSERT_EQ(sqlite3_open(path.c_str(), &h), SQLITE_OK);
-  std::string plan;
-  ASSERT_EQ(sqlite3_exec(
-                h,
-                "EXPLAIN QUERY PLAN SELECT activity_seq, mailbox, folder, uidvalidity, uid, path, "
-                "remote_id, removed_at FROM activity_sources WHERE activity_seq IN (SELECT value "
-                "FROM json_each('[1,2]')) ORDER BY activity_seq, mailbox, folder, uidvalidity, "
-                "uid, path",
-                [](void* out, int n, char** cols, char**) {
-                  *static_cast<std::string*>(out) += cols[n - 1];
-                  *static_cast<std::string*>(out) += '\n';
-                  return 0;
-                },
-                &plan, nullptr),
-            SQLITE_OK);
+  const auto plan_of = [h](const char* sql) {
+    std::string plan;
+    EXPECT_EQ(sqlite3_exec(
+                  h, (std::string("EXPLAIN QUERY PLAN ") + sql).c_str(),
+                  [](void* out, int n, char** cols, char**) {
+                    *static_cast<std::string*>(out) += cols[n - 1];
+                    *static_cast<std::string*>(out) += '\n';
+                    return 0;
+                  },
+                  &plan, nullptr),
+              SQLITE_OK);
+    return plan;
+  };
+  const std::string places = plan_of(
+      "SELECT s.activity_seq, s.mailbox, s.folder, s.uidvalidity, s.uid, s.path, s.remote_id, "
+      "s.removed_at FROM json_each('[2,1]') k CROSS JOIN activity_sources s "
+      "ON s.activity_seq = k.value");
+  const std::string participants = plan_of(
+      "SELECT p.activity_seq, p.address, p.name, p.role, p.contact_id, p.company_id, "
+      "p.partstat FROM json_each('[2,1]') k CROSS JOIN activity_participants p "
+      "ON p.activity_seq = k.value");
   sqlite3_close(h);
-  EXPECT_NE(plan.find("COVERING INDEX activity_sources_by_activity"), std::string::npos) << plan;
-  EXPECT_EQ(plan.find("TEMP B-TREE"), std::string::npos) << plan;
+  EXPECT_NE(places.find("SEARCH s USING COVERING INDEX activity_sources_by_activity"),
+            std::string::npos)
+      << places;
+  EXPECT_NE(participants.find("SEARCH p USING PRIMARY KEY (activity_seq=?)"), std::string::npos)
+      << participants;
+  for (const auto& plan : {places, participants}) {
+    EXPECT_EQ(plan.find("TEMP B-TREE"), std::string::npos) << plan;
+  }
 }
 
 // Listings read rows in their index's time order and put rows of one time in
