@@ -111,36 +111,20 @@ class Out {
     return end;
   }
 
-  // Appends the escape of `c`, one of the characters plain_until stops at.
+  // Appends the escape of `c`, one of the characters plain_until stops at:
+  // itself after a backslash ('"', '\\'), JSON's short form (\b \f \n \r \t),
+  // else \u00xx.
   void escape(unsigned char c) {
-    char buf[6] = {'\\', static_cast<char>(c)};
+    static constexpr std::string_view shorts = "\b\f\n\r\t", letters = "bfnrt";
+    char buf[6] = {'\\', static_cast<char>(c), '0', '0'};
     std::size_t n = 2;
-    switch (c) {
-      case '"':
-      case '\\':
-        break;
-      case '\b':
-        buf[1] = 'b';
-        break;
-      case '\t':
-        buf[1] = 't';
-        break;
-      case '\n':
-        buf[1] = 'n';
-        break;
-      case '\f':
-        buf[1] = 'f';
-        break;
-      case '\r':
-        buf[1] = 'r';
-        break;
-      default:
-        buf[1] = 'u';
-        buf[2] = '0';
-        buf[3] = '0';
-        buf[4] = "0123456789abcdef"[c >> 4];
-        buf[5] = "0123456789abcdef"[c & 15];
-        n = 6;
+    if (const auto i = shorts.find(static_cast<char>(c)); i != std::string_view::npos) {
+      buf[1] = letters[i];
+    } else if (c != '"' && c != '\\') {
+      buf[1] = 'u';
+      buf[4] = "0123456789abcdef"[c >> 4];
+      buf[5] = "0123456789abcdef"[c & 15];
+      n = 6;
     }
     s_.append(buf, n);
   }
