@@ -3,6 +3,7 @@
 // and paged listings (ActivityFilter::after, newest_first, until, mailbox).
 #include "store/schema.hpp"
 #include "store/store.hpp"
+#include "tests/support/raw_sql.hpp"
 #include "tests/support/temp_dir.hpp"
 
 #include <gtest/gtest.h>
@@ -78,18 +79,14 @@ TEST(Changes, NumbersSurviveReopeningAndAnUpgradeNumbersOldRows) {
   crmcap::test::TempDir dir;
   const std::string path = (dir.path() / "old.db").string();
   { auto s = detail::open_at_version(path, 8).value(); }
-  sqlite3* h = nullptr;
-  ASSERT_EQ(sqlite3_open(path.c_str(), &h), SQLITE_OK);
-  ASSERT_EQ(sqlite3_exec(h,
-                         "INSERT INTO activities (id, source_key, kind, direction, status, "
-                         "occurred_at, created_at, updated_at) VALUES "
-                         "('id-old1', 'old1', 'email', 'inbound', 'captured', "
-                         "'2026-10-01T00:00:00Z', 'x', 'x'), "
-                         "('id-old2', 'old2', 'email', 'inbound', 'captured', "
-                         "'2026-10-02T00:00:00Z', 'x', 'x')",
-                         nullptr, nullptr, nullptr),
-            SQLITE_OK);
-  sqlite3_close(h);
+  ASSERT_NO_FATAL_FAILURE(
+      crmcap::test::exec_raw(path,
+                             "INSERT INTO activities (id, source_key, kind, direction, status, "
+                             "occurred_at, created_at, updated_at) VALUES "
+                             "('id-old1', 'old1', 'email', 'inbound', 'captured', "
+                             "'2026-10-01T00:00:00Z', 'x', 'x'), "
+                             "('id-old2', 'old2', 'email', 'inbound', 'captured', "
+                             "'2026-10-02T00:00:00Z', 'x', 'x')"));
   {
     auto s = Store::open(path).value();
     EXPECT_EQ(s->last_change_seq().value(), 2);
@@ -256,23 +253,19 @@ TEST(Listing, AnUpgradeKeepsEarlierActivitiesInTheirContactsListings) {
   crmcap::test::TempDir dir;
   const std::string path = (dir.path() / "v10.db").string();
   { auto s = detail::open_at_version(path, 10).value(); }
-  sqlite3* h = nullptr;
-  ASSERT_EQ(sqlite3_open(path.c_str(), &h), SQLITE_OK);
-  ASSERT_EQ(sqlite3_exec(h,
-                         "INSERT INTO activities (seq, id, source_key, kind, direction, status, "
-                         "occurred_at, created_at, updated_at) VALUES "
-                         "(1, 'id-old1', 'old1', 'email', 'inbound', 'captured', "
-                         "'2026-10-02T00:00:00Z', 'x', 'x'), "
-                         "(2, 'id-old2', 'old2', 'email', 'inbound', 'captured', "
-                         "'2026-10-01T00:00:00Z', 'x', 'x');"
-                         "INSERT INTO activity_participants (activity_seq, position, address, "
-                         "role, contact_id, company_id) VALUES "
-                         "(1, 0, 'jane@acme.com', 'from', 'C-1', 'CO-1'), "
-                         "(2, 0, 'jane@acme.com', 'from', 'C-1', 'CO-1'), "
-                         "(2, 1, 'me@example.com', 'to', '', '')",
-                         nullptr, nullptr, nullptr),
-            SQLITE_OK);
-  sqlite3_close(h);
+  ASSERT_NO_FATAL_FAILURE(crmcap::test::exec_raw(
+      path,
+      "INSERT INTO activities (seq, id, source_key, kind, direction, status, "
+      "occurred_at, created_at, updated_at) VALUES "
+      "(1, 'id-old1', 'old1', 'email', 'inbound', 'captured', "
+      "'2026-10-02T00:00:00Z', 'x', 'x'), "
+      "(2, 'id-old2', 'old2', 'email', 'inbound', 'captured', "
+      "'2026-10-01T00:00:00Z', 'x', 'x');"
+      "INSERT INTO activity_participants (activity_seq, position, address, "
+      "role, contact_id, company_id) VALUES "
+      "(1, 0, 'jane@acme.com', 'from', 'C-1', 'CO-1'), "
+      "(2, 0, 'jane@acme.com', 'from', 'C-1', 'CO-1'), "
+      "(2, 1, 'me@example.com', 'to', '', '')"));
   auto s = Store::open(path).value();
   ASSERT_TRUE(s->commit(batch_of({activity("new", "2026-10-03T00:00:00Z")})));
   ActivityFilter f;
@@ -291,20 +284,16 @@ TEST(Listing, PlacesAreReadFromTheirIndexAloneAndSurviveTheUpgrade) {
   crmcap::test::TempDir dir;
   const std::string path = (dir.path() / "v11.db").string();
   { auto s = detail::open_at_version(path, 11).value(); }
-  sqlite3* h = nullptr;
-  ASSERT_EQ(sqlite3_open(path.c_str(), &h), SQLITE_OK);
-  ASSERT_EQ(sqlite3_exec(h,
-                         "INSERT INTO activities (seq, id, source_key, kind, direction, status, "
-                         "occurred_at, created_at, updated_at) VALUES "
-                         "(1, 'id-old', 'old', 'email', 'inbound', 'captured', "
-                         "'2026-10-02T00:00:00Z', 'x', 'x');"
-                         "INSERT INTO activity_sources (activity_seq, mailbox, folder, "
-                         "uidvalidity, uid, path, seen_at, remote_id, removed_at) VALUES "
-                         "(1, 'alice', 'Sent', 7, 3, '', 'x', 'gm:42', ''), "
-                         "(1, 'alice', 'INBOX', 7, 9, '', 'x', '', '2026-10-03T00:00:00Z')",
-                         nullptr, nullptr, nullptr),
-            SQLITE_OK);
-  sqlite3_close(h);
+  ASSERT_NO_FATAL_FAILURE(crmcap::test::exec_raw(
+      path,
+      "INSERT INTO activities (seq, id, source_key, kind, direction, status, "
+      "occurred_at, created_at, updated_at) VALUES "
+      "(1, 'id-old', 'old', 'email', 'inbound', 'captured', "
+      "'2026-10-02T00:00:00Z', 'x', 'x');"
+      "INSERT INTO activity_sources (activity_seq, mailbox, folder, "
+      "uidvalidity, uid, path, seen_at, remote_id, removed_at) VALUES "
+      "(1, 'alice', 'Sent', 7, 3, '', 'x', 'gm:42', ''), "
+      "(1, 'alice', 'INBOX', 7, 9, '', 'x', '', '2026-10-03T00:00:00Z')"));
   auto s = Store::open(path).value();
   const auto got = s->get("id-old").value();
   ASSERT_TRUE(got.has_value());
@@ -319,6 +308,7 @@ TEST(Listing, PlacesAreReadFromTheirIndexAloneAndSurviveTheUpgrade) {
   // The plans of the store's reads of places and participants (fill()): the
   // keys as given, each one's rows sought in an index that gives their order
   // (no sorter; there is no ORDER BY), the places' index covering them.
+  sqlite3* h = nullptr;
   ASSERT_EQ(sqlite3_open(path.c_str(), &h), SQLITE_OK);
   const auto plan_of = [h](const char* sql) {
     std::string plan;

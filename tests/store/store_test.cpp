@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "store/store.hpp"
 #include "store/schema.hpp"
+#include "tests/support/raw_sql.hpp"
 
 #include <gtest/gtest.h>
 #include <sqlite3.h>
@@ -14,6 +15,7 @@
 
 namespace fs = std::filesystem;
 using namespace crmcap::store;
+using crmcap::test::exec_raw;
 
 namespace {
 
@@ -41,14 +43,6 @@ std::int64_t query_int(const fs::path& db, const std::string& sql) {
   sqlite3_finalize(st);
   sqlite3_close(h);
   return v;
-}
-
-void exec_raw(const fs::path& db, const std::string& sql) {
-  sqlite3* h = nullptr;
-  ASSERT_EQ(sqlite3_open(db.c_str(), &h), SQLITE_OK);
-  char* err = nullptr;
-  ASSERT_EQ(sqlite3_exec(h, sql.c_str(), nullptr, nullptr, &err), SQLITE_OK) << err;
-  sqlite3_close(h);
 }
 
 // A small CRM directory, as the CSV import writes it (normalized addresses
